@@ -1,0 +1,59 @@
+# Herald — `make help` lists every target.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+export UV_LINK_MODE ?= copy
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+PYTEST_ARGS ?=
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
+
+$(UV):
+	$(PYTHON) -m pip install --quiet --user uv || $(PYTHON) -m pip install --quiet uv
+
+.PHONY: install
+install: $(UV) ## install the Python workspace, Kafka's jars, the Weaviate build and PostgreSQL (cached by version)
+	$(UV) sync --frozen
+	$(UV) run herald-stack install
+
+.PHONY: up
+up: install ## start Kafka (KRaft), PostgreSQL, Weaviate and the SMTP server; wait until healthy
+	$(UV) run herald-stack up
+
+.PHONY: down
+down: ## stop the local stack (data stays in .stack/)
+	-$(UV) run herald-stack down
+
+.PHONY: status
+status: ## show which parts of the stack are up
+	$(UV) run herald-stack status
+
+.PHONY: demo
+demo: up ## run the sample tenant's events through all six services and print what happened
+	$(UV) run herald-demo
+
+.PHONY: test
+test: up ## run the whole suite against the real stack
+	$(UV) run pytest $(PYTEST_ARGS)
+
+.PHONY: lint
+lint: $(UV) ## ruff, import contracts (services never import each other), mypy on herald-core
+	$(UV) run ruff check .
+	$(UV) run lint-imports
+	$(UV) run mypy libs/herald-core/src
+
+.PHONY: proto
+proto: $(UV) ## regenerate gRPC stubs from proto/ into herald-core
+	$(UV) run python -m grpc_tools.protoc -Iproto --python_out=libs/herald-core/src/herald_core/grpc \
+		--grpc_python_out=libs/herald-core/src/herald_core/grpc --pyi_out=libs/herald-core/src/herald_core/grpc \
+		proto/herald/v1/*.proto
+
+.PHONY: bench
+bench: up ## measure throughput and latency against raw aiokafka; JSON + PNG in bench/results/
+	$(UV) run python -m bench.run
+
+.PHONY: clean-stack
+clean-stack: down ## stop the stack and delete its data (not the artifact cache)
+	rm -rf .stack

@@ -1,0 +1,1 @@
+"""Herald local stack: real Kafka, PostgreSQL, Weaviate and SMTP as local processes."""

@@ -1,0 +1,74 @@
+"""Where the local stack keeps its artifacts, data and ports — all overridable by environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+class StackConfig(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HERALD_STACK_", extra="ignore")
+
+    cache_dir: Path = Field(
+        default=Path.home() / ".cache" / "herald",
+        description="Heavy artifacts (Kafka jars, the Weaviate binary), keyed by version; outside the repo.",
+    )
+    state_dir: Path = Field(default=REPO_ROOT / ".stack", description="Data dirs, logs, pid files, keys, mailbox.")
+
+    kafka_version: str = "4.1.1"
+    kafka_port: int = 19092
+    kafka_controller_port: int = 19093
+    kafka_heap: str = "768m"
+
+    pg_port: int = 15432
+    pg_bin_dir: Path = Path("/usr/lib/postgresql/15/bin")
+    pg_user: str = "herald"
+    pg_database: str = "herald"
+
+    weaviate_version: str = "v1.35.2"
+    weaviate_http_port: int = 18090
+    weaviate_grpc_port: int = 18091
+    weaviate_raft_port: int = 18310
+    weaviate_gossip_port: int = 18956
+
+    smtp_port: int = 10025
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def pg_dsn(self) -> str:
+        return f"postgresql://{self.pg_user}@127.0.0.1:{self.pg_port}/{self.pg_database}"
+
+    @property
+    def kafka_libs(self) -> Path:
+        return self.cache_dir / "kafka" / self.kafka_version / "libs"
+
+    @property
+    def weaviate_binary(self) -> Path:
+        return self.cache_dir / "weaviate" / self.weaviate_version / "weaviate-server"
+
+    @property
+    def maildir(self) -> Path:
+        return self.state_dir / "mail"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.state_dir / "keys"
+
+    def env(self) -> dict[str, str]:
+        """The variables the services and tests read to find this stack."""
+        return {
+            "HERALD_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
+            "HERALD_PG_DSN": self.pg_dsn,
+            "HERALD_KEYS_DIR": str(self.keys_dir),
+            "HERALD_WEAVIATE_HTTP_PORT": str(self.weaviate_http_port),
+            "HERALD_WEAVIATE_GRPC_PORT": str(self.weaviate_grpc_port),
+            "HERALD_SMTP_PORT": str(self.smtp_port),
+            "HERALD_MAILDIR": str(self.maildir),
+        }

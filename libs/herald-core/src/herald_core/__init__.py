@@ -1,0 +1,1 @@
+"""Herald core: contracts, envelope, topics, bus, signing, settings, observability."""

@@ -1,0 +1,467 @@
+"""Kafka wiring shared by every service.
+
+Three promises live here, so no service has to keep them by hand:
+- **audit, atomically**: every message published on a topic is written together with its copy on
+  `herald.audit.v1` in one Kafka transaction, so there is never one without the other;
+- **consume-transform-produce, exactly once on Kafka's side**: a consumer's outputs commit in the
+  same transaction as its input offsets, batch by batch; every consumer reads `read_committed`;
+- **nothing lost**: a message that cannot be read or handled goes to the consumer's dead-letter
+  topic with the reason and its origin in headers (and a `DeadLettered` record on the audit), and
+  the consumer moves on.
+
+Side effects outside Kafka (Postgres, SMTP) are the handlers' business and must be idempotent:
+a batch whose transaction fails is read again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from pydantic import ValidationError
+
+from herald_core.contracts import MESSAGE_TYPES, Contract, DeadLettered
+from herald_core.envelope import Envelope, EnvelopeError
+from herald_core.observability import (
+    BATCH_SIZE,
+    DEAD_LETTERS,
+    HANDLER_SECONDS,
+    MESSAGES_CONSUMED,
+    MESSAGES_PUBLISHED,
+    TRANSACTION_SECONDS,
+)
+from herald_core.settings import CommonSettings
+from herald_core.topics import AUDIT, TopicSpec, all_topics, dead_letter_topic
+
+log = structlog.get_logger("herald.bus")
+
+TRANSACTION_TIMEOUT_MS = 15_000
+C = TypeVar("C", bound=Contract)
+
+
+@dataclass(frozen=True)
+class Outbound:
+    """A message to publish: topic, key, envelope and typed body."""
+
+    topic: TopicSpec
+    key: bytes
+    envelope: Envelope
+    body: Contract
+
+    def __post_init__(self) -> None:
+        if self.envelope.type != self.body.TYPE:
+            raise ValueError(f"envelope type {self.envelope.type} does not match body {self.body.TYPE}")
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """A message read from Kafka, its envelope and body already validated."""
+
+    topic: TopicSpec
+    partition: int
+    offset: int
+    key: bytes | None
+    envelope: Envelope
+    body: Contract
+    headers: tuple[tuple[str, bytes], ...] = field(repr=False)
+
+    def body_as(self, model: type[C]) -> C:
+        if not isinstance(self.body, model):
+            raise Rejected(f"expected {model.TYPE}, got {self.envelope.type}")
+        return self.body
+
+
+class Rejected(Exception):
+    """Raised by a handler for a message it will never accept: dead-lettered with this reason."""
+
+
+class BusNames:
+    """Full topic names under the configured prefix."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def __call__(self, spec: TopicSpec) -> str:
+        return spec.full_name(self.prefix)
+
+
+def encode(out: Outbound, topic_name: str) -> tuple[bytes, list[tuple[str, bytes]]]:
+    return out.body.model_dump_json().encode(), out.envelope.to_headers()
+
+
+def decode(record: ConsumerRecord[bytes, bytes], spec: TopicSpec) -> Inbound:
+    """Read a record into an `Inbound`; raises `EnvelopeError` or `ValidationError` with the reason."""
+    headers = tuple(record.headers or ())
+    envelope = Envelope.from_headers(headers)
+    if spec.message_types and envelope.type not in spec.message_types:
+        raise EnvelopeError(f"type {envelope.type!r} is not carried on {spec.name}")
+    model = MESSAGE_TYPES.get(envelope.type)
+    if model is None:
+        raise EnvelopeError(f"unknown message type {envelope.type!r}")
+    if record.value is None:
+        raise EnvelopeError("empty body")
+    body = model.model_validate_json(record.value)
+    return Inbound(spec, record.partition, record.offset, record.key, envelope, body, headers)
+
+
+def _audit_headers(headers: Sequence[tuple[str, bytes]], topic_name: str) -> list[tuple[str, bytes]]:
+    return [*headers, ("herald_topic", topic_name.encode())]
+
+
+class TransactionalProducer:
+    """One transactional producer; `publish` writes messages and their audit copies atomically.
+
+    Several callers may publish concurrently (HTTP handlers): their messages are grouped into one
+    transaction per flush, so a hot edge pays for one commit per batch, not per request.
+    """
+
+    def __init__(self, common: CommonSettings, service: str, name: str = "edge") -> None:
+        self.names = BusNames(common.topic_prefix)
+        self.service = service
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=common.kafka_bootstrap,
+            transactional_id=f"{common.topic_prefix}herald-{service}-{name}-{common.instance_id}",
+            transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
+            linger_ms=2,
+            max_batch_size=256 * 1024,
+        )
+        self._queue: asyncio.Queue[tuple[list[Outbound], list[tuple[TopicSpec, bytes | None, bytes, list[tuple[str, bytes]]]], asyncio.Future[None]]] = asyncio.Queue()
+        self._flusher: asyncio.Task[None] | None = None
+        self.started = False
+
+    async def start(self) -> None:
+        await self._producer.start()
+        self._flusher = asyncio.create_task(self._flush_forever(), name=f"{self.service}-publisher")
+        self.started = True
+
+    async def stop(self) -> None:
+        self.started = False
+        if self._flusher:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        await self._producer.stop()
+
+    async def publish(
+        self,
+        messages: Sequence[Outbound],
+        audit_only: Sequence[tuple[bytes | None, Envelope, Contract]] = (),
+    ) -> None:
+        """Publish `messages` (each with its audit copy) and `audit_only` records, all or nothing."""
+        raw = [(AUDIT, key, body.model_dump_json().encode(), env.to_headers()) for key, env, body in audit_only]
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        await self._queue.put((list(messages), raw, done))
+        await done
+
+    async def _flush_forever(self) -> None:
+        while True:
+            first = await self._queue.get()
+            pending = [first]
+            while not self._queue.empty() and len(pending) < 500:
+                pending.append(self._queue.get_nowait())
+            started = time.perf_counter()
+            try:
+                async with self._producer.transaction():
+                    for messages, raw, _ in pending:
+                        for out in messages:
+                            await send_with_audit(self._producer, self.names, out, self.service)
+                        for spec, key, value, headers in raw:
+                            await self._producer.send(self.names(spec), value=value, key=key, headers=headers)
+            except Exception as exc:
+                for _, _, done in pending:
+                    if not done.done():
+                        done.set_exception(exc)
+                log.error("publish transaction failed", error=repr(exc))
+                continue
+            TRANSACTION_SECONDS.labels(self.service).observe(time.perf_counter() - started)
+            for _, _, done in pending:
+                if not done.done():
+                    done.set_result(None)
+
+
+async def send_with_audit(producer: AIOKafkaProducer, names: BusNames, out: Outbound, service: str) -> None:
+    """Send a message and its audit copy inside the caller's open transaction."""
+    topic_name = names(out.topic)
+    value = out.body.model_dump_json().encode()
+    headers = out.envelope.to_headers()
+    await producer.send(topic_name, value=value, key=out.key, headers=headers)
+    await producer.send(names(AUDIT), value=value, key=out.key, headers=_audit_headers(headers, topic_name))
+    MESSAGES_PUBLISHED.labels(service, out.topic.name, out.envelope.type).inc()
+
+
+Handler = Callable[[Inbound], Awaitable[Sequence[Outbound]]]
+
+
+class TransientError(Exception):
+    """A handler failure worth retrying (a dependency is down); the batch is read again later."""
+
+
+class ConsumerWorker:
+    """Consume topics, run a handler per message, commit outputs and offsets in one transaction.
+
+    `handlers` maps each subscribed topic to its handler (`{PROPOSED_ACTION: on_proposed_action}`).
+    A handler returns the messages to publish; raising `Rejected` (or failing validation) sends
+    the input to the dead-letter topic; raising `TransientError` (or a connection error) stops the
+    batch, which is read again after a back-off.
+    """
+
+    def __init__(
+        self,
+        common: CommonSettings,
+        service: str,
+        name: str,
+        handlers: dict[TopicSpec, Handler],
+        *,
+        max_batch: int = 500,
+        handler_attempts: int = 3,
+    ) -> None:
+        self.common = common
+        self.service = service
+        self.name = name
+        self.names = BusNames(common.topic_prefix)
+        self.handlers = handlers
+        self.by_topic_name = {self.names(spec): spec for spec in handlers}
+        self.max_batch = max_batch
+        self.handler_attempts = handler_attempts
+        self.group_id = f"{common.topic_prefix}herald-{service}-{name}"
+        self.dlq = dead_letter_topic(service)
+        self.assigned = False
+        self.processed = 0
+        self._task: asyncio.Task[None] | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run_forever(), name=f"{self.service}-{self.name}")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._close()
+
+    async def ready(self) -> bool:
+        return self.assigned
+
+    async def _open(self) -> tuple[AIOKafkaConsumer, AIOKafkaProducer]:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.common.kafka_bootstrap,
+            transactional_id=f"{self.common.topic_prefix}herald-{self.service}-{self.name}-{self.common.instance_id}",
+            transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
+            linger_ms=2,
+            max_batch_size=256 * 1024,
+        )
+        consumer = AIOKafkaConsumer(
+            *self.by_topic_name,
+            bootstrap_servers=self.common.kafka_bootstrap,
+            group_id=self.group_id,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            auto_offset_reset="earliest",
+            max_poll_records=self.max_batch,
+        )
+        await producer.start()
+        await consumer.start()
+        self._consumer, self._producer = consumer, producer
+        return consumer, producer
+
+    async def _close(self) -> None:
+        self.assigned = False
+        for client in (self._consumer, self._producer):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await client.stop()
+        self._consumer = self._producer = None
+
+    async def _run_forever(self) -> None:
+        backoff = 0.5
+        while True:
+            try:
+                consumer, producer = await self._open()
+                backoff = 0.5
+                await self._loop(consumer, producer)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.error("consumer loop failed; reconnecting", worker=self.name, error=repr(exc), backoff=backoff)
+                await self._close()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+
+    async def _loop(self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
+        while True:
+            batch = await consumer.getmany(timeout_ms=200, max_records=self.max_batch)
+            self.assigned = bool(consumer.assignment())
+            if not batch:
+                continue
+            records = [r for part in batch.values() for r in part]
+            BATCH_SIZE.labels(self.service).observe(len(records))
+            try:
+                outputs, dead = await self._handle_batch(records)
+            except TransientError as exc:
+                log.warning("transient failure; batch will be read again", error=str(exc))
+                await consumer.seek_to_committed()
+                await asyncio.sleep(1.0)
+                continue
+            started = time.perf_counter()
+            try:
+                async with producer.transaction():
+                    for out in outputs:
+                        await send_with_audit(producer, self.names, out, self.service)
+                    for record, reason, envelope in dead:
+                        await self._send_dead_letter(producer, record, reason, envelope)
+                    offsets = {tp: msgs[-1].offset + 1 for tp, msgs in batch.items()}
+                    await producer.send_offsets_to_transaction(offsets, self.group_id)
+            except Exception:
+                # the batch's side effects were idempotent; read it again from the committed offsets
+                await consumer.seek_to_committed()
+                raise
+            TRANSACTION_SECONDS.labels(self.service).observe(time.perf_counter() - started)
+            self.processed += len(records)
+
+    async def _handle_batch(
+        self, records: list[ConsumerRecord[bytes, bytes]]
+    ) -> tuple[list[Outbound], list[tuple[ConsumerRecord[bytes, bytes], str, Envelope | None]]]:
+        outputs: list[Outbound] = []
+        dead: list[tuple[ConsumerRecord[bytes, bytes], str, Envelope | None]] = []
+        for record in records:
+            spec = self.by_topic_name[record.topic]
+            try:
+                inbound = decode(record, spec)
+            except (EnvelopeError, ValidationError, ValueError) as exc:
+                dead.append((record, _reason(exc), _envelope_or_none(record)))
+                continue
+            MESSAGES_CONSUMED.labels(self.service, spec.name, inbound.envelope.type).inc()
+            structlog.contextvars.bind_contextvars(
+                tenant=inbound.envelope.tenant,
+                correlation_id=inbound.envelope.correlation_id,
+                message_id=inbound.envelope.id,
+                trace_id=(inbound.envelope.traceparent or "").split("-")[1:2] or None,
+            )
+            started = time.perf_counter()
+            try:
+                outputs.extend(await self._call(spec, inbound))
+            except Rejected as exc:
+                dead.append((record, f"rejected: {exc}", inbound.envelope))
+            except TransientError:
+                raise
+            except Exception as exc:
+                if _is_connection_error(exc):
+                    raise TransientError(repr(exc)) from exc
+                log.exception("handler failed; dead-lettering", topic=spec.name, offset=record.offset)
+                dead.append((record, f"handler error: {exc!r}"[:1000], inbound.envelope))
+            finally:
+                HANDLER_SECONDS.labels(self.service, spec.name).observe(time.perf_counter() - started)
+                structlog.contextvars.unbind_contextvars("tenant", "correlation_id", "message_id", "trace_id", "action_id")
+        return outputs, dead
+
+    async def _call(self, spec: TopicSpec, inbound: Inbound) -> Sequence[Outbound]:
+        last: Exception | None = None
+        for attempt in range(self.handler_attempts):
+            try:
+                return await self.handlers[spec](inbound)
+            except (Rejected, TransientError):
+                raise
+            except Exception as exc:
+                if _is_connection_error(exc):
+                    raise
+                last = exc
+                await asyncio.sleep(0.05 * (2**attempt))
+        assert last is not None
+        raise last
+
+    async def _send_dead_letter(
+        self, producer: AIOKafkaProducer, record: ConsumerRecord[bytes, bytes], reason: str, envelope: Envelope | None
+    ) -> None:
+        DEAD_LETTERS.labels(self.service, reason.split(":")[0]).inc()
+        log.warning("dead-lettered", topic=record.topic, partition=record.partition, offset=record.offset, reason=reason)
+        headers = [
+            *(record.headers or ()),
+            ("herald_dlq_reason", reason.encode()),
+            ("herald_dlq_consumer", self.service.encode()),
+            ("herald_dlq_topic", record.topic.encode()),
+            ("herald_dlq_partition", str(record.partition).encode()),
+            ("herald_dlq_offset", str(record.offset).encode()),
+        ]
+        await producer.send(self.names(self.dlq), value=record.value, key=record.key, headers=headers)
+        body = DeadLettered(
+            consumer=self.service,
+            original_topic=record.topic,
+            original_partition=record.partition,
+            original_offset=record.offset,
+            reason=reason,
+        )
+        if envelope is not None:
+            audit_env = envelope.caused(source=f"herald/{self.service}", type=DeadLettered.TYPE)
+        else:
+            audit_env = Envelope(
+                source=f"herald/{self.service}", type=DeadLettered.TYPE, tenant="unknown",
+                correlation_id=f"dlq:{record.topic}:{record.partition}:{record.offset}",
+            )
+        audit_headers = _audit_headers(audit_env.to_headers(), self.names(self.dlq))
+        await producer.send(self.names(AUDIT), value=body.model_dump_json().encode(), key=record.key, headers=audit_headers)
+
+
+def _envelope_or_none(record: ConsumerRecord[bytes, bytes]) -> Envelope | None:
+    try:
+        return Envelope.from_headers(record.headers)
+    except Exception:
+        return None
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        errors = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
+        return f"invalid body: {errors}"[:1000]
+    if isinstance(exc, EnvelopeError):
+        return f"invalid envelope: {exc}"[:1000]
+    return f"invalid: {exc}"[:1000]
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    import asyncpg
+
+    return isinstance(exc, (OSError, ConnectionError, asyncpg.exceptions.CannotConnectNowError,
+                            asyncpg.exceptions.ConnectionDoesNotExistError, asyncpg.exceptions.TooManyConnectionsError))
+
+
+async def ensure_topics(common: CommonSettings, specs: Sequence[TopicSpec] | None = None) -> list[str]:
+    """Create the topic table's topics under the configured prefix; return those created."""
+    names = BusNames(common.topic_prefix)
+    admin = AIOKafkaAdminClient(bootstrap_servers=common.kafka_bootstrap)
+    await admin.start()
+    created: list[str] = []
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(names(spec), spec.partitions, 1, topic_configs=spec.config())
+            for spec in (specs or all_topics())
+            if names(spec) not in existing
+        ]
+        if wanted:
+            try:
+                await admin.create_topics(wanted)
+            except TopicAlreadyExistsError:
+                pass
+            created = [t.name for t in wanted]
+    finally:
+        await admin.close()
+    return created
+
+
+async def end_offsets(consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+    result: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
+    return result
+
+
+def describe(out: Outbound) -> dict[str, Any]:
+    return {"topic": out.topic.name, "type": out.envelope.type, "id": out.envelope.id}

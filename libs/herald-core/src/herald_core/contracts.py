@@ -1,0 +1,281 @@
+"""Every message contract on Herald's topics, one frozen pydantic model each.
+
+Events are facts in the past tense (`ContactCreated`, `ActionApproved`); the one command,
+`ReviewRequested`, asks a human for something. Each model names its CloudEvents `type`; the
+registry `MESSAGE_TYPES` maps a type back to its model so a consumer can validate a body.
+JSON Schema and the AsyncAPI document are generated from these models (`make schemas`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+
+TenantId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+ContactId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class Contract(BaseModel):
+    """Base of every message body: frozen, strict about unknown fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    TYPE: ClassVar[str]
+
+
+class Channel(StrEnum):
+    EMAIL = "email"
+
+
+# ---------------------------------------------------------------- herald.events.v1
+
+
+class ContactFacts(Contract):
+    """What Herald knows of a contact at the moment a message was made."""
+
+    contact_id: ContactId = Field(description="The contact's id in the tenant's CRM (HubSpot objectId).")
+    email: EmailStr | None = Field(default=None, description="Primary email address, if known.")
+    first_name: str | None = Field(default=None, description="Given name.")
+    last_name: str | None = Field(default=None, description="Family name.")
+    company: str | None = Field(default=None, description="Company name.")
+    job_title: str | None = Field(default=None, description="Job title.")
+    industry: str | None = Field(default=None, description="Industry, lower case (e.g. `logistics`).")
+    lifecycle_stage: str | None = Field(default=None, description="CRM lifecycle stage.")
+    timezone: str | None = Field(default=None, description="IANA time zone of the contact.")
+    vip: bool = Field(default=False, description="Marked VIP in the CRM.")
+    deal_value_minor: int = Field(default=0, ge=0, description="Open deal value in minor units (cents).")
+
+
+class ContactCreated(Contract):
+    TYPE: ClassVar[str] = "herald.contact.created.v1"
+    contact: ContactFacts = Field(description="The new contact, enriched from the tenant's CRM.")
+    upstream_source: str = Field(description="Where the fact came from, e.g. `hubspot`.")
+    upstream_event_id: str = Field(description="The upstream system's id of the event (for de-duplication).")
+    occurred_at: datetime = Field(description="When the upstream system says it happened (UTC).")
+
+
+class ContactUpdated(Contract):
+    TYPE: ClassVar[str] = "herald.contact.updated.v1"
+    contact: ContactFacts = Field(description="The contact after the change.")
+    changed_property: str | None = Field(default=None, description="The CRM property that changed.")
+    new_value: str | None = Field(default=None, description="Its new value, as the upstream system sent it.")
+    upstream_source: str = Field(description="Where the fact came from, e.g. `hubspot`.")
+    upstream_event_id: str = Field(description="The upstream system's id of the event.")
+    occurred_at: datetime = Field(description="When the upstream system says it happened (UTC).")
+
+
+class ConsentReason(StrEnum):
+    UNSUBSCRIBE = "unsubscribe"
+    COMPLAINT = "complaint"
+    HARD_BOUNCE = "hard_bounce"
+    MANUAL_DNC = "manual_dnc"
+    IMPORTED_OPT_OUT = "imported_opt_out"
+
+
+class ConsentWithdrawn(Contract):
+    TYPE: ClassVar[str] = "herald.consent.withdrawn.v1"
+    contact_id: ContactId = Field(description="The contact who withdrew consent.")
+    email: EmailStr | None = Field(default=None, description="The address concerned, if known.")
+    channel: Channel = Field(default=Channel.EMAIL, description="The channel consent was withdrawn for.")
+    reason: ConsentReason = Field(description="Why: unsubscribe, complaint, hard bounce, manual do-not-contact …")
+    upstream_source: str = Field(description="Where the fact came from.")
+    upstream_event_id: str = Field(description="The upstream system's id of the event.")
+    occurred_at: datetime = Field(description="When it happened (UTC).")
+
+
+class ConsentGranted(Contract):
+    TYPE: ClassVar[str] = "herald.consent.granted.v1"
+    contact_id: ContactId = Field(description="The contact who (re-)granted consent.")
+    channel: Channel = Field(default=Channel.EMAIL, description="The channel.")
+    upstream_source: str = Field(description="Where the fact came from.")
+    upstream_event_id: str = Field(description="The upstream system's id of the event.")
+    occurred_at: datetime = Field(description="When it happened (UTC).")
+
+
+# ---------------------------------------------------------------- plan / proposed action
+
+
+class EvidenceRef(Contract):
+    """A retrieved passage a draft rests on."""
+
+    chunk_id: str = Field(description="Id of the knowledge-base chunk.")
+    doc_id: str = Field(description="The document it came from.")
+    title: str = Field(description="The document's title.")
+    score: float = Field(description="Retrieval score of the passage for the query used.")
+    quote: str = Field(max_length=2000, description="The passage text as retrieved (for the audit and reviewers).")
+
+
+class PlanStep(Contract):
+    tool: str = Field(description="The tool the step uses, e.g. `send_email`.")
+    purpose: str = Field(description="Why this step, in a sentence.")
+
+
+class PlanCreated(Contract):
+    TYPE: ClassVar[str] = "herald.plan.created.v1"
+    workflow_id: str = Field(description="The workflow run this plan belongs to.")
+    workflow: str = Field(description="The workflow kind, e.g. `new_lead_first_touch`.")
+    contact_id: ContactId = Field(description="The contact the plan is for.")
+    steps: tuple[PlanStep, ...] = Field(description="What the planner intends to do, in order.")
+    planner: Literal["template", "llm"] = Field(description="Whether the draft came from a template or the LLM.")
+    query: str = Field(description="The retrieval query the plan used.")
+    evidence: tuple[EvidenceRef, ...] = Field(description="The passages retrieved for the plan.")
+
+
+class SendEmailInput(Contract):
+    """Input of the `send_email` tool."""
+
+    to: EmailStr = Field(description="Recipient address.")
+    to_name: str | None = Field(default=None, max_length=200, description="Recipient display name.")
+    subject: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\r\n]*$")] = Field(
+        description="Subject line (one line, no CR/LF)."
+    )
+    body_text: Annotated[str, StringConstraints(min_length=1, max_length=20_000)] = Field(
+        description="Plain-text body."
+    )
+
+
+class ActionProposed(Contract):
+    TYPE: ClassVar[str] = "herald.action.proposed.v1"
+    action_id: str = Field(description="Unique id of the action (ULID); idempotency key downstream.")
+    workflow_id: str = Field(description="The workflow run that proposed it.")
+    tool: Literal["send_email"] = Field(description="The tool to run.")
+    input: SendEmailInput = Field(description="The tool's typed input.")
+    contact: ContactFacts = Field(description="The contact as the planner saw it (VIP, deal value, …).")
+    channel: Channel = Field(default=Channel.EMAIL, description="The channel the action uses.")
+    evidence: tuple[EvidenceRef, ...] = Field(description="Passages the draft is grounded in.")
+    confidence: float = Field(ge=0, le=1, description="The planner's confidence in the draft.")
+    rationale: str = Field(description="Why the planner proposes this, for reviewers and `herald explain`.")
+
+
+# ---------------------------------------------------------------- guard decisions
+
+
+class RuleHit(Contract):
+    rule: str = Field(description="Rule id, e.g. `consent.opt_out`.")
+    outcome: Literal["pass", "block", "escalate"] = Field(description="What the rule decided.")
+    detail: str = Field(description="The inputs and reason, in words.")
+
+
+class ActionBlocked(Contract):
+    TYPE: ClassVar[str] = "herald.action.blocked.v1"
+    action_id: str = Field(description="The blocked action.")
+    workflow_id: str = Field(description="Its workflow run.")
+    contact_id: ContactId = Field(description="The contact.")
+    rule: str = Field(description="The rule that blocked it.")
+    reason: str = Field(description="Why, in words.")
+    rules: tuple[RuleHit, ...] = Field(description="Every rule evaluated, with its result.")
+    stage: Literal["proposal", "review"] = Field(description="Blocked on proposal, or at re-check after review.")
+
+
+class ActionEscalated(Contract):
+    TYPE: ClassVar[str] = "herald.action.escalated.v1"
+    action_id: str = Field(description="The escalated action.")
+    workflow_id: str = Field(description="Its workflow run.")
+    contact_id: ContactId = Field(description="The contact.")
+    review_id: str = Field(description="The review item opened for it.")
+    reason: str = Field(description="Why a human must decide.")
+    rules: tuple[RuleHit, ...] = Field(description="Every rule evaluated, with its result.")
+
+
+class ReviewRequested(Contract):
+    TYPE: ClassVar[str] = "herald.review.requested.v1"
+    review_id: str = Field(description="Id of the review item.")
+    action: ActionProposed = Field(description="The action awaiting a decision.")
+    reason: str = Field(description="Why it needs a human.")
+    rules: tuple[RuleHit, ...] = Field(description="The rules that sent it to review.")
+
+
+class ReviewDecision(StrEnum):
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+class ReviewDecided(Contract):
+    TYPE: ClassVar[str] = "herald.review.decided.v1"
+    review_id: str = Field(description="The review item decided.")
+    action: ActionProposed = Field(description="The action as the reviewer decided it.")
+    decision: ReviewDecision = Field(description="approved or rejected.")
+    reviewer: str = Field(min_length=1, max_length=200, description="Who decided.")
+    reason: str | None = Field(default=None, max_length=2000, description="The reviewer's reason.")
+    decided_at: datetime = Field(description="When (UTC).")
+
+
+class Approval(Contract):
+    """The guard's signature over an action: what the executor checks before any side effect."""
+
+    key_id: str = Field(description="Id of the guard key that signed.")
+    nonce: str = Field(description="Random, unique per approval; the executor's replay ledger keys on it.")
+    issued_at: datetime = Field(description="When the guard signed (UTC).")
+    expires_at: datetime = Field(description="After this the executor refuses the approval.")
+    approved_by: str = Field(description="`guard` for automatic approvals, else `review:<reviewer>`.")
+    policy_version: str = Field(description="The policy the decision was made under.")
+    signature: str = Field(description="Ed25519 signature (base64url) over the canonical bytes of action+approval.")
+
+
+class ActionApproved(Contract):
+    TYPE: ClassVar[str] = "herald.action.approved.v1"
+    action: ActionProposed = Field(description="The action, exactly as signed.")
+    approval: Approval = Field(description="The guard's signed approval.")
+    rules: tuple[RuleHit, ...] = Field(description="Every rule evaluated, with its result.")
+
+
+# ---------------------------------------------------------------- executor
+
+
+class ExecutionStatus(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    IN_DOUBT = "in_doubt"
+
+
+class ActionExecuted(Contract):
+    TYPE: ClassVar[str] = "herald.action.executed.v1"
+    action_id: str = Field(description="The action.")
+    workflow_id: str = Field(description="Its workflow run.")
+    contact_id: ContactId = Field(description="The contact.")
+    tool: str = Field(description="The tool that ran.")
+    status: ExecutionStatus = Field(description="succeeded, failed, or in_doubt (a crash mid-send; never retried).")
+    result: dict[str, Any] = Field(default_factory=dict, description="The tool's output, e.g. the Message-ID.")
+    error: str | None = Field(default=None, description="What went wrong, if anything.")
+
+
+class ActionRefused(Contract):
+    TYPE: ClassVar[str] = "herald.action.refused.v1"
+    action_id: str | None = Field(default=None, description="The action, when it could be read.")
+    contact_id: str | None = Field(default=None, description="The contact, when it could be read.")
+    reason: Literal[
+        "bad_signature", "unknown_key", "expired", "replayed", "consent_withdrawn", "malformed", "tenant_mismatch"
+    ] = Field(description="Why the executor refused to act.")
+    detail: str = Field(description="The reason in words.")
+
+
+# ---------------------------------------------------------------- audit-only records
+
+
+class EventRejected(Contract):
+    TYPE: ClassVar[str] = "herald.event.rejected.v1"
+    status_code: int = Field(description="The HTTP status returned to the sender.")
+    reason: str = Field(description="Why the event was refused.")
+    endpoint: str = Field(description="The edge endpoint that refused it.")
+    upstream_event_id: str | None = Field(default=None, description="The sender's event id, if readable.")
+
+
+class DeadLettered(Contract):
+    TYPE: ClassVar[str] = "herald.dead-lettered.v1"
+    consumer: str = Field(description="The service that could not accept the message.")
+    original_topic: str = Field(description="Where it was read from.")
+    original_partition: int = Field(description="Its partition.")
+    original_offset: int = Field(description="Its offset.")
+    reason: str = Field(description="Why it was dead-lettered.")
+
+
+MESSAGE_TYPES: dict[str, type[Contract]] = {
+    model.TYPE: model
+    for model in (
+        ContactCreated, ContactUpdated, ConsentWithdrawn, ConsentGranted, PlanCreated, ActionProposed,
+        ActionBlocked, ActionEscalated, ReviewRequested, ReviewDecided, ActionApproved, ActionExecuted,
+        ActionRefused, EventRejected, DeadLettered,
+    )
+}

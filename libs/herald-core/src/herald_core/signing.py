@@ -1,0 +1,134 @@
+"""Ed25519 signing of approvals: the guard signs, the executor verifies before any side effect.
+
+What is signed is the canonical JSON of the action together with the approval's own fields
+(key id, nonce, issue and expiry times, approver, policy version): sorted keys, no spaces,
+UTF-8. Changing any byte of the action (recipient, subject, body) or stretching the expiry
+breaks the signature.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from herald_core.contracts import ActionApproved, ActionProposed, Approval
+
+
+def canonical_bytes(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _signed_payload(action: ActionProposed, approval_fields: dict[str, Any]) -> bytes:
+    return canonical_bytes({"action": action.model_dump(mode="json"), "approval": approval_fields})
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+@dataclass(frozen=True)
+class Signer:
+    key_id: str
+    private_key: Ed25519PrivateKey
+
+    def approve(
+        self,
+        action: ActionProposed,
+        *,
+        approved_by: str,
+        policy_version: str,
+        ttl: timedelta,
+        now: datetime | None = None,
+    ) -> Approval:
+        issued = (now or datetime.now(UTC)).replace(microsecond=0)
+        fields = {
+            "key_id": self.key_id,
+            "nonce": secrets.token_hex(16),
+            "issued_at": issued.isoformat(),
+            "expires_at": (issued + ttl).isoformat(),
+            "approved_by": approved_by,
+            "policy_version": policy_version,
+        }
+        signature = self.private_key.sign(_signed_payload(action, fields))
+        return Approval.model_validate({**fields, "signature": _b64(signature)})
+
+
+class VerificationError(Exception):
+    """Why an approval was refused; `reason` is one of ActionRefused's reasons."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class Verifier:
+    public_keys: dict[str, Ed25519PublicKey]
+
+    def verify(self, approved: ActionApproved, *, now: datetime | None = None) -> None:
+        approval = approved.approval
+        key = self.public_keys.get(approval.key_id)
+        if key is None:
+            raise VerificationError("unknown_key", f"no trusted guard key with id {approval.key_id!r}")
+        fields = approval.model_dump(mode="json", exclude={"signature"})
+        # the signer wrote times as isoformat of whole seconds; re-derive exactly that text
+        fields["issued_at"] = approval.issued_at.isoformat()
+        fields["expires_at"] = approval.expires_at.isoformat()
+        try:
+            key.verify(_unb64(approval.signature), _signed_payload(approved.action, fields))
+        except (InvalidSignature, ValueError) as exc:
+            raise VerificationError("bad_signature", "signature does not match the action and approval") from exc
+        if (now or datetime.now(UTC)) >= approval.expires_at:
+            raise VerificationError("expired", f"approval expired at {approval.expires_at.isoformat()}")
+
+
+def generate_keypair(directory: Path, key_id: str) -> tuple[Path, Path]:
+    """Write `<key_id>.pem` (private, mode 0600) and `<key_id>.pub.pem` unless they exist."""
+    directory.mkdir(parents=True, exist_ok=True)
+    private_path = directory / f"{key_id}.pem"
+    public_path = directory / f"{key_id}.pub.pem"
+    if not private_path.exists():
+        key = Ed25519PrivateKey.generate()
+        private_path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+        private_path.chmod(0o600)
+        public_path.write_bytes(
+            key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        )
+    return private_path, public_path
+
+
+def load_signer(private_key_path: Path, key_id: str | None = None) -> Signer:
+    key = serialization.load_pem_private_key(private_key_path.read_bytes(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ValueError(f"{private_key_path} is not an Ed25519 private key")
+    return Signer(key_id or private_key_path.name.removesuffix(".pem"), key)
+
+
+def load_verifier(public_key_dir: Path) -> Verifier:
+    """Trust every `<key_id>.pub.pem` in the directory (old keys stay valid while present)."""
+    keys: dict[str, Ed25519PublicKey] = {}
+    for path in sorted(public_key_dir.glob("*.pub.pem")):
+        key = serialization.load_pem_public_key(path.read_bytes())
+        if isinstance(key, Ed25519PublicKey):
+            keys[path.name.removesuffix(".pub.pem")] = key
+    if not keys:
+        raise ValueError(f"no Ed25519 public keys (*.pub.pem) in {public_key_dir}")
+    return Verifier(keys)

@@ -1,0 +1,80 @@
+"""Tenant configuration: one YAML file per tenant in a directory, re-read when it changes.
+
+A platform team adds a tenant by adding `<tenant_id>.yaml`; services pick it up without a
+restart. Unknown tenants are refused at the edge.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+
+
+class Sender(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    name: str = Field(description="Display name on outgoing email.")
+    address: EmailStr = Field(description="From address.")
+
+
+class Limits(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    emails_per_hour: int = Field(default=500, ge=0, description="Tenant-wide email cap per clock hour.")
+    emails_per_contact_per_day: int = Field(default=1, ge=0, description="Per-contact email cap per day.")
+
+
+class Escalation(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    vip: bool = Field(default=True, description="Send VIP contacts' actions to review.")
+    deal_value_minor_at_least: int | None = Field(
+        default=None, description="Send contacts with an open deal at least this large (minor units) to review."
+    )
+
+
+class TenantConfig(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    tenant_id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    name: str
+    hubspot_portal_id: int | None = None
+    hubspot_app_secret: str | None = Field(default=None, description="Secret for HubSpot v3 webhook signatures.")
+    sender: Sender
+    unsubscribe_url: str
+    timezone: str = "UTC"
+    limits: Limits = Field(default_factory=Limits)
+    escalation: Escalation = Field(default_factory=Escalation)
+
+
+class TenantDirectory:
+    """Reads `*.yaml` tenant files; re-scans at most once per `refresh_seconds`."""
+
+    def __init__(self, directory: Path, refresh_seconds: float = 1.0) -> None:
+        self.directory = directory
+        self.refresh_seconds = refresh_seconds
+        self._tenants: dict[str, TenantConfig] = {}
+        self._stamp: tuple[tuple[str, float], ...] = ()
+        self._checked = 0.0
+
+    def _scan(self) -> None:
+        now = time.monotonic()
+        if now - self._checked < self.refresh_seconds and self._tenants:
+            return
+        self._checked = now
+        paths = sorted(self.directory.glob("*.yaml")) if self.directory.is_dir() else []
+        stamp = tuple((p.name, p.stat().st_mtime) for p in paths)
+        if stamp == self._stamp:
+            return
+        tenants: dict[str, TenantConfig] = {}
+        for path in paths:
+            config = TenantConfig.model_validate(yaml.safe_load(path.read_text()))
+            tenants[config.tenant_id] = config
+        self._tenants, self._stamp = tenants, stamp
+
+    def get(self, tenant_id: str) -> TenantConfig | None:
+        self._scan()
+        return self._tenants.get(tenant_id)
+
+    def all(self) -> list[TenantConfig]:
+        self._scan()
+        return list(self._tenants.values())

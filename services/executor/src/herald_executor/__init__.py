@@ -1,0 +1,1 @@
+"""Herald executor service."""

@@ -1,0 +1,1 @@
+"""Herald guard service."""

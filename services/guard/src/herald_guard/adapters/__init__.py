@@ -1,0 +1,1 @@
+"""Adapters: the I/O ports of this service."""

@@ -1,0 +1,1 @@
+"""Herald ingest service."""

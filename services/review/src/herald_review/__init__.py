@@ -1,0 +1,1 @@
+"""Herald review service."""
