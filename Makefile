@@ -49,6 +49,9 @@ proto: $(UV) ## regenerate gRPC stubs from proto/ into herald-core
 	$(UV) run python -m grpc_tools.protoc -Iproto --python_out=libs/herald-core/src/herald_core/grpc \
 		--grpc_python_out=libs/herald-core/src/herald_core/grpc --pyi_out=libs/herald-core/src/herald_core/grpc \
 		proto/herald/v1/*.proto
+	sed -i 's/^from herald\.v1 import/from herald_core.grpc.herald.v1 import/' libs/herald-core/src/herald_core/grpc/herald/v1/*_grpc.py
+	touch libs/herald-core/src/herald_core/grpc/__init__.py libs/herald-core/src/herald_core/grpc/herald/__init__.py \
+		libs/herald-core/src/herald_core/grpc/herald/v1/__init__.py
 
 .PHONY: bench
 bench: up ## measure throughput and latency against raw aiokafka; JSON + PNG in bench/results/

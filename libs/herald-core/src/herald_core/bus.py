@@ -222,6 +222,7 @@ class ConsumerWorker:
         *,
         max_batch: int = 500,
         handler_attempts: int = 3,
+        before_batch: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.common = common
         self.service = service
@@ -231,6 +232,8 @@ class ConsumerWorker:
         self.by_topic_name = {self.names(spec): spec for spec in handlers}
         self.max_batch = max_batch
         self.handler_attempts = handler_attempts
+        # e.g. "the consent feed has caught up": runs once per batch, before any handler
+        self.before_batch = before_batch
         self.group_id = f"{common.topic_prefix}herald-{service}-{name}"
         self.dlq = dead_letter_topic(service)
         self.assigned = False
@@ -333,6 +336,11 @@ class ConsumerWorker:
     ) -> tuple[list[Outbound], list[tuple[ConsumerRecord[bytes, bytes], str, Envelope | None]]]:
         outputs: list[Outbound] = []
         dead: list[tuple[ConsumerRecord[bytes, bytes], str, Envelope | None]] = []
+        if self.before_batch is not None:
+            try:
+                await self.before_batch()
+            except Exception as exc:
+                raise TransientError(f"before_batch: {exc!r}") from exc
         for record in records:
             spec = self.by_topic_name[record.topic]
             try:

@@ -139,6 +139,7 @@ class SendEmailInput(Contract):
 class ActionProposed(Contract):
     TYPE: ClassVar[str] = "herald.action.proposed.v1"
     action_id: str = Field(description="Unique id of the action (ULID); idempotency key downstream.")
+    tenant: TenantId = Field(description="The tenant it acts for; signed with the action so it cannot be moved.")
     workflow_id: str = Field(description="The workflow run that proposed it.")
     tool: Literal["send_email"] = Field(description="The tool to run.")
     input: SendEmailInput = Field(description="The tool's typed input.")

@@ -19,9 +19,13 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asy
     return pool
 
 
-async def migrate(pool: asyncpg.Pool, schema: str, migrations_dir: Path) -> list[str]:
-    """Apply pending `NNN_*.sql` files from `migrations_dir` into `schema`; return the applied names."""
-    files = sorted(p for p in migrations_dir.glob("*.sql") if p.name[:3].isdigit())
+async def migrate(pool: asyncpg.Pool, schema: str, *migration_dirs: Path) -> list[str]:
+    """Apply pending `*.sql` files into `schema`, directory by directory, each in name order.
+
+    A service passes its own `migrations/` and, where it uses them, herald-core's shared ones
+    (e.g. `herald_core.consent.CONSENT_MIGRATIONS`). File names must be unique within a schema.
+    """
+    files = [p for d in migration_dirs for p in sorted(d.glob("*.sql"))]
     applied: list[str] = []
     lock_key = zlib.crc32(f"herald-migrate-{schema}".encode())
     async with pool.acquire() as conn:

@@ -1,0 +1,159 @@
+"""Following `herald.consent.v1` into a service's own suppression table, with proof of freshness.
+
+The guard and the executor each keep the latest consent state per (tenant, contact, channel)
+in their own schema. Before deciding or sending, they call `caught_up()`: it reads the consent
+topic's end offsets and waits until the feed has applied everything up to them, so an opt-out
+committed before that moment is always seen — "nothing is sent after its opt-out is recorded".
+
+Tables (created by `CONSENT_MIGRATIONS`, applied in the service's schema):
+    <schema>.suppression(tenant, contact_id, channel, suppressed, reason, email, source_offset, updated_at)
+    <schema>.consent_offsets(partition PRIMARY KEY, next_offset)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from pathlib import Path
+
+import asyncpg
+import structlog
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from herald_core.contracts import ConsentGranted, ConsentWithdrawn
+from herald_core.envelope import Envelope
+from herald_core.settings import CommonSettings
+from herald_core.topics import CONSENT
+
+log = structlog.get_logger("herald.consent")
+
+
+class ConsentFeed:
+    def __init__(self, common: CommonSettings, pool: asyncpg.Pool, schema: str) -> None:
+        self.common = common
+        self.pool = pool
+        self.schema = schema
+        self.topic = CONSENT.full_name(common.topic_prefix)
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._positions: dict[TopicPartition, int] = {}
+        self._advanced = asyncio.Condition()
+        self.started = False
+
+    async def start(self) -> None:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.common.kafka_bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            auto_offset_reset="earliest",
+        )
+        await consumer.start()
+        partitions = [TopicPartition(self.topic, p) for p in sorted(consumer.partitions_for_topic(self.topic) or [])]
+        if not partitions:
+            await consumer.stop()
+            raise RuntimeError(f"consent topic {self.topic} does not exist")
+        consumer.assign(partitions)
+        stored = {
+            r["partition"]: r["next_offset"]
+            for r in await self.pool.fetch(f'SELECT partition, next_offset FROM "{self.schema}".consent_offsets')
+        }
+        for tp in partitions:
+            if tp.partition in stored:
+                consumer.seek(tp, stored[tp.partition])
+                self._positions[tp] = stored[tp.partition]
+            else:
+                await consumer.seek_to_beginning(tp)
+                self._positions[tp] = 0
+        self._consumer = consumer
+        self._task = asyncio.create_task(self._follow(), name=f"{self.schema}-consent-feed")
+        self.started = True
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._consumer:
+            await self._consumer.stop()
+
+    async def _follow(self) -> None:
+        assert self._consumer is not None
+        consumer = self._consumer
+        while True:
+            batch = await consumer.getmany(timeout_ms=100, max_records=1000)
+            try:
+                async with self.pool.acquire() as conn, conn.transaction():
+                    for tp, records in batch.items():
+                        for record in records:
+                            await self._apply(conn, record.headers, record.value, record.offset)
+                        await conn.execute(
+                            f'INSERT INTO "{self.schema}".consent_offsets(partition, next_offset) VALUES ($1, $2) '
+                            "ON CONFLICT (partition) DO UPDATE SET next_offset = EXCLUDED.next_offset",
+                            tp.partition, records[-1].offset + 1,
+                        )
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.error("consent feed could not store a batch; retrying", error=repr(exc))
+                for tp in batch:
+                    consumer.seek(tp, self._positions[tp])
+                await asyncio.sleep(1)
+                continue
+            async with self._advanced:
+                for tp in consumer.assignment():
+                    self._positions[tp] = await consumer.position(tp)
+                self._advanced.notify_all()
+
+    async def _apply(self, conn: asyncpg.Connection, headers: object, value: bytes | None, offset: int) -> None:
+        try:
+            envelope = Envelope.from_headers(headers)  # type: ignore[arg-type]
+            if envelope.type == ConsentWithdrawn.TYPE and value:
+                withdrawn = ConsentWithdrawn.model_validate_json(value)
+                suppressed, reason, email = True, withdrawn.reason.value, withdrawn.email
+                contact, channel = withdrawn.contact_id, withdrawn.channel.value
+            elif envelope.type == ConsentGranted.TYPE and value:
+                granted = ConsentGranted.model_validate_json(value)
+                suppressed, reason, email = False, "granted", None
+                contact, channel = granted.contact_id, granted.channel.value
+            else:
+                return
+        except ValueError as exc:
+            # only ingest writes this topic; an unreadable record is logged and skipped, never fatal
+            log.error("unreadable consent record", offset=offset, error=str(exc)[:300])
+            return
+        await conn.execute(
+            f'INSERT INTO "{self.schema}".suppression'
+            "(tenant, contact_id, channel, suppressed, reason, email, source_offset, updated_at) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, now()) "
+            "ON CONFLICT (tenant, contact_id, channel) DO UPDATE SET suppressed = EXCLUDED.suppressed, "
+            "reason = EXCLUDED.reason, email = COALESCE(EXCLUDED.email, suppression.email), "
+            "source_offset = EXCLUDED.source_offset, updated_at = now()",
+            envelope.tenant, contact, channel, suppressed, reason, email, offset,
+        )
+
+    async def caught_up(self, timeout: float = 10.0) -> None:
+        """Return once every consent record committed before this call has been applied."""
+        assert self._consumer is not None
+        partitions = list(self._positions)
+        ends = await self._consumer.end_offsets(partitions)
+        deadline = time.monotonic() + timeout
+        async with self._advanced:
+            while any(self._positions[tp] < end for tp, end in ends.items()):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError("consent feed is behind the consent topic")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._advanced.wait(), remaining)
+
+    async def suppression(self, tenant: str, contact_id: str, email: str | None, channel: str = "email") -> str | None:
+        """The reason the contact (or its address) must not be contacted, or None."""
+        row = await self.pool.fetchrow(
+            f'SELECT reason FROM "{self.schema}".suppression WHERE tenant = $1 AND channel = $2 AND suppressed '
+            "AND (contact_id = $3 OR (email IS NOT NULL AND lower(email) = lower($4))) LIMIT 1",
+            tenant, channel, contact_id, email,
+        )
+        return None if row is None else str(row["reason"])
+
+
+#: migrations for the tables above; a service passes this to `herald_core.db.migrate` after its own
+CONSENT_MIGRATIONS = Path(__file__).parent / "migrations" / "consent"

@@ -1,0 +1,70 @@
+"""Running a service: start its parts, serve HTTP (API and/or health/metrics), stop cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+
+import uvicorn
+from fastapi import FastAPI
+
+from herald_core.observability import get_logger
+
+log = get_logger("herald.runtime")
+
+
+@dataclass
+class ServiceRuntime:
+    """What `create_app()` returns: the HTTP app plus the async start/stop of everything else."""
+
+    name: str
+    http: FastAPI
+    host: str
+    port: int
+    on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    async def start(self) -> None:
+        for hook in self.on_start:
+            await hook()
+
+    async def stop(self) -> None:
+        for hook in reversed(self.on_stop):
+            with contextlib.suppress(Exception):
+                await hook()
+
+    async def serve(self) -> None:
+        await self.start()
+        config = uvicorn.Config(self.http, host=self.host, port=self.port, log_level="warning", access_log=False,
+                                lifespan="off")
+        server = _QuietServer(config)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        http_task = asyncio.create_task(server.serve())
+        log.info("service started", http=f"{self.host}:{self.port}")
+        await stop.wait()
+        server.should_exit = True
+        await http_task
+        await self.stop()
+        log.info("service stopped")
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the runtime owns SIGTERM so it can stop cleanly."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def run(runtime_factory: Callable[[], Awaitable[ServiceRuntime]]) -> None:
+    async def main() -> None:
+        runtime = await runtime_factory()
+        await runtime.serve()
+
+    asyncio.run(main())

@@ -1,0 +1,57 @@
+"""The executor's idempotency ledger in Postgres (see migrations/001_init.sql for the states)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import asyncpg
+
+from herald_executor.logic import LedgerRow
+
+
+class Ledger:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def claim(
+        self, *, action_id: str, tenant: str, contact_id: str, tool: str, nonce: str, partition: int, offset: int
+    ) -> LedgerRow | None:
+        """Claim the action; return None if claimed now, else the row that was already there."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            first_use = await conn.fetchval(
+                "INSERT INTO executor.seen_nonces(nonce, action_id, source_partition, source_offset) "
+                "VALUES ($1, $2, $3, $4) ON CONFLICT (nonce) DO NOTHING RETURNING true",
+                nonce, action_id, partition, offset,
+            )
+            if not first_use:
+                seen = await conn.fetchrow("SELECT * FROM executor.seen_nonces WHERE nonce = $1", nonce)
+                if (seen["action_id"], seen["source_partition"], seen["source_offset"]) != (action_id, partition, offset):
+                    return LedgerRow(nonce, seen["source_partition"], seen["source_offset"], "sent", nonce_reused=True)
+            claimed = await conn.fetchval(
+                "INSERT INTO executor.ledger(action_id, tenant, contact_id, tool, nonce, source_partition, "
+                "source_offset, state) VALUES ($1, $2, $3, $4, $5, $6, $7, 'claimed') "
+                "ON CONFLICT (action_id) DO NOTHING RETURNING true",
+                action_id, tenant, contact_id, tool, nonce, partition, offset,
+            )
+            if claimed:
+                return None
+            row = await conn.fetchrow("SELECT * FROM executor.ledger WHERE action_id = $1", action_id)
+            return LedgerRow(row["nonce"], row["source_partition"], row["source_offset"], row["state"])
+
+    async def finish(self, action_id: str, state: str, result: dict[str, Any] | None, error: str | None) -> None:
+        await self.pool.execute(
+            "UPDATE executor.ledger SET state = $2, result = $3, error = $4, finished_at = now() WHERE action_id = $1",
+            action_id, state, json.dumps(result) if result is not None else None, error,
+        )
+
+    async def result(self, action_id: str) -> dict[str, Any]:
+        value = await self.pool.fetchval("SELECT result FROM executor.ledger WHERE action_id = $1", action_id)
+        return dict(json.loads(value)) if value else {}
+
+    async def mark_in_doubt(self, action_id: str) -> None:
+        await self.pool.execute(
+            "UPDATE executor.ledger SET state = 'in_doubt', error = 'found claimed after a restart; "
+            "the send may or may not have happened', finished_at = now() WHERE action_id = $1 AND state = 'claimed'",
+            action_id,
+        )

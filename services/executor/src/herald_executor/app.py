@@ -1,0 +1,146 @@
+"""Executor wiring: signed approvals in, side effects exactly once, results out.
+
+Handlers, by topic:
+    herald.approved-action.v1  → on_approved_action   (the only topic the executor reads for work)
+    herald.consent.v1          → the consent feed, caught up before every batch (the last check)
+
+Before any side effect, in this order: the signature and expiry (`herald_core.signing`), the
+tenant, consent at this moment, then a claim in the idempotency ledger. Anything refused is
+published as `ActionRefused` (and so audited); nothing is sent.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+
+import structlog
+from fastapi import FastAPI
+from prometheus_client import Counter
+
+from herald_core.bus import ConsumerWorker, Inbound, Outbound
+from herald_core.consent import CONSENT_MIGRATIONS, ConsentFeed
+from herald_core.contracts import ActionApproved, ActionExecuted, ActionRefused, ExecutionStatus
+from herald_core.db import create_pool, migrate
+from herald_core.observability import add_ops_routes, get_logger
+from herald_core.runtime import ServiceRuntime
+from herald_core.signing import VerificationError, Verifier, load_verifier
+from herald_core.tenants import TenantDirectory
+from herald_core.topics import APPROVED_ACTION, EXECUTED, contact_key
+from herald_executor.adapters.ledger import Ledger
+from herald_executor.adapters.smtp import PermanentSendError, SmtpSender
+from herald_executor.logic import ledger_verdict, message_id, render_email
+from herald_executor.settings import Settings
+
+SOURCE = "herald/executor"
+OUTCOMES = Counter("herald_executor_actions_total", "Approvals handled, by tool and outcome.", ["tool", "outcome"])
+log = get_logger("herald.executor")
+
+
+class Executor:
+    def __init__(
+        self, settings: Settings, verifier: Verifier, ledger: Ledger, feed: ConsentFeed, sender: SmtpSender,
+        tenants: TenantDirectory,
+    ) -> None:
+        self.settings = settings
+        self.verifier = verifier
+        self.ledger = ledger
+        self.feed = feed
+        self.sender = sender
+        self.tenants = tenants
+
+    async def on_approved_action(self, msg: Inbound) -> list[Outbound]:
+        approved = msg.body_as(ActionApproved)
+        action = approved.action
+        structlog.contextvars.bind_contextvars(action_id=action.action_id)
+        try:
+            self.verifier.verify(approved)
+        except VerificationError as exc:
+            return [self._refused(msg, approved, exc.reason, exc.detail)]
+        if action.tenant != msg.envelope.tenant:
+            return [self._refused(msg, approved, "tenant_mismatch",
+                                  f"approval for tenant {action.tenant} arrived as {msg.envelope.tenant}")]
+        tenant = self.tenants.get(action.tenant)
+        if tenant is None:
+            return [self._refused(msg, approved, "tenant_mismatch", f"unknown tenant {action.tenant}")]
+        suppressed = await self.feed.suppression(action.tenant, action.contact.contact_id, action.input.to)
+        if suppressed:
+            return [self._refused(msg, approved, "consent_withdrawn", f"contact is suppressed: {suppressed}")]
+
+        existing = await self.ledger.claim(
+            action_id=action.action_id, tenant=action.tenant, contact_id=action.contact.contact_id,
+            tool=action.tool, nonce=approved.approval.nonce, partition=msg.partition, offset=msg.offset,
+        )
+        verdict = ledger_verdict(existing, nonce=approved.approval.nonce, partition=msg.partition, offset=msg.offset)
+        if verdict == "replayed":
+            return [self._refused(msg, approved, "replayed", "this approval (or its nonce) was already presented")]
+        if verdict == "report_sent":
+            return [self._executed(msg, approved, ExecutionStatus.SUCCEEDED, await self.ledger.result(action.action_id))]
+        if verdict == "report_failed":
+            return [self._executed(msg, approved, ExecutionStatus.FAILED, {}, "failed earlier")]
+        if verdict == "surface_in_doubt":
+            await self.ledger.mark_in_doubt(action.action_id)
+            log.warning("action in doubt after a restart; not repeated")
+            return [self._executed(msg, approved, ExecutionStatus.IN_DOUBT, {},
+                                   "the executor stopped mid-send; not repeated, needs a human check")]
+
+        email = render_email(
+            action, sender_name=tenant.sender.name, sender_address=str(tenant.sender.address),
+            unsubscribe_url=tenant.unsubscribe_url, domain=self.settings.message_id_domain,
+        )
+        try:
+            reply = await self.sender.send(email)
+        except PermanentSendError as exc:
+            await self.ledger.finish(action.action_id, "failed", None, str(exc))
+            return [self._executed(msg, approved, ExecutionStatus.FAILED, {}, str(exc))]
+        result = {"message_id": message_id(action.action_id, self.settings.message_id_domain), "smtp_reply": reply}
+        await self.ledger.finish(action.action_id, "sent", result, None)
+        log.info("email sent", message_id=result["message_id"])
+        return [self._executed(msg, approved, ExecutionStatus.SUCCEEDED, result)]
+
+    def _executed(
+        self, msg: Inbound, approved: ActionApproved, status: ExecutionStatus, result: dict[str, object],
+        error: str | None = None,
+    ) -> Outbound:
+        action = approved.action
+        OUTCOMES.labels(action.tool, status.value).inc()
+        body = ActionExecuted(action_id=action.action_id, workflow_id=action.workflow_id,
+                              contact_id=action.contact.contact_id, tool=action.tool, status=status,
+                              result=result, error=error)
+        env = msg.envelope.caused(source=SOURCE, type=ActionExecuted.TYPE)
+        return Outbound(EXECUTED, contact_key(action.tenant, action.contact.contact_id), env, body)
+
+    def _refused(self, msg: Inbound, approved: ActionApproved, reason: str, detail: str) -> Outbound:
+        action = approved.action
+        OUTCOMES.labels(action.tool, f"refused_{reason}").inc()
+        log.warning("approval refused", reason=reason, detail=detail)
+        body = ActionRefused(action_id=action.action_id, contact_id=action.contact.contact_id,
+                             reason=reason, detail=detail)  # type: ignore[arg-type]
+        env = msg.envelope.caused(source=SOURCE, type=ActionRefused.TYPE)
+        return Outbound(EXECUTED, msg.key or contact_key(msg.envelope.tenant, action.contact.contact_id), env, body)
+
+
+async def create_app(settings: Settings | None = None) -> ServiceRuntime:
+    settings = settings or Settings()
+    common = settings.common
+    pool = await create_pool(common.pg_dsn)
+    await migrate(pool, "executor", Path(str(files("herald_executor") / "migrations")), CONSENT_MIGRATIONS)
+    feed = ConsentFeed(common, pool, "executor")
+    executor = Executor(settings, load_verifier(Path(common.keys_dir)), Ledger(pool), feed, SmtpSender(settings),
+                        TenantDirectory(common.tenants_dir))
+    # small batches: each email is a side effect, and a crash should leave little to reconcile
+    worker = ConsumerWorker(common, "executor", "actions", {APPROVED_ACTION: executor.on_approved_action},
+                            max_batch=50, before_batch=feed.caught_up)
+
+    async def db_ok() -> bool:
+        return bool(await pool.fetchval("SELECT true"))
+
+    async def feed_ok() -> bool:
+        return feed.started
+
+    http = FastAPI(title="herald-executor")
+    add_ops_routes(http, {"postgres": db_ok, "consent_feed": feed_ok, "consumer": worker.ready})
+    runtime = ServiceRuntime("executor", http, settings.ops_host, settings.ops_port)
+    runtime.on_start += [feed.start, worker.start]
+    runtime.on_stop += [pool.close, feed.stop, worker.stop]
+    return runtime

@@ -1,0 +1,141 @@
+"""The guard's Postgres: decisions recorded once per action and stage, caps reserved atomically.
+
+Recording the decision and reserving the counters happen in one database transaction, and the
+decision row is the idempotency key: a redelivered proposal finds its decision and re-emits it
+without counting the email twice. Several guard replicas racing on one tenant's hourly cap stay
+exact because the increment is a single conditional upsert (`… DO UPDATE … WHERE count < cap`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from herald_core.contracts import Approval, RuleHit
+from herald_guard.logic import cap_hit
+
+
+@dataclass(frozen=True)
+class Decision:
+    outcome: str
+    rule: str | None
+    reason: str
+    rules: tuple[RuleHit, ...]
+    approval: Approval | None
+    review_id: str | None
+    action_hash: str
+
+
+@dataclass(frozen=True)
+class CapRequest:
+    counter: str  # tenant_hour | contact_day
+    key: str
+    window_start: datetime
+    cap: int
+
+
+def windows(now: datetime) -> tuple[datetime, datetime]:
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    day = hour.replace(hour=0)
+    return hour, day
+
+
+class GuardStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def find(self, action_id: str, stage: str) -> Decision | None:
+        row = await self.pool.fetchrow(
+            "SELECT * FROM guard.decisions WHERE action_id = $1 AND stage = $2", action_id, stage
+        )
+        return None if row is None else _decision(row)
+
+    async def record(
+        self,
+        *,
+        action_id: str,
+        stage: str,
+        tenant: str,
+        contact_id: str,
+        action_hash: str,
+        decision: Decision,
+        caps: list[CapRequest],
+        approve: Any,
+    ) -> Decision:
+        """Record `decision`; when it approves, first reserve every cap, else block on the first cap hit.
+
+        `approve()` signs the approval only once the caps are reserved. Returns the decision that
+        stands — an earlier one if this action was already decided at this stage.
+        """
+        async with self.pool.acquire() as conn, conn.transaction():
+            claimed = await conn.fetchval(
+                "INSERT INTO guard.decisions(action_id, stage, tenant, contact_id, outcome, rules, action_hash) "
+                "VALUES ($1, $2, $3, $4, 'block', '[]', $5) ON CONFLICT DO NOTHING RETURNING true",
+                action_id, stage, tenant, contact_id, action_hash,
+            )
+            if not claimed:
+                row = await conn.fetchrow(
+                    "SELECT * FROM guard.decisions WHERE action_id = $1 AND stage = $2", action_id, stage
+                )
+                return _decision(row)
+            final = decision
+            if decision.outcome == "approve":
+                hit = await _reserve(conn, tenant, caps)
+                if hit is not None:
+                    blocked = cap_hit(hit.counter, hit.cap)
+                    final = Decision("block", blocked.rule, blocked.detail, (*decision.rules, blocked), None, None,
+                                     action_hash)
+                else:
+                    final = Decision("approve", None, decision.reason, decision.rules, approve(), None, action_hash)
+            await conn.execute(
+                "UPDATE guard.decisions SET outcome = $3, rule = $4, reason = $5, rules = $6, approval = $7, "
+                "review_id = $8 WHERE action_id = $1 AND stage = $2",
+                action_id, stage, final.outcome, final.rule, final.reason,
+                json.dumps([h.model_dump(mode="json") for h in final.rules]),
+                final.approval.model_dump_json() if final.approval else None, final.review_id,
+            )
+            return final
+
+    async def counter(self, tenant: str, counter: str, window_start: datetime) -> int:
+        value = await self.pool.fetchval(
+            "SELECT count FROM guard.send_counters WHERE tenant = $1 AND counter = $2 AND window_start = $3",
+            tenant, counter, window_start,
+        )
+        return int(value or 0)
+
+
+async def _reserve(conn: asyncpg.Connection, tenant: str, caps: list[CapRequest]) -> CapRequest | None:
+    """Increment every counter below its cap, or none of them; return the cap that was full."""
+    savepoint = conn.transaction()
+    await savepoint.start()
+    for cap in caps:
+        if cap.cap <= 0:
+            await savepoint.rollback()
+            return cap
+        ok = await conn.fetchval(
+            "INSERT INTO guard.send_counters(tenant, counter, window_start, count) VALUES ($1, $2, $3, 1) "
+            "ON CONFLICT (tenant, counter, window_start) DO UPDATE SET count = send_counters.count + 1 "
+            "WHERE send_counters.count < $4 RETURNING true",
+            tenant, cap.key, cap.window_start, cap.cap,
+        )
+        if not ok:
+            await savepoint.rollback()
+            return cap
+    await savepoint.commit()
+    return None
+
+
+def _decision(row: asyncpg.Record) -> Decision:
+    return Decision(
+        outcome=row["outcome"],
+        rule=row["rule"],
+        reason=row["reason"] or "",
+        rules=tuple(RuleHit.model_validate(h) for h in json.loads(row["rules"])),
+        approval=Approval.model_validate_json(row["approval"]) if row["approval"] else None,
+        review_id=row["review_id"],
+        action_hash=row["action_hash"],
+    )

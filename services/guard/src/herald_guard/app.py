@@ -1,0 +1,171 @@
+"""Guard wiring: proposed actions and review decisions in; signed approvals, blocks and review
+requests out. The only path to the executor.
+
+Handlers, by topic:
+    herald.proposed-action.v1  → on_proposed_action
+    herald.review-decision.v1  → on_review_decision
+    herald.consent.v1          → the consent feed (suppression list), caught up before every batch
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from importlib.resources import files
+from pathlib import Path
+
+import structlog
+from fastapi import FastAPI
+
+from herald_core.bus import ConsumerWorker, Inbound, Outbound, Rejected
+from herald_core.consent import CONSENT_MIGRATIONS, ConsentFeed
+from herald_core.contracts import (
+    ActionApproved,
+    ActionBlocked,
+    ActionEscalated,
+    ActionProposed,
+    ReviewDecided,
+    ReviewDecision,
+    ReviewRequested,
+    RuleHit,
+)
+from herald_core.db import create_pool, migrate
+from herald_core.ids import new_id
+from herald_core.observability import add_ops_routes, get_logger
+from herald_core.runtime import ServiceRuntime
+from herald_core.signing import load_signer
+from herald_core.tenants import TenantDirectory
+from herald_core.topics import APPROVED_ACTION, DECISION, PROPOSED_ACTION, REVIEW, REVIEW_DECISION, contact_key
+from herald_guard.adapters.store import CapRequest, Decision, GuardStore, windows
+from herald_guard.logic import Facts, action_hash, evaluate
+from herald_guard.settings import Settings
+from prometheus_client import Counter
+
+SOURCE = "herald/guard"
+DECISIONS = Counter("herald_guard_decisions_total", "Guard decisions.", ["decision", "rule", "stage"])
+log = get_logger("herald.guard")
+
+
+class Guard:
+    def __init__(self, settings: Settings, store: GuardStore, feed: ConsentFeed, tenants: TenantDirectory) -> None:
+        self.settings = settings
+        self.store = store
+        self.feed = feed
+        self.tenants = tenants
+        keys_dir = Path(settings.common.keys_dir)
+        self.signer = load_signer(keys_dir / f"{settings.signing_key_id}.pem", settings.signing_key_id)
+
+    async def on_proposed_action(self, msg: Inbound) -> list[Outbound]:
+        action = msg.body_as(ActionProposed)
+        structlog.contextvars.bind_contextvars(action_id=action.action_id)
+        return await self._decide(msg, action, stage="proposal", approved_by="guard")
+
+    async def on_review_decision(self, msg: Inbound) -> list[Outbound]:
+        decided = msg.body_as(ReviewDecided)
+        action = decided.action
+        structlog.contextvars.bind_contextvars(action_id=action.action_id)
+        escalated = await self.store.find(action.action_id, "proposal")
+        # a review decision only counts for an action this guard sent to review, byte for byte
+        if escalated is None or escalated.outcome != "escalate" or escalated.review_id != decided.review_id:
+            raise Rejected(f"review {decided.review_id} does not match an escalation of action {action.action_id}")
+        if escalated.action_hash != action_hash(action):
+            raise Rejected("the reviewed action differs from the escalated one")
+        if decided.decision is ReviewDecision.REJECTED:
+            hit = RuleHit(rule="review.rejected", outcome="block",
+                          detail=f"rejected by {decided.reviewer}: {decided.reason or 'no reason given'}")
+            verdict = Decision("block", hit.rule, hit.detail, (hit,), None, None, escalated.action_hash)
+            decision = await self._record(msg, action, "review", verdict)
+            return self._outputs(msg, action, decision, "review")
+        return await self._decide(msg, action, stage="review", approved_by=f"review:{decided.reviewer}")
+
+    async def _decide(self, msg: Inbound, action: ActionProposed, *, stage: str, approved_by: str) -> list[Outbound]:
+        existing = await self.store.find(action.action_id, stage)
+        if existing is not None:
+            return self._outputs(msg, action, existing, stage)
+        tenant = self.tenants.get(msg.envelope.tenant)
+        if tenant is None:
+            raise Rejected(f"unknown tenant {msg.envelope.tenant!r}")
+        reason = await self.feed.suppression(action.tenant, action.contact.contact_id, action.input.to)
+        verdict = evaluate(action, Facts(tenant=tenant, suppression_reason=reason, stage=stage))  # type: ignore[arg-type]
+        decision = Decision(verdict.outcome, verdict.rule, verdict.reason, verdict.rules, None,
+                            new_id() if verdict.outcome == "escalate" else None, action_hash(action))
+
+        def approve() -> object:
+            return self.signer.approve(
+                action, approved_by=approved_by, policy_version=self.settings.policy_version,
+                ttl=timedelta(seconds=self.settings.approval_ttl_seconds),
+            )
+
+        hour, day = windows(datetime.now(UTC))
+        caps = [
+            CapRequest("tenant_hour", "tenant_hour", hour, tenant.limits.emails_per_hour),
+            CapRequest("contact_day", f"contact_day:{action.contact.contact_id}", day,
+                       tenant.limits.emails_per_contact_per_day),
+        ]
+        final = await self.store.record(
+            action_id=action.action_id, stage=stage, tenant=action.tenant, contact_id=action.contact.contact_id,
+            action_hash=decision.action_hash, decision=decision, caps=caps, approve=approve,
+        )
+        DECISIONS.labels(final.outcome, final.rule or "-", stage).inc()
+        log.info("decided", decision=final.outcome, rule=final.rule, stage=stage)
+        return self._outputs(msg, action, final, stage)
+
+    async def _record(self, msg: Inbound, action: ActionProposed, stage: str, verdict: Decision) -> Decision:
+        final = await self.store.record(
+            action_id=action.action_id, stage=stage, tenant=action.tenant, contact_id=action.contact.contact_id,
+            action_hash=verdict.action_hash, decision=verdict, caps=[], approve=lambda: None,
+        )
+        DECISIONS.labels(final.outcome, final.rule or "-", stage).inc()
+        return final
+
+    def _outputs(self, msg: Inbound, action: ActionProposed, decision: Decision, stage: str) -> list[Outbound]:
+        key = contact_key(action.tenant, action.contact.contact_id)
+
+        def env(model: type) -> object:
+            return msg.envelope.caused(source=SOURCE, type=model.TYPE, subject=f"contact/{action.contact.contact_id}")
+
+        if decision.outcome == "approve":
+            assert decision.approval is not None
+            body = ActionApproved(action=action, approval=decision.approval, rules=decision.rules)
+            return [Outbound(APPROVED_ACTION, key, env(ActionApproved), body)]  # type: ignore[arg-type]
+        if decision.outcome == "escalate":
+            assert decision.review_id is not None
+            request = ReviewRequested(review_id=decision.review_id, action=action, reason=decision.reason,
+                                      rules=decision.rules)
+            escalated = ActionEscalated(action_id=action.action_id, workflow_id=action.workflow_id,
+                                        contact_id=action.contact.contact_id, review_id=decision.review_id,
+                                        reason=decision.reason, rules=decision.rules)
+            return [
+                Outbound(REVIEW, key, env(ReviewRequested), request),  # type: ignore[arg-type]
+                Outbound(DECISION, key, env(ActionEscalated), escalated),  # type: ignore[arg-type]
+            ]
+        blocked = ActionBlocked(action_id=action.action_id, workflow_id=action.workflow_id,
+                                contact_id=action.contact.contact_id, rule=decision.rule or "unknown",
+                                reason=decision.reason, rules=decision.rules, stage=stage)  # type: ignore[arg-type]
+        return [Outbound(DECISION, key, env(ActionBlocked), blocked)]  # type: ignore[arg-type]
+
+
+async def create_app(settings: Settings | None = None) -> ServiceRuntime:
+    settings = settings or Settings()
+    common = settings.common
+    pool = await create_pool(common.pg_dsn)
+    await migrate(pool, "guard", Path(str(files("herald_guard") / "migrations")), CONSENT_MIGRATIONS)
+    feed = ConsentFeed(common, pool, "guard")
+    guard = Guard(settings, GuardStore(pool), feed, TenantDirectory(common.tenants_dir))
+    worker = ConsumerWorker(
+        common, "guard", "decisions",
+        {PROPOSED_ACTION: guard.on_proposed_action, REVIEW_DECISION: guard.on_review_decision},
+        before_batch=feed.caught_up,
+    )
+
+    async def db_ok() -> bool:
+        return bool(await pool.fetchval("SELECT true"))
+
+    async def feed_ok() -> bool:
+        return feed.started
+
+    http = FastAPI(title="herald-guard")
+    add_ops_routes(http, {"postgres": db_ok, "consent_feed": feed_ok, "consumer": worker.ready})
+    runtime = ServiceRuntime("guard", http, settings.ops_host, settings.ops_port)
+    runtime.on_start += [feed.start, worker.start]
+    runtime.on_stop += [pool.close, feed.stop, worker.stop]
+    return runtime

@@ -1,0 +1,15 @@
+"""The guard's settings (`HERALD_GUARD_*`)."""
+
+from __future__ import annotations
+
+from pydantic_settings import SettingsConfigDict
+
+from herald_core.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="HERALD_GUARD_", extra="ignore")
+
+    signing_key_id: str = "guard-local-1"
+    approval_ttl_seconds: int = 900
+    policy_version: str = "builtin-1"

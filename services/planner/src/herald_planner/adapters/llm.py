@@ -1,0 +1,64 @@
+"""Drafting with Anthropic's Messages API (tool use), when `ANTHROPIC_API_KEY` is set.
+
+The model must answer by calling the `draft_email` tool, whose input schema is the
+`send_email` tool's subject and body; it sees the retrieved passages and is told to use no
+fact that is not in them. Without a key the planner drafts from templates and says so.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from anthropic import AsyncAnthropic
+
+from herald_core.contracts import ContactFacts, EvidenceRef
+from herald_planner.logic import Draft
+
+DRAFT_TOOL: dict[str, Any] = {
+    "name": "draft_email",
+    "description": "Return the first-touch email to send to the lead.",
+    "input_schema": {
+        "type": "object",
+        "properties": {
+            "subject": {"type": "string", "maxLength": 200},
+            "body_text": {"type": "string", "maxLength": 20000},
+            "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+        },
+        "required": ["subject", "body_text", "confidence"],
+    },
+}
+
+
+def llm_configured() -> bool:
+    return bool(os.environ.get("ANTHROPIC_API_KEY"))
+
+
+class LlmDrafter:
+    def __init__(self, model: str, max_tokens: int) -> None:
+        self.client = AsyncAnthropic(max_retries=2)
+        self.model = model
+        self.max_tokens = max_tokens
+
+    async def draft(self, contact: ContactFacts, evidence: list[EvidenceRef], *, company_name: str,
+                    sender: str) -> Draft:
+        passages = "\n\n".join(f"[{e.chunk_id}] {e.title}\n{e.quote}" for e in evidence)
+        response = await self.client.messages.create(
+            model=self.model,
+            max_tokens=self.max_tokens,
+            system=(f"You write first-touch emails for {company_name}, signed by {sender}. Use only facts from "
+                    "the passages given; never invent prices, discounts, dates or competitor claims."),
+            tools=[DRAFT_TOOL],  # type: ignore[list-item]
+            tool_choice={"type": "tool", "name": "draft_email"},
+            messages=[{"role": "user", "content": (
+                f"Lead: {contact.first_name} {contact.last_name}, {contact.job_title} at {contact.company} "
+                f"({contact.industry}).\n\nPassages:\n{passages}"
+            )}],
+        )
+        for block in response.content:
+            if block.type == "tool_use" and block.name == "draft_email":
+                data = dict(block.input)  # type: ignore[arg-type]
+                return Draft(subject=str(data["subject"])[:200], body_text=str(data["body_text"]),
+                             confidence=float(data.get("confidence", 0.6)),
+                             rationale=f"LLM draft ({self.model}) grounded in {len(evidence)} passage(s)")
+        raise ValueError("the model did not call draft_email")

@@ -1,0 +1,29 @@
+"""The planner's port to the retrieval service (gRPC `herald.v1.Retrieval`)."""
+
+from __future__ import annotations
+
+import grpc
+
+from herald_core.contracts import EvidenceRef
+from herald_core.grpc.herald.v1 import retrieval_pb2, retrieval_pb2_grpc
+
+
+class RetrievalClient:
+    def __init__(self, target: str, timeout: float) -> None:
+        self.channel = grpc.aio.insecure_channel(target)
+        self.stub = retrieval_pb2_grpc.RetrievalStub(self.channel)
+        self.timeout = timeout
+
+    async def search(self, tenant: str, query: str, k: int, collections: list[str] | None = None) -> list[EvidenceRef]:
+        request = retrieval_pb2.SearchRequest(
+            tenant=tenant, query=query, k=k, filters=retrieval_pb2.SearchFilters(collections=collections or [])
+        )
+        response = await self.stub.Search(request, timeout=self.timeout)
+        return [
+            EvidenceRef(chunk_id=p.chunk_id, doc_id=p.doc_id, title=p.title, score=round(p.score, 4),
+                        quote=p.text[:2000])
+            for p in response.passages
+        ]
+
+    async def close(self) -> None:
+        await self.channel.close()

@@ -1,0 +1,168 @@
+"""Planner wiring: upstream events start workflows; guard decisions and execution results advance them.
+
+Handlers, by topic:
+    herald.events.v1    → on_events     (ContactCreated starts `new_lead_first_touch`)
+    herald.decision.v1  → on_decision   (blocked / escalated)
+    herald.executed.v1  → on_executed   (succeeded / failed / in doubt / refused)
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+
+import structlog
+from fastapi import FastAPI
+from prometheus_client import Counter
+
+from herald_core.bus import ConsumerWorker, Inbound, Outbound, TransientError
+from herald_core.contracts import (
+    ActionBlocked,
+    ActionEscalated,
+    ActionExecuted,
+    ActionProposed,
+    ActionRefused,
+    ContactCreated,
+    PlanCreated,
+    PlanStep,
+    SendEmailInput,
+)
+from herald_core.db import create_pool, migrate
+from herald_core.ids import new_id
+from herald_core.observability import add_ops_routes, get_logger
+from herald_core.runtime import ServiceRuntime
+from herald_core.tenants import TenantDirectory
+from herald_core.topics import DECISION, EVENTS, EXECUTED, PLAN, PROPOSED_ACTION, contact_key
+from herald_planner.adapters.llm import LlmDrafter, llm_configured
+from herald_planner.adapters.retrieval import RetrievalClient
+from herald_planner.adapters.runs import WorkflowRuns
+from herald_planner.logic import WORKFLOW, Draft, next_state, retrieval_query, template_draft
+from herald_planner.settings import Settings
+
+SOURCE = "herald/planner"
+WORKFLOWS = Counter("herald_planner_workflow_transitions_total", "Workflow state changes.", ["workflow", "state"])
+log = get_logger("herald.planner")
+
+
+class Planner:
+    def __init__(self, settings: Settings, runs: WorkflowRuns, retrieval: RetrievalClient,
+                 tenants: TenantDirectory, llm: LlmDrafter | None) -> None:
+        self.settings = settings
+        self.runs = runs
+        self.retrieval = retrieval
+        self.tenants = tenants
+        self.llm = llm
+
+    async def on_events(self, msg: Inbound) -> list[Outbound]:
+        if not isinstance(msg.body, ContactCreated):
+            return []  # updates and consent changes start nothing here; the guard enforces consent
+        contact = msg.body.contact
+        tenant = self.tenants.get(msg.envelope.tenant)
+        if tenant is None:
+            from herald_core.bus import Rejected
+
+            raise Rejected(f"unknown tenant {msg.envelope.tenant!r}")
+        workflow_id = f"wf-{new_id()}"
+        if not await self.runs.start(workflow_id=workflow_id, tenant=tenant.tenant_id, contact_id=contact.contact_id,
+                                     workflow=WORKFLOW, correlation_id=msg.envelope.correlation_id):
+            log.info("workflow already running for this contact; event ignored")
+            return []
+        WORKFLOWS.labels(WORKFLOW, "started").inc()
+        if contact.email is None:
+            await self.runs.set_state(workflow_id, "skipped", note={"reason": "no email address"})
+            return []
+        query = retrieval_query(contact)
+        try:
+            evidence = await self.retrieval.search(tenant.tenant_id, query, self.settings.evidence_k,
+                                                   ["customers", "product"])
+        except Exception as exc:
+            # keep the run re-creatable: the batch is read again once retrieval answers
+            await self.runs.pool.execute("DELETE FROM planner.workflow_runs WHERE workflow_id = $1", workflow_id)
+            raise TransientError(f"retrieval unavailable: {exc!r}") from exc
+        draft, planner_kind = await self._draft(contact, evidence, tenant.name, tenant.sender.name)
+        action_id = new_id()
+        key = contact_key(tenant.tenant_id, contact.contact_id)
+        subject = f"contact/{contact.contact_id}"
+        plan = PlanCreated(
+            workflow_id=workflow_id, workflow=WORKFLOW, contact_id=contact.contact_id,
+            steps=(PlanStep(tool="send_email", purpose="first-touch email grounded in retrieved passages"),),
+            planner=planner_kind, query=query, evidence=tuple(evidence),
+        )
+        action = ActionProposed(
+            action_id=action_id, tenant=tenant.tenant_id, workflow_id=workflow_id, tool="send_email",
+            input=SendEmailInput(to=contact.email, to_name=" ".join(filter(None, [contact.first_name,
+                                                                                   contact.last_name])) or None,
+                                 subject=draft.subject, body_text=draft.body_text),
+            contact=contact, evidence=tuple(evidence), confidence=draft.confidence, rationale=draft.rationale,
+        )
+        plan_env = msg.envelope.caused(source=SOURCE, type=PlanCreated.TYPE, subject=subject)
+        action_env = plan_env.caused(source=SOURCE, type=ActionProposed.TYPE, subject=subject)
+        await self.runs.set_state(workflow_id, "proposed", action_id=action_id,
+                                  note={"planner": planner_kind, "evidence": [e.chunk_id for e in evidence]})
+        WORKFLOWS.labels(WORKFLOW, "proposed").inc()
+        structlog.contextvars.bind_contextvars(action_id=action_id)
+        log.info("first touch proposed", workflow_id=workflow_id, planner=planner_kind, evidence=len(evidence))
+        return [Outbound(PLAN, key, plan_env, plan), Outbound(PROPOSED_ACTION, key, action_env, action)]
+
+    async def _draft(self, contact, evidence, company_name: str, sender: str) -> tuple[Draft, str]:  # type: ignore[no-untyped-def]
+        if self.llm is not None:
+            try:
+                return await self.llm.draft(contact, evidence, company_name=company_name, sender=sender), "llm"
+            except Exception as exc:
+                log.warning("LLM drafting failed; using the template", error=repr(exc)[:300])
+        return template_draft(contact, evidence, company_name=company_name, sender=sender), "template"
+
+    async def on_decision(self, msg: Inbound) -> list[Outbound]:
+        body = msg.body
+        if isinstance(body, ActionBlocked):
+            await self._advance(body.workflow_id, "blocked", {"rule": body.rule, "reason": body.reason})
+        elif isinstance(body, ActionEscalated):
+            await self._advance(body.workflow_id, "escalated", {"review_id": body.review_id, "reason": body.reason})
+        return []
+
+    async def on_executed(self, msg: Inbound) -> list[Outbound]:
+        body = msg.body
+        if isinstance(body, ActionExecuted):
+            await self._advance(body.workflow_id, body.status.value, {"result": body.result, "error": body.error})
+        elif isinstance(body, ActionRefused) and body.action_id:
+            row = await self.runs.pool.fetchrow(
+                "SELECT workflow_id FROM planner.workflow_runs WHERE action_id = $1", body.action_id
+            )
+            if row is not None:
+                await self._advance(row["workflow_id"], "refused", {"reason": body.reason, "detail": body.detail})
+        return []
+
+    async def _advance(self, workflow_id: str, event: str, note: dict[str, object]) -> None:
+        state = await self.runs.state(workflow_id)
+        if state is None:
+            return
+        new = next_state(state, event)
+        if new is None:
+            return
+        await self.runs.set_state(workflow_id, new, note={"event": event, **note})
+        WORKFLOWS.labels(WORKFLOW, new).inc()
+
+
+async def create_app(settings: Settings | None = None) -> ServiceRuntime:
+    settings = settings or Settings()
+    common = settings.common
+    pool = await create_pool(common.pg_dsn)
+    await migrate(pool, "planner", Path(str(files("herald_planner") / "migrations")))
+    retrieval = RetrievalClient(settings.retrieval_target, settings.retrieval_timeout_seconds)
+    llm = LlmDrafter(settings.anthropic_model, settings.anthropic_max_tokens) if llm_configured() else None
+    if llm is None:
+        log.info("ANTHROPIC_API_KEY not set: drafting from templates")
+    planner = Planner(settings, WorkflowRuns(pool), retrieval, TenantDirectory(common.tenants_dir), llm)
+    worker = ConsumerWorker(common, "planner", "workflows", {
+        EVENTS: planner.on_events, DECISION: planner.on_decision, EXECUTED: planner.on_executed,
+    })
+
+    async def db_ok() -> bool:
+        return bool(await pool.fetchval("SELECT true"))
+
+    http = FastAPI(title="herald-planner")
+    add_ops_routes(http, {"postgres": db_ok, "consumer": worker.ready})
+    runtime = ServiceRuntime("planner", http, settings.ops_host, settings.ops_port)
+    runtime.on_start += [worker.start]
+    runtime.on_stop += [pool.close, retrieval.close, worker.stop]
+    return runtime

@@ -1,0 +1,93 @@
+"""The planner's workflow state machine and template drafting, as pure functions.
+
+Workflow `new_lead_first_touch`:
+
+    started ──► proposed ──► completed            (executed)
+                   │  ├────► blocked              (a guard rule)
+                   │  ├────► failed / in_doubt    (the executor)
+                   │  └────► awaiting_review ──► completed | blocked
+                   └ skipped                      (no address to write to)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from jinja2 import Environment, StrictUndefined
+
+from herald_core.contracts import ContactFacts, EvidenceRef
+
+WORKFLOW = "new_lead_first_touch"
+
+# (state, what happened) → next state; anything else is ignored as stale or duplicate
+TRANSITIONS: dict[tuple[str, str], str] = {
+    ("proposed", "escalated"): "awaiting_review",
+    ("proposed", "blocked"): "blocked",
+    ("awaiting_review", "blocked"): "blocked",
+    ("proposed", "succeeded"): "completed",
+    ("awaiting_review", "succeeded"): "completed",
+    ("proposed", "failed"): "failed",
+    ("awaiting_review", "failed"): "failed",
+    ("proposed", "in_doubt"): "in_doubt",
+    ("awaiting_review", "in_doubt"): "in_doubt",
+    ("proposed", "refused"): "failed",
+    ("awaiting_review", "refused"): "failed",
+}
+
+
+def next_state(state: str, event: str) -> str | None:
+    return TRANSITIONS.get((state, event))
+
+
+def retrieval_query(contact: ContactFacts) -> str:
+    parts = [contact.industry or "", "customer story results", contact.job_title or "", "product overview"]
+    return " ".join(p for p in parts if p)
+
+
+@dataclass(frozen=True)
+class Draft:
+    subject: str
+    body_text: str
+    confidence: float
+    rationale: str
+
+
+_env = Environment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)  # noqa: S701 - plain text
+_BODY = _env.from_string(
+    """Hi {{ first_name }},
+
+Thanks for your interest in {{ company_name }}. {{ opener }}
+
+{% for passage in proof %}- {{ passage }}
+{% endfor %}
+Would a 20-minute call next week be useful to see how this would look for {{ their_company }}?
+
+Best,
+{{ sender }}
+"""
+)
+
+
+def first_sentence(text: str, limit: int = 280) -> str:
+    flat = " ".join(line.strip("#-* ").strip() for line in text.splitlines() if line.strip())
+    for end in (". ", "! ", "? "):
+        if end in flat:
+            flat = flat.split(end, 1)[0] + end.strip()
+            break
+    return flat[:limit].strip()
+
+
+def template_draft(contact: ContactFacts, evidence: list[EvidenceRef], *, company_name: str, sender: str) -> Draft:
+    """A first-touch email whose every claim is quoted from a retrieved passage."""
+    proof = [first_sentence(e.quote) for e in evidence[:3] if e.quote.strip()]
+    industry = contact.industry or "your"
+    opener = f"Here is what teams in {industry} tell us after switching:" if proof else "I'd love to learn more."
+    body = _BODY.render(
+        first_name=contact.first_name or "there", company_name=company_name, opener=opener, proof=proof,
+        their_company=contact.company or "your team", sender=sender,
+    )
+    subject = f"{contact.first_name or 'Hello'}, how {industry} teams use {company_name}"
+    confidence = 0.8 if len(proof) >= 2 else 0.5
+    rationale = (f"New lead ({contact.lifecycle_stage or 'lead'}) in {industry}; first touch built from "
+                 f"{len(proof)} retrieved passage(s): {', '.join(e.doc_id for e in evidence[:3]) or 'none'}")
+    return Draft(subject=subject[:200], body_text=body, confidence=confidence, rationale=rationale)

@@ -1,0 +1,18 @@
+"""`herald-planner`: run the planner service."""
+
+from __future__ import annotations
+
+from herald_core.observability import configure_logging
+from herald_core.runtime import run
+from herald_planner.app import create_app
+from herald_planner.settings import Settings
+
+
+def main() -> None:
+    settings = Settings()
+    configure_logging("planner", settings.common.log_level)
+    run(lambda: create_app(settings))
+
+
+if __name__ == "__main__":
+    main()

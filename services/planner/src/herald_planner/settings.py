@@ -1,0 +1,18 @@
+"""The planner's settings (`HERALD_PLANNER_*`)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from herald_core.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="HERALD_PLANNER_", extra="ignore")
+
+    retrieval_target: str = Field(default="127.0.0.1:8202", description="host:port of the retrieval gRPC API.")
+    retrieval_timeout_seconds: float = 5.0
+    evidence_k: int = 4
+    anthropic_model: str = "claude-sonnet-4-5"
+    anthropic_max_tokens: int = 800
