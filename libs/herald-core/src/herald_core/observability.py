@@ -49,6 +49,9 @@ def configure_logging(service: str, level: str = "INFO") -> None:
         cache_logger_on_first_use=True,
     )
     structlog.contextvars.bind_contextvars(service=service)
+    # client libraries log every request at INFO; keep the service's own lines readable
+    for noisy in ("httpx", "aiokafka", "kafka", "weaviate", "grpc"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def get_logger(name: str | None = None) -> Any:

@@ -1,0 +1,124 @@
+"""The knowledge base in Weaviate: one multi-tenant collection, one Weaviate tenant per Herald tenant.
+
+We bring our own vectors (computed on the CPU by the embedder) and search with Weaviate's hybrid
+query (BM25 + vector, weighted by `alpha`), filtered by collection.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import weaviate
+from weaviate.classes.config import Configure, DataType, Property
+from weaviate.classes.query import Filter, MetadataQuery
+from weaviate.classes.tenants import Tenant
+from weaviate.util import generate_uuid5
+
+from herald_retrieval.chunking import Chunk, Document
+
+
+@dataclass(frozen=True)
+class Passage:
+    chunk_id: str
+    doc_id: str
+    collection: str
+    title: str
+    section_path: tuple[str, ...]
+    text: str
+    score: float
+
+
+class WeaviateKnowledgeStore:
+    def __init__(self, host: str, http_port: int, grpc_port: int, collection: str = "KnowledgeChunk") -> None:
+        self.client = weaviate.use_async_with_custom(
+            http_host=host, http_port=http_port, http_secure=False,
+            grpc_host=host, grpc_port=grpc_port, grpc_secure=False,
+        )
+        self.collection_name = collection
+        self._tenants: set[str] = set()
+
+    async def connect(self) -> None:
+        await self.client.connect()
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    async def ready(self) -> bool:
+        return bool(await self.client.is_ready())
+
+    async def ensure_schema(self) -> None:
+        if await self.client.collections.exists(self.collection_name):
+            return
+        await self.client.collections.create(
+            self.collection_name,
+            multi_tenancy_config=Configure.multi_tenancy(enabled=True, auto_tenant_creation=True),
+            vectorizer_config=Configure.Vectorizer.none(),
+            properties=[
+                Property(name="chunk_id", data_type=DataType.TEXT, skip_vectorization=True),
+                Property(name="doc_id", data_type=DataType.TEXT, skip_vectorization=True),
+                Property(name="collection", data_type=DataType.TEXT, skip_vectorization=True),
+                Property(name="title", data_type=DataType.TEXT),
+                Property(name="section_path", data_type=DataType.TEXT_ARRAY),
+                Property(name="text", data_type=DataType.TEXT),
+                Property(name="tags", data_type=DataType.TEXT_ARRAY),
+                Property(name="start", data_type=DataType.INT),
+                Property(name="end", data_type=DataType.INT),
+            ],
+        )
+
+    async def ensure_tenant(self, tenant: str) -> None:
+        if tenant in self._tenants:
+            return
+        collection = self.client.collections.get(self.collection_name)
+        existing = await collection.tenants.get()
+        if tenant not in existing:
+            await collection.tenants.create([Tenant(name=tenant)])
+        self._tenants.add(tenant)
+
+    async def upsert_document(self, tenant: str, doc: Document, chunks: list[Chunk], vectors: Any) -> int:
+        """Replace the document's chunks: its old ones are deleted first, so a shorter version leaves none behind."""
+        await self.ensure_tenant(tenant)
+        await self.delete_document(tenant, doc.doc_id)
+        collection = self.client.collections.get(self.collection_name).with_tenant(tenant)
+        objects = [
+            weaviate.classes.data.DataObject(
+                properties={
+                    "chunk_id": c.chunk_id, "doc_id": c.doc_id, "collection": doc.collection, "title": doc.title,
+                    "section_path": list(c.section_path), "text": c.text, "tags": list(doc.tags),
+                    "start": c.start, "end": c.end,
+                },
+                uuid=generate_uuid5(f"{tenant}:{c.chunk_id}"),
+                vector=[float(x) for x in vector],
+            )
+            for c, vector in zip(chunks, vectors, strict=True)
+        ]
+        if objects:
+            result = await collection.data.insert_many(objects)
+            if result.errors:
+                raise RuntimeError(f"weaviate refused {len(result.errors)} chunk(s): {list(result.errors.values())[:3]}")
+        return len(objects)
+
+    async def delete_document(self, tenant: str, doc_id: str) -> None:
+        await self.ensure_tenant(tenant)
+        collection = self.client.collections.get(self.collection_name).with_tenant(tenant)
+        await collection.data.delete_many(where=Filter.by_property("doc_id").equal(doc_id))
+
+    async def hybrid_search(self, tenant: str, query: str, vector: list[float], k: int, *, alpha: float = 0.5,
+                            collections: list[str] | None = None) -> list[Passage]:
+        await self.ensure_tenant(tenant)
+        collection = self.client.collections.get(self.collection_name).with_tenant(tenant)
+        filters = Filter.by_property("collection").contains_any(collections) if collections else None
+        response = await collection.query.hybrid(
+            query=query, vector=vector, alpha=alpha, limit=k, filters=filters,
+            return_metadata=MetadataQuery(score=True),
+        )
+        return [
+            Passage(
+                chunk_id=str(o.properties["chunk_id"]), doc_id=str(o.properties["doc_id"]),
+                collection=str(o.properties["collection"]), title=str(o.properties["title"]),
+                section_path=tuple(o.properties.get("section_path") or ()),  # type: ignore[arg-type]
+                text=str(o.properties["text"]), score=float(o.metadata.score or 0.0),
+            )
+            for o in response.objects
+        ]
