@@ -13,6 +13,7 @@ from herald_core.signing import VerificationError, generate_keypair, load_signer
 def _action() -> ActionProposed:
     return ActionProposed(
         action_id="01JTESTACTION0000000000000",
+        tenant="acme",
         workflow_id="wf-1",
         tool="send_email",
         input=SendEmailInput(to="lead@northwind.example", subject="Hello", body_text="Hi there"),

@@ -20,6 +20,7 @@ from pathlib import Path
 import asyncpg
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from herald_core.contracts import ConsentGranted, ConsentWithdrawn
 from herald_core.envelope import Envelope
@@ -49,11 +50,8 @@ class ConsentFeed:
             isolation_level="read_committed",
             auto_offset_reset="earliest",
         )
+        partitions = [TopicPartition(self.topic, p) for p in await self._partitions()]
         await consumer.start()
-        partitions = [TopicPartition(self.topic, p) for p in sorted(consumer.partitions_for_topic(self.topic) or [])]
-        if not partitions:
-            await consumer.stop()
-            raise RuntimeError(f"consent topic {self.topic} does not exist")
         consumer.assign(partitions)
         stored = {
             r["partition"]: r["next_offset"]
@@ -69,6 +67,17 @@ class ConsentFeed:
         self._consumer = consumer
         self._task = asyncio.create_task(self._follow(), name=f"{self.schema}-consent-feed")
         self.started = True
+
+    async def _partitions(self) -> list[int]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.common.kafka_bootstrap)
+        await admin.start()
+        try:
+            described = await admin.describe_topics([self.topic])
+        finally:
+            await admin.close()
+        if not described or described[0].get("error_code", 0) != 0 or not described[0].get("partitions"):
+            raise RuntimeError(f"consent topic {self.topic} does not exist")
+        return sorted(p["partition"] for p in described[0]["partitions"])
 
     async def stop(self) -> None:
         if self._task:

@@ -1,0 +1,110 @@
+"""Helpers the tests share: read Kafka back with a plain consumer, read the mailbox, sign webhooks."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import mailbox
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from email.message import Message
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from herald_core.contracts import Contract
+from herald_core.envelope import Envelope
+from herald_core.topics import TopicSpec
+
+
+@dataclass(frozen=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: dict[str, str]
+
+    @property
+    def type(self) -> str | None:
+        return self.headers.get("ce_type")
+
+    @property
+    def id(self) -> str | None:
+        return self.headers.get("ce_id")
+
+
+async def read_topic(bootstrap: str, topic: str, *, timeout: float = 5.0,
+                     until: Callable[[list[Record]], bool] | None = None) -> list[Record]:
+    """Everything committed on `topic` (read_committed), read until `until` holds or no more arrives."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
+        isolation_level="read_committed", enable_auto_commit=False,
+    )
+    await consumer.start()
+    records: list[Record] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=300)
+            for part in batch.values():
+                for r in part:
+                    headers = {k: v.decode(errors="replace") for k, v in (r.headers or ())}
+                    records.append(Record(r.topic, r.partition, r.offset, r.key, r.value, headers))
+            if until is not None and until(records):
+                break
+            if until is None and not batch and records:
+                break
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def publish_raw(bootstrap: str, topic: str, value: bytes | None, *, key: bytes | None = None,
+                      headers: list[tuple[str, bytes]] | None = None) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, value=value, key=key, headers=headers or [])
+    finally:
+        await producer.stop()
+
+
+async def publish(bootstrap: str, prefix: str, spec: TopicSpec, key: bytes, envelope: Envelope,
+                  body: Contract) -> None:
+    await publish_raw(bootstrap, spec.full_name(prefix), body.model_dump_json().encode(), key=key,
+                      headers=envelope.to_headers())
+
+
+def mails_to(maildir: Path, address: str) -> list[Message]:
+    box = mailbox.Maildir(maildir, create=True)
+    found = []
+    for message in box:
+        if address.lower() in (message.get("X-Herald-Rcpt-To") or "").lower():
+            found.append(message)
+    return found
+
+
+async def eventually(check: Callable[[], Any], *, timeout: float = 30.0, interval: float = 0.25,
+                     what: str = "condition") -> Any:
+    """Poll `check` (sync or async) until it returns something truthy; fail with `what` otherwise."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if asyncio.iscoroutine(last):
+            last = await last
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def hubspot_signature(secret: str, method: str, uri: str, body: bytes, timestamp_ms: int) -> str:
+    """HubSpot's v3 webhook signature: base64(HMAC-SHA256(secret, method + uri + body + timestamp))."""
+    message = method.encode() + uri.encode() + body + str(timestamp_ms).encode()
+    return base64.b64encode(hmac.new(secret.encode(), message, hashlib.sha256).digest()).decode()
