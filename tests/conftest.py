@@ -7,13 +7,21 @@ its own topic prefix and database, so runs never see each other's messages or ro
 
 from __future__ import annotations
 
+import asyncio
 import os
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
+import asyncpg
 import pytest
+import yaml
+from herald_core.bus import ensure_topics
+from herald_core.settings import CommonSettings
 from herald_stack.cli import up
-from herald_stack.config import StackConfig
+from herald_stack.config import REPO_ROOT, StackConfig
+from herald_stack.services import ServiceSet
 
 
 @dataclass(frozen=True)
@@ -31,3 +39,95 @@ def stack() -> Iterator[Stack]:
     if not (external_kafka and external_pg):
         up(config, topics=False)
     yield Stack(config, external_kafka or config.kafka_bootstrap, external_pg or config.pg_dsn)
+
+
+# ---- the six services as real processes, on a fresh topic prefix, database and Weaviate collection
+
+
+SAMPLE_KB = REPO_ROOT / "samples" / "acme" / "kb"
+HUBSPOT_SECRET = "e2e-hubspot-secret"
+
+
+@dataclass
+class Herald:
+    services: ServiceSet
+    prefix: str
+    pg_dsn: str
+    bootstrap: str
+    tenants_dir: Path
+    maildir: Path
+    keys_dir: Path
+
+    def topic(self, spec) -> str:  # type: ignore[no-untyped-def]
+        return spec.full_name(self.prefix)
+
+    def add_tenant(self, tenant_id: str, **overrides: object) -> str:
+        config = {
+            "tenant_id": tenant_id,
+            "name": "Acme Relay",
+            "hubspot_portal_id": 62515,
+            "hubspot_app_secret": HUBSPOT_SECRET,
+            "sender": {"name": "Maya from Acme Relay", "address": "maya@acmerelay.example"},
+            "unsubscribe_url": "https://acmerelay.example/unsubscribe",
+            "timezone": "America/New_York",
+            "limits": {"emails_per_hour": 1000, "emails_per_contact_per_day": 1},
+            "escalation": {"vip": True, "deal_value_minor_at_least": 5_000_000},
+            **overrides,
+        }
+        (self.tenants_dir / f"{tenant_id}.yaml").write_text(yaml.safe_dump(config))
+        return tenant_id
+
+
+def _create_database(admin_dsn: str, name: str) -> str:
+    async def create() -> None:
+        conn = await asyncpg.connect(admin_dsn)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    return admin_dsn.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture(scope="session")
+def herald(stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Herald]:  # type: ignore[no-untyped-def]
+    session = secrets.token_hex(4)
+    prefix = f"t{session}."
+    pg_dsn = _create_database(stack.pg_dsn, f"herald_e2e_{session}")
+    base = tmp_path_factory.mktemp("herald")
+    tenants_dir = base / "tenants"
+    tenants_dir.mkdir()
+    common = CommonSettings(kafka_bootstrap=stack.kafka_bootstrap, topic_prefix=prefix, pg_dsn=pg_dsn)
+    asyncio.run(ensure_topics(common))
+    services = ServiceSet(
+        stack.config,
+        prefix,
+        pg_dsn,
+        tenants_dir,
+        base / "logs",
+        base_port=9100,
+        extra_env={"HERALD_RETRIEVAL_COLLECTION": f"KbE2e{session}", "HERALD_LOG_LEVEL": "INFO"},
+    )
+    herald = Herald(
+        services,
+        prefix,
+        pg_dsn,
+        stack.kafka_bootstrap,
+        tenants_dir,
+        stack.config.maildir,
+        stack.config.keys_dir,
+    )
+    try:
+        services.start_all(guards=2, services=_available_services())
+        yield herald
+    finally:
+        services.stop_all()
+
+
+def _available_services() -> tuple[str, ...]:
+    import importlib.util
+
+    from herald_stack.services import SERVICES
+
+    return tuple(s for s in SERVICES if importlib.util.find_spec(f"herald_{s}.main") is not None)

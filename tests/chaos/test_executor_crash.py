@@ -1,0 +1,83 @@
+"""SIGKILL the executor in the middle of a batch of approvals and start it again: no email is sent
+twice; every approved email arrives once, or — if the kill fell inside an SMTP exchange — is
+reported `in_doubt` on the executed topic instead of being repeated."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from datetime import timedelta
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from herald_core.contracts import ActionApproved, ActionExecuted, ActionProposed, ContactFacts, SendEmailInput
+from herald_core.envelope import Envelope, new_traceparent
+from herald_core.ids import new_id
+from herald_core.signing import load_signer
+from herald_core.topics import APPROVED_ACTION, EXECUTED, contact_key
+from support import eventually, mails_to, read_topic
+
+pytestmark = [pytest.mark.chaos, pytest.mark.e2e, pytest.mark.kafka, pytest.mark.postgres, pytest.mark.smtp]
+
+APPROVALS = 120
+
+
+async def test_executor_killed_mid_batch_sends_each_email_at_most_once(herald) -> None:  # type: ignore[no-untyped-def]
+    tenant = herald.add_tenant(f"crash{secrets.token_hex(3)}")
+    run = secrets.token_hex(3)
+    signer = load_signer(herald.keys_dir / "guard-local-1.pem", "guard-local-1")
+    addresses = [f"crash-{run}-{n}@buyers.example" for n in range(APPROVALS)]
+    action_ids = []
+    producer = AIOKafkaProducer(bootstrap_servers=herald.bootstrap, linger_ms=5)
+    await producer.start()
+    try:
+        for n, address in enumerate(addresses):
+            contact = ContactFacts(contact_id=f"{run}{n:04d}", email=address)
+            action = ActionProposed(
+                action_id=new_id(), tenant=tenant, workflow_id=f"wf-{new_id()}", tool="send_email",
+                input=SendEmailInput(to=address, subject="Hello", body_text="A short note."), contact=contact,
+                evidence=(), confidence=0.9, rationale="crash test",
+            )
+            action_ids.append(action.action_id)
+            approval = signer.approve(action, approved_by="guard", policy_version="test", ttl=timedelta(minutes=30))
+            env = Envelope(source="herald/guard", type=ActionApproved.TYPE, tenant=tenant, correlation_id=new_id(),
+                           traceparent=new_traceparent())
+            body = ActionApproved(action=action, approval=approval, rules=())
+            await producer.send(herald.topic(APPROVED_ACTION), body.model_dump_json().encode(),
+                                key=contact_key(tenant, contact.contact_id), headers=env.to_headers())
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+    def delivered() -> int:
+        return sum(1 for a in addresses if mails_to(herald.maildir, a))
+
+    # kill it while it is working through the approvals
+    await eventually(lambda: delivered() >= 10, timeout=60, interval=0.05, what="the first emails")
+    herald.services.kill("executor-0")
+    killed_at = delivered()
+    assert killed_at < APPROVALS, "the executor finished before it could be killed; raise APPROVALS"
+    herald.services.start("executor-0")
+
+    def finished(records):  # type: ignore[no-untyped-def]
+        ids = {ActionExecuted.model_validate_json(r.value).action_id for r in records
+               if r.type == ActionExecuted.TYPE and r.headers.get("ce_tenant") == tenant}
+        return ids >= set(action_ids)
+
+    records = await read_topic(herald.bootstrap, herald.topic(EXECUTED), timeout=120, until=finished)
+    assert finished(records), "not every approval has an execution result"
+    results: dict[str, set[str]] = {}
+    for r in records:
+        if r.type == ActionExecuted.TYPE and r.headers.get("ce_tenant") == tenant:
+            executed = ActionExecuted.model_validate_json(r.value)
+            results.setdefault(executed.action_id, set()).add(executed.status.value)
+
+    await asyncio.sleep(1)
+    counts = [len(mails_to(herald.maildir, a)) for a in addresses]
+    assert max(counts) == 1, "an email was sent twice"
+    in_doubt = {a for a, statuses in results.items() if statuses == {"in_doubt"}}
+    for action_id, address, count in zip(action_ids, addresses, counts, strict=True):
+        if action_id in in_doubt:
+            continue  # surfaced for a human; at most one email, never a repeat
+        assert count == 1, f"{address} approved and reported {results[action_id]} but not delivered"
+    assert len(in_doubt) <= 1  # only the one send under way at the kill can be in doubt

@@ -1,0 +1,89 @@
+"""Hard limits hold under load: with two guard replicas racing, a tenant's hourly cap of N lets
+exactly N emails out of 200 proposals; every other one is blocked by that rule, on the audit."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import urllib.request
+from datetime import UTC, datetime
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from herald_core.contracts import ActionBlocked, ActionProposed, ContactFacts, SendEmailInput
+from herald_core.envelope import Envelope, new_traceparent
+from herald_core.ids import new_id
+from herald_core.topics import APPROVED_ACTION, DECISION, PROPOSED_ACTION, contact_key
+from support import eventually, mails_to, read_topic
+
+pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.postgres, pytest.mark.smtp]
+
+CAP = 7
+PROPOSALS = 200
+
+
+def _proposal(tenant: str, run: str, n: int) -> tuple[bytes, Envelope, ActionProposed]:
+    email = f"cap-{run}-{n}@buyers.example"
+    contact = ContactFacts(contact_id=f"{run}{n:04d}", email=email, first_name="Lee")
+    action = ActionProposed(
+        action_id=new_id(), tenant=tenant, workflow_id=f"wf-{new_id()}", tool="send_email",
+        input=SendEmailInput(to=email, subject="Hello", body_text="A short note."), contact=contact,
+        evidence=(), confidence=0.9, rationale="cap race",
+    )
+    env = Envelope(source="herald/planner", type=ActionProposed.TYPE, tenant=tenant, correlation_id=new_id(),
+                   subject=f"contact/{contact.contact_id}", traceparent=new_traceparent())
+    return contact_key(tenant, contact.contact_id), env, action
+
+
+def _decisions_made(ops_port: int) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{ops_port}/metrics", timeout=5) as response:  # noqa: S310
+        text = response.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("herald_guard_decisions_total{"))
+
+
+async def _clear_of_hour_boundary() -> None:
+    """The cap counts per clock hour: start well inside one, so the race is about one window."""
+    now = datetime.now(UTC)
+    if now.minute == 59 and now.second > 0:
+        await asyncio.sleep(61 - now.second)
+
+
+async def test_hourly_cap_is_exact_with_two_racing_guards(herald) -> None:  # type: ignore[no-untyped-def]
+    assert sum(1 for r in herald.services.replicas.values() if r.service == "guard") >= 2
+    tenant = herald.add_tenant(f"cap{secrets.token_hex(3)}", limits={"emails_per_hour": CAP,
+                                                                    "emails_per_contact_per_day": 1})
+    run = secrets.token_hex(3)
+    await _clear_of_hour_boundary()
+    producer = AIOKafkaProducer(bootstrap_servers=herald.bootstrap, linger_ms=5)
+    await producer.start()
+    try:
+        for n in range(PROPOSALS):
+            key, env, action = _proposal(tenant, run, n)
+            await producer.send(herald.topic(PROPOSED_ACTION), action.model_dump_json().encode(), key=key,
+                                headers=env.to_headers())
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+    def decided(records):  # type: ignore[no-untyped-def]
+        return [r for r in records if r.headers.get("ce_tenant") == tenant]
+
+    blocked = decided(await read_topic(herald.bootstrap, herald.topic(DECISION), timeout=90,
+                                       until=lambda rs: len(decided(rs)) >= PROPOSALS - CAP))
+    approved = decided(await read_topic(herald.bootstrap, herald.topic(APPROVED_ACTION), timeout=30,
+                                        until=lambda rs: len(decided(rs)) >= CAP))
+    assert len(approved) == CAP
+    assert len(blocked) == PROPOSALS - CAP
+    rules = {ActionBlocked.model_validate_json(r.value).rule for r in blocked}
+    assert rules == {"limits.tenant_emails_per_hour"}
+    # both replicas took part in the race (each decided some of this test's proposals)
+    for replica in (r for r in herald.services.replicas.values() if r.service == "guard"):
+        assert _decisions_made(replica.ops_port) > 0, replica.name
+
+    def sent() -> int:
+        return sum(len(mails_to(herald.maildir, f"cap-{run}-{n}@buyers.example")) for n in range(PROPOSALS))
+
+    await eventually(lambda: sent() >= CAP, timeout=60, what=f"{CAP} emails")
+    await asyncio.sleep(2)  # anything beyond the cap would have arrived by now
+    assert sent() == CAP
