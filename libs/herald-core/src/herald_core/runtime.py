@@ -46,10 +46,15 @@ class ServiceRuntime:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         http_task = asyncio.create_task(server.serve())
+        http_task.add_done_callback(lambda _: stop.set())  # the HTTP server could not bind, or ended
         log.info("service started", http=f"{self.host}:{self.port}")
         await stop.wait()
         server.should_exit = True
-        await http_task
+        try:
+            await http_task
+        except SystemExit as exc:
+            await self.stop()
+            raise SystemExit(f"{self.name}: HTTP server failed to start on {self.host}:{self.port}") from exc
         await self.stop()
         log.info("service stopped")
 

@@ -53,7 +53,7 @@ class WeaviateKnowledgeStore:
         await self.client.collections.create(
             self.collection_name,
             multi_tenancy_config=Configure.multi_tenancy(enabled=True, auto_tenant_creation=True),
-            vectorizer_config=Configure.Vectorizer.none(),
+            vector_config=Configure.Vectors.self_provided(),
             properties=[
                 Property(name="chunk_id", data_type=DataType.TEXT, skip_vectorization=True),
                 Property(name="doc_id", data_type=DataType.TEXT, skip_vectorization=True),

@@ -5,7 +5,7 @@ import warnings
 
 from herald_core.grpc.herald.v1 import retrieval_pb2 as herald_dot_v1_dot_retrieval__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.78.2'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -25,7 +25,7 @@ if _version_not_supported:
     )
 
 
-class RetrievalStub:
+class RetrievalStub(object):
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -41,7 +41,7 @@ class RetrievalStub:
                 _registered_method=True)
 
 
-class RetrievalServicer:
+class RetrievalServicer(object):
     """Missing associated documentation comment in .proto file."""
 
     def Search(self, request, context):
@@ -67,7 +67,7 @@ def add_RetrievalServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class Retrieval:
+class Retrieval(object):
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod
