@@ -202,9 +202,11 @@ async def pipeline(config: StackConfig, count: int) -> dict[str, Any]:
             await consumer.stop()
         elapsed = last - started
         latencies.sort()
+        stages = _stage_times(services)
         return {
             "events": count, "completed": len(latencies), "seconds": round(elapsed, 3),
             "per_second": round(len(latencies) / elapsed, 1) if elapsed > 0 else 0.0,
+            "handler_ms_mean_by_service": stages,
             "latency_ms": {
                 "p50": round(statistics.median(latencies) * 1000, 1) if latencies else None,
                 "p99": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 1) if latencies else None,
@@ -212,6 +214,31 @@ async def pipeline(config: StackConfig, count: int) -> dict[str, Any]:
         }
     finally:
         services.stop_all()
+
+
+def _stage_times(services: ServiceSet) -> dict[str, dict[str, float]]:
+    """Mean handler time and batch size per service, from each replica's own /metrics."""
+    import urllib.request
+
+    stages: dict[str, dict[str, float]] = {}
+    for replica in services.replicas.values():
+        with urllib.request.urlopen(f"http://127.0.0.1:{replica.ops_port}/metrics", timeout=5) as response:  # noqa: S310
+            text = response.read().decode()
+        sums: dict[str, float] = {}
+        for line in text.splitlines():
+            for metric in ("herald_handler_seconds_sum", "herald_handler_seconds_count", "herald_batch_size_sum",
+                           "herald_batch_size_count", "herald_kafka_transaction_seconds_sum",
+                           "herald_kafka_transaction_seconds_count"):
+                if line.startswith(metric):
+                    sums[metric] = sums.get(metric, 0.0) + float(line.rsplit(" ", 1)[1])
+        if sums.get("herald_handler_seconds_count"):
+            stages[replica.name] = {
+                "handler_ms": round(1000 * sums["herald_handler_seconds_sum"] / sums["herald_handler_seconds_count"], 2),
+                "batch_size": round(sums["herald_batch_size_sum"] / max(sums["herald_batch_size_count"], 1), 1),
+                "transaction_ms": round(1000 * sums.get("herald_kafka_transaction_seconds_sum", 0)
+                                        / max(sums.get("herald_kafka_transaction_seconds_count", 1), 1), 2),
+            }
+    return stages
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
@@ -252,6 +279,9 @@ def main() -> None:
     pipe = asyncio.run(pipeline(config, args.pipeline_events))
     print(f"pipeline:   {pipe['per_second']:>10,.0f} events/s, p50 {pipe['latency_ms']['p50']} ms, "
           f"p99 {pipe['latency_ms']['p99']} ms ({pipe['completed']}/{pipe['events']} completed)")
+    for name, stage in pipe["handler_ms_mean_by_service"].items():
+        print(f"  {name:12} handler {stage['handler_ms']:7.2f} ms  batch {stage['batch_size']:6.1f}  "
+              f"commit {stage['transaction_ms']:6.2f} ms")
     result = {
         "started_at": started_at,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},

@@ -6,11 +6,11 @@ import asyncio
 import base64
 import hashlib
 import hmac
-import mailbox
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import Message
+from email.parser import BytesParser
 from pathlib import Path
 from typing import Any
 
@@ -80,12 +80,35 @@ async def publish(bootstrap: str, prefix: str, spec: TopicSpec, key: bytes, enve
                       headers=envelope.to_headers())
 
 
+_recipients: dict[Path, str] = {}  # message file → its envelope recipients; files never change once delivered
+
+
+def _recipients_of(path: Path) -> str:
+    if path not in _recipients:
+        with path.open("rb") as handle:
+            headers = BytesParser().parse(handle, headersonly=True)
+        _recipients[path] = (headers.get("X-Herald-Rcpt-To") or "").lower()
+    return _recipients[path]
+
+
+def recipients(maildir: Path) -> list[str]:
+    """The envelope recipients of every delivered message (one entry per message)."""
+    return [_recipients_of(path) for folder in ("new", "cur") if (maildir / folder).is_dir()
+            for path in (maildir / folder).iterdir()]
+
+
 def mails_to(maildir: Path, address: str) -> list[Message]:
-    box = mailbox.Maildir(maildir, create=True)
+    """Messages the SMTP server delivered to `address`, read back from its Maildir."""
+    wanted = address.lower()
     found = []
-    for message in box:
-        if address.lower() in (message.get("X-Herald-Rcpt-To") or "").lower():
-            found.append(message)
+    for folder in ("new", "cur"):
+        directory = maildir / folder
+        if not directory.is_dir():
+            continue
+        for path in directory.iterdir():
+            if wanted in _recipients_of(path):
+                with path.open("rb") as handle:
+                    found.append(BytesParser().parse(handle))
     return found
 
 

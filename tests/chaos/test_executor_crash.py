@@ -15,11 +15,12 @@ from herald_core.envelope import Envelope, new_traceparent
 from herald_core.ids import new_id
 from herald_core.signing import load_signer
 from herald_core.topics import APPROVED_ACTION, EXECUTED, contact_key
-from support import eventually, mails_to, read_topic
+from support import eventually, mails_to, read_topic, recipients
 
 pytestmark = [pytest.mark.chaos, pytest.mark.e2e, pytest.mark.kafka, pytest.mark.postgres, pytest.mark.smtp]
 
-APPROVALS = 120
+APPROVALS = 400
+EXECUTOR_CONCURRENCY = 8  # herald_executor.settings.Settings.concurrency
 
 
 async def test_executor_killed_mid_batch_sends_each_email_at_most_once(herald) -> None:  # type: ignore[no-untyped-def]
@@ -49,11 +50,13 @@ async def test_executor_killed_mid_batch_sends_each_email_at_most_once(herald) -
     finally:
         await producer.stop()
 
+    wanted = set(addresses)
+
     def delivered() -> int:
-        return sum(1 for a in addresses if mails_to(herald.maildir, a))
+        return sum(1 for r in recipients(herald.maildir) if r in wanted)
 
     # kill it while it is working through the approvals
-    await eventually(lambda: delivered() >= 10, timeout=60, interval=0.05, what="the first emails")
+    await eventually(lambda: delivered() >= 5, timeout=60, interval=0.02, what="the first emails")
     herald.services.kill("executor-0")
     killed_at = delivered()
     assert killed_at < APPROVALS, "the executor finished before it could be killed; raise APPROVALS"
@@ -80,4 +83,5 @@ async def test_executor_killed_mid_batch_sends_each_email_at_most_once(herald) -
         if action_id in in_doubt:
             continue  # surfaced for a human; at most one email, never a repeat
         assert count == 1, f"{address} approved and reported {results[action_id]} but not delivered"
-    assert len(in_doubt) <= 1  # only the one send under way at the kill can be in doubt
+    # only sends under way at the kill can be in doubt: at most one per concurrent lane
+    assert len(in_doubt) <= EXECUTOR_CONCURRENCY, in_doubt

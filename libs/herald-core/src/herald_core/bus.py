@@ -29,7 +29,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 from pydantic import ValidationError
 
 from herald_core.contracts import MESSAGE_TYPES, Contract, DeadLettered
-from herald_core.envelope import Envelope, EnvelopeError
+from herald_core.envelope import Envelope, EnvelopeError, trace_id
 from herald_core.observability import (
     BATCH_SIZE,
     DEAD_LETTERS,
@@ -223,6 +223,7 @@ class ConsumerWorker:
         max_batch: int = 500,
         handler_attempts: int = 3,
         before_batch: Callable[[], Awaitable[None]] | None = None,
+        concurrency: int = 1,
     ) -> None:
         self.common = common
         self.service = service
@@ -234,6 +235,7 @@ class ConsumerWorker:
         self.handler_attempts = handler_attempts
         # e.g. "the consent feed has caught up": runs once per batch, before any handler
         self.before_batch = before_batch
+        self.concurrency = concurrency
         self.group_id = f"{common.topic_prefix}herald-{service}-{name}"
         self.dlq = dead_letter_topic(service)
         self.assigned = False
@@ -334,43 +336,73 @@ class ConsumerWorker:
     async def _handle_batch(
         self, records: list[ConsumerRecord[bytes, bytes]]
     ) -> tuple[list[Outbound], list[tuple[ConsumerRecord[bytes, bytes], str, Envelope | None]]]:
-        outputs: list[Outbound] = []
-        dead: list[tuple[ConsumerRecord[bytes, bytes], str, Envelope | None]] = []
+        """Handle a batch: one key's messages in order, different keys concurrently (up to `concurrency`)."""
         if self.before_batch is not None:
             try:
                 await self.before_batch()
             except Exception as exc:
                 raise TransientError(f"before_batch: {exc!r}") from exc
-        for record in records:
-            spec = self.by_topic_name[record.topic]
-            try:
-                inbound = decode(record, spec)
-            except (EnvelopeError, ValidationError, ValueError) as exc:
-                dead.append((record, _reason(exc), _envelope_or_none(record)))
-                continue
-            MESSAGES_CONSUMED.labels(self.service, spec.name, inbound.envelope.type).inc()
-            structlog.contextvars.bind_contextvars(
-                tenant=inbound.envelope.tenant,
-                correlation_id=inbound.envelope.correlation_id,
-                message_id=inbound.envelope.id,
-                trace_id=(inbound.envelope.traceparent or "").split("-")[1:2] or None,
-            )
-            started = time.perf_counter()
-            try:
-                outputs.extend(await self._call(spec, inbound))
-            except Rejected as exc:
-                dead.append((record, f"rejected: {exc}", inbound.envelope))
-            except TransientError:
-                raise
-            except Exception as exc:
-                if _is_connection_error(exc):
-                    raise TransientError(repr(exc)) from exc
-                log.exception("handler failed; dead-lettering", topic=spec.name, offset=record.offset)
-                dead.append((record, f"handler error: {exc!r}"[:1000], inbound.envelope))
-            finally:
-                HANDLER_SECONDS.labels(self.service, spec.name).observe(time.perf_counter() - started)
-                structlog.contextvars.unbind_contextvars("tenant", "correlation_id", "message_id", "trace_id", "action_id")
+        results: list[tuple[list[Outbound], tuple[str, Envelope | None] | None]] = [([], None)] * len(records)
+        by_key: dict[object, list[int]] = {}
+        for index, record in enumerate(records):
+            group = (record.topic, record.key) if record.key is not None else ("no-key", index)
+            by_key.setdefault(group, []).append(index)
+        groups = list(by_key.values())
+        if self.concurrency <= 1 or len(groups) == 1:
+            for indexes in groups:
+                for index in indexes:
+                    results[index] = await self._handle_one(records[index])
+        else:
+            pending = iter(groups)
+
+            async def lane() -> None:
+                for indexes in pending:  # lanes share one iterator: each group is taken once
+                    for index in indexes:
+                        results[index] = await self._handle_one(records[index])
+
+            # let every lane finish (a cancelled handler could leave a side effect half done), then fail
+            lanes = min(self.concurrency, len(groups))
+            finished = await asyncio.gather(*(lane() for _ in range(lanes)), return_exceptions=True)
+            for outcome in finished:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+        outputs = [out for outs, _ in results for out in outs]
+        dead = [(records[i], failure[0], failure[1]) for i, (_, failure) in enumerate(results) if failure]
         return outputs, dead
+
+    async def _handle_one(
+        self, record: ConsumerRecord[bytes, bytes]
+    ) -> tuple[list[Outbound], tuple[str, Envelope | None] | None]:
+        """The message's outputs, or the reason (and envelope) to dead-letter it."""
+        spec = self.by_topic_name[record.topic]
+        structlog.contextvars.unbind_contextvars("tenant", "correlation_id", "message_id", "trace_id", "action_id")
+        try:
+            inbound = decode(record, spec)
+        except (EnvelopeError, ValidationError, ValueError) as exc:
+            return [], (_reason(exc), _envelope_or_none(record))
+        MESSAGES_CONSUMED.labels(self.service, spec.name, inbound.envelope.type).inc()
+        # each key group runs in its own task, so these bindings stay with this message's lines
+        structlog.contextvars.bind_contextvars(
+            tenant=inbound.envelope.tenant,
+            correlation_id=inbound.envelope.correlation_id,
+            message_id=inbound.envelope.id,
+            trace_id=trace_id(inbound.envelope.traceparent),
+        )
+        started = time.perf_counter()
+        try:
+            return list(await self._call(spec, inbound)), None
+        except Rejected as exc:
+            return [], (f"rejected: {exc}", inbound.envelope)
+        except TransientError:
+            raise
+        except Exception as exc:
+            if _is_connection_error(exc):
+                raise TransientError(repr(exc)) from exc
+            log.exception("handler failed; dead-lettering", topic=spec.name, offset=record.offset)
+            return [], (f"handler error: {exc!r}"[:1000], inbound.envelope)
+        finally:
+            HANDLER_SECONDS.labels(self.service, spec.name).observe(time.perf_counter() - started)
+            structlog.contextvars.unbind_contextvars("action_id")
 
     async def _call(self, spec: TopicSpec, inbound: Inbound) -> Sequence[Outbound]:
         last: Exception | None = None

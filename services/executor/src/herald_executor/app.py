@@ -18,7 +18,7 @@ import structlog
 from fastapi import FastAPI
 from prometheus_client import Counter
 
-from herald_core.bus import ConsumerWorker, Inbound, Outbound
+from herald_core.bus import ConsumerWorker, Inbound, Outbound, TransientError
 from herald_core.consent import CONSENT_MIGRATIONS, ConsentFeed
 from herald_core.contracts import ActionApproved, ActionExecuted, ActionRefused, ExecutionStatus
 from herald_core.db import create_pool, migrate
@@ -28,7 +28,7 @@ from herald_core.signing import VerificationError, Verifier, load_verifier
 from herald_core.tenants import TenantDirectory
 from herald_core.topics import APPROVED_ACTION, EXECUTED, contact_key
 from herald_executor.adapters.ledger import Ledger
-from herald_executor.adapters.smtp import PermanentSendError, SmtpSender
+from herald_executor.adapters.smtp import NotSentError, PermanentSendError, SmtpSender
 from herald_executor.logic import ledger_verdict, message_id, render_email
 from herald_executor.settings import Settings
 
@@ -90,6 +90,10 @@ class Executor:
         )
         try:
             reply = await self.sender.send(email)
+        except NotSentError as exc:
+            # nothing reached the server: release the claim and read the batch again later
+            await self.ledger.release(action.action_id)
+            raise TransientError(str(exc)) from exc
         except PermanentSendError as exc:
             await self.ledger.finish(action.action_id, "failed", None, str(exc))
             return [self._executed(msg, approved, ExecutionStatus.FAILED, {}, str(exc))]
@@ -123,14 +127,15 @@ class Executor:
 async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     settings = settings or Settings()
     common = settings.common
-    pool = await create_pool(common.pg_dsn)
+    pool = await create_pool(common.pg_dsn, max_size=settings.concurrency + 4)
     await migrate(pool, "executor", Path(str(files("herald_executor") / "migrations")), CONSENT_MIGRATIONS)
     feed = ConsentFeed(common, pool, "executor")
-    executor = Executor(settings, load_verifier(Path(common.keys_dir)), Ledger(pool), feed, SmtpSender(settings),
+    sender = SmtpSender(settings, pool_size=settings.concurrency)
+    executor = Executor(settings, load_verifier(Path(common.keys_dir)), Ledger(pool), feed, sender,
                         TenantDirectory(common.tenants_dir))
     # small batches: each email is a side effect, and a crash should leave little to reconcile
     worker = ConsumerWorker(common, "executor", "actions", {APPROVED_ACTION: executor.on_approved_action},
-                            max_batch=50, before_batch=feed.caught_up)
+                            max_batch=100, before_batch=feed.caught_up, concurrency=settings.concurrency)
 
     async def db_ok() -> bool:
         return bool(await pool.fetchval("SELECT true"))
@@ -142,5 +147,5 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     add_ops_routes(http, {"postgres": db_ok, "consent_feed": feed_ok, "consumer": worker.ready})
     runtime = ServiceRuntime("executor", http, settings.ops_host, settings.ops_port)
     runtime.on_start += [feed.start, worker.start]
-    runtime.on_stop += [pool.close, feed.stop, worker.stop]
+    runtime.on_stop += [pool.close, sender.close, feed.stop, worker.stop]
     return runtime

@@ -17,3 +17,4 @@ class Settings(ServiceSettings):
     smtp_password: str | None = None
     smtp_timeout_seconds: float = 10.0
     message_id_domain: str = "herald.local"
+    concurrency: int = 8  # messages of different contacts handled at once

@@ -147,14 +147,14 @@ class Guard:
 async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     settings = settings or Settings()
     common = settings.common
-    pool = await create_pool(common.pg_dsn)
+    pool = await create_pool(common.pg_dsn, max_size=settings.concurrency + 4)
     await migrate(pool, "guard", Path(str(files("herald_guard") / "migrations")), CONSENT_MIGRATIONS)
     feed = ConsentFeed(common, pool, "guard")
     guard = Guard(settings, GuardStore(pool), feed, TenantDirectory(common.tenants_dir))
     worker = ConsumerWorker(
         common, "guard", "decisions",
         {PROPOSED_ACTION: guard.on_proposed_action, REVIEW_DECISION: guard.on_review_decision},
-        before_batch=feed.caught_up,
+        before_batch=feed.caught_up, concurrency=settings.concurrency,
     )
 
     async def db_ok() -> bool:

@@ -146,7 +146,7 @@ class Planner:
 async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     settings = settings or Settings()
     common = settings.common
-    pool = await create_pool(common.pg_dsn)
+    pool = await create_pool(common.pg_dsn, max_size=settings.concurrency + 4)
     await migrate(pool, "planner", Path(str(files("herald_planner") / "migrations")))
     retrieval = RetrievalClient(settings.retrieval_target, settings.retrieval_timeout_seconds)
     llm = LlmDrafter(settings.anthropic_model, settings.anthropic_max_tokens) if llm_configured() else None
@@ -155,7 +155,7 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     planner = Planner(settings, WorkflowRuns(pool), retrieval, TenantDirectory(common.tenants_dir), llm)
     worker = ConsumerWorker(common, "planner", "workflows", {
         EVENTS: planner.on_events, DECISION: planner.on_decision, EXECUTED: planner.on_executed,
-    })
+    }, concurrency=settings.concurrency)
 
     async def db_ok() -> bool:
         return bool(await pool.fetchval("SELECT true"))

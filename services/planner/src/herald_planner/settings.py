@@ -16,3 +16,4 @@ class Settings(ServiceSettings):
     evidence_k: int = 4
     anthropic_model: str = "claude-sonnet-4-5"
     anthropic_max_tokens: int = 800
+    concurrency: int = 16  # messages of different contacts handled at once

@@ -49,6 +49,10 @@ class Ledger:
         value = await self.pool.fetchval("SELECT result FROM executor.ledger WHERE action_id = $1", action_id)
         return dict(json.loads(value)) if value else {}
 
+    async def release(self, action_id: str) -> None:
+        """Undo a claim whose side effect certainly did not start (the nonce stays seen for this record)."""
+        await self.pool.execute("DELETE FROM executor.ledger WHERE action_id = $1 AND state = 'claimed'", action_id)
+
     async def mark_in_doubt(self, action_id: str) -> None:
         await self.pool.execute(
             "UPDATE executor.ledger SET state = 'in_doubt', error = 'found claimed after a restart; "

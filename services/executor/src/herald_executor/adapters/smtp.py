@@ -1,12 +1,29 @@
-"""send_email's adapter: SMTP (STARTTLS and auth when configured) with aiosmtplib."""
+"""send_email's adapter: SMTP (STARTTLS and auth when configured) over a small pool of connections.
+
+Failures are told apart by when they happen, because that decides whether a retry is safe:
+- `NotSentError`: nothing reached the server (connect, greeting, login, a stale pooled connection):
+  safe to try again later;
+- `PermanentSendError`: the server refused the message (5xx): not retried;
+- anything else during the mail transaction: the outcome is unknown, and the caller treats the
+  action as in doubt rather than risk a second email.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from email.message import EmailMessage
 
 import aiosmtplib
 
 from herald_executor.settings import Settings
+
+IDLE_CHECK_SECONDS = 5.0
+
+
+class NotSentError(Exception):
+    """Nothing was handed to the SMTP server; the send can be retried."""
 
 
 class PermanentSendError(Exception):
@@ -14,18 +31,58 @@ class PermanentSendError(Exception):
 
 
 class SmtpSender:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, pool_size: int = 8) -> None:
         self.settings = settings
+        self._idle: asyncio.LifoQueue[tuple[aiosmtplib.SMTP, float]] = asyncio.LifoQueue()
+        self._slots = asyncio.Semaphore(pool_size)
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        s = self.settings
+        client = aiosmtplib.SMTP(hostname=s.smtp_host, port=s.smtp_port, start_tls=s.smtp_starttls,
+                                 username=s.smtp_username, password=s.smtp_password, timeout=s.smtp_timeout_seconds)
+        await client.connect()
+        return client
+
+    async def _checkout(self) -> aiosmtplib.SMTP:
+        while not self._idle.empty():
+            client, last_used = self._idle.get_nowait()
+            if time.monotonic() - last_used < IDLE_CHECK_SECONDS:
+                return client
+            try:
+                await client.noop()
+                return client
+            except aiosmtplib.SMTPException:
+                with contextlib.suppress(Exception):
+                    client.close()
+        return await self._connect()
 
     async def send(self, message: EmailMessage) -> str:
-        s = self.settings
-        try:
-            response = await aiosmtplib.send(
-                message, hostname=s.smtp_host, port=s.smtp_port, start_tls=s.smtp_starttls,
-                username=s.smtp_username, password=s.smtp_password, timeout=s.smtp_timeout_seconds,
-            )
-        except aiosmtplib.SMTPResponseException as exc:
-            if 500 <= exc.code < 600:
-                raise PermanentSendError(f"{exc.code} {exc.message}") from exc
-            raise
-        return str(response[1])
+        async with self._slots:
+            try:
+                client = await self._checkout()
+            except (OSError, aiosmtplib.SMTPException) as exc:
+                raise NotSentError(f"could not reach the SMTP server: {exc!r}") from exc
+            try:
+                _, reply = await client.send_message(message)
+            except aiosmtplib.SMTPRecipientsRefused as exc:
+                self._idle.put_nowait((client, time.monotonic()))
+                raise PermanentSendError(f"recipient refused: {exc.recipients}") from exc
+            except aiosmtplib.SMTPResponseException as exc:
+                if 500 <= exc.code < 600:
+                    self._idle.put_nowait((client, time.monotonic()))
+                    raise PermanentSendError(f"{exc.code} {exc.message}") from exc
+                with contextlib.suppress(Exception):
+                    client.close()
+                raise
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    client.close()
+                raise
+            self._idle.put_nowait((client, time.monotonic()))
+            return str(reply)
+
+    async def close(self) -> None:
+        while not self._idle.empty():
+            client, _ = self._idle.get_nowait()
+            with contextlib.suppress(Exception):
+                await client.quit()
