@@ -8,8 +8,11 @@ its own topic prefix and database, so runs never see each other's messages or ro
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +80,23 @@ class Herald:
         (self.tenants_dir / f"{tenant_id}.yaml").write_text(yaml.safe_dump(config))
         return tenant_id
 
+    def command(self, *args: str) -> str:
+        """Run a service's command (`herald-ingest seed …`) with this session's configuration."""
+        binary = Path(sys.executable).with_name(args[0])
+        result = subprocess.run([str(binary), *args[1:]], env={**os.environ, **self.services.common_env()},
+                                capture_output=True, text=True, timeout=300)
+        if result.returncode != 0:
+            raise AssertionError(f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        return result.stdout
+
+    def seed_contacts(self, tenant: str, contacts: list[dict[str, object]], directory: Path) -> None:
+        path = directory / f"{tenant}-contacts.jsonl"
+        path.write_text("".join(json.dumps(c) + "\n" for c in contacts))
+        self.command("herald-ingest", "seed", "--tenant", tenant, "--contacts", str(path))
+
+    def load_kb(self, tenant: str, directory: Path = SAMPLE_KB) -> None:
+        self.command("herald-retrieval", "load-kb", "--tenant", tenant, "--dir", str(directory))
+
 
 def _create_database(admin_dsn: str, name: str) -> str:
     async def create() -> None:
@@ -119,15 +139,7 @@ def herald(stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Herald]:
         stack.config.keys_dir,
     )
     try:
-        services.start_all(guards=2, services=_available_services())
+        services.start_all(guards=2)
         yield herald
     finally:
         services.stop_all()
-
-
-def _available_services() -> tuple[str, ...]:
-    import importlib.util
-
-    from herald_stack.services import SERVICES
-
-    return tuple(s for s in SERVICES if importlib.util.find_spec(f"herald_{s}.main") is not None)

@@ -41,7 +41,7 @@ async def test_executor_killed_mid_batch_sends_each_email_at_most_once(herald) -
             )
             action_ids.append(action.action_id)
             approval = signer.approve(action, approved_by="guard", policy_version="test", ttl=timedelta(minutes=30))
-            env = Envelope(source="herald/guard", type=ActionApproved.TYPE, tenant=tenant, correlation_id=new_id(),
+            env = Envelope(source="test/guard", type=ActionApproved.TYPE, tenant=tenant, correlation_id=new_id(),
                            traceparent=new_traceparent())
             body = ActionApproved(action=action, approval=approval, rules=())
             await producer.send(herald.topic(APPROVED_ACTION), body.model_dump_json().encode(),

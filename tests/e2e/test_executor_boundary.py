@@ -48,7 +48,7 @@ def _approve(signer: Signer, action: ActionProposed, *, ttl: timedelta = timedel
 
 
 def _envelope(tenant: str, message_type: str) -> Envelope:
-    return Envelope(source="herald/guard", type=message_type, tenant=tenant, correlation_id=new_id(),
+    return Envelope(source="test/guard", type=message_type, tenant=tenant, correlation_id=new_id(),
                     traceparent=new_traceparent())
 
 

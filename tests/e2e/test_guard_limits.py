@@ -30,7 +30,7 @@ def _proposal(tenant: str, run: str, n: int) -> tuple[bytes, Envelope, ActionPro
         input=SendEmailInput(to=email, subject="Hello", body_text="A short note."), contact=contact,
         evidence=(), confidence=0.9, rationale="cap race",
     )
-    env = Envelope(source="herald/planner", type=ActionProposed.TYPE, tenant=tenant, correlation_id=new_id(),
+    env = Envelope(source="test/planner", type=ActionProposed.TYPE, tenant=tenant, correlation_id=new_id(),
                    subject=f"contact/{contact.contact_id}", traceparent=new_traceparent())
     return contact_key(tenant, contact.contact_id), env, action
 

@@ -79,7 +79,9 @@ class ServiceSet:
 
     def add(self, service: str, instance: str = "0") -> Replica:
         index = SERVICES.index(service)
-        ops_port = self.base_port + 10 + index * 10 + int(instance)
+        # ingest and review serve their API, health and metrics on one port
+        api_ports = {"ingest": self.base_port + 1, "review": self.base_port + 5}
+        ops_port = api_ports.get(service, self.base_port + 10 + index * 10 + int(instance))
         prefix = f"HERALD_{service.upper()}_"
         env = {**self.common_env(), "HERALD_INSTANCE_ID": instance, f"{prefix}OPS_PORT": str(ops_port)}
         replica = Replica(service, instance, ops_port, env, self.log_dir / f"{service}-{instance}.log")

@@ -1,0 +1,114 @@
+"""Review wiring: review requests into a queue; reviewers decide over HTTP; decisions back to the guard.
+
+    herald.review.v1 → on_review                        (queue the request)
+    GET  /v1/reviews?tenant=&status=                    (the queue)
+    GET  /v1/reviews/{review_id}                        (one item, with the action and the rules that sent it here)
+    POST /v1/reviews/{review_id}/approve  {reviewer, reason?}
+    POST /v1/reviews/{review_id}/reject   {reviewer, reason}
+Decisions are published as `ReviewDecided` on herald.review-decision.v1; the guard re-checks every
+hard rule before it signs anything.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, HTTPException
+from prometheus_client import Counter
+
+from herald_core.bus import ConsumerWorker, Inbound, Outbound, TransactionalProducer
+from herald_core.contracts import ActionProposed, ReviewDecided, ReviewDecision, ReviewRequested
+from herald_core.db import create_pool, migrate
+from herald_core.envelope import Envelope, child_traceparent
+from herald_core.observability import add_ops_routes, get_logger
+from herald_core.runtime import ServiceRuntime
+from herald_core.topics import REVIEW, REVIEW_DECISION, contact_key
+from herald_review.adapters.queue import ReviewQueue
+from herald_review.logic import Approve, Reject
+from herald_review.settings import Settings
+
+SOURCE = "herald/review"
+DECISIONS = Counter("herald_review_decisions_total", "Reviewer decisions.", ["decision"])
+log = get_logger("herald.review")
+
+
+class Review:
+    def __init__(self, queue: ReviewQueue, producer: TransactionalProducer) -> None:
+        self.queue = queue
+        self.producer = producer
+
+    async def on_review(self, msg: Inbound) -> list[Outbound]:
+        request = msg.body_as(ReviewRequested)
+        await self.queue.add(request, msg.envelope)
+        log.info("review queued", review_id=request.review_id, action_id=request.action.action_id)
+        return []
+
+    async def decide(self, review_id: str, decision: ReviewDecision, reviewer: str, reason: str | None) -> dict[str, Any]:
+        existing = await self.queue.get(review_id)
+        if existing is None:
+            raise HTTPException(404, {"error": "unknown_review", "detail": f"no review {review_id!r}"})
+        status = "approved" if decision is ReviewDecision.APPROVED else "rejected"
+        async with self.queue.decide(review_id, status, reviewer, reason) as item:
+            if item is None:
+                raise HTTPException(409, {"error": "already_decided",
+                                          "detail": f"review {review_id} is {existing['status']}"})
+            action = ActionProposed.model_validate(item["action"])
+            body = ReviewDecided(review_id=review_id, action=action, decision=decision, reviewer=reviewer,
+                                 reason=reason, decided_at=datetime.now(UTC))
+            envelope = Envelope(
+                source=SOURCE, type=ReviewDecided.TYPE, subject=f"contact/{item['contact_id']}",
+                tenant=item["tenant"], correlation_id=item["correlation_id"],
+                causation_id=item["request_message_id"], traceparent=child_traceparent(item["traceparent"]),
+            )
+            # the queue row commits only if the decision reached Kafka
+            await self.producer.publish([Outbound(REVIEW_DECISION, contact_key(item["tenant"], item["contact_id"]),
+                                                  envelope, body)])
+        DECISIONS.labels(status).inc()
+        log.info("review decided", review_id=review_id, decision=status, reviewer=reviewer)
+        return item
+
+
+async def create_app(settings: Settings | None = None) -> ServiceRuntime:
+    settings = settings or Settings()
+    common = settings.common
+    pool = await create_pool(common.pg_dsn)
+    await migrate(pool, "review", Path(str(files("herald_review") / "migrations")))
+    producer = TransactionalProducer(common, "review")
+    review = Review(ReviewQueue(pool), producer)
+    worker = ConsumerWorker(common, "review", "queue", {REVIEW: review.on_review})
+    http = FastAPI(title="herald-review", description="The reviewers' queue and decisions.")
+
+    @http.get("/v1/reviews")
+    async def list_reviews(tenant: str | None = None, status: str | None = "pending",
+                           limit: int = 100) -> list[dict[str, Any]]:
+        return await review.queue.list(tenant, status, min(max(limit, 1), 1000))
+
+    @http.get("/v1/reviews/{review_id}")
+    async def get_review(review_id: str) -> dict[str, Any]:
+        item = await review.queue.get(review_id)
+        if item is None:
+            raise HTTPException(404, {"error": "unknown_review", "detail": f"no review {review_id!r}"})
+        return item
+
+    @http.post("/v1/reviews/{review_id}/approve")
+    async def approve(review_id: str, body: Approve) -> dict[str, Any]:
+        return await review.decide(review_id, ReviewDecision.APPROVED, body.reviewer, body.reason)
+
+    @http.post("/v1/reviews/{review_id}/reject")
+    async def reject(review_id: str, body: Reject) -> dict[str, Any]:
+        return await review.decide(review_id, ReviewDecision.REJECTED, body.reviewer, body.reason)
+
+    async def db_ok() -> bool:
+        return bool(await pool.fetchval("SELECT true"))
+
+    async def producer_ok() -> bool:
+        return producer.started
+
+    add_ops_routes(http, {"postgres": db_ok, "kafka_producer": producer_ok, "consumer": worker.ready})
+    runtime = ServiceRuntime("review", http, settings.http_host, settings.http_port)
+    runtime.on_start += [producer.start, worker.start]
+    runtime.on_stop += [pool.close, producer.stop, worker.stop]
+    return runtime
