@@ -30,13 +30,21 @@ import asyncpg
 import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
 from herald_core.bus import ConsumerWorker, Inbound, Outbound, ensure_topics
 from herald_core.contracts import ActionExecuted, ActionProposed, ContactCreated, ContactFacts, SendEmailInput
 from herald_core.envelope import Envelope, new_traceparent
 from herald_core.ids import new_id
 from herald_core.settings import CommonSettings
-from herald_core.topics import AUDIT, EVENTS, EXECUTED, PLAN, PROPOSED_ACTION, TopicSpec, contact_key, dead_letter_topic
+from herald_core.topics import (
+    AUDIT,
+    EVENTS,
+    EXECUTED,
+    PLAN,
+    PROPOSED_ACTION,
+    TopicSpec,
+    contact_key,
+    dead_letter_topic,
+)
 from herald_stack.cli import up
 from herald_stack.config import REPO_ROOT, StackConfig
 from herald_stack.services import ServiceSet
@@ -47,11 +55,19 @@ RESULTS = REPO_ROOT / "bench" / "results"
 def _sample_action(n: int) -> ActionProposed:
     email = f"bench-{n}@buyers.example"
     return ActionProposed(
-        action_id=new_id(), tenant="bench", workflow_id=f"wf-{n}", tool="send_email",
-        input=SendEmailInput(to=email, subject="How logistics teams use Acme Relay",
-                             body_text="Hi Sam,\n\n" + "Acme Relay cut manual hand-offs by 40%. " * 12),
+        action_id=new_id(),
+        tenant="bench",
+        workflow_id=f"wf-{n}",
+        tool="send_email",
+        input=SendEmailInput(
+            to=email,
+            subject="How logistics teams use Acme Relay",
+            body_text="Hi Sam,\n\n" + "Acme Relay cut manual hand-offs by 40%. " * 12,
+        ),
         contact=ContactFacts(contact_id=str(n), email=email, first_name="Sam", industry="logistics"),
-        evidence=(), confidence=0.8, rationale="bench",
+        evidence=(),
+        confidence=0.8,
+        rationale="bench",
     )
 
 
@@ -62,8 +78,12 @@ async def _fill(bootstrap: str, topic: str, count: int, enveloped: bool) -> None
         for n in range(count):
             action = _sample_action(n)
             env = Envelope(source="bench", type=ActionProposed.TYPE, tenant="bench", correlation_id=new_id())
-            await producer.send(topic, action.model_dump_json().encode(), key=str(n % 500).encode(),
-                                headers=env.to_headers() if enveloped else [])
+            await producer.send(
+                topic,
+                action.model_dump_json().encode(),
+                key=str(n % 500).encode(),
+                headers=env.to_headers() if enveloped else [],
+            )
         await producer.flush()
     finally:
         await producer.stop()
@@ -73,8 +93,14 @@ async def raw_hop(bootstrap: str, prefix: str, count: int) -> dict[str, Any]:
     source, sink = f"{prefix}raw.in", f"{prefix}raw.out"
     await _create(bootstrap, [source, sink])
     await _fill(bootstrap, source, count, enveloped=False)
-    consumer = AIOKafkaConsumer(source, bootstrap_servers=bootstrap, group_id=f"{prefix}raw",
-                                auto_offset_reset="earliest", enable_auto_commit=False, max_poll_records=500)
+    consumer = AIOKafkaConsumer(
+        source,
+        bootstrap_servers=bootstrap,
+        group_id=f"{prefix}raw",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_poll_records=500,
+    )
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=2, max_batch_size=256 * 1024)
     await consumer.start()
     await producer.start()
@@ -105,19 +131,29 @@ async def herald_hop(bootstrap: str, prefix: str, count: int) -> dict[str, Any]:
     async def on_proposed_action(msg: Inbound) -> list[Outbound]:
         action = msg.body_as(ActionProposed)
         # one output per input, as a guard or planner hop makes (the topic is only a sink here)
-        return [Outbound(PLAN_SINK, contact_key("bench", action.contact.contact_id),
-                         msg.envelope.caused(source="bench", type=ActionProposed.TYPE), action)]
+        return [
+            Outbound(
+                PLAN_SINK,
+                contact_key("bench", action.contact.contact_id),
+                msg.envelope.caused(source="bench", type=ActionProposed.TYPE),
+                action,
+            )
+        ]
 
     PLAN_SINK = TopicSpec(PLAN.name, PLAN.key, (), (), PLAN.partitions)  # accepts any type
     worker = ConsumerWorker(common, "bench", "hop", {PROPOSED_ACTION: on_proposed_action})
     started = time.perf_counter()
     await worker.start()
-    while worker.processed < count:
+    while worker.processed < count:  # noqa: ASYNC110 - polling a counter is the measurement
         await asyncio.sleep(0.01)
     elapsed = time.perf_counter() - started
     await worker.stop()
-    return {"messages": count, "seconds": round(elapsed, 3), "per_second": round(count / elapsed, 1),
-            "note": "includes consumer-group join; outputs written with audit copies in batch transactions"}
+    return {
+        "messages": count,
+        "seconds": round(elapsed, 3),
+        "per_second": round(count / elapsed, 1),
+        "note": "includes consumer-group join; outputs written with audit copies in batch transactions",
+    }
 
 
 async def _create(bootstrap: str, topics: list[str]) -> None:
@@ -142,23 +178,41 @@ async def pipeline(config: StackConfig, count: int) -> dict[str, Any]:
     tenants = workdir / "tenants"
     tenants.mkdir()
     tenant = "benchco"
-    (tenants / f"{tenant}.yaml").write_text(yaml.safe_dump({
-        "tenant_id": tenant, "name": "Acme Relay",
-        "sender": {"name": "Maya from Acme Relay", "address": "maya@acmerelay.example"},
-        "unsubscribe_url": "https://acmerelay.example/unsubscribe",
-        "limits": {"emails_per_hour": 1_000_000, "emails_per_contact_per_day": 10},
-        "escalation": {"vip": True},
-    }))
-    services = ServiceSet(config, prefix, pg_dsn, tenants, workdir / "logs", base_port=9300,
-                          extra_env={"HERALD_RETRIEVAL_COLLECTION": f"KbBench{session}", "HERALD_LOG_LEVEL": "WARNING"})
+    (tenants / f"{tenant}.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "tenant_id": tenant,
+                "name": "Acme Relay",
+                "sender": {"name": "Maya from Acme Relay", "address": "maya@acmerelay.example"},
+                "unsubscribe_url": "https://acmerelay.example/unsubscribe",
+                "limits": {"emails_per_hour": 1_000_000, "emails_per_contact_per_day": 10},
+                "escalation": {"vip": True},
+            }
+        )
+    )
+    services = ServiceSet(
+        config,
+        prefix,
+        pg_dsn,
+        tenants,
+        workdir / "logs",
+        base_port=9300,
+        extra_env={"HERALD_RETRIEVAL_COLLECTION": f"KbBench{session}", "HERALD_LOG_LEVEL": "WARNING"},
+    )
     # events are published straight onto herald.events.v1; the HTTP edge and review are not in this path
     try:
         services.start_all(services=("retrieval", "planner", "guard", "executor"))
         kb = REPO_ROOT / "samples" / "acme" / "kb"
         if kb.is_dir():
             proc = await asyncio.create_subprocess_exec(
-                str(Path(sys.executable).with_name("herald-retrieval")), "load-kb", "--tenant", tenant,
-                "--dir", str(kb), env={**os.environ, **services.common_env()}, stdout=asyncio.subprocess.DEVNULL,
+                str(Path(sys.executable).with_name("herald-retrieval")),
+                "load-kb",
+                "--tenant",
+                tenant,
+                "--dir",
+                str(kb),
+                env={**os.environ, **services.common_env()},
+                stdout=asyncio.subprocess.DEVNULL,
             )
             await proc.wait()
         sent_at: dict[str, float] = {}
@@ -167,22 +221,44 @@ async def pipeline(config: StackConfig, count: int) -> dict[str, Any]:
         industries = ["logistics", "fintech", "healthcare", "retail", "manufacturing", "saas"]
         started = time.time()
         for n in range(count):
-            contact = ContactFacts(contact_id=f"{session}{n}", email=f"p-{session}-{n}@buyers.example",
-                                   first_name="Sam", company="Northwind", industry=industries[n % 6],
-                                   job_title="Head of Operations")
-            body = ContactCreated(contact=contact, upstream_source="bench", upstream_event_id=f"{session}-{n}",
-                                  occurred_at=datetime.now(UTC))
-            env = Envelope(source="herald/ingest", type=ContactCreated.TYPE, tenant=tenant, correlation_id=new_id(),
-                           traceparent=new_traceparent())
+            contact = ContactFacts(
+                contact_id=f"{session}{n}",
+                email=f"p-{session}-{n}@buyers.example",
+                first_name="Sam",
+                company="Northwind",
+                industry=industries[n % 6],
+                job_title="Head of Operations",
+            )
+            body = ContactCreated(
+                contact=contact,
+                upstream_source="bench",
+                upstream_event_id=f"{session}-{n}",
+                occurred_at=datetime.now(UTC),
+            )
+            env = Envelope(
+                source="herald/ingest",
+                type=ContactCreated.TYPE,
+                tenant=tenant,
+                correlation_id=new_id(),
+                traceparent=new_traceparent(),
+            )
             sent_at[env.correlation_id] = time.time()
-            await producer.send(EVENTS.full_name(prefix), body.model_dump_json().encode(),
-                                key=contact_key(tenant, contact.contact_id), headers=env.to_headers())
+            await producer.send(
+                EVENTS.full_name(prefix),
+                body.model_dump_json().encode(),
+                key=contact_key(tenant, contact.contact_id),
+                headers=env.to_headers(),
+            )
         await producer.flush()
         await producer.stop()
         latencies: list[float] = []
         last = started
-        consumer = AIOKafkaConsumer(EXECUTED.full_name(prefix), bootstrap_servers=config.kafka_bootstrap,
-                                    auto_offset_reset="earliest", isolation_level="read_committed")
+        consumer = AIOKafkaConsumer(
+            EXECUTED.full_name(prefix),
+            bootstrap_servers=config.kafka_bootstrap,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+        )
         await consumer.start()
         deadline = time.time() + 600
         try:
@@ -204,7 +280,9 @@ async def pipeline(config: StackConfig, count: int) -> dict[str, Any]:
         latencies.sort()
         stages = _stage_times(services)
         return {
-            "events": count, "completed": len(latencies), "seconds": round(elapsed, 3),
+            "events": count,
+            "completed": len(latencies),
+            "seconds": round(elapsed, 3),
             "per_second": round(len(latencies) / elapsed, 1) if elapsed > 0 else 0.0,
             "handler_ms_mean_by_service": stages,
             "latency_ms": {
@@ -222,21 +300,32 @@ def _stage_times(services: ServiceSet) -> dict[str, dict[str, float]]:
 
     stages: dict[str, dict[str, float]] = {}
     for replica in services.replicas.values():
-        with urllib.request.urlopen(f"http://127.0.0.1:{replica.ops_port}/metrics", timeout=5) as response:  # noqa: S310
+        with urllib.request.urlopen(f"http://127.0.0.1:{replica.ops_port}/metrics", timeout=5) as response:
             text = response.read().decode()
         sums: dict[str, float] = {}
         for line in text.splitlines():
-            for metric in ("herald_handler_seconds_sum", "herald_handler_seconds_count", "herald_batch_size_sum",
-                           "herald_batch_size_count", "herald_kafka_transaction_seconds_sum",
-                           "herald_kafka_transaction_seconds_count"):
+            for metric in (
+                "herald_handler_seconds_sum",
+                "herald_handler_seconds_count",
+                "herald_batch_size_sum",
+                "herald_batch_size_count",
+                "herald_kafka_transaction_seconds_sum",
+                "herald_kafka_transaction_seconds_count",
+            ):
                 if line.startswith(metric):
                     sums[metric] = sums.get(metric, 0.0) + float(line.rsplit(" ", 1)[1])
         if sums.get("herald_handler_seconds_count"):
             stages[replica.name] = {
-                "handler_ms": round(1000 * sums["herald_handler_seconds_sum"] / sums["herald_handler_seconds_count"], 2),
+                "handler_ms": round(
+                    1000 * sums["herald_handler_seconds_sum"] / sums["herald_handler_seconds_count"], 2
+                ),
                 "batch_size": round(sums["herald_batch_size_sum"] / max(sums["herald_batch_size_count"], 1), 1),
-                "transaction_ms": round(1000 * sums.get("herald_kafka_transaction_seconds_sum", 0)
-                                        / max(sums.get("herald_kafka_transaction_seconds_count", 1), 1), 2),
+                "transaction_ms": round(
+                    1000
+                    * sums.get("herald_kafka_transaction_seconds_sum", 0)
+                    / max(sums.get("herald_kafka_transaction_seconds_count", 1), 1),
+                    2,
+                ),
             }
     return stages
 
@@ -277,17 +366,25 @@ def main() -> None:
     hop = asyncio.run(herald_hop(config.kafka_bootstrap, prefix, args.hop_messages))
     print(f"Herald hop: {hop['per_second']:>10,.0f} msg/s  ({hop['per_second'] / raw['per_second']:.2f}× raw)")
     pipe = asyncio.run(pipeline(config, args.pipeline_events))
-    print(f"pipeline:   {pipe['per_second']:>10,.0f} events/s, p50 {pipe['latency_ms']['p50']} ms, "
-          f"p99 {pipe['latency_ms']['p99']} ms ({pipe['completed']}/{pipe['events']} completed)")
+    print(
+        f"pipeline:   {pipe['per_second']:>10,.0f} events/s, p50 {pipe['latency_ms']['p50']} ms, "
+        f"p99 {pipe['latency_ms']['p99']} ms ({pipe['completed']}/{pipe['events']} completed)"
+    )
     for name, stage in pipe["handler_ms_mean_by_service"].items():
-        print(f"  {name:12} handler {stage['handler_ms']:7.2f} ms  batch {stage['batch_size']:6.1f}  "
-              f"commit {stage['transaction_ms']:6.2f} ms")
+        print(
+            f"  {name:12} handler {stage['handler_ms']:7.2f} ms  batch {stage['batch_size']:6.1f}  "
+            f"commit {stage['transaction_ms']:6.2f} ms"
+        )
     result = {
         "started_at": started_at,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "raw_hop": raw, "herald_hop": hop, "pipeline": pipe,
-        "ratios": {"herald_hop_vs_raw": round(hop["per_second"] / raw["per_second"], 3),
-                   "pipeline_vs_raw": round(pipe["per_second"] / raw["per_second"], 3)},
+        "raw_hop": raw,
+        "herald_hop": hop,
+        "pipeline": pipe,
+        "ratios": {
+            "herald_hop_vs_raw": round(hop["per_second"] / raw["per_second"], 3),
+            "pipeline_vs_raw": round(pipe["per_second"] / raw["per_second"], 3),
+        },
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     for name in (f"bench-{started_at}", "latest"):

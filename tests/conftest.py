@@ -83,8 +83,13 @@ class Herald:
     def command(self, *args: str) -> str:
         """Run a service's command (`herald-ingest seed …`) with this session's configuration."""
         binary = Path(sys.executable).with_name(args[0])
-        result = subprocess.run([str(binary), *args[1:]], env={**os.environ, **self.services.common_env()},
-                                capture_output=True, text=True, timeout=300)
+        result = subprocess.run(
+            [str(binary), *args[1:]],
+            env={**os.environ, **self.services.common_env()},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         if result.returncode != 0:
             raise AssertionError(f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
         return result.stdout

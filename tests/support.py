@@ -38,12 +38,17 @@ class Record:
         return self.headers.get("ce_id")
 
 
-async def read_topic(bootstrap: str, topic: str, *, timeout: float = 5.0,
-                     until: Callable[[list[Record]], bool] | None = None) -> list[Record]:
+async def read_topic(
+    bootstrap: str, topic: str, *, timeout: float = 5.0, until: Callable[[list[Record]], bool] | None = None
+) -> list[Record]:
     """Everything committed on `topic` (read_committed), read until `until` holds or no more arrives."""
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
-        isolation_level="read_committed", enable_auto_commit=False,
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+        enable_auto_commit=False,
     )
     await consumer.start()
     records: list[Record] = []
@@ -64,8 +69,14 @@ async def read_topic(bootstrap: str, topic: str, *, timeout: float = 5.0,
     return records
 
 
-async def publish_raw(bootstrap: str, topic: str, value: bytes | None, *, key: bytes | None = None,
-                      headers: list[tuple[str, bytes]] | None = None) -> None:
+async def publish_raw(
+    bootstrap: str,
+    topic: str,
+    value: bytes | None,
+    *,
+    key: bytes | None = None,
+    headers: list[tuple[str, bytes]] | None = None,
+) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
     await producer.start()
     try:
@@ -74,10 +85,10 @@ async def publish_raw(bootstrap: str, topic: str, value: bytes | None, *, key: b
         await producer.stop()
 
 
-async def publish(bootstrap: str, prefix: str, spec: TopicSpec, key: bytes, envelope: Envelope,
-                  body: Contract) -> None:
-    await publish_raw(bootstrap, spec.full_name(prefix), body.model_dump_json().encode(), key=key,
-                      headers=envelope.to_headers())
+async def publish(bootstrap: str, prefix: str, spec: TopicSpec, key: bytes, envelope: Envelope, body: Contract) -> None:
+    await publish_raw(
+        bootstrap, spec.full_name(prefix), body.model_dump_json().encode(), key=key, headers=envelope.to_headers()
+    )
 
 
 _recipients: dict[Path, str] = {}  # message file → its envelope recipients; files never change once delivered
@@ -93,8 +104,12 @@ def _recipients_of(path: Path) -> str:
 
 def recipients(maildir: Path) -> list[str]:
     """The envelope recipients of every delivered message (one entry per message)."""
-    return [_recipients_of(path) for folder in ("new", "cur") if (maildir / folder).is_dir()
-            for path in (maildir / folder).iterdir()]
+    return [
+        _recipients_of(path)
+        for folder in ("new", "cur")
+        if (maildir / folder).is_dir()
+        for path in (maildir / folder).iterdir()
+    ]
 
 
 def mails_to(maildir: Path, address: str) -> list[Message]:
@@ -112,8 +127,9 @@ def mails_to(maildir: Path, address: str) -> list[Message]:
     return found
 
 
-async def eventually(check: Callable[[], Any], *, timeout: float = 30.0, interval: float = 0.25,
-                     what: str = "condition") -> Any:
+async def eventually(
+    check: Callable[[], Any], *, timeout: float = 30.0, interval: float = 0.25, what: str = "condition"
+) -> Any:
     """Poll `check` (sync or async) until it returns something truthy; fail with `what` otherwise."""
     deadline = time.monotonic() + timeout
     last: Any = None

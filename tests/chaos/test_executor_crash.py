@@ -35,17 +35,32 @@ async def test_executor_killed_mid_batch_sends_each_email_at_most_once(herald) -
         for n, address in enumerate(addresses):
             contact = ContactFacts(contact_id=f"{run}{n:04d}", email=address)
             action = ActionProposed(
-                action_id=new_id(), tenant=tenant, workflow_id=f"wf-{new_id()}", tool="send_email",
-                input=SendEmailInput(to=address, subject="Hello", body_text="A short note."), contact=contact,
-                evidence=(), confidence=0.9, rationale="crash test",
+                action_id=new_id(),
+                tenant=tenant,
+                workflow_id=f"wf-{new_id()}",
+                tool="send_email",
+                input=SendEmailInput(to=address, subject="Hello", body_text="A short note."),
+                contact=contact,
+                evidence=(),
+                confidence=0.9,
+                rationale="crash test",
             )
             action_ids.append(action.action_id)
             approval = signer.approve(action, approved_by="guard", policy_version="test", ttl=timedelta(minutes=30))
-            env = Envelope(source="test/guard", type=ActionApproved.TYPE, tenant=tenant, correlation_id=new_id(),
-                           traceparent=new_traceparent())
+            env = Envelope(
+                source="test/guard",
+                type=ActionApproved.TYPE,
+                tenant=tenant,
+                correlation_id=new_id(),
+                traceparent=new_traceparent(),
+            )
             body = ActionApproved(action=action, approval=approval, rules=())
-            await producer.send(herald.topic(APPROVED_ACTION), body.model_dump_json().encode(),
-                                key=contact_key(tenant, contact.contact_id), headers=env.to_headers())
+            await producer.send(
+                herald.topic(APPROVED_ACTION),
+                body.model_dump_json().encode(),
+                key=contact_key(tenant, contact.contact_id),
+                headers=env.to_headers(),
+            )
         await producer.flush()
     finally:
         await producer.stop()
@@ -63,8 +78,11 @@ async def test_executor_killed_mid_batch_sends_each_email_at_most_once(herald) -
     herald.services.start("executor-0")
 
     def finished(records):  # type: ignore[no-untyped-def]
-        ids = {ActionExecuted.model_validate_json(r.value).action_id for r in records
-               if r.type == ActionExecuted.TYPE and r.headers.get("ce_tenant") == tenant}
+        ids = {
+            ActionExecuted.model_validate_json(r.value).action_id
+            for r in records
+            if r.type == ActionExecuted.TYPE and r.headers.get("ce_tenant") == tenant
+        }
         return ids >= set(action_ids)
 
     records = await read_topic(herald.bootstrap, herald.topic(EXECUTED), timeout=120, until=finished)

@@ -39,8 +39,9 @@ def test_valid_approval_verifies(keys: Path) -> None:
 def test_altered_action_is_refused(keys: Path) -> None:
     signer, verifier = load_signer(keys / "guard-a.pem"), load_verifier(keys)
     approval = signer.approve(_action(), approved_by="guard", policy_version="v1", ttl=timedelta(minutes=5))
-    altered = _action().model_copy(update={"input": SendEmailInput(to="other@evil.example", subject="Hello",
-                                                                   body_text="Hi there")})
+    altered = _action().model_copy(
+        update={"input": SendEmailInput(to="other@evil.example", subject="Hello", body_text="Hi there")}
+    )
     with pytest.raises(VerificationError) as err:
         verifier.verify(ActionApproved(action=altered, approval=approval, rules=()))
     assert err.value.reason == "bad_signature"

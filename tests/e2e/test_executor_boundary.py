@@ -30,9 +30,14 @@ def _action(tenant: str) -> ActionProposed:
     contact_id = str(secrets.randbelow(10**9))
     email = f"lead-{secrets.token_hex(6)}@northwind.example"
     return ActionProposed(
-        action_id=new_id(), tenant=tenant, workflow_id=f"wf-{new_id()}", tool="send_email",
+        action_id=new_id(),
+        tenant=tenant,
+        workflow_id=f"wf-{new_id()}",
+        tool="send_email",
         input=SendEmailInput(to=email, subject="Hello from Acme Relay", body_text="Hi, a short note."),
-        contact=ContactFacts(contact_id=contact_id, email=email), evidence=(), confidence=0.9,
+        contact=ContactFacts(contact_id=contact_id, email=email),
+        evidence=(),
+        confidence=0.9,
         rationale="boundary test",
     )
 
@@ -41,15 +46,17 @@ def _guard(keys_dir: Path) -> Signer:
     return load_signer(keys_dir / "guard-local-1.pem", "guard-local-1")
 
 
-def _approve(signer: Signer, action: ActionProposed, *, ttl: timedelta = timedelta(minutes=10),
-             now: datetime | None = None) -> ActionApproved:
+def _approve(
+    signer: Signer, action: ActionProposed, *, ttl: timedelta = timedelta(minutes=10), now: datetime | None = None
+) -> ActionApproved:
     approval = signer.approve(action, approved_by="guard", policy_version="test", ttl=ttl, now=now)
     return ActionApproved(action=action, approval=approval, rules=())
 
 
 def _envelope(tenant: str, message_type: str) -> Envelope:
-    return Envelope(source="test/guard", type=message_type, tenant=tenant, correlation_id=new_id(),
-                    traceparent=new_traceparent())
+    return Envelope(
+        source="test/guard", type=message_type, tenant=tenant, correlation_id=new_id(), traceparent=new_traceparent()
+    )
 
 
 async def _send_approval(herald, approved: ActionApproved, tenant: str | None = None) -> Envelope:  # type: ignore[no-untyped-def]
@@ -63,8 +70,9 @@ async def _outcome_for(herald, action_id: str, count: int = 1) -> list:  # type:
     def mine(records):  # type: ignore[no-untyped-def]
         return [r for r in records if r.value and action_id.encode() in r.value]
 
-    records = await read_topic(herald.bootstrap, herald.topic(EXECUTED), timeout=30,
-                               until=lambda rs: len(mine(rs)) >= count)
+    records = await read_topic(
+        herald.bootstrap, herald.topic(EXECUTED), timeout=30, until=lambda rs: len(mine(rs)) >= count
+    )
     return mine(records)
 
 
@@ -73,8 +81,9 @@ async def _assert_refused(herald, approved: ActionApproved, reason: str, count: 
     assert len(outcomes) >= count, f"no outcome for {approved.action.action_id}"
     refused = [ActionRefused.model_validate_json(r.value) for r in outcomes if r.type == ActionRefused.TYPE]
     assert reason in [r.reason for r in refused], [r.value for r in outcomes]
-    audit = await read_topic(herald.bootstrap, herald.topic(AUDIT), timeout=15,
-                             until=lambda rs: any(r.id == outcomes[-1].id for r in rs))
+    audit = await read_topic(
+        herald.bootstrap, herald.topic(AUDIT), timeout=15, until=lambda rs: any(r.id == outcomes[-1].id for r in rs)
+    )
     assert any(r.id == outcomes[-1].id and r.headers.get("herald_topic") == herald.topic(EXECUTED) for r in audit)
     assert mails_to(herald.maildir, approved.action.input.to) == []
 
@@ -118,8 +127,9 @@ async def test_altered_action_is_refused(herald) -> None:  # type: ignore[no-unt
 
 async def test_expired_approval_is_refused(herald) -> None:  # type: ignore[no-untyped-def]
     tenant = herald.add_tenant(f"sec{secrets.token_hex(3)}")
-    stale = _approve(_guard(herald.keys_dir), _action(tenant), ttl=timedelta(minutes=5),
-                     now=datetime.now(UTC) - timedelta(hours=1))
+    stale = _approve(
+        _guard(herald.keys_dir), _action(tenant), ttl=timedelta(minutes=5), now=datetime.now(UTC) - timedelta(hours=1)
+    )
     await _send_approval(herald, stale)
     await _assert_refused(herald, stale, "expired")
 
@@ -149,11 +159,22 @@ async def test_consent_withdrawn_after_approval_blocks_the_send(herald) -> None:
     approved = _approve(_guard(herald.keys_dir), _action(tenant))
     contact = approved.action.contact
     # the opt-out is recorded after the guard approved, before the executor reads the approval
-    withdrawn = ConsentWithdrawn(contact_id=contact.contact_id, email=contact.email,
-                                 reason=ConsentReason.UNSUBSCRIBE, upstream_source="test",
-                                 upstream_event_id=new_id(), occurred_at=datetime.now(UTC))
-    await publish(herald.bootstrap, herald.prefix, CONSENT, f"{tenant}:{contact.contact_id}:email".encode(),
-                  _envelope(tenant, ConsentWithdrawn.TYPE), withdrawn)
+    withdrawn = ConsentWithdrawn(
+        contact_id=contact.contact_id,
+        email=contact.email,
+        reason=ConsentReason.UNSUBSCRIBE,
+        upstream_source="test",
+        upstream_event_id=new_id(),
+        occurred_at=datetime.now(UTC),
+    )
+    await publish(
+        herald.bootstrap,
+        herald.prefix,
+        CONSENT,
+        f"{tenant}:{contact.contact_id}:email".encode(),
+        _envelope(tenant, ConsentWithdrawn.TYPE),
+        withdrawn,
+    )
     await _send_approval(herald, approved)
     await _assert_refused(herald, approved, "consent_withdrawn")
 
@@ -162,12 +183,22 @@ async def test_malformed_approval_is_dead_lettered_and_executor_keeps_working(he
     tenant = herald.add_tenant(f"sec{secrets.token_hex(3)}")
     marker = secrets.token_hex(8).encode()
     env = _envelope(tenant, ActionApproved.TYPE)
-    await publish_raw(herald.bootstrap, herald.topic(APPROVED_ACTION), b'{"not": "an approval", "m": "' + marker + b'"}',
-                      key=b"x", headers=env.to_headers())
-    await publish_raw(herald.bootstrap, herald.topic(APPROVED_ACTION), b"{broken json " + marker, key=b"x",
-                      headers=env.to_headers())
-    dlq = await read_topic(herald.bootstrap, f"{herald.prefix}herald.dlq.executor.v1", timeout=30,
-                           until=lambda rs: sum(marker in (r.value or b"") for r in rs) >= 2)
+    await publish_raw(
+        herald.bootstrap,
+        herald.topic(APPROVED_ACTION),
+        b'{"not": "an approval", "m": "' + marker + b'"}',
+        key=b"x",
+        headers=env.to_headers(),
+    )
+    await publish_raw(
+        herald.bootstrap, herald.topic(APPROVED_ACTION), b"{broken json " + marker, key=b"x", headers=env.to_headers()
+    )
+    dlq = await read_topic(
+        herald.bootstrap,
+        f"{herald.prefix}herald.dlq.executor.v1",
+        timeout=30,
+        until=lambda rs: sum(marker in (r.value or b"") for r in rs) >= 2,
+    )
     reasons = [r.headers["herald_dlq_reason"] for r in dlq if marker in (r.value or b"")]
     assert len(reasons) == 2 and all(reason.startswith("invalid body") for reason in reasons), reasons
     # still serving

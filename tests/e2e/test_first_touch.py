@@ -22,26 +22,55 @@ SECRET = "e2e-hubspot-secret"
 
 def _contact(run: str, n: int, **extra: object) -> dict[str, object]:
     return {
-        "contact_id": int(f"7{n:03d}{int(run, 16) % 100000:05d}"), "email": f"lead-{run}-{n}@northwind.example",
-        "first_name": "Jordan", "last_name": "Reyes", "company": "Northwind Freight", "job_title": "Head of Operations",
-        "industry": "logistics", "lifecycle_stage": "lead", "country": "US", "timezone": "America/Chicago",
-        "vip": False, "deal_value_minor": 0, "opted_out": False, **extra,
+        "contact_id": int(f"7{n:03d}{int(run, 16) % 100000:05d}"),
+        "email": f"lead-{run}-{n}@northwind.example",
+        "first_name": "Jordan",
+        "last_name": "Reyes",
+        "company": "Northwind Freight",
+        "job_title": "Head of Operations",
+        "industry": "logistics",
+        "lifecycle_stage": "lead",
+        "country": "US",
+        "timezone": "America/Chicago",
+        "vip": False,
+        "deal_value_minor": 0,
+        "opted_out": False,
+        **extra,
     }
 
 
 def _creation(contact: dict[str, object], event_id: int) -> dict[str, object]:
-    return {"eventId": event_id, "subscriptionId": 101, "portalId": PORTAL, "appId": 9001,
-            "occurredAt": int(time.time() * 1000), "subscriptionType": "contact.creation", "attemptNumber": 0,
-            "objectId": contact["contact_id"], "changeFlag": "NEW", "changeSource": "CRM"}
+    return {
+        "eventId": event_id,
+        "subscriptionId": 101,
+        "portalId": PORTAL,
+        "appId": 9001,
+        "occurredAt": int(time.time() * 1000),
+        "subscriptionType": "contact.creation",
+        "attemptNumber": 0,
+        "objectId": contact["contact_id"],
+        "changeFlag": "NEW",
+        "changeSource": "CRM",
+    }
 
 
-async def post_hubspot(herald, tenant: str, batch: list[dict[str, object]], *, secret: str = SECRET,  # type: ignore[no-untyped-def]
-                       timestamp_ms: int | None = None, raw: bytes | None = None) -> httpx.Response:
+async def post_hubspot(
+    herald,
+    tenant: str,
+    batch: list[dict[str, object]],
+    *,
+    secret: str = SECRET,  # type: ignore[no-untyped-def]
+    timestamp_ms: int | None = None,
+    raw: bytes | None = None,
+) -> httpx.Response:
     url = f"{herald.services.ingest_url}/v1/webhooks/hubspot/{tenant}"
     body = raw if raw is not None else json.dumps(batch).encode()
     timestamp = timestamp_ms if timestamp_ms is not None else int(time.time() * 1000)
-    headers = {"Content-Type": "application/json", "X-HubSpot-Request-Timestamp": str(timestamp),
-               "X-HubSpot-Signature-v3": hubspot_signature(secret, "POST", url, body, timestamp)}
+    headers = {
+        "Content-Type": "application/json",
+        "X-HubSpot-Request-Timestamp": str(timestamp),
+        "X-HubSpot-Signature-v3": hubspot_signature(secret, "POST", url, body, timestamp),
+    }
     async with httpx.AsyncClient(timeout=30) as client:
         return await client.post(url, content=body, headers=headers)
 
@@ -72,8 +101,12 @@ async def test_signed_webhook_sends_one_grounded_email_with_the_chain_on_the_aud
     body = mail.get_payload(decode=True).decode()
     assert "Jordan" in body and "Unsubscribe:" in body
 
-    proposals = _of_tenant(await read_topic(herald.bootstrap, herald.topic(PROPOSED_ACTION), timeout=10,
-                                            until=lambda rs: bool(_of_tenant(rs, acme))), acme)
+    proposals = _of_tenant(
+        await read_topic(
+            herald.bootstrap, herald.topic(PROPOSED_ACTION), timeout=10, until=lambda rs: bool(_of_tenant(rs, acme))
+        ),
+        acme,
+    )
     proposal = ActionProposed.model_validate_json(proposals[0].value)
     assert proposal.evidence, "the draft must rest on retrieved passages"
     # grounded: each quoted claim in the email comes from one of the evidence passages
@@ -85,14 +118,22 @@ async def test_signed_webhook_sends_one_grounded_email_with_the_chain_on_the_aud
 
     # the chain, from the audit alone: event → plan → proposal → approval → execution, one correlation id
     correlation = proposals[0].headers["ce_correlationid"]
-    wanted = {"herald.contact.created.v1", "herald.plan.created.v1", "herald.action.proposed.v1",
-              "herald.action.approved.v1", "herald.action.executed.v1"}
+    wanted = {
+        "herald.contact.created.v1",
+        "herald.plan.created.v1",
+        "herald.action.proposed.v1",
+        "herald.action.approved.v1",
+        "herald.action.executed.v1",
+    }
 
     def chain(records):  # type: ignore[no-untyped-def]
         return [r for r in records if r.headers.get("ce_correlationid") == correlation]
 
-    audit = chain(await read_topic(herald.bootstrap, herald.topic(AUDIT), timeout=30,
-                                   until=lambda rs: {r.type for r in chain(rs)} >= wanted))
+    audit = chain(
+        await read_topic(
+            herald.bootstrap, herald.topic(AUDIT), timeout=30, until=lambda rs: {r.type for r in chain(rs)} >= wanted
+        )
+    )
     assert {r.type for r in audit} >= wanted
     by_id = {r.id: r for r in audit}
     for record in audit:  # every link points at its cause
@@ -109,11 +150,18 @@ async def test_opted_out_contact_gets_nothing_and_the_block_is_audited(herald, a
     assert response.status_code == 200, response.text
 
     def blocked_for_contact(records):  # type: ignore[no-untyped-def]
-        return [r for r in _of_tenant(records, acme) if r.type == ActionBlocked.TYPE
-                and ActionBlocked.model_validate_json(r.value).contact_id == str(contact["contact_id"])]
+        return [
+            r
+            for r in _of_tenant(records, acme)
+            if r.type == ActionBlocked.TYPE
+            and ActionBlocked.model_validate_json(r.value).contact_id == str(contact["contact_id"])
+        ]
 
-    blocked = blocked_for_contact(await read_topic(herald.bootstrap, herald.topic(AUDIT), timeout=60,
-                                                   until=lambda rs: bool(blocked_for_contact(rs))))
+    blocked = blocked_for_contact(
+        await read_topic(
+            herald.bootstrap, herald.topic(AUDIT), timeout=60, until=lambda rs: bool(blocked_for_contact(rs))
+        )
+    )
     assert blocked, "no block on the audit"
     decision = ActionBlocked.model_validate_json(blocked[0].value)
     assert decision.rule == "consent.opt_out"
@@ -140,25 +188,36 @@ async def test_vip_waits_for_review_then_approve_sends_and_reject_does_not(heral
     approved_vip = _contact(run, 4, vip=True, deal_value_minor=9_000_000)
     rejected_vip = _contact(run, 5, vip=True)
     herald.seed_contacts(acme, [approved_vip, rejected_vip], tmp_path)
-    response = await post_hubspot(herald, acme, [_creation(approved_vip, int(f"9{int(run, 16)}4")),
-                                                 _creation(rejected_vip, int(f"9{int(run, 16)}5"))])
+    response = await post_hubspot(
+        herald,
+        acme,
+        [_creation(approved_vip, int(f"9{int(run, 16)}4")), _creation(rejected_vip, int(f"9{int(run, 16)}5"))],
+    )
     assert response.json()["accepted"] == 2
 
     async with httpx.AsyncClient(base_url=herald.services.review_url, timeout=30) as review:
+
         async def pending() -> list[dict[str, object]]:
             items = (await review.get("/v1/reviews", params={"tenant": acme, "status": "pending"})).json()
-            return [i for i in items if str(i["contact_id"]) in {str(approved_vip["contact_id"]),
-                                                                  str(rejected_vip["contact_id"])}]
+            return [
+                i
+                for i in items
+                if str(i["contact_id"]) in {str(approved_vip["contact_id"]), str(rejected_vip["contact_id"])}
+            ]
 
         items = await eventually(lambda: _both(pending()), timeout=60, what="two review items")
         await asyncio.sleep(1)
         assert mails_to(herald.maildir, str(approved_vip["email"])) == []  # nothing before a human decides
         by_contact = {str(i["contact_id"]): i for i in items}
-        ok = await review.post(f"/v1/reviews/{by_contact[str(approved_vip['contact_id'])]['review_id']}/approve",
-                               json={"reviewer": "dana@acmerelay.example"})
+        ok = await review.post(
+            f"/v1/reviews/{by_contact[str(approved_vip['contact_id'])]['review_id']}/approve",
+            json={"reviewer": "dana@acmerelay.example"},
+        )
         assert ok.status_code == 200, ok.text
-        no = await review.post(f"/v1/reviews/{by_contact[str(rejected_vip['contact_id'])]['review_id']}/reject",
-                               json={"reviewer": "dana@acmerelay.example", "reason": "talk to the account owner first"})
+        no = await review.post(
+            f"/v1/reviews/{by_contact[str(rejected_vip['contact_id'])]['review_id']}/reject",
+            json={"reviewer": "dana@acmerelay.example", "reason": "talk to the account owner first"},
+        )
         assert no.status_code == 200, no.text
 
     await eventually(lambda: mails_to(herald.maildir, str(approved_vip["email"])), timeout=60, what="the VIP email")
@@ -185,7 +244,8 @@ async def test_every_pipeline_message_has_its_audit_copy(herald, acme) -> None: 
     def copies(records):  # type: ignore[no-untyped-def]
         return {(r.id, r.headers.get("herald_topic", "")) for r in records}
 
-    audit = await read_topic(herald.bootstrap, herald.topic(AUDIT), timeout=15,
-                             until=lambda rs: copies(rs) >= originals)
+    audit = await read_topic(
+        herald.bootstrap, herald.topic(AUDIT), timeout=15, until=lambda rs: copies(rs) >= originals
+    )
     missing = originals - copies(audit)
     assert not missing, f"{len(missing)} pipeline message(s) without an audit copy: {sorted(missing)[:5]}"

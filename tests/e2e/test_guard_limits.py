@@ -26,20 +26,33 @@ def _proposal(tenant: str, run: str, n: int) -> tuple[bytes, Envelope, ActionPro
     email = f"cap-{run}-{n}@buyers.example"
     contact = ContactFacts(contact_id=f"{run}{n:04d}", email=email, first_name="Lee")
     action = ActionProposed(
-        action_id=new_id(), tenant=tenant, workflow_id=f"wf-{new_id()}", tool="send_email",
-        input=SendEmailInput(to=email, subject="Hello", body_text="A short note."), contact=contact,
-        evidence=(), confidence=0.9, rationale="cap race",
+        action_id=new_id(),
+        tenant=tenant,
+        workflow_id=f"wf-{new_id()}",
+        tool="send_email",
+        input=SendEmailInput(to=email, subject="Hello", body_text="A short note."),
+        contact=contact,
+        evidence=(),
+        confidence=0.9,
+        rationale="cap race",
     )
-    env = Envelope(source="test/planner", type=ActionProposed.TYPE, tenant=tenant, correlation_id=new_id(),
-                   subject=f"contact/{contact.contact_id}", traceparent=new_traceparent())
+    env = Envelope(
+        source="test/planner",
+        type=ActionProposed.TYPE,
+        tenant=tenant,
+        correlation_id=new_id(),
+        subject=f"contact/{contact.contact_id}",
+        traceparent=new_traceparent(),
+    )
     return contact_key(tenant, contact.contact_id), env, action
 
 
 def _decisions_made(ops_port: int) -> float:
-    with urllib.request.urlopen(f"http://127.0.0.1:{ops_port}/metrics", timeout=5) as response:  # noqa: S310
+    with urllib.request.urlopen(f"http://127.0.0.1:{ops_port}/metrics", timeout=5) as response:
         text = response.read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("herald_guard_decisions_total{"))
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("herald_guard_decisions_total{")
+    )
 
 
 async def _clear_of_hour_boundary() -> None:
@@ -51,8 +64,9 @@ async def _clear_of_hour_boundary() -> None:
 
 async def test_hourly_cap_is_exact_with_two_racing_guards(herald) -> None:  # type: ignore[no-untyped-def]
     assert sum(1 for r in herald.services.replicas.values() if r.service == "guard") >= 2
-    tenant = herald.add_tenant(f"cap{secrets.token_hex(3)}", limits={"emails_per_hour": CAP,
-                                                                    "emails_per_contact_per_day": 1})
+    tenant = herald.add_tenant(
+        f"cap{secrets.token_hex(3)}", limits={"emails_per_hour": CAP, "emails_per_contact_per_day": 1}
+    )
     run = secrets.token_hex(3)
     await _clear_of_hour_boundary()
     producer = AIOKafkaProducer(bootstrap_servers=herald.bootstrap, linger_ms=5)
@@ -60,8 +74,9 @@ async def test_hourly_cap_is_exact_with_two_racing_guards(herald) -> None:  # ty
     try:
         for n in range(PROPOSALS):
             key, env, action = _proposal(tenant, run, n)
-            await producer.send(herald.topic(PROPOSED_ACTION), action.model_dump_json().encode(), key=key,
-                                headers=env.to_headers())
+            await producer.send(
+                herald.topic(PROPOSED_ACTION), action.model_dump_json().encode(), key=key, headers=env.to_headers()
+            )
         await producer.flush()
     finally:
         await producer.stop()
@@ -69,10 +84,16 @@ async def test_hourly_cap_is_exact_with_two_racing_guards(herald) -> None:  # ty
     def decided(records):  # type: ignore[no-untyped-def]
         return [r for r in records if r.headers.get("ce_tenant") == tenant]
 
-    blocked = decided(await read_topic(herald.bootstrap, herald.topic(DECISION), timeout=90,
-                                       until=lambda rs: len(decided(rs)) >= PROPOSALS - CAP))
-    approved = decided(await read_topic(herald.bootstrap, herald.topic(APPROVED_ACTION), timeout=30,
-                                        until=lambda rs: len(decided(rs)) >= CAP))
+    blocked = decided(
+        await read_topic(
+            herald.bootstrap, herald.topic(DECISION), timeout=90, until=lambda rs: len(decided(rs)) >= PROPOSALS - CAP
+        )
+    )
+    approved = decided(
+        await read_topic(
+            herald.bootstrap, herald.topic(APPROVED_ACTION), timeout=30, until=lambda rs: len(decided(rs)) >= CAP
+        )
+    )
     assert len(approved) == CAP
     assert len(blocked) == PROPOSALS - CAP
     rules = {ActionBlocked.model_validate_json(r.value).rule for r in blocked}

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from herald_core.bus import ensure_topics
 from herald_core.settings import CommonSettings
 from herald_core.signing import generate_keypair
+
 from herald_stack.components import StackError, components
 from herald_stack.config import StackConfig
 
@@ -35,9 +36,11 @@ def up(cfg: StackConfig, *, topics: bool = True) -> None:
     if topics:
         common = CommonSettings(kafka_bootstrap=cfg.kafka_bootstrap, pg_dsn=cfg.pg_dsn)
         asyncio.run(ensure_topics(common))
-    print(f"stack up in {time.monotonic() - started:.1f}s: kafka {cfg.kafka_bootstrap}, postgres {cfg.pg_dsn}, "
-          f"weaviate http :{cfg.weaviate_http_port} grpc :{cfg.weaviate_grpc_port}, smtp :{cfg.smtp_port} "
-          f"(mail in {cfg.maildir})")
+    print(
+        f"stack up in {time.monotonic() - started:.1f}s: kafka {cfg.kafka_bootstrap}, postgres {cfg.pg_dsn}, "
+        f"weaviate http :{cfg.weaviate_http_port} grpc :{cfg.weaviate_grpc_port}, smtp :{cfg.smtp_port} "
+        f"(mail in {cfg.maildir})"
+    )
 
 
 def down(cfg: StackConfig) -> None:

@@ -72,8 +72,13 @@ class Process:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as log:
             proc = subprocess.Popen(
-                cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True,
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **(env or {})},
+                cwd=cwd,
+                start_new_session=True,
             )
         self.pid_file.write_text(str(proc.pid))
 
@@ -105,10 +110,19 @@ class Kafka:
         if self.cfg.kafka_libs.is_dir() and any(self.cfg.kafka_libs.glob("kafka_2.13-*.jar")):
             return
         tmp = Path(tempfile.mkdtemp(prefix="kafka-libs-", dir=self.cfg.cache_dir))
-        _run([
-            "mvn", "-q", "-B", "-f", str(REPO_ROOT / "deploy/local/kafka/pom.xml"), "dependency:copy-dependencies",
-            f"-Dkafka.version={self.cfg.kafka_version}", f"-DoutputDirectory={tmp}", "-DincludeScope=runtime",
-        ])
+        _run(
+            [
+                "mvn",
+                "-q",
+                "-B",
+                "-f",
+                str(REPO_ROOT / "deploy/local/kafka/pom.xml"),
+                "dependency:copy-dependencies",
+                f"-Dkafka.version={self.cfg.kafka_version}",
+                f"-DoutputDirectory={tmp}",
+                "-DincludeScope=runtime",
+            ]
+        )
         self.cfg.kafka_libs.parent.mkdir(parents=True, exist_ok=True)
         tmp.rename(self.cfg.kafka_libs)
 
@@ -132,9 +146,14 @@ class Kafka:
 
     def _java(self) -> list[str]:
         return [
-            "java", f"-Xms256m", f"-Xmx{self.cfg.kafka_heap}", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+            "java",
+            "-Xms256m",
+            f"-Xmx{self.cfg.kafka_heap}",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={REPO_ROOT / 'deploy/local/kafka/log4j2.properties'}",
-            "-cp", f"{self.cfg.kafka_libs}/*",
+            "-cp",
+            f"{self.cfg.kafka_libs}/*",
         ]
 
     def start(self) -> None:
@@ -151,8 +170,7 @@ class Kafka:
             .replace("@DATA_DIR@", str(data))
         )
         if not (data / "meta.properties").exists():
-            _run([*self._java(), "kafka.tools.StorageTool", "format", "-t", uuid.uuid4().hex[:22],
-                  "-c", str(props)])
+            _run([*self._java(), "kafka.tools.StorageTool", "format", "-t", uuid.uuid4().hex[:22], "-c", str(props)])
         self.proc.spawn([*self._java(), "kafka.Kafka", str(props)])
         _wait(self.healthy, "Kafka", 90, self.proc.log)
 
@@ -181,7 +199,9 @@ class Postgres:
         if os.geteuid() != 0:
             raise StackError(f"PostgreSQL not found in {self.cfg.pg_bin_dir}; install postgresql-15")
         _run(["apt-get", "update", "-q"])
-        _run(["apt-get", "install", "-y", "-q", "postgresql-15"], env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        _run(
+            ["apt-get", "install", "-y", "-q", "postgresql-15"], env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        )
 
     def healthy(self) -> bool:
         if not _port_open(self.cfg.pg_port):
@@ -205,27 +225,76 @@ class Postgres:
             shutil.chown(self.sock, "postgres", "postgres")
             shutil.chown(self.log, "postgres", "postgres")
         if not (self.data / "PG_VERSION").exists():
-            _run(self._as_owner([
-                str(self.cfg.pg_bin_dir / "initdb"), "-D", str(self.data), "-U", self.cfg.pg_user,
-                "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8",
-            ]))
+            _run(
+                self._as_owner(
+                    [
+                        str(self.cfg.pg_bin_dir / "initdb"),
+                        "-D",
+                        str(self.data),
+                        "-U",
+                        self.cfg.pg_user,
+                        "--auth=trust",
+                        "-E",
+                        "UTF8",
+                        "--locale=C.UTF-8",
+                    ]
+                )
+            )
         options = (
             f"-p {self.cfg.pg_port} -c listen_addresses=127.0.0.1 -k {self.sock} -c max_connections=400 "
             "-c shared_buffers=256MB -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         )
-        _run(self._as_owner([
-            str(self.cfg.pg_bin_dir / "pg_ctl"), "start", "-D", str(self.data), "-l", str(self.log),
-            "-o", options, "-w", "-t", "60",
-        ]))
+        _run(
+            self._as_owner(
+                [
+                    str(self.cfg.pg_bin_dir / "pg_ctl"),
+                    "start",
+                    "-D",
+                    str(self.data),
+                    "-l",
+                    str(self.log),
+                    "-o",
+                    options,
+                    "-w",
+                    "-t",
+                    "60",
+                ]
+            )
+        )
         _wait(self.healthy, "PostgreSQL", 60, self.log)
         result = subprocess.run(
-            ["psql", "-h", "127.0.0.1", "-p", str(self.cfg.pg_port), "-U", self.cfg.pg_user, "-d", "postgres",
-             "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{self.cfg.pg_database}'"],
-            capture_output=True, text=True,
+            [
+                "psql",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.cfg.pg_port),
+                "-U",
+                self.cfg.pg_user,
+                "-d",
+                "postgres",
+                "-tAc",
+                f"SELECT 1 FROM pg_database WHERE datname = '{self.cfg.pg_database}'",
+            ],
+            capture_output=True,
+            text=True,
         )
         if result.stdout.strip() != "1":
-            _run(["psql", "-h", "127.0.0.1", "-p", str(self.cfg.pg_port), "-U", self.cfg.pg_user, "-d", "postgres",
-                  "-c", f'CREATE DATABASE "{self.cfg.pg_database}"'])
+            _run(
+                [
+                    "psql",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.cfg.pg_port),
+                    "-U",
+                    self.cfg.pg_user,
+                    "-d",
+                    "postgres",
+                    "-c",
+                    f'CREATE DATABASE "{self.cfg.pg_database}"',
+                ]
+            )
 
     def stop(self) -> None:
         if (self.data / "postmaster.pid").exists():
@@ -260,7 +329,7 @@ class Weaviate:
     def healthy(self) -> bool:
         try:
             url = f"http://127.0.0.1:{self.cfg.weaviate_http_port}/v1/.well-known/ready"
-            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback only
+            with urllib.request.urlopen(url, timeout=2) as response:
                 return bool(response.status == 200)
         except OSError:
             return False
@@ -321,10 +390,17 @@ class Smtp:
     def start(self) -> None:
         if self.healthy():
             return
-        self.proc.spawn([
-            sys.executable, "-m", "herald_stack.smtp_server", "--port", str(self.cfg.smtp_port),
-            "--maildir", str(self.cfg.maildir),
-        ])
+        self.proc.spawn(
+            [
+                sys.executable,
+                "-m",
+                "herald_stack.smtp_server",
+                "--port",
+                str(self.cfg.smtp_port),
+                "--maildir",
+                str(self.cfg.maildir),
+            ]
+        )
         _wait(self.healthy, "SMTP server", 30, self.proc.log)
 
     def stop(self) -> None:

@@ -94,7 +94,10 @@ class ServiceSet:
         binary = Path(sys.executable).with_name(f"herald-{replica.service}")
         with replica.log.open("ab") as log:
             replica.process = subprocess.Popen(
-                [str(binary)], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                [str(binary)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
                 env={**os.environ, **replica.env},
             )
         if wait:
@@ -108,7 +111,7 @@ class ServiceSet:
             if replica.process is not None and replica.process.poll() is not None:
                 raise RuntimeError(f"{name} exited with {replica.process.returncode}:\n{self._tail(replica)}")
             try:
-                with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - loopback
+                with urllib.request.urlopen(url, timeout=1) as response:
                     if response.status == 200:
                         return
             except OSError:

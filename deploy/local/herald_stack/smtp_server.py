@@ -24,7 +24,7 @@ class MaildirHandler:
     def __init__(self, maildir: Path) -> None:
         self.maildir = mailbox.Maildir(maildir, create=True)
 
-    async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
         content = envelope.original_content or b""
         message = message_from_bytes(content, policy=SMTP)
         message["X-Herald-Mail-From"] = envelope.mail_from or ""

@@ -133,7 +133,13 @@ class TransactionalProducer:
             linger_ms=2,
             max_batch_size=256 * 1024,
         )
-        self._queue: asyncio.Queue[tuple[list[Outbound], list[tuple[TopicSpec, bytes | None, bytes, list[tuple[str, bytes]]]], asyncio.Future[None]]] = asyncio.Queue()
+        self._queue: asyncio.Queue[
+            tuple[
+                list[Outbound],
+                list[tuple[TopicSpec, bytes | None, bytes, list[tuple[str, bytes]]]],
+                asyncio.Future[None],
+            ]
+        ] = asyncio.Queue()
         self._flusher: asyncio.Task[None] | None = None
         self.started = False
 
@@ -423,7 +429,9 @@ class ConsumerWorker:
         self, producer: AIOKafkaProducer, record: ConsumerRecord[bytes, bytes], reason: str, envelope: Envelope | None
     ) -> None:
         DEAD_LETTERS.labels(self.service, reason.split(":")[0]).inc()
-        log.warning("dead-lettered", topic=record.topic, partition=record.partition, offset=record.offset, reason=reason)
+        log.warning(
+            "dead-lettered", topic=record.topic, partition=record.partition, offset=record.offset, reason=reason
+        )
         headers = [
             *(record.headers or ()),
             ("herald_dlq_reason", reason.encode()),
@@ -444,11 +452,15 @@ class ConsumerWorker:
             audit_env = envelope.caused(source=f"herald/{self.service}", type=DeadLettered.TYPE)
         else:
             audit_env = Envelope(
-                source=f"herald/{self.service}", type=DeadLettered.TYPE, tenant="unknown",
+                source=f"herald/{self.service}",
+                type=DeadLettered.TYPE,
+                tenant="unknown",
                 correlation_id=f"dlq:{record.topic}:{record.partition}:{record.offset}",
             )
         audit_headers = _audit_headers(audit_env.to_headers(), self.names(self.dlq))
-        await producer.send(self.names(AUDIT), value=body.model_dump_json().encode(), key=record.key, headers=audit_headers)
+        await producer.send(
+            self.names(AUDIT), value=body.model_dump_json().encode(), key=record.key, headers=audit_headers
+        )
 
 
 def _envelope_or_none(record: ConsumerRecord[bytes, bytes]) -> Envelope | None:
@@ -470,8 +482,16 @@ def _reason(exc: Exception) -> str:
 def _is_connection_error(exc: BaseException) -> bool:
     import asyncpg
 
-    return isinstance(exc, (OSError, ConnectionError, asyncpg.exceptions.CannotConnectNowError,
-                            asyncpg.exceptions.ConnectionDoesNotExistError, asyncpg.exceptions.TooManyConnectionsError))
+    return isinstance(
+        exc,
+        (
+            OSError,
+            ConnectionError,
+            asyncpg.exceptions.CannotConnectNowError,
+            asyncpg.exceptions.ConnectionDoesNotExistError,
+            asyncpg.exceptions.TooManyConnectionsError,
+        ),
+    )
 
 
 async def ensure_topics(common: CommonSettings, specs: Sequence[TopicSpec] | None = None) -> list[str]:

@@ -100,7 +100,8 @@ class ConsentFeed:
                         await conn.execute(
                             f'INSERT INTO "{self.schema}".consent_offsets(partition, next_offset) VALUES ($1, $2) '
                             "ON CONFLICT (partition) DO UPDATE SET next_offset = EXCLUDED.next_offset",
-                            tp.partition, records[-1].offset + 1,
+                            tp.partition,
+                            records[-1].offset + 1,
                         )
             except (OSError, asyncpg.PostgresError) as exc:
                 log.error("consent feed could not store a batch; retrying", error=repr(exc))
@@ -137,7 +138,13 @@ class ConsentFeed:
             "ON CONFLICT (tenant, contact_id, channel) DO UPDATE SET suppressed = EXCLUDED.suppressed, "
             "reason = EXCLUDED.reason, email = COALESCE(EXCLUDED.email, suppression.email), "
             "source_offset = EXCLUDED.source_offset, updated_at = now()",
-            envelope.tenant, contact, channel, suppressed, reason, email, offset,
+            envelope.tenant,
+            contact,
+            channel,
+            suppressed,
+            reason,
+            email,
+            offset,
         )
 
     async def caught_up(self, timeout: float = 10.0) -> None:
@@ -159,7 +166,10 @@ class ConsentFeed:
         row = await self.pool.fetchrow(
             f'SELECT reason FROM "{self.schema}".suppression WHERE tenant = $1 AND channel = $2 AND suppressed '
             "AND (contact_id = $3 OR (email IS NOT NULL AND lower(email) = lower($4))) LIMIT 1",
-            tenant, channel, contact_id, email,
+            tenant,
+            channel,
+            contact_id,
+            email,
         )
         return None if row is None else str(row["reason"])
 

@@ -275,8 +275,20 @@ class DeadLettered(Contract):
 MESSAGE_TYPES: dict[str, type[Contract]] = {
     model.TYPE: model
     for model in (
-        ContactCreated, ContactUpdated, ConsentWithdrawn, ConsentGranted, PlanCreated, ActionProposed,
-        ActionBlocked, ActionEscalated, ReviewRequested, ReviewDecided, ActionApproved, ActionExecuted,
-        ActionRefused, EventRejected, DeadLettered,
+        ContactCreated,
+        ContactUpdated,
+        ConsentWithdrawn,
+        ConsentGranted,
+        PlanCreated,
+        ActionProposed,
+        ActionBlocked,
+        ActionEscalated,
+        ReviewRequested,
+        ReviewDecided,
+        ActionApproved,
+        ActionExecuted,
+        ActionRefused,
+        EventRejected,
+        DeadLettered,
     )
 }

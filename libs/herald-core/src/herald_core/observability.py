@@ -12,19 +12,21 @@ import structlog
 from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
-MESSAGES_CONSUMED = Counter(
-    "herald_messages_consumed_total", "Messages read from Kafka.", ["service", "topic", "type"]
-)
+MESSAGES_CONSUMED = Counter("herald_messages_consumed_total", "Messages read from Kafka.", ["service", "topic", "type"])
 MESSAGES_PUBLISHED = Counter(
     "herald_messages_published_total", "Messages published (audit copies not counted).", ["service", "topic", "type"]
 )
 DEAD_LETTERS = Counter("herald_dead_letters_total", "Messages sent to a dead-letter topic.", ["service", "reason"])
 HANDLER_SECONDS = Histogram(
-    "herald_handler_seconds", "Time to handle one message.", ["service", "topic"],
+    "herald_handler_seconds",
+    "Time to handle one message.",
+    ["service", "topic"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
 TRANSACTION_SECONDS = Histogram(
-    "herald_kafka_transaction_seconds", "Time to commit one batch transaction.", ["service"],
+    "herald_kafka_transaction_seconds",
+    "Time to commit one batch transaction.",
+    ["service"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
 BATCH_SIZE = Histogram(

@@ -38,8 +38,9 @@ class ServiceRuntime:
 
     async def serve(self) -> None:
         await self.start()
-        config = uvicorn.Config(self.http, host=self.host, port=self.port, log_level="warning", access_log=False,
-                                lifespan="off")
+        config = uvicorn.Config(
+            self.http, host=self.host, port=self.port, log_level="warning", access_log=False, lifespan="off"
+        )
         server = _QuietServer(config)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -48,61 +48,111 @@ class TopicSpec:
 PIPELINE_PARTITIONS = 6
 
 EVENTS = TopicSpec(
-    "herald.events.v1", Key.TENANT_CONTACT, ("ingest",), ("planner",), PIPELINE_PARTITIONS,
+    "herald.events.v1",
+    Key.TENANT_CONTACT,
+    ("ingest",),
+    ("planner",),
+    PIPELINE_PARTITIONS,
     message_types=("herald.contact.created.v1", "herald.contact.updated.v1", "herald.consent.withdrawn.v1"),
     doc="Validated, de-duplicated upstream facts about contacts.",
 )
 PLAN = TopicSpec(
-    "herald.plan.v1", Key.TENANT_CONTACT, ("planner",), (), PIPELINE_PARTITIONS,
+    "herald.plan.v1",
+    Key.TENANT_CONTACT,
+    ("planner",),
+    (),
+    PIPELINE_PARTITIONS,
     message_types=("herald.plan.created.v1",),
     doc="Plans the planner made, with the evidence they rest on.",
 )
 PROPOSED_ACTION = TopicSpec(
-    "herald.proposed-action.v1", Key.TENANT_CONTACT, ("planner",), ("guard",), PIPELINE_PARTITIONS,
+    "herald.proposed-action.v1",
+    Key.TENANT_CONTACT,
+    ("planner",),
+    ("guard",),
+    PIPELINE_PARTITIONS,
     message_types=("herald.action.proposed.v1",),
     doc="Actions the planner wants taken; nothing here has been allowed yet.",
 )
 DECISION = TopicSpec(
-    "herald.decision.v1", Key.TENANT_CONTACT, ("guard",), ("planner",), PIPELINE_PARTITIONS,
+    "herald.decision.v1",
+    Key.TENANT_CONTACT,
+    ("guard",),
+    ("planner",),
+    PIPELINE_PARTITIONS,
     message_types=("herald.action.blocked.v1", "herald.action.escalated.v1"),
-    doc="The guard's non-approving decisions (blocked by a rule, escalated to review), "
-    "so workflows learn of them.",
+    doc="The guard's non-approving decisions (blocked by a rule, escalated to review), so workflows learn of them.",
 )
 REVIEW = TopicSpec(
-    "herald.review.v1", Key.TENANT_CONTACT, ("guard",), ("review",), PIPELINE_PARTITIONS,
+    "herald.review.v1",
+    Key.TENANT_CONTACT,
+    ("guard",),
+    ("review",),
+    PIPELINE_PARTITIONS,
     message_types=("herald.review.requested.v1",),
     doc="Requests for a human decision.",
 )
 REVIEW_DECISION = TopicSpec(
-    "herald.review-decision.v1", Key.TENANT_CONTACT, ("review",), ("guard",), PIPELINE_PARTITIONS,
+    "herald.review-decision.v1",
+    Key.TENANT_CONTACT,
+    ("review",),
+    ("guard",),
+    PIPELINE_PARTITIONS,
     message_types=("herald.review.decided.v1",),
     doc="Reviewers' answers, back to the guard, which re-checks every hard rule before it signs.",
 )
 APPROVED_ACTION = TopicSpec(
-    "herald.approved-action.v1", Key.TENANT_CONTACT, ("guard",), ("executor",), PIPELINE_PARTITIONS,
+    "herald.approved-action.v1",
+    Key.TENANT_CONTACT,
+    ("guard",),
+    ("executor",),
+    PIPELINE_PARTITIONS,
     message_types=("herald.action.approved.v1",),
     doc="Signed approvals. Only the guard writes here; the executor reads nothing else.",
 )
 EXECUTED = TopicSpec(
-    "herald.executed.v1", Key.TENANT_CONTACT, ("executor",), ("planner",), PIPELINE_PARTITIONS,
+    "herald.executed.v1",
+    Key.TENANT_CONTACT,
+    ("executor",),
+    ("planner",),
+    PIPELINE_PARTITIONS,
     message_types=("herald.action.executed.v1", "herald.action.refused.v1"),
     doc="What the executor did (or refused to do) with each approval.",
 )
 CONSENT = TopicSpec(
-    "herald.consent.v1", Key.TENANT_CONTACT_CHANNEL, ("ingest",), ("guard", "executor"), PIPELINE_PARTITIONS,
-    retention_ms=None, compacted=True,
+    "herald.consent.v1",
+    Key.TENANT_CONTACT_CHANNEL,
+    ("ingest",),
+    ("guard", "executor"),
+    PIPELINE_PARTITIONS,
+    retention_ms=None,
+    compacted=True,
     message_types=("herald.consent.withdrawn.v1", "herald.consent.granted.v1"),
     doc="Latest consent state per contact and channel (compacted).",
 )
 AUDIT = TopicSpec(
-    "herald.audit.v1", Key.ANY, ("*",), ("review",), PIPELINE_PARTITIONS,
-    retention_ms=-1, pipeline=False,
+    "herald.audit.v1",
+    Key.ANY,
+    ("*",),
+    ("review",),
+    PIPELINE_PARTITIONS,
+    retention_ms=-1,
+    pipeline=False,
     doc="A copy of every message on every topic, written in the same transaction as the original, "
     "plus rejections at the edge and dead letters.",
 )
 
 TOPICS: tuple[TopicSpec, ...] = (
-    EVENTS, PLAN, PROPOSED_ACTION, DECISION, REVIEW, REVIEW_DECISION, APPROVED_ACTION, EXECUTED, CONSENT, AUDIT,
+    EVENTS,
+    PLAN,
+    PROPOSED_ACTION,
+    DECISION,
+    REVIEW,
+    REVIEW_DECISION,
+    APPROVED_ACTION,
+    EXECUTED,
+    CONSENT,
+    AUDIT,
 )
 
 CONSUMERS: tuple[str, ...] = ("planner", "guard", "review", "executor")
@@ -111,8 +161,14 @@ CONSUMERS: tuple[str, ...] = ("planner", "guard", "review", "executor")
 def dead_letter_topic(consumer: str) -> TopicSpec:
     """One dead-letter topic per consuming service: reason and origin travel in headers."""
     return TopicSpec(
-        f"herald.dlq.{consumer}.v1", Key.ANY, (consumer,), (), 1, retention_ms=30 * 24 * 3600 * 1000,
-        pipeline=False, doc=f"Messages {consumer} could not accept, with the reason.",
+        f"herald.dlq.{consumer}.v1",
+        Key.ANY,
+        (consumer,),
+        (),
+        1,
+        retention_ms=30 * 24 * 3600 * 1000,
+        pipeline=False,
+        doc=f"Messages {consumer} could not accept, with the reason.",
     )
 
 

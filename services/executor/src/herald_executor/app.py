@@ -16,8 +16,6 @@ from pathlib import Path
 
 import structlog
 from fastapi import FastAPI
-from prometheus_client import Counter
-
 from herald_core.bus import ConsumerWorker, Inbound, Outbound, TransientError
 from herald_core.consent import CONSENT_MIGRATIONS, ConsentFeed
 from herald_core.contracts import ActionApproved, ActionExecuted, ActionRefused, ExecutionStatus
@@ -27,6 +25,8 @@ from herald_core.runtime import ServiceRuntime
 from herald_core.signing import VerificationError, Verifier, load_verifier
 from herald_core.tenants import TenantDirectory
 from herald_core.topics import APPROVED_ACTION, EXECUTED, contact_key
+from prometheus_client import Counter
+
 from herald_executor.adapters.ledger import Ledger
 from herald_executor.adapters.smtp import NotSentError, PermanentSendError, SmtpSender
 from herald_executor.logic import ledger_verdict, message_id, render_email
@@ -39,7 +39,12 @@ log = get_logger("herald.executor")
 
 class Executor:
     def __init__(
-        self, settings: Settings, verifier: Verifier, ledger: Ledger, feed: ConsentFeed, sender: SmtpSender,
+        self,
+        settings: Settings,
+        verifier: Verifier,
+        ledger: Ledger,
+        feed: ConsentFeed,
+        sender: SmtpSender,
         tenants: TenantDirectory,
     ) -> None:
         self.settings = settings
@@ -58,8 +63,14 @@ class Executor:
         except VerificationError as exc:
             return [self._refused(msg, approved, exc.reason, exc.detail)]
         if action.tenant != msg.envelope.tenant:
-            return [self._refused(msg, approved, "tenant_mismatch",
-                                  f"approval for tenant {action.tenant} arrived as {msg.envelope.tenant}")]
+            return [
+                self._refused(
+                    msg,
+                    approved,
+                    "tenant_mismatch",
+                    f"approval for tenant {action.tenant} arrived as {msg.envelope.tenant}",
+                )
+            ]
         tenant = self.tenants.get(action.tenant)
         if tenant is None:
             return [self._refused(msg, approved, "tenant_mismatch", f"unknown tenant {action.tenant}")]
@@ -68,25 +79,42 @@ class Executor:
             return [self._refused(msg, approved, "consent_withdrawn", f"contact is suppressed: {suppressed}")]
 
         existing = await self.ledger.claim(
-            action_id=action.action_id, tenant=action.tenant, contact_id=action.contact.contact_id,
-            tool=action.tool, nonce=approved.approval.nonce, partition=msg.partition, offset=msg.offset,
+            action_id=action.action_id,
+            tenant=action.tenant,
+            contact_id=action.contact.contact_id,
+            tool=action.tool,
+            nonce=approved.approval.nonce,
+            partition=msg.partition,
+            offset=msg.offset,
         )
         verdict = ledger_verdict(existing, nonce=approved.approval.nonce, partition=msg.partition, offset=msg.offset)
         if verdict == "replayed":
             return [self._refused(msg, approved, "replayed", "this approval (or its nonce) was already presented")]
         if verdict == "report_sent":
-            return [self._executed(msg, approved, ExecutionStatus.SUCCEEDED, await self.ledger.result(action.action_id))]
+            return [
+                self._executed(msg, approved, ExecutionStatus.SUCCEEDED, await self.ledger.result(action.action_id))
+            ]
         if verdict == "report_failed":
             return [self._executed(msg, approved, ExecutionStatus.FAILED, {}, "failed earlier")]
         if verdict == "surface_in_doubt":
             await self.ledger.mark_in_doubt(action.action_id)
             log.warning("action in doubt after a restart; not repeated")
-            return [self._executed(msg, approved, ExecutionStatus.IN_DOUBT, {},
-                                   "the executor stopped mid-send; not repeated, needs a human check")]
+            return [
+                self._executed(
+                    msg,
+                    approved,
+                    ExecutionStatus.IN_DOUBT,
+                    {},
+                    "the executor stopped mid-send; not repeated, needs a human check",
+                )
+            ]
 
         email = render_email(
-            action, sender_name=tenant.sender.name, sender_address=str(tenant.sender.address),
-            unsubscribe_url=tenant.unsubscribe_url, domain=self.settings.message_id_domain,
+            action,
+            sender_name=tenant.sender.name,
+            sender_address=str(tenant.sender.address),
+            unsubscribe_url=tenant.unsubscribe_url,
+            domain=self.settings.message_id_domain,
         )
         try:
             reply = await self.sender.send(email)
@@ -103,14 +131,24 @@ class Executor:
         return [self._executed(msg, approved, ExecutionStatus.SUCCEEDED, result)]
 
     def _executed(
-        self, msg: Inbound, approved: ActionApproved, status: ExecutionStatus, result: dict[str, object],
+        self,
+        msg: Inbound,
+        approved: ActionApproved,
+        status: ExecutionStatus,
+        result: dict[str, object],
         error: str | None = None,
     ) -> Outbound:
         action = approved.action
         OUTCOMES.labels(action.tool, status.value).inc()
-        body = ActionExecuted(action_id=action.action_id, workflow_id=action.workflow_id,
-                              contact_id=action.contact.contact_id, tool=action.tool, status=status,
-                              result=result, error=error)
+        body = ActionExecuted(
+            action_id=action.action_id,
+            workflow_id=action.workflow_id,
+            contact_id=action.contact.contact_id,
+            tool=action.tool,
+            status=status,
+            result=result,
+            error=error,
+        )
         env = msg.envelope.caused(source=SOURCE, type=ActionExecuted.TYPE)
         return Outbound(EXECUTED, contact_key(action.tenant, action.contact.contact_id), env, body)
 
@@ -118,8 +156,9 @@ class Executor:
         action = approved.action
         OUTCOMES.labels(action.tool, f"refused_{reason}").inc()
         log.warning("approval refused", reason=reason, detail=detail)
-        body = ActionRefused(action_id=action.action_id, contact_id=action.contact.contact_id,
-                             reason=reason, detail=detail)  # type: ignore[arg-type]
+        body = ActionRefused(
+            action_id=action.action_id, contact_id=action.contact.contact_id, reason=reason, detail=detail
+        )  # type: ignore[arg-type]
         env = msg.envelope.caused(source=SOURCE, type=ActionRefused.TYPE)
         return Outbound(EXECUTED, msg.key or contact_key(msg.envelope.tenant, action.contact.contact_id), env, body)
 
@@ -131,11 +170,19 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     await migrate(pool, "executor", Path(str(files("herald_executor") / "migrations")), CONSENT_MIGRATIONS)
     feed = ConsentFeed(common, pool, "executor")
     sender = SmtpSender(settings, pool_size=settings.concurrency)
-    executor = Executor(settings, load_verifier(Path(common.keys_dir)), Ledger(pool), feed, sender,
-                        TenantDirectory(common.tenants_dir))
+    executor = Executor(
+        settings, load_verifier(Path(common.keys_dir)), Ledger(pool), feed, sender, TenantDirectory(common.tenants_dir)
+    )
     # small batches: each email is a side effect, and a crash should leave little to reconcile
-    worker = ConsumerWorker(common, "executor", "actions", {APPROVED_ACTION: executor.on_approved_action},
-                            max_batch=100, before_batch=feed.caught_up, concurrency=settings.concurrency)
+    worker = ConsumerWorker(
+        common,
+        "executor",
+        "actions",
+        {APPROVED_ACTION: executor.on_approved_action},
+        max_batch=100,
+        before_batch=feed.caught_up,
+        concurrency=settings.concurrency,
+    )
 
     async def db_ok() -> bool:
         return bool(await pool.fetchval("SELECT true"))

@@ -10,9 +10,9 @@ What the ledger row for an action id says about a newly read approval:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from email.message import EmailMessage
-from email.utils import formataddr, format_datetime
 from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr
 from typing import Literal
 from urllib.parse import urlencode
 

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import structlog
 from fastapi import FastAPI
-
 from herald_core.bus import ConsumerWorker, Inbound, Outbound, Rejected
 from herald_core.consent import CONSENT_MIGRATIONS, ConsentFeed
 from herald_core.contracts import (
@@ -34,11 +33,19 @@ from herald_core.observability import add_ops_routes, get_logger
 from herald_core.runtime import ServiceRuntime
 from herald_core.signing import load_signer
 from herald_core.tenants import TenantDirectory
-from herald_core.topics import APPROVED_ACTION, DECISION, PROPOSED_ACTION, REVIEW, REVIEW_DECISION, contact_key
+from herald_core.topics import (
+    APPROVED_ACTION,
+    DECISION,
+    PROPOSED_ACTION,
+    REVIEW,
+    REVIEW_DECISION,
+    contact_key,
+)
+from prometheus_client import Counter
+
 from herald_guard.adapters.store import CapRequest, Decision, GuardStore, windows
 from herald_guard.logic import Facts, action_hash, evaluate
 from herald_guard.settings import Settings
-from prometheus_client import Counter
 
 SOURCE = "herald/guard"
 DECISIONS = Counter("herald_guard_decisions_total", "Guard decisions.", ["decision", "rule", "stage"])
@@ -70,8 +77,11 @@ class Guard:
         if escalated.action_hash != action_hash(action):
             raise Rejected("the reviewed action differs from the escalated one")
         if decided.decision is ReviewDecision.REJECTED:
-            hit = RuleHit(rule="review.rejected", outcome="block",
-                          detail=f"rejected by {decided.reviewer}: {decided.reason or 'no reason given'}")
+            hit = RuleHit(
+                rule="review.rejected",
+                outcome="block",
+                detail=f"rejected by {decided.reviewer}: {decided.reason or 'no reason given'}",
+            )
             verdict = Decision("block", hit.rule, hit.detail, (hit,), None, None, escalated.action_hash)
             decision = await self._record(msg, action, "review", verdict)
             return self._outputs(msg, action, decision, "review")
@@ -86,24 +96,40 @@ class Guard:
             raise Rejected(f"unknown tenant {msg.envelope.tenant!r}")
         reason = await self.feed.suppression(action.tenant, action.contact.contact_id, action.input.to)
         verdict = evaluate(action, Facts(tenant=tenant, suppression_reason=reason, stage=stage))  # type: ignore[arg-type]
-        decision = Decision(verdict.outcome, verdict.rule, verdict.reason, verdict.rules, None,
-                            new_id() if verdict.outcome == "escalate" else None, action_hash(action))
+        decision = Decision(
+            verdict.outcome,
+            verdict.rule,
+            verdict.reason,
+            verdict.rules,
+            None,
+            new_id() if verdict.outcome == "escalate" else None,
+            action_hash(action),
+        )
 
         def approve() -> object:
             return self.signer.approve(
-                action, approved_by=approved_by, policy_version=self.settings.policy_version,
+                action,
+                approved_by=approved_by,
+                policy_version=self.settings.policy_version,
                 ttl=timedelta(seconds=self.settings.approval_ttl_seconds),
             )
 
         hour, day = windows(datetime.now(UTC))
         caps = [
             CapRequest("tenant_hour", "tenant_hour", hour, tenant.limits.emails_per_hour),
-            CapRequest("contact_day", f"contact_day:{action.contact.contact_id}", day,
-                       tenant.limits.emails_per_contact_per_day),
+            CapRequest(
+                "contact_day", f"contact_day:{action.contact.contact_id}", day, tenant.limits.emails_per_contact_per_day
+            ),
         ]
         final = await self.store.record(
-            action_id=action.action_id, stage=stage, tenant=action.tenant, contact_id=action.contact.contact_id,
-            action_hash=decision.action_hash, decision=decision, caps=caps, approve=approve,
+            action_id=action.action_id,
+            stage=stage,
+            tenant=action.tenant,
+            contact_id=action.contact.contact_id,
+            action_hash=decision.action_hash,
+            decision=decision,
+            caps=caps,
+            approve=approve,
         )
         DECISIONS.labels(final.outcome, final.rule or "-", stage).inc()
         log.info("decided", decision=final.outcome, rule=final.rule, stage=stage)
@@ -111,8 +137,14 @@ class Guard:
 
     async def _record(self, msg: Inbound, action: ActionProposed, stage: str, verdict: Decision) -> Decision:
         final = await self.store.record(
-            action_id=action.action_id, stage=stage, tenant=action.tenant, contact_id=action.contact.contact_id,
-            action_hash=verdict.action_hash, decision=verdict, caps=[], approve=lambda: None,
+            action_id=action.action_id,
+            stage=stage,
+            tenant=action.tenant,
+            contact_id=action.contact.contact_id,
+            action_hash=verdict.action_hash,
+            decision=verdict,
+            caps=[],
+            approve=lambda: None,
         )
         DECISIONS.labels(final.outcome, final.rule or "-", stage).inc()
         return final
@@ -129,18 +161,30 @@ class Guard:
             return [Outbound(APPROVED_ACTION, key, env(ActionApproved), body)]  # type: ignore[arg-type]
         if decision.outcome == "escalate":
             assert decision.review_id is not None
-            request = ReviewRequested(review_id=decision.review_id, action=action, reason=decision.reason,
-                                      rules=decision.rules)
-            escalated = ActionEscalated(action_id=action.action_id, workflow_id=action.workflow_id,
-                                        contact_id=action.contact.contact_id, review_id=decision.review_id,
-                                        reason=decision.reason, rules=decision.rules)
+            request = ReviewRequested(
+                review_id=decision.review_id, action=action, reason=decision.reason, rules=decision.rules
+            )
+            escalated = ActionEscalated(
+                action_id=action.action_id,
+                workflow_id=action.workflow_id,
+                contact_id=action.contact.contact_id,
+                review_id=decision.review_id,
+                reason=decision.reason,
+                rules=decision.rules,
+            )
             return [
                 Outbound(REVIEW, key, env(ReviewRequested), request),  # type: ignore[arg-type]
                 Outbound(DECISION, key, env(ActionEscalated), escalated),  # type: ignore[arg-type]
             ]
-        blocked = ActionBlocked(action_id=action.action_id, workflow_id=action.workflow_id,
-                                contact_id=action.contact.contact_id, rule=decision.rule or "unknown",
-                                reason=decision.reason, rules=decision.rules, stage=stage)  # type: ignore[arg-type]
+        blocked = ActionBlocked(
+            action_id=action.action_id,
+            workflow_id=action.workflow_id,
+            contact_id=action.contact.contact_id,
+            rule=decision.rule or "unknown",
+            reason=decision.reason,
+            rules=decision.rules,
+            stage=stage,
+        )  # type: ignore[arg-type]
         return [Outbound(DECISION, key, env(ActionBlocked), blocked)]  # type: ignore[arg-type]
 
 
@@ -152,9 +196,12 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     feed = ConsentFeed(common, pool, "guard")
     guard = Guard(settings, GuardStore(pool), feed, TenantDirectory(common.tenants_dir))
     worker = ConsumerWorker(
-        common, "guard", "decisions",
+        common,
+        "guard",
+        "decisions",
         {PROPOSED_ACTION: guard.on_proposed_action, REVIEW_DECISION: guard.on_review_decision},
-        before_batch=feed.caught_up, concurrency=settings.concurrency,
+        before_batch=feed.caught_up,
+        concurrency=settings.concurrency,
     )
 
     async def db_ok() -> bool:

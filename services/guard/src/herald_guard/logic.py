@@ -37,21 +37,36 @@ class Verdict:
 def evaluate(action: ActionProposed, facts: Facts) -> Verdict:
     hits: list[RuleHit] = []
     if facts.suppression_reason:
-        hits.append(RuleHit(rule="consent.opt_out", outcome="block",
-                            detail=f"contact {action.contact.contact_id} is suppressed: {facts.suppression_reason}"))
+        hits.append(
+            RuleHit(
+                rule="consent.opt_out",
+                outcome="block",
+                detail=f"contact {action.contact.contact_id} is suppressed: {facts.suppression_reason}",
+            )
+        )
     else:
         hits.append(RuleHit(rule="consent.opt_out", outcome="pass", detail="no opt-out recorded"))
 
     contact_email = (action.contact.email or "").lower()
     if action.input.to.lower() != contact_email:
-        hits.append(RuleHit(rule="content.recipient_is_contact", outcome="block",
-                            detail=f"recipient {action.input.to} is not the contact's address {contact_email or '-'}"))
+        hits.append(
+            RuleHit(
+                rule="content.recipient_is_contact",
+                outcome="block",
+                detail=f"recipient {action.input.to} is not the contact's address {contact_email or '-'}",
+            )
+        )
     else:
         hits.append(RuleHit(rule="content.recipient_is_contact", outcome="pass", detail="recipient is the contact"))
 
     if action.tenant != facts.tenant.tenant_id:
-        hits.append(RuleHit(rule="tenant.matches", outcome="block",
-                            detail=f"action is for {action.tenant}, message is from {facts.tenant.tenant_id}"))
+        hits.append(
+            RuleHit(
+                rule="tenant.matches",
+                outcome="block",
+                detail=f"action is for {action.tenant}, message is from {facts.tenant.tenant_id}",
+            )
+        )
 
     if facts.stage == "proposal":
         escalation = facts.tenant.escalation
@@ -59,10 +74,13 @@ def evaluate(action: ActionProposed, facts: Facts) -> Verdict:
             hits.append(RuleHit(rule="escalation.vip", outcome="escalate", detail="contact is marked VIP"))
         threshold = escalation.deal_value_minor_at_least
         if threshold is not None and action.contact.deal_value_minor >= threshold:
-            hits.append(RuleHit(
-                rule="escalation.deal_value", outcome="escalate",
-                detail=f"open deal {action.contact.deal_value_minor} ≥ {threshold} (minor units)",
-            ))
+            hits.append(
+                RuleHit(
+                    rule="escalation.deal_value",
+                    outcome="escalate",
+                    detail=f"open deal {action.contact.deal_value_minor} ≥ {threshold} (minor units)",
+                )
+            )
 
     blocks = [h for h in hits if h.outcome == "block"]
     if blocks:

@@ -21,9 +21,6 @@ from cloudevents.v1.exceptions import GenericException as CloudEventError
 from cloudevents.v1.http import from_http
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from prometheus_client import Counter
-from pydantic import TypeAdapter, ValidationError
-
 from herald_core.bus import Outbound, TransactionalProducer
 from herald_core.contracts import (
     ConsentWithdrawn,
@@ -39,6 +36,9 @@ from herald_core.observability import add_ops_routes, get_logger
 from herald_core.runtime import ServiceRuntime
 from herald_core.tenants import TenantDirectory
 from herald_core.topics import CONSENT, EVENTS, contact_key
+from prometheus_client import Counter
+from pydantic import TypeAdapter, ValidationError
+
 from herald_ingest.adapters.contacts import PostgresContacts
 from herald_ingest.adapters.dedup import SeenEvents
 from herald_ingest.logic import HUBSPOT, HubSpotEvent, classify, to_contract, verify_hubspot_v3
@@ -58,8 +58,14 @@ class Refusal(Exception):
 
 
 class Ingest:
-    def __init__(self, settings: Settings, tenants: TenantDirectory, contacts: PostgresContacts, seen: SeenEvents,
-                 producer: TransactionalProducer) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        tenants: TenantDirectory,
+        contacts: PostgresContacts,
+        seen: SeenEvents,
+        producer: TransactionalProducer,
+    ) -> None:
         self.settings = settings
         self.tenants = tenants
         self.contacts = contacts
@@ -69,8 +75,12 @@ class Ingest:
     def outbound(self, tenant: str, contract: Contract, subject_id: str, traceparent: str | None) -> list[Outbound]:
         """An upstream event's messages: a new chain (correlation id), continuing the caller's trace if any."""
         envelope = Envelope(
-            source=SOURCE, type=contract.TYPE, subject=f"contact/{subject_id}", tenant=tenant,
-            correlation_id=new_id(), traceparent=child_traceparent(traceparent) if traceparent else new_traceparent(),
+            source=SOURCE,
+            type=contract.TYPE,
+            subject=f"contact/{subject_id}",
+            tenant=tenant,
+            correlation_id=new_id(),
+            traceparent=child_traceparent(traceparent) if traceparent else new_traceparent(),
         )
         messages = [Outbound(EVENTS, contact_key(tenant, subject_id), envelope, contract)]
         if isinstance(contract, ConsentWithdrawn):
@@ -81,10 +91,19 @@ class Ingest:
     async def refuse(self, request: Request, tenant: str | None, refusal: Refusal) -> JSONResponse:
         EVENTS_IN.labels("rejected", refusal.error).inc()
         log.warning("refused", tenant=tenant, status=refusal.status, error=refusal.error)
-        body = EventRejected(status_code=refusal.status, reason=f"{refusal.error}: {_text(refusal.detail)}"[:2000],
-                             endpoint=request.url.path, upstream_event_id=refusal.upstream_event_id)
-        envelope = Envelope(source=SOURCE, type=EventRejected.TYPE, tenant=tenant or "unknown",
-                            correlation_id=new_id(), traceparent=new_traceparent())
+        body = EventRejected(
+            status_code=refusal.status,
+            reason=f"{refusal.error}: {_text(refusal.detail)}"[:2000],
+            endpoint=request.url.path,
+            upstream_event_id=refusal.upstream_event_id,
+        )
+        envelope = Envelope(
+            source=SOURCE,
+            type=EventRejected.TYPE,
+            tenant=tenant or "unknown",
+            correlation_id=new_id(),
+            traceparent=new_traceparent(),
+        )
         try:
             await self.producer.publish([], audit_only=[(None, envelope, body)])
         except Exception as exc:  # the refusal stands even if the audit write fails; say so in the log
@@ -103,10 +122,14 @@ class Ingest:
                 raise Refusal(403, "hubspot_not_configured", "this tenant has no HubSpot app secret")
             uri = self._public_uri(request)
             problem = verify_hubspot_v3(
-                secret=tenant.hubspot_app_secret, method=request.method, uri=uri, body=body,
+                secret=tenant.hubspot_app_secret,
+                method=request.method,
+                uri=uri,
+                body=body,
                 timestamp=request.headers.get("x-hubspot-request-timestamp"),
                 signature=request.headers.get("x-hubspot-signature-v3"),
-                now=datetime.now(UTC), max_age_seconds=self.settings.signature_max_age_seconds,
+                now=datetime.now(UTC),
+                max_age_seconds=self.settings.signature_max_age_seconds,
             )
             if problem:
                 raise Refusal(401, "bad_signature", problem)
@@ -121,8 +144,9 @@ class Ingest:
             if tenant.hubspot_portal_id is not None:
                 foreign = [e.event_id for e in events if e.portal_id != tenant.hubspot_portal_id]
                 if foreign:
-                    raise Refusal(403, "wrong_portal", f"events {foreign[:5]} are not from portal "
-                                                        f"{tenant.hubspot_portal_id}")
+                    raise Refusal(
+                        403, "wrong_portal", f"events {foreign[:5]} are not from portal {tenant.hubspot_portal_id}"
+                    )
         except Refusal as refusal:
             return await self.refuse(request, tenant_id if self.tenants.get(tenant_id) else None, refusal)
         return await self._accept_hubspot(request, tenant_id, events)
@@ -132,7 +156,9 @@ class Ingest:
         usable = [e for e in events if classify(e) is not None]
         for e in events:
             if classify(e) is None:
-                rejected.append({"eventId": e.event_id, "reason": f"unsupported subscriptionType {e.subscription_type}"})
+                rejected.append(
+                    {"eventId": e.event_id, "reason": f"unsupported subscriptionType {e.subscription_type}"}
+                )
         known = await self.contacts.get_many(tenant, [str(e.object_id) for e in usable])
         traceparent = request.headers.get("traceparent")
         accepted = duplicates = 0
@@ -147,8 +173,9 @@ class Ingest:
                     rejected.append({"eventId": event.event_id, "reason": f"unknown contact {event.object_id}"})
                     continue
                 if event.subscription_type == "contact.propertyChange":
-                    await self.contacts.apply_property(tenant, contact.contact_id, event.property_name,
-                                                       event.property_value)
+                    await self.contacts.apply_property(
+                        tenant, contact.contact_id, event.property_name, event.property_value
+                    )
                     contact = (await self.contacts.get_many(tenant, [contact.contact_id]))[contact.contact_id]
                 messages.extend(self.outbound(tenant, to_contract(event, contact), contact.contact_id, traceparent))
                 accepted += 1
@@ -156,16 +183,25 @@ class Ingest:
             await self.producer.publish(messages, audit_only=audit)
         EVENTS_IN.labels("accepted", "-").inc(accepted)
         EVENTS_IN.labels("duplicate", "-").inc(duplicates)
-        for r in rejected:
-            EVENTS_IN.labels("rejected", "item").inc()
+        EVENTS_IN.labels("rejected", "item").inc(len(rejected))
         log.info("hubspot batch", tenant=tenant, accepted=accepted, duplicates=duplicates, rejected=len(rejected))
         return JSONResponse({"accepted": accepted, "duplicates": duplicates, "rejected": rejected})
 
     def _rejection(self, tenant: str, request: Request, item: dict[str, Any]) -> tuple[None, Envelope, Contract]:
-        body = EventRejected(status_code=422, reason=item["reason"], endpoint=request.url.path,
-                             upstream_event_id=str(item["eventId"]))
-        return None, Envelope(source=SOURCE, type=EventRejected.TYPE, tenant=tenant, correlation_id=new_id(),
-                              traceparent=new_traceparent()), body
+        body = EventRejected(
+            status_code=422, reason=item["reason"], endpoint=request.url.path, upstream_event_id=str(item["eventId"])
+        )
+        return (
+            None,
+            Envelope(
+                source=SOURCE,
+                type=EventRejected.TYPE,
+                tenant=tenant,
+                correlation_id=new_id(),
+                traceparent=new_traceparent(),
+            ),
+            body,
+        )
 
     async def cloudevent(self, request: Request) -> JSONResponse:
         body = await request.body()
@@ -179,8 +215,9 @@ class Ingest:
                 raise Refusal(400, "invalid_cloudevent", str(exc)) from exc
             tenant_id = event.get("tenant")
             if not tenant_id or self.tenants.get(str(tenant_id)) is None:
-                raise Refusal(404, "unknown_tenant", f"no tenant {tenant_id!r} (CloudEvents extension `tenant`)",
-                              event["id"])
+                raise Refusal(
+                    404, "unknown_tenant", f"no tenant {tenant_id!r} (CloudEvents extension `tenant`)", event["id"]
+                )
             model = CLOUDEVENT_TYPES.get(event["type"])
             if model is None:
                 raise Refusal(422, "unsupported_type", f"accepted types: {sorted(CLOUDEVENT_TYPES)}", event["id"])
@@ -189,8 +226,9 @@ class Ingest:
             except ValidationError as exc:
                 raise Refusal(422, "invalid_schema", _errors(exc), event["id"]) from exc
         except Refusal as refusal:
-            return await self.refuse(request, tenant_id if tenant_id and self.tenants.get(str(tenant_id)) else None,
-                                     refusal)
+            return await self.refuse(
+                request, tenant_id if tenant_id and self.tenants.get(str(tenant_id)) else None, refusal
+            )
         tenant = str(tenant_id)
         subject_id = contract.contact.contact_id if hasattr(contract, "contact") else contract.contact_id  # type: ignore[attr-defined]
         async with self.seen.claim(tenant, [(str(event["source"]), str(event["id"]))]) as fresh:

@@ -9,8 +9,6 @@ import hmac
 from datetime import UTC, datetime
 from typing import Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from herald_core.contracts import (
     ConsentReason,
     ConsentWithdrawn,
@@ -19,6 +17,7 @@ from herald_core.contracts import (
     ContactUpdated,
     Contract,
 )
+from pydantic import BaseModel, ConfigDict, Field
 
 HUBSPOT = "hubspot"
 
@@ -30,8 +29,15 @@ class ContactDirectory(Protocol):
 
 
 def verify_hubspot_v3(
-    *, secret: str, method: str, uri: str, body: bytes, timestamp: str | None, signature: str | None,
-    now: datetime, max_age_seconds: int,
+    *,
+    secret: str,
+    method: str,
+    uri: str,
+    body: bytes,
+    timestamp: str | None,
+    signature: str | None,
+    now: datetime,
+    max_age_seconds: int,
 ) -> str | None:
     """None if the request is authentic and fresh, else the reason it is not.
 
@@ -95,10 +101,23 @@ def to_contract(event: HubSpotEvent, contact: ContactFacts) -> Contract:
     upstream_id = str(event.event_id)
     kind = classify(event)
     if kind == "created":
-        return ContactCreated(contact=contact, upstream_source=HUBSPOT, upstream_event_id=upstream_id,
-                              occurred_at=event.occurred)
+        return ContactCreated(
+            contact=contact, upstream_source=HUBSPOT, upstream_event_id=upstream_id, occurred_at=event.occurred
+        )
     if kind == "consent_withdrawn":
-        return ConsentWithdrawn(contact_id=contact.contact_id, email=contact.email, reason=ConsentReason.UNSUBSCRIBE,
-                                upstream_source=HUBSPOT, upstream_event_id=upstream_id, occurred_at=event.occurred)
-    return ContactUpdated(contact=contact, changed_property=event.property_name, new_value=event.property_value,
-                          upstream_source=HUBSPOT, upstream_event_id=upstream_id, occurred_at=event.occurred)
+        return ConsentWithdrawn(
+            contact_id=contact.contact_id,
+            email=contact.email,
+            reason=ConsentReason.UNSUBSCRIBE,
+            upstream_source=HUBSPOT,
+            upstream_event_id=upstream_id,
+            occurred_at=event.occurred,
+        )
+    return ContactUpdated(
+        contact=contact,
+        changed_property=event.property_name,
+        new_value=event.property_value,
+        upstream_source=HUBSPOT,
+        upstream_event_id=upstream_id,
+        occurred_at=event.occurred,
+    )

@@ -19,6 +19,7 @@ from herald_core.db import create_pool, migrate
 from herald_core.observability import configure_logging
 from herald_core.runtime import run
 from herald_core.tenants import TenantDirectory
+
 from herald_ingest.adapters.contacts import PostgresContacts, read_contacts_file
 from herald_ingest.adapters.dedup import SeenEvents
 from herald_ingest.app import Ingest, create_app
@@ -47,8 +48,11 @@ async def seed(settings: Settings, tenant: str, path: Path) -> tuple[int, int]:
                 if (SEED_SOURCE, event_id) not in fresh:
                     continue
                 withdrawn = ConsentWithdrawn(
-                    contact_id=str(contact["contact_id"]), email=contact.get("email"),
-                    reason=ConsentReason.IMPORTED_OPT_OUT, upstream_source=SEED_SOURCE, upstream_event_id=event_id,
+                    contact_id=str(contact["contact_id"]),
+                    email=contact.get("email"),
+                    reason=ConsentReason.IMPORTED_OPT_OUT,
+                    upstream_source=SEED_SOURCE,
+                    upstream_event_id=event_id,
                     occurred_at=datetime.now(UTC),
                 )
                 messages.extend(ingest.outbound(tenant, withdrawn, str(contact["contact_id"]), None))

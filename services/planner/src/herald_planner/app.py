@@ -13,8 +13,6 @@ from pathlib import Path
 
 import structlog
 from fastapi import FastAPI
-from prometheus_client import Counter
-
 from herald_core.bus import ConsumerWorker, Inbound, Outbound, TransientError
 from herald_core.contracts import (
     ActionBlocked,
@@ -33,6 +31,8 @@ from herald_core.observability import add_ops_routes, get_logger
 from herald_core.runtime import ServiceRuntime
 from herald_core.tenants import TenantDirectory
 from herald_core.topics import DECISION, EVENTS, EXECUTED, PLAN, PROPOSED_ACTION, contact_key
+from prometheus_client import Counter
+
 from herald_planner.adapters.llm import LlmDrafter, llm_configured
 from herald_planner.adapters.retrieval import RetrievalClient
 from herald_planner.adapters.runs import WorkflowRuns
@@ -45,8 +45,14 @@ log = get_logger("herald.planner")
 
 
 class Planner:
-    def __init__(self, settings: Settings, runs: WorkflowRuns, retrieval: RetrievalClient,
-                 tenants: TenantDirectory, llm: LlmDrafter | None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        runs: WorkflowRuns,
+        retrieval: RetrievalClient,
+        tenants: TenantDirectory,
+        llm: LlmDrafter | None,
+    ) -> None:
         self.settings = settings
         self.runs = runs
         self.retrieval = retrieval
@@ -63,8 +69,13 @@ class Planner:
 
             raise Rejected(f"unknown tenant {msg.envelope.tenant!r}")
         workflow_id = f"wf-{new_id()}"
-        if not await self.runs.start(workflow_id=workflow_id, tenant=tenant.tenant_id, contact_id=contact.contact_id,
-                                     workflow=WORKFLOW, correlation_id=msg.envelope.correlation_id):
+        if not await self.runs.start(
+            workflow_id=workflow_id,
+            tenant=tenant.tenant_id,
+            contact_id=contact.contact_id,
+            workflow=WORKFLOW,
+            correlation_id=msg.envelope.correlation_id,
+        ):
             log.info("workflow already running for this contact; event ignored")
             return []
         WORKFLOWS.labels(WORKFLOW, "started").inc()
@@ -73,8 +84,9 @@ class Planner:
             return []
         query = retrieval_query(contact)
         try:
-            evidence = await self.retrieval.search(tenant.tenant_id, query, self.settings.evidence_k,
-                                                   ["customers", "product"])
+            evidence = await self.retrieval.search(
+                tenant.tenant_id, query, self.settings.evidence_k, ["customers", "product"]
+            )
         except Exception as exc:
             # keep the run re-creatable: the batch is read again once retrieval answers
             await self.runs.pool.execute("DELETE FROM planner.workflow_runs WHERE workflow_id = $1", workflow_id)
@@ -84,21 +96,38 @@ class Planner:
         key = contact_key(tenant.tenant_id, contact.contact_id)
         subject = f"contact/{contact.contact_id}"
         plan = PlanCreated(
-            workflow_id=workflow_id, workflow=WORKFLOW, contact_id=contact.contact_id,
+            workflow_id=workflow_id,
+            workflow=WORKFLOW,
+            contact_id=contact.contact_id,
             steps=(PlanStep(tool="send_email", purpose="first-touch email grounded in retrieved passages"),),
-            planner=planner_kind, query=query, evidence=tuple(evidence),
+            planner=planner_kind,
+            query=query,
+            evidence=tuple(evidence),
         )
         action = ActionProposed(
-            action_id=action_id, tenant=tenant.tenant_id, workflow_id=workflow_id, tool="send_email",
-            input=SendEmailInput(to=contact.email, to_name=" ".join(filter(None, [contact.first_name,
-                                                                                   contact.last_name])) or None,
-                                 subject=draft.subject, body_text=draft.body_text),
-            contact=contact, evidence=tuple(evidence), confidence=draft.confidence, rationale=draft.rationale,
+            action_id=action_id,
+            tenant=tenant.tenant_id,
+            workflow_id=workflow_id,
+            tool="send_email",
+            input=SendEmailInput(
+                to=contact.email,
+                to_name=" ".join(filter(None, [contact.first_name, contact.last_name])) or None,
+                subject=draft.subject,
+                body_text=draft.body_text,
+            ),
+            contact=contact,
+            evidence=tuple(evidence),
+            confidence=draft.confidence,
+            rationale=draft.rationale,
         )
         plan_env = msg.envelope.caused(source=SOURCE, type=PlanCreated.TYPE, subject=subject)
         action_env = plan_env.caused(source=SOURCE, type=ActionProposed.TYPE, subject=subject)
-        await self.runs.set_state(workflow_id, "proposed", action_id=action_id,
-                                  note={"planner": planner_kind, "evidence": [e.chunk_id for e in evidence]})
+        await self.runs.set_state(
+            workflow_id,
+            "proposed",
+            action_id=action_id,
+            note={"planner": planner_kind, "evidence": [e.chunk_id for e in evidence]},
+        )
         WORKFLOWS.labels(WORKFLOW, "proposed").inc()
         structlog.contextvars.bind_contextvars(action_id=action_id)
         log.info("first touch proposed", workflow_id=workflow_id, planner=planner_kind, evidence=len(evidence))
@@ -153,9 +182,17 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     if llm is None:
         log.info("ANTHROPIC_API_KEY not set: drafting from templates")
     planner = Planner(settings, WorkflowRuns(pool), retrieval, TenantDirectory(common.tenants_dir), llm)
-    worker = ConsumerWorker(common, "planner", "workflows", {
-        EVENTS: planner.on_events, DECISION: planner.on_decision, EXECUTED: planner.on_executed,
-    }, concurrency=settings.concurrency)
+    worker = ConsumerWorker(
+        common,
+        "planner",
+        "workflows",
+        {
+            EVENTS: planner.on_events,
+            DECISION: planner.on_decision,
+            EXECUTED: planner.on_executed,
+        },
+        concurrency=settings.concurrency,
+    )
 
     async def db_ok() -> bool:
         return bool(await pool.fetchval("SELECT true"))

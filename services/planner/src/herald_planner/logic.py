@@ -13,9 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from jinja2 import Environment, StrictUndefined
-
 from herald_core.contracts import ContactFacts, EvidenceRef
+from jinja2 import Environment, StrictUndefined
 
 WORKFLOW = "new_lead_first_touch"
 
@@ -83,11 +82,17 @@ def template_draft(contact: ContactFacts, evidence: list[EvidenceRef], *, compan
     industry = contact.industry or "your"
     opener = f"Here is what teams in {industry} tell us after switching:" if proof else "I'd love to learn more."
     body = _BODY.render(
-        first_name=contact.first_name or "there", company_name=company_name, opener=opener, proof=proof,
-        their_company=contact.company or "your team", sender=sender,
+        first_name=contact.first_name or "there",
+        company_name=company_name,
+        opener=opener,
+        proof=proof,
+        their_company=contact.company or "your team",
+        sender=sender,
     )
     subject = f"{contact.first_name or 'Hello'}, how {industry} teams use {company_name}"
     confidence = 0.8 if len(proof) >= 2 else 0.5
-    rationale = (f"New lead ({contact.lifecycle_stage or 'lead'}) in {industry}; first touch built from "
-                 f"{len(proof)} retrieved passage(s): {', '.join(e.doc_id for e in evidence[:3]) or 'none'}")
+    rationale = (
+        f"New lead ({contact.lifecycle_stage or 'lead'}) in {industry}; first touch built from "
+        f"{len(proof)} retrieved passage(s): {', '.join(e.doc_id for e in evidence[:3]) or 'none'}"
+    )
     return Draft(subject=subject[:200], body_text=body, confidence=confidence, rationale=rationale)

@@ -10,18 +10,21 @@ import grpc
 from fastapi import FastAPI
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from prometheus_client import Histogram
-
 from herald_core.grpc.herald.v1 import retrieval_pb2, retrieval_pb2_grpc
 from herald_core.observability import add_ops_routes, get_logger
 from herald_core.runtime import ServiceRuntime
+from prometheus_client import Histogram
+
 from herald_retrieval.adapters.embedder import OnnxEmbedder
 from herald_retrieval.adapters.weaviate_store import WeaviateKnowledgeStore
 from herald_retrieval.chunking import chunk_markdown, parse_document
 from herald_retrieval.settings import Settings
 
-SEARCH_SECONDS = Histogram("herald_retrieval_search_seconds", "Search latency, embedding included.",
-                           buckets=(0.002, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64))
+SEARCH_SECONDS = Histogram(
+    "herald_retrieval_search_seconds",
+    "Search latency, embedding included.",
+    buckets=(0.002, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64),
+)
 log = get_logger("herald.retrieval")
 TENANT_NAME_OK = set("abcdefghijklmnopqrstuvwxyz0123456789_-")
 
@@ -32,8 +35,9 @@ class RetrievalService(retrieval_pb2_grpc.RetrievalServicer):
         self.embedder = embedder
         self.alpha = alpha
 
-    async def Search(self, request: retrieval_pb2.SearchRequest,  # noqa: N802 - gRPC method name
-                     context: grpc.aio.ServicerContext) -> retrieval_pb2.SearchResponse:
+    async def Search(
+        self, request: retrieval_pb2.SearchRequest, context: grpc.aio.ServicerContext
+    ) -> retrieval_pb2.SearchResponse:
         if not request.tenant or not set(request.tenant) <= TENANT_NAME_OK:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "tenant must be a Herald tenant id")
         if not request.query.strip():
@@ -44,24 +48,38 @@ class RetrievalService(retrieval_pb2_grpc.RetrievalServicer):
         with SEARCH_SECONDS.time():
             vector = await asyncio.to_thread(self.embedder.embed_one, request.query)
             passages = await self.store.hybrid_search(
-                request.tenant, request.query, vector, k, alpha=self.alpha,
+                request.tenant,
+                request.query,
+                vector,
+                k,
+                alpha=self.alpha,
                 collections=list(request.filters.collections) or None,
             )
-        return retrieval_pb2.SearchResponse(passages=[
-            retrieval_pb2.Passage(chunk_id=p.chunk_id, doc_id=p.doc_id, collection=p.collection, title=p.title,
-                                  section_path=list(p.section_path), text=p.text, score=p.score)
-            for p in passages
-        ])
+        return retrieval_pb2.SearchResponse(
+            passages=[
+                retrieval_pb2.Passage(
+                    chunk_id=p.chunk_id,
+                    doc_id=p.doc_id,
+                    collection=p.collection,
+                    title=p.title,
+                    section_path=list(p.section_path),
+                    text=p.text,
+                    score=p.score,
+                )
+                for p in passages
+            ]
+        )
 
 
-async def load_knowledge_base(store: WeaviateKnowledgeStore, embedder: OnnxEmbedder, tenant: str,
-                              directory: Path) -> tuple[int, int]:
+async def load_knowledge_base(
+    store: WeaviateKnowledgeStore, embedder: OnnxEmbedder, tenant: str, directory: Path
+) -> tuple[int, int]:
     """Load every `*.md` under `directory` (doc id = its path inside it); return (documents, chunks)."""
     await store.ensure_schema()
     documents = chunks_total = 0
-    for path in sorted(directory.rglob("*.md")):
+    for path in sorted(await asyncio.to_thread(lambda: list(directory.rglob("*.md")))):
         doc_id = path.relative_to(directory).with_suffix("").as_posix()
-        text = path.read_text()
+        text = await asyncio.to_thread(path.read_text)
         doc = parse_document(doc_id, text)
         chunks = chunk_markdown(doc_id, text)
         vectors = await asyncio.to_thread(embedder.embed, [f"{doc.title}. {c.text}" for c in chunks])
@@ -71,8 +89,9 @@ async def load_knowledge_base(store: WeaviateKnowledgeStore, embedder: OnnxEmbed
 
 
 def make_store(settings: Settings) -> WeaviateKnowledgeStore:
-    return WeaviateKnowledgeStore(settings.weaviate_host, settings.weaviate_http_port, settings.weaviate_grpc_port,
-                                  settings.collection)
+    return WeaviateKnowledgeStore(
+        settings.weaviate_host, settings.weaviate_http_port, settings.weaviate_grpc_port, settings.collection
+    )
 
 
 async def create_app(settings: Settings | None = None) -> ServiceRuntime:
@@ -84,8 +103,11 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        (retrieval_pb2.DESCRIPTOR.services_by_name["Retrieval"].full_name, reflection.SERVICE_NAME,
-         health.SERVICE_NAME),
+        (
+            retrieval_pb2.DESCRIPTOR.services_by_name["Retrieval"].full_name,
+            reflection.SERVICE_NAME,
+            health.SERVICE_NAME,
+        ),
         server,
     )
     server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from herald_core.observability import configure_logging
 from herald_core.runtime import run
+
 from herald_retrieval.adapters.embedder import OnnxEmbedder
 from herald_retrieval.app import create_app, load_knowledge_base, make_store
 from herald_retrieval.settings import Settings
@@ -23,6 +24,7 @@ def main() -> None:
     settings = Settings()
     configure_logging("retrieval", settings.common.log_level)
     if args.command == "load-kb":
+
         async def load_kb() -> None:
             store = make_store(settings)
             await store.connect()

@@ -17,8 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, HTTPException
-from prometheus_client import Counter
-
 from herald_core.bus import ConsumerWorker, Inbound, Outbound, TransactionalProducer
 from herald_core.contracts import ActionProposed, ReviewDecided, ReviewDecision, ReviewRequested
 from herald_core.db import create_pool, migrate
@@ -26,6 +24,8 @@ from herald_core.envelope import Envelope, child_traceparent
 from herald_core.observability import add_ops_routes, get_logger
 from herald_core.runtime import ServiceRuntime
 from herald_core.topics import REVIEW, REVIEW_DECISION, contact_key
+from prometheus_client import Counter
+
 from herald_review.adapters.queue import ReviewQueue
 from herald_review.logic import Approve, Reject
 from herald_review.settings import Settings
@@ -46,26 +46,40 @@ class Review:
         log.info("review queued", review_id=request.review_id, action_id=request.action.action_id)
         return []
 
-    async def decide(self, review_id: str, decision: ReviewDecision, reviewer: str, reason: str | None) -> dict[str, Any]:
+    async def decide(
+        self, review_id: str, decision: ReviewDecision, reviewer: str, reason: str | None
+    ) -> dict[str, Any]:
         existing = await self.queue.get(review_id)
         if existing is None:
             raise HTTPException(404, {"error": "unknown_review", "detail": f"no review {review_id!r}"})
         status = "approved" if decision is ReviewDecision.APPROVED else "rejected"
         async with self.queue.decide(review_id, status, reviewer, reason) as item:
             if item is None:
-                raise HTTPException(409, {"error": "already_decided",
-                                          "detail": f"review {review_id} is {existing['status']}"})
+                raise HTTPException(
+                    409, {"error": "already_decided", "detail": f"review {review_id} is {existing['status']}"}
+                )
             action = ActionProposed.model_validate(item["action"])
-            body = ReviewDecided(review_id=review_id, action=action, decision=decision, reviewer=reviewer,
-                                 reason=reason, decided_at=datetime.now(UTC))
+            body = ReviewDecided(
+                review_id=review_id,
+                action=action,
+                decision=decision,
+                reviewer=reviewer,
+                reason=reason,
+                decided_at=datetime.now(UTC),
+            )
             envelope = Envelope(
-                source=SOURCE, type=ReviewDecided.TYPE, subject=f"contact/{item['contact_id']}",
-                tenant=item["tenant"], correlation_id=item["correlation_id"],
-                causation_id=item["request_message_id"], traceparent=child_traceparent(item["traceparent"]),
+                source=SOURCE,
+                type=ReviewDecided.TYPE,
+                subject=f"contact/{item['contact_id']}",
+                tenant=item["tenant"],
+                correlation_id=item["correlation_id"],
+                causation_id=item["request_message_id"],
+                traceparent=child_traceparent(item["traceparent"]),
             )
             # the queue row commits only if the decision reached Kafka
-            await self.producer.publish([Outbound(REVIEW_DECISION, contact_key(item["tenant"], item["contact_id"]),
-                                                  envelope, body)])
+            await self.producer.publish(
+                [Outbound(REVIEW_DECISION, contact_key(item["tenant"], item["contact_id"]), envelope, body)]
+            )
         DECISIONS.labels(status).inc()
         log.info("review decided", review_id=review_id, decision=status, reviewer=reviewer)
         return item
@@ -82,8 +96,9 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     http = FastAPI(title="herald-review", description="The reviewers' queue and decisions.")
 
     @http.get("/v1/reviews")
-    async def list_reviews(tenant: str | None = None, status: str | None = "pending",
-                           limit: int = 100) -> list[dict[str, Any]]:
+    async def list_reviews(
+        tenant: str | None = None, status: str | None = "pending", limit: int = 100
+    ) -> list[dict[str, Any]]:
         return await review.queue.list(tenant, status, min(max(limit, 1), 1000))
 
     @http.get("/v1/reviews/{review_id}")

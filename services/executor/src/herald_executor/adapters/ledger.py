@@ -22,17 +22,30 @@ class Ledger:
             first_use = await conn.fetchval(
                 "INSERT INTO executor.seen_nonces(nonce, action_id, source_partition, source_offset) "
                 "VALUES ($1, $2, $3, $4) ON CONFLICT (nonce) DO NOTHING RETURNING true",
-                nonce, action_id, partition, offset,
+                nonce,
+                action_id,
+                partition,
+                offset,
             )
             if not first_use:
                 seen = await conn.fetchrow("SELECT * FROM executor.seen_nonces WHERE nonce = $1", nonce)
-                if (seen["action_id"], seen["source_partition"], seen["source_offset"]) != (action_id, partition, offset):
+                if (seen["action_id"], seen["source_partition"], seen["source_offset"]) != (
+                    action_id,
+                    partition,
+                    offset,
+                ):
                     return LedgerRow(nonce, seen["source_partition"], seen["source_offset"], "sent", nonce_reused=True)
             claimed = await conn.fetchval(
                 "INSERT INTO executor.ledger(action_id, tenant, contact_id, tool, nonce, source_partition, "
                 "source_offset, state) VALUES ($1, $2, $3, $4, $5, $6, $7, 'claimed') "
                 "ON CONFLICT (action_id) DO NOTHING RETURNING true",
-                action_id, tenant, contact_id, tool, nonce, partition, offset,
+                action_id,
+                tenant,
+                contact_id,
+                tool,
+                nonce,
+                partition,
+                offset,
             )
             if claimed:
                 return None
@@ -42,7 +55,10 @@ class Ledger:
     async def finish(self, action_id: str, state: str, result: dict[str, Any] | None, error: str | None) -> None:
         await self.pool.execute(
             "UPDATE executor.ledger SET state = $2, result = $3, error = $4, finished_at = now() WHERE action_id = $1",
-            action_id, state, json.dumps(result) if result is not None else None, error,
+            action_id,
+            state,
+            json.dumps(result) if result is not None else None,
+            error,
         )
 
     async def result(self, action_id: str) -> dict[str, Any]:

@@ -38,8 +38,14 @@ class SmtpSender:
 
     async def _connect(self) -> aiosmtplib.SMTP:
         s = self.settings
-        client = aiosmtplib.SMTP(hostname=s.smtp_host, port=s.smtp_port, start_tls=s.smtp_starttls,
-                                 username=s.smtp_username, password=s.smtp_password, timeout=s.smtp_timeout_seconds)
+        client = aiosmtplib.SMTP(
+            hostname=s.smtp_host,
+            port=s.smtp_port,
+            start_tls=s.smtp_starttls,
+            username=s.smtp_username,
+            password=s.smtp_password,
+            timeout=s.smtp_timeout_seconds,
+        )
         await client.connect()
         return client
 

@@ -14,8 +14,8 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-
 from herald_core.contracts import Approval, RuleHit
+
 from herald_guard.logic import cap_hit
 
 
@@ -75,7 +75,11 @@ class GuardStore:
             claimed = await conn.fetchval(
                 "INSERT INTO guard.decisions(action_id, stage, tenant, contact_id, outcome, rules, action_hash) "
                 "VALUES ($1, $2, $3, $4, 'block', '[]', $5) ON CONFLICT DO NOTHING RETURNING true",
-                action_id, stage, tenant, contact_id, action_hash,
+                action_id,
+                stage,
+                tenant,
+                contact_id,
+                action_hash,
             )
             if not claimed:
                 row = await conn.fetchrow(
@@ -87,23 +91,31 @@ class GuardStore:
                 hit = await _reserve(conn, tenant, caps)
                 if hit is not None:
                     blocked = cap_hit(hit.counter, hit.cap)
-                    final = Decision("block", blocked.rule, blocked.detail, (*decision.rules, blocked), None, None,
-                                     action_hash)
+                    final = Decision(
+                        "block", blocked.rule, blocked.detail, (*decision.rules, blocked), None, None, action_hash
+                    )
                 else:
                     final = Decision("approve", None, decision.reason, decision.rules, approve(), None, action_hash)
             await conn.execute(
                 "UPDATE guard.decisions SET outcome = $3, rule = $4, reason = $5, rules = $6, approval = $7, "
                 "review_id = $8 WHERE action_id = $1 AND stage = $2",
-                action_id, stage, final.outcome, final.rule, final.reason,
+                action_id,
+                stage,
+                final.outcome,
+                final.rule,
+                final.reason,
                 json.dumps([h.model_dump(mode="json") for h in final.rules]),
-                final.approval.model_dump_json() if final.approval else None, final.review_id,
+                final.approval.model_dump_json() if final.approval else None,
+                final.review_id,
             )
             return final
 
     async def counter(self, tenant: str, counter: str, window_start: datetime) -> int:
         value = await self.pool.fetchval(
             "SELECT count FROM guard.send_counters WHERE tenant = $1 AND counter = $2 AND window_start = $3",
-            tenant, counter, window_start,
+            tenant,
+            counter,
+            window_start,
         )
         return int(value or 0)
 
@@ -120,7 +132,10 @@ async def _reserve(conn: asyncpg.Connection, tenant: str, caps: list[CapRequest]
             "INSERT INTO guard.send_counters(tenant, counter, window_start, count) VALUES ($1, $2, $3, 1) "
             "ON CONFLICT (tenant, counter, window_start) DO UPDATE SET count = send_counters.count + 1 "
             "WHERE send_counters.count < $4 RETURNING true",
-            tenant, cap.key, cap.window_start, cap.cap,
+            tenant,
+            cap.key,
+            cap.window_start,
+            cap.cap,
         )
         if not ok:
             await savepoint.rollback()

@@ -7,16 +7,33 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-
 from herald_core.contracts import ContactFacts
 
 # HubSpot contact property → our column
 HUBSPOT_PROPERTIES = {
-    "email": "email", "firstname": "first_name", "lastname": "last_name", "company": "company",
-    "jobtitle": "job_title", "lifecyclestage": "lifecycle_stage", "country": "country", "industry": "industry",
+    "email": "email",
+    "firstname": "first_name",
+    "lastname": "last_name",
+    "company": "company",
+    "jobtitle": "job_title",
+    "lifecyclestage": "lifecycle_stage",
+    "country": "country",
+    "industry": "industry",
 }
-_COLUMNS = ("email", "first_name", "last_name", "company", "job_title", "industry", "lifecycle_stage", "country",
-            "timezone", "vip", "deal_value_minor", "opted_out")
+_COLUMNS = (
+    "email",
+    "first_name",
+    "last_name",
+    "company",
+    "job_title",
+    "industry",
+    "lifecycle_stage",
+    "country",
+    "timezone",
+    "vip",
+    "deal_value_minor",
+    "opted_out",
+)
 
 
 class PostgresContacts:
@@ -35,7 +52,9 @@ class PostgresContacts:
             return
         await self.pool.execute(
             f"UPDATE ingest.contacts SET {column} = $3, updated_at = now() WHERE tenant = $1 AND contact_id = $2",
-            tenant, contact_id, value,
+            tenant,
+            contact_id,
+            value,
         )
 
     async def upsert(self, tenant: str, contacts: list[dict[str, Any]]) -> int:
@@ -45,9 +64,9 @@ class PostgresContacts:
             f"INSERT INTO ingest.contacts(tenant, contact_id, {', '.join(_COLUMNS)}) VALUES ($1, $2, {placeholders}) "
             f"ON CONFLICT (tenant, contact_id) DO UPDATE SET {updates}, updated_at = now()"
         )
-        await self.pool.executemany(statement, [
-            (tenant, str(c["contact_id"]), *(_value(c, col) for col in _COLUMNS)) for c in contacts
-        ])
+        await self.pool.executemany(
+            statement, [(tenant, str(c["contact_id"]), *(_value(c, col) for col in _COLUMNS)) for c in contacts]
+        )
         return len(contacts)
 
 
@@ -61,9 +80,16 @@ def _value(contact: dict[str, Any], column: str) -> Any:
 
 def _facts(row: asyncpg.Record) -> ContactFacts:
     return ContactFacts(
-        contact_id=row["contact_id"], email=row["email"], first_name=row["first_name"], last_name=row["last_name"],
-        company=row["company"], job_title=row["job_title"], industry=row["industry"],
-        lifecycle_stage=row["lifecycle_stage"], timezone=row["timezone"], vip=row["vip"],
+        contact_id=row["contact_id"],
+        email=row["email"],
+        first_name=row["first_name"],
+        last_name=row["last_name"],
+        company=row["company"],
+        job_title=row["job_title"],
+        industry=row["industry"],
+        lifecycle_stage=row["lifecycle_stage"],
+        timezone=row["timezone"],
+        vip=row["vip"],
         deal_value_minor=row["deal_value_minor"],
     )
 

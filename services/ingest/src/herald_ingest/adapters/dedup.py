@@ -25,7 +25,10 @@ class SeenEvents:
             for source, event_id in keys:
                 inserted = await conn.fetchval(
                     "INSERT INTO ingest.seen_events(source, event_id, tenant) VALUES ($1, $2, $3) "
-                    "ON CONFLICT DO NOTHING RETURNING true", source, event_id, tenant,
+                    "ON CONFLICT DO NOTHING RETURNING true",
+                    source,
+                    event_id,
+                    tenant,
                 )
                 if inserted:
                     fresh.add((source, event_id))

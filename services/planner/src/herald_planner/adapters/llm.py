@@ -11,8 +11,8 @@ import os
 from typing import Any
 
 from anthropic import AsyncAnthropic
-
 from herald_core.contracts import ContactFacts, EvidenceRef
+
 from herald_planner.logic import Draft
 
 DRAFT_TOOL: dict[str, Any] = {
@@ -40,25 +40,36 @@ class LlmDrafter:
         self.model = model
         self.max_tokens = max_tokens
 
-    async def draft(self, contact: ContactFacts, evidence: list[EvidenceRef], *, company_name: str,
-                    sender: str) -> Draft:
+    async def draft(
+        self, contact: ContactFacts, evidence: list[EvidenceRef], *, company_name: str, sender: str
+    ) -> Draft:
         passages = "\n\n".join(f"[{e.chunk_id}] {e.title}\n{e.quote}" for e in evidence)
         response = await self.client.messages.create(
             model=self.model,
             max_tokens=self.max_tokens,
-            system=(f"You write first-touch emails for {company_name}, signed by {sender}. Use only facts from "
-                    "the passages given; never invent prices, discounts, dates or competitor claims."),
+            system=(
+                f"You write first-touch emails for {company_name}, signed by {sender}. Use only facts from "
+                "the passages given; never invent prices, discounts, dates or competitor claims."
+            ),
             tools=[DRAFT_TOOL],  # type: ignore[list-item]
             tool_choice={"type": "tool", "name": "draft_email"},
-            messages=[{"role": "user", "content": (
-                f"Lead: {contact.first_name} {contact.last_name}, {contact.job_title} at {contact.company} "
-                f"({contact.industry}).\n\nPassages:\n{passages}"
-            )}],
+            messages=[
+                {
+                    "role": "user",
+                    "content": (
+                        f"Lead: {contact.first_name} {contact.last_name}, {contact.job_title} at {contact.company} "
+                        f"({contact.industry}).\n\nPassages:\n{passages}"
+                    ),
+                }
+            ],
         )
         for block in response.content:
             if block.type == "tool_use" and block.name == "draft_email":
                 data = dict(block.input)  # type: ignore[arg-type]
-                return Draft(subject=str(data["subject"])[:200], body_text=str(data["body_text"]),
-                             confidence=float(data.get("confidence", 0.6)),
-                             rationale=f"LLM draft ({self.model}) grounded in {len(evidence)} passage(s)")
+                return Draft(
+                    subject=str(data["subject"])[:200],
+                    body_text=str(data["body_text"]),
+                    confidence=float(data.get("confidence", 0.6)),
+                    rationale=f"LLM draft ({self.model}) grounded in {len(evidence)} passage(s)",
+                )
         raise ValueError("the model did not call draft_email")

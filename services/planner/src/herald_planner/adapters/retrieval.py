@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import grpc
-
 from herald_core.contracts import EvidenceRef
 from herald_core.grpc.herald.v1 import retrieval_pb2, retrieval_pb2_grpc
 
@@ -20,8 +19,9 @@ class RetrievalClient:
         )
         response = await self.stub.Search(request, timeout=self.timeout)
         return [
-            EvidenceRef(chunk_id=p.chunk_id, doc_id=p.doc_id, title=p.title, score=round(p.score, 4),
-                        quote=p.text[:2000])
+            EvidenceRef(
+                chunk_id=p.chunk_id, doc_id=p.doc_id, title=p.title, score=round(p.score, 4), quote=p.text[:2000]
+            )
             for p in response.passages
         ]
 

@@ -32,8 +32,12 @@ class Passage:
 class WeaviateKnowledgeStore:
     def __init__(self, host: str, http_port: int, grpc_port: int, collection: str = "KnowledgeChunk") -> None:
         self.client = weaviate.use_async_with_custom(
-            http_host=host, http_port=http_port, http_secure=False,
-            grpc_host=host, grpc_port=grpc_port, grpc_secure=False,
+            http_host=host,
+            http_port=http_port,
+            http_secure=False,
+            grpc_host=host,
+            grpc_port=grpc_port,
+            grpc_secure=False,
         )
         self.collection_name = collection
         self._tenants: set[str] = set()
@@ -84,9 +88,15 @@ class WeaviateKnowledgeStore:
         objects = [
             weaviate.classes.data.DataObject(
                 properties={
-                    "chunk_id": c.chunk_id, "doc_id": c.doc_id, "collection": doc.collection, "title": doc.title,
-                    "section_path": list(c.section_path), "text": c.text, "tags": list(doc.tags),
-                    "start": c.start, "end": c.end,
+                    "chunk_id": c.chunk_id,
+                    "doc_id": c.doc_id,
+                    "collection": doc.collection,
+                    "title": doc.title,
+                    "section_path": list(c.section_path),
+                    "text": c.text,
+                    "tags": list(doc.tags),
+                    "start": c.start,
+                    "end": c.end,
                 },
                 uuid=generate_uuid5(f"{tenant}:{c.chunk_id}"),
                 vector=[float(x) for x in vector],
@@ -96,7 +106,9 @@ class WeaviateKnowledgeStore:
         if objects:
             result = await collection.data.insert_many(objects)
             if result.errors:
-                raise RuntimeError(f"weaviate refused {len(result.errors)} chunk(s): {list(result.errors.values())[:3]}")
+                raise RuntimeError(
+                    f"weaviate refused {len(result.errors)} chunk(s): {list(result.errors.values())[:3]}"
+                )
         return len(objects)
 
     async def delete_document(self, tenant: str, doc_id: str) -> None:
@@ -104,21 +116,36 @@ class WeaviateKnowledgeStore:
         collection = self.client.collections.get(self.collection_name).with_tenant(tenant)
         await collection.data.delete_many(where=Filter.by_property("doc_id").equal(doc_id))
 
-    async def hybrid_search(self, tenant: str, query: str, vector: list[float], k: int, *, alpha: float = 0.5,
-                            collections: list[str] | None = None) -> list[Passage]:
+    async def hybrid_search(
+        self,
+        tenant: str,
+        query: str,
+        vector: list[float],
+        k: int,
+        *,
+        alpha: float = 0.5,
+        collections: list[str] | None = None,
+    ) -> list[Passage]:
         await self.ensure_tenant(tenant)
         collection = self.client.collections.get(self.collection_name).with_tenant(tenant)
         filters = Filter.by_property("collection").contains_any(collections) if collections else None
         response = await collection.query.hybrid(
-            query=query, vector=vector, alpha=alpha, limit=k, filters=filters,
+            query=query,
+            vector=vector,
+            alpha=alpha,
+            limit=k,
+            filters=filters,
             return_metadata=MetadataQuery(score=True),
         )
         return [
             Passage(
-                chunk_id=str(o.properties["chunk_id"]), doc_id=str(o.properties["doc_id"]),
-                collection=str(o.properties["collection"]), title=str(o.properties["title"]),
+                chunk_id=str(o.properties["chunk_id"]),
+                doc_id=str(o.properties["doc_id"]),
+                collection=str(o.properties["collection"]),
+                title=str(o.properties["title"]),
                 section_path=tuple(o.properties.get("section_path") or ()),  # type: ignore[arg-type]
-                text=str(o.properties["text"]), score=float(o.metadata.score or 0.0),
+                text=str(o.properties["text"]),
+                score=float(o.metadata.score or 0.0),
             )
             for o in response.objects
         ]

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
-
 from herald_core.contracts import ReviewRequested
 from herald_core.envelope import Envelope
 
@@ -22,15 +21,25 @@ class ReviewQueue:
             "INSERT INTO review.items(review_id, tenant, action_id, contact_id, reason, rules, action, correlation_id, "
             "request_message_id, traceparent) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
             "ON CONFLICT (review_id) DO NOTHING",
-            request.review_id, envelope.tenant, request.action.action_id, request.action.contact.contact_id,
-            request.reason, json.dumps([r.model_dump(mode="json") for r in request.rules]),
-            request.action.model_dump_json(), envelope.correlation_id, envelope.id, envelope.traceparent,
+            request.review_id,
+            envelope.tenant,
+            request.action.action_id,
+            request.action.contact.contact_id,
+            request.reason,
+            json.dumps([r.model_dump(mode="json") for r in request.rules]),
+            request.action.model_dump_json(),
+            envelope.correlation_id,
+            envelope.id,
+            envelope.traceparent,
         )
 
     async def list(self, tenant: str | None, status: str | None, limit: int) -> list[dict[str, Any]]:
         rows = await self.pool.fetch(
             "SELECT * FROM review.items WHERE ($1::text IS NULL OR tenant = $1) AND ($2::text IS NULL OR status = $2) "
-            "ORDER BY created_at LIMIT $3", tenant, status, limit,
+            "ORDER BY created_at LIMIT $3",
+            tenant,
+            status,
+            limit,
         )
         return [_item(r) for r in rows]
 
@@ -39,13 +48,18 @@ class ReviewQueue:
         return None if row is None else _item(row)
 
     @contextlib.asynccontextmanager
-    async def decide(self, review_id: str, status: str, reviewer: str,
-                     reason: str | None) -> AsyncIterator[dict[str, Any] | None]:
+    async def decide(
+        self, review_id: str, status: str, reviewer: str, reason: str | None
+    ) -> AsyncIterator[dict[str, Any] | None]:
         """Yield the item if this call decided it (None if it was not pending); commit after the block."""
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
                 "UPDATE review.items SET status = $2, reviewer = $3, decision_reason = $4, decided_at = now() "
-                "WHERE review_id = $1 AND status = 'pending' RETURNING *", review_id, status, reviewer, reason,
+                "WHERE review_id = $1 AND status = 'pending' RETURNING *",
+                review_id,
+                status,
+                reviewer,
+                reason,
             )
             yield None if row is None else _item(row)
 
