@@ -10,10 +10,50 @@ import json
 import random
 from pathlib import Path
 
-FIRST = ["Jordan", "Priya", "Mateo", "Aisha", "Lukas", "Mei", "Tomás", "Hannah", "Kwame", "Sofia", "Ravi", "Elena",
-         "Noah", "Yuki", "Omar", "Chloe", "Diego", "Ingrid", "Samir", "Grace"]
-LAST = ["Reyes", "Shah", "García", "Okafor", "Becker", "Chen", "Silva", "Müller", "Mensah", "Rossi", "Iyer",
-        "Novak", "Brooks", "Tanaka", "Haddad", "Martin", "López", "Larsen", "Khan", "Walsh"]
+FIRST = [
+    "Jordan",
+    "Priya",
+    "Mateo",
+    "Aisha",
+    "Lukas",
+    "Mei",
+    "Tomás",
+    "Hannah",
+    "Kwame",
+    "Sofia",
+    "Ravi",
+    "Elena",
+    "Noah",
+    "Yuki",
+    "Omar",
+    "Chloe",
+    "Diego",
+    "Ingrid",
+    "Samir",
+    "Grace",
+]
+LAST = [
+    "Reyes",
+    "Shah",
+    "García",
+    "Okafor",
+    "Becker",
+    "Chen",
+    "Silva",
+    "Müller",
+    "Mensah",
+    "Rossi",
+    "Iyer",
+    "Novak",
+    "Brooks",
+    "Tanaka",
+    "Haddad",
+    "Martin",
+    "López",
+    "Larsen",
+    "Khan",
+    "Walsh",
+]
 COMPANIES = {
     "logistics": ["Northwind Freight", "Bluewater Shipping", "Tailwind Couriers"],
     "fintech": ["Ledgerly", "Coinbridge", "Paystream"],
@@ -22,11 +62,25 @@ COMPANIES = {
     "manufacturing": ["Corvid Components", "Ironleaf Tools", "Summit Plastics"],
     "saas": ["Stackfield", "Cloudharbor", "Brightloop"],
 }
-TITLES = ["Head of Operations", "Operations Manager", "VP Operations", "Director of Finance Operations",
-          "Revenue Operations Lead", "COO"]
-PLACES = [("US", "America/New_York"), ("US", "America/Chicago"), ("US", "America/Los_Angeles"),
-          ("CA", "America/Toronto"), ("GB", "Europe/London"), ("DE", "Europe/Berlin"), ("FR", "Europe/Paris"),
-          ("NL", "Europe/Amsterdam"), ("AU", "Australia/Sydney")]
+TITLES = [
+    "Head of Operations",
+    "Operations Manager",
+    "VP Operations",
+    "Director of Finance Operations",
+    "Revenue Operations Lead",
+    "COO",
+]
+PLACES = [
+    ("US", "America/New_York"),
+    ("US", "America/Chicago"),
+    ("US", "America/Los_Angeles"),
+    ("CA", "America/Toronto"),
+    ("GB", "Europe/London"),
+    ("DE", "Europe/Berlin"),
+    ("FR", "Europe/Paris"),
+    ("NL", "Europe/Amsterdam"),
+    ("AU", "Australia/Sydney"),
+]
 
 
 def contact(n: int, rng: random.Random, **fixed: object) -> dict[str, object]:
@@ -37,10 +91,19 @@ def contact(n: int, rng: random.Random, **fixed: object) -> dict[str, object]:
     domain = company.lower().replace(" ", "") + ".example"
     local = f"{first}.{last}".lower().encode("ascii", "ignore").decode()
     record: dict[str, object] = {
-        "contact_id": 5100000 + n, "email": f"{local}.{n}@{domain}", "first_name": first, "last_name": last,
-        "company": company, "job_title": rng.choice(TITLES), "industry": industry,
+        "contact_id": 5100000 + n,
+        "email": f"{local}.{n}@{domain}",
+        "first_name": first,
+        "last_name": last,
+        "company": company,
+        "job_title": rng.choice(TITLES),
+        "industry": industry,
         "lifecycle_stage": "marketingqualifiedlead" if rng.random() < 0.2 else "lead",
-        "country": country, "timezone": timezone, "vip": False, "deal_value_minor": 0, "opted_out": False,
+        "country": country,
+        "timezone": timezone,
+        "vip": False,
+        "deal_value_minor": 0,
+        "opted_out": False,
         "created_at": f"2026-10-{rng.randint(1, 31):02d}T{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:00Z",
     }
     record.update(fixed)
@@ -50,12 +113,37 @@ def contact(n: int, rng: random.Random, **fixed: object) -> dict[str, object]:
 def main() -> None:
     rng = random.Random(20261001)
     contacts = [
-        contact(1, rng, industry="logistics", company="Northwind Freight", first_name="Jordan", last_name="Reyes",
-                email="jordan.reyes@northwindfreight.example"),
-        contact(2, rng, opted_out=True, first_name="Priya", last_name="Shah", email="priya.shah@ledgerly.example",
-                company="Ledgerly", industry="fintech"),
-        contact(3, rng, vip=True, deal_value_minor=12_000_000, first_name="Mateo", last_name="García",
-                email="mateo.garcia@harborlane.example", company="Harbor Lane", industry="retail", job_title="COO"),
+        contact(
+            1,
+            rng,
+            industry="logistics",
+            company="Northwind Freight",
+            first_name="Jordan",
+            last_name="Reyes",
+            email="jordan.reyes@northwindfreight.example",
+        ),
+        contact(
+            2,
+            rng,
+            opted_out=True,
+            first_name="Priya",
+            last_name="Shah",
+            email="priya.shah@ledgerly.example",
+            company="Ledgerly",
+            industry="fintech",
+        ),
+        contact(
+            3,
+            rng,
+            vip=True,
+            deal_value_minor=12_000_000,
+            first_name="Mateo",
+            last_name="García",
+            email="mateo.garcia@harborlane.example",
+            company="Harbor Lane",
+            industry="retail",
+            job_title="COO",
+        ),
     ]
     contacts += [contact(n, rng) for n in range(4, 201)]
     for n in rng.sample(range(3, 200), 9):  # nine more VIPs
