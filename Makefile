@@ -35,14 +35,18 @@ demo: up ## run the sample tenant's events through all six services and print wh
 	$(UV) run herald-demo
 
 .PHONY: test
-test: up ## run the whole suite against the real stack
+test: up lint ## lint, then run the whole suite against the real stack
 	$(UV) run pytest $(PYTEST_ARGS)
 
 .PHONY: lint
-lint: $(UV) ## ruff, import contracts (services never import each other), mypy on herald-core
+lint: $(UV) ## ruff, import contracts (services never import each other), mypy on herald-core, generated code current
 	$(UV) run ruff check .
+	$(UV) run ruff format --check .
 	$(UV) run lint-imports
 	$(UV) run mypy libs/herald-core/src
+	$(MAKE) --no-print-directory proto
+	git diff --exit-code -- libs/herald-core/src/herald_core/grpc || \
+		(echo "generated gRPC stubs are stale: run 'make proto' and commit" && exit 1)
 
 .PHONY: proto
 proto: $(UV) ## regenerate gRPC stubs from proto/ into herald-core

@@ -30,6 +30,7 @@ import asyncpg
 import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
 from herald_core.bus import ConsumerWorker, Inbound, Outbound, ensure_topics
 from herald_core.contracts import ActionExecuted, ActionProposed, ContactCreated, ContactFacts, SendEmailInput
 from herald_core.envelope import Envelope, new_traceparent

@@ -20,6 +20,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 import yaml
+
 from herald_core.bus import ensure_topics
 from herald_core.settings import CommonSettings
 from herald_stack.cli import up

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
 from herald_core.contracts import Contract
 from herald_core.envelope import Envelope
 from herald_core.topics import TopicSpec

@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import pytest
 from aiokafka import AIOKafkaProducer
+
 from herald_core.contracts import ActionApproved, ActionExecuted, ActionProposed, ContactFacts, SendEmailInput
 from herald_core.envelope import Envelope, new_traceparent
 from herald_core.ids import new_id

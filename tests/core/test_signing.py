@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+
 from herald_core.contracts import ActionApproved, ActionProposed, ContactFacts, SendEmailInput
 from herald_core.signing import VerificationError, generate_keypair, load_signer, load_verifier
 

@@ -9,12 +9,13 @@ import time
 
 import httpx
 import pytest
+from test_first_touch import SECRET, _contact, _creation, post_hubspot
+
 from herald_core.contracts import EventRejected
 from herald_core.envelope import Envelope
 from herald_core.ids import new_id
 from herald_core.topics import AUDIT, EVENTS, PROPOSED_ACTION, REVIEW, REVIEW_DECISION
 from support import hubspot_signature, publish_raw, read_topic
-from test_first_touch import SECRET, _contact, _creation, post_hubspot
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.postgres]
 

@@ -10,6 +10,7 @@ import time
 
 import httpx
 import pytest
+
 from herald_core.contracts import ActionBlocked, ActionProposed
 from herald_core.topics import AUDIT, CONSENT, DECISION, EVENTS, EXECUTED, PLAN, PROPOSED_ACTION, REVIEW
 from support import eventually, hubspot_signature, mails_to, read_topic

@@ -11,7 +11,6 @@ from concurrent.futures import ThreadPoolExecutor
 from herald_core.bus import ensure_topics
 from herald_core.settings import CommonSettings
 from herald_core.signing import generate_keypair
-
 from herald_stack.components import StackError, components
 from herald_stack.config import StackConfig
 

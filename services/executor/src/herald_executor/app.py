@@ -16,6 +16,8 @@ from pathlib import Path
 
 import structlog
 from fastapi import FastAPI
+from prometheus_client import Counter
+
 from herald_core.bus import ConsumerWorker, Inbound, Outbound, TransientError
 from herald_core.consent import CONSENT_MIGRATIONS, ConsentFeed
 from herald_core.contracts import ActionApproved, ActionExecuted, ActionRefused, ExecutionStatus
@@ -25,8 +27,6 @@ from herald_core.runtime import ServiceRuntime
 from herald_core.signing import VerificationError, Verifier, load_verifier
 from herald_core.tenants import TenantDirectory
 from herald_core.topics import APPROVED_ACTION, EXECUTED, contact_key
-from prometheus_client import Counter
-
 from herald_executor.adapters.ledger import Ledger
 from herald_executor.adapters.smtp import NotSentError, PermanentSendError, SmtpSender
 from herald_executor.logic import ledger_verdict, message_id, render_email

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from herald_core.observability import configure_logging
 from herald_core.runtime import run
-
 from herald_executor.app import create_app
 from herald_executor.settings import Settings
 

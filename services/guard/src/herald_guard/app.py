@@ -15,6 +15,8 @@ from pathlib import Path
 
 import structlog
 from fastapi import FastAPI
+from prometheus_client import Counter
+
 from herald_core.bus import ConsumerWorker, Inbound, Outbound, Rejected
 from herald_core.consent import CONSENT_MIGRATIONS, ConsentFeed
 from herald_core.contracts import (
@@ -41,8 +43,6 @@ from herald_core.topics import (
     REVIEW_DECISION,
     contact_key,
 )
-from prometheus_client import Counter
-
 from herald_guard.adapters.store import CapRequest, Decision, GuardStore, windows
 from herald_guard.logic import Facts, action_hash, evaluate
 from herald_guard.settings import Settings

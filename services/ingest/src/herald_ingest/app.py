@@ -21,6 +21,9 @@ from cloudevents.v1.exceptions import GenericException as CloudEventError
 from cloudevents.v1.http import from_http
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from prometheus_client import Counter
+from pydantic import TypeAdapter, ValidationError
+
 from herald_core.bus import Outbound, TransactionalProducer
 from herald_core.contracts import (
     ConsentWithdrawn,
@@ -36,9 +39,6 @@ from herald_core.observability import add_ops_routes, get_logger
 from herald_core.runtime import ServiceRuntime
 from herald_core.tenants import TenantDirectory
 from herald_core.topics import CONSENT, EVENTS, contact_key
-from prometheus_client import Counter
-from pydantic import TypeAdapter, ValidationError
-
 from herald_ingest.adapters.contacts import PostgresContacts
 from herald_ingest.adapters.dedup import SeenEvents
 from herald_ingest.logic import HUBSPOT, HubSpotEvent, classify, to_contract, verify_hubspot_v3

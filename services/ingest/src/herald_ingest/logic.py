@@ -9,6 +9,8 @@ import hmac
 from datetime import UTC, datetime
 from typing import Literal, Protocol
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from herald_core.contracts import (
     ConsentReason,
     ConsentWithdrawn,
@@ -17,7 +19,6 @@ from herald_core.contracts import (
     ContactUpdated,
     Contract,
 )
-from pydantic import BaseModel, ConfigDict, Field
 
 HUBSPOT = "hubspot"
 

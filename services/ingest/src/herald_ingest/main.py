@@ -19,7 +19,6 @@ from herald_core.db import create_pool, migrate
 from herald_core.observability import configure_logging
 from herald_core.runtime import run
 from herald_core.tenants import TenantDirectory
-
 from herald_ingest.adapters.contacts import PostgresContacts, read_contacts_file
 from herald_ingest.adapters.dedup import SeenEvents
 from herald_ingest.app import Ingest, create_app

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import structlog
 from fastapi import FastAPI
+from prometheus_client import Counter
+
 from herald_core.bus import ConsumerWorker, Inbound, Outbound, TransientError
 from herald_core.contracts import (
     ActionBlocked,
@@ -31,8 +33,6 @@ from herald_core.observability import add_ops_routes, get_logger
 from herald_core.runtime import ServiceRuntime
 from herald_core.tenants import TenantDirectory
 from herald_core.topics import DECISION, EVENTS, EXECUTED, PLAN, PROPOSED_ACTION, contact_key
-from prometheus_client import Counter
-
 from herald_planner.adapters.llm import LlmDrafter, llm_configured
 from herald_planner.adapters.retrieval import RetrievalClient
 from herald_planner.adapters.runs import WorkflowRuns

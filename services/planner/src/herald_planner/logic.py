@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from herald_core.contracts import ContactFacts, EvidenceRef
 from jinja2 import Environment, StrictUndefined
+
+from herald_core.contracts import ContactFacts, EvidenceRef
 
 WORKFLOW = "new_lead_first_touch"
 

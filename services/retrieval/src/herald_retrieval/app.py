@@ -10,11 +10,11 @@ import grpc
 from fastapi import FastAPI
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from prometheus_client import Histogram
+
 from herald_core.grpc.herald.v1 import retrieval_pb2, retrieval_pb2_grpc
 from herald_core.observability import add_ops_routes, get_logger
 from herald_core.runtime import ServiceRuntime
-from prometheus_client import Histogram
-
 from herald_retrieval.adapters.embedder import OnnxEmbedder
 from herald_retrieval.adapters.weaviate_store import WeaviateKnowledgeStore
 from herald_retrieval.chunking import chunk_markdown, parse_document

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from herald_core.observability import configure_logging
 from herald_core.runtime import run
-
 from herald_retrieval.adapters.embedder import OnnxEmbedder
 from herald_retrieval.app import create_app, load_knowledge_base, make_store
 from herald_retrieval.settings import Settings

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from herald_core.settings import ServiceSettings
 from pydantic_settings import SettingsConfigDict
+
+from herald_core.settings import ServiceSettings
 
 
 class Settings(ServiceSettings):

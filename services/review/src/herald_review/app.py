@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, HTTPException
+from prometheus_client import Counter
+
 from herald_core.bus import ConsumerWorker, Inbound, Outbound, TransactionalProducer
 from herald_core.contracts import ActionProposed, ReviewDecided, ReviewDecision, ReviewRequested
 from herald_core.db import create_pool, migrate
@@ -24,8 +26,6 @@ from herald_core.envelope import Envelope, child_traceparent
 from herald_core.observability import add_ops_routes, get_logger
 from herald_core.runtime import ServiceRuntime
 from herald_core.topics import REVIEW, REVIEW_DECISION, contact_key
-from prometheus_client import Counter
-
 from herald_review.adapters.queue import ReviewQueue
 from herald_review.logic import Approve, Reject
 from herald_review.settings import Settings

@@ -14,8 +14,8 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-from herald_core.contracts import Approval, RuleHit
 
+from herald_core.contracts import Approval, RuleHit
 from herald_guard.logic import cap_hit
 
 

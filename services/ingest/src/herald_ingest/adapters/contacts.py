@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+
 from herald_core.contracts import ContactFacts
 
 # HubSpot contact property → our column

@@ -11,8 +11,8 @@ import os
 from typing import Any
 
 from anthropic import AsyncAnthropic
-from herald_core.contracts import ContactFacts, EvidenceRef
 
+from herald_core.contracts import ContactFacts, EvidenceRef
 from herald_planner.logic import Draft
 
 DRAFT_TOOL: dict[str, Any] = {

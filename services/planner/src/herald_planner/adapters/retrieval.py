@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import grpc
+
 from herald_core.contracts import EvidenceRef
 from herald_core.grpc.herald.v1 import retrieval_pb2, retrieval_pb2_grpc
 

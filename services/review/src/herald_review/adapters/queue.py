@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
+
 from herald_core.contracts import ReviewRequested
 from herald_core.envelope import Envelope
 

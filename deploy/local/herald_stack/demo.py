@@ -1,0 +1,274 @@
+"""`make demo`: the sample tenant's events through all six services, and what happened, read back.
+
+It starts the six services against the running stack (a fresh topic prefix and database, so a
+second run starts clean), loads Acme Relay's knowledge base and contacts, posts signed HubSpot
+webhook batches — an opted-out contact, VIPs and more new leads than the hourly cap allows —
+approves one escalated email through the review API, and prints a summary read from Kafka, the
+SMTP mailbox and the review API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from email.parser import BytesParser
+from pathlib import Path
+
+import asyncpg
+import httpx
+import yaml
+from aiokafka import AIOKafkaConsumer
+
+from herald_core.bus import ensure_topics
+from herald_core.contracts import ActionBlocked, ActionExecuted
+from herald_core.settings import CommonSettings
+from herald_stack.cli import up
+from herald_stack.config import REPO_ROOT, StackConfig
+from herald_stack.services import ServiceSet
+
+SAMPLE = REPO_ROOT / "samples" / "acme"
+LEADS = 40  # contacts 5100001..5100040: more than the hourly cap of 25
+
+
+def _sign(secret: str, url: str, body: bytes, timestamp: int) -> str:
+    message = b"POST" + url.encode() + body + str(timestamp).encode()
+    return base64.b64encode(hmac.new(secret.encode(), message, hashlib.sha256).digest()).decode()
+
+
+def _run(services: ServiceSet, *args: str) -> str:
+    binary = Path(sys.executable).with_name(args[0])
+    result = subprocess.run(
+        [str(binary), *args[1:]],
+        env={**os.environ, **services.common_env(), "HERALD_LOG_LEVEL": "WARNING"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return result.stdout.strip()
+
+
+async def _audit(bootstrap: str, topic: str, settle: float) -> list[tuple[dict[str, str], bytes]]:
+    """Read the whole audit topic; stop once nothing new arrived for `settle` seconds."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", isolation_level="read_committed"
+    )
+    await consumer.start()
+    records: list[tuple[dict[str, str], bytes]] = []
+    quiet_since = time.monotonic()
+    try:
+        while time.monotonic() - quiet_since < settle:
+            batch = await consumer.getmany(timeout_ms=300)
+            for part in batch.values():
+                for r in part:
+                    records.append(({k: v.decode() for k, v in r.headers or ()}, r.value or b""))
+            if batch:
+                quiet_since = time.monotonic()
+    finally:
+        await consumer.stop()
+    return records
+
+
+def _types(records: list[tuple[dict[str, str], bytes]]) -> Counter[str]:
+    return Counter(h.get("ce_type", "?") for h, _ in records)
+
+
+async def _post_batch(
+    client: httpx.AsyncClient,
+    url: str,
+    tenant: dict,
+    stamp: str,  # type: ignore[type-arg]
+    contacts: list[dict],
+) -> int:  # type: ignore[type-arg]
+    batch = [
+        {
+            "eventId": int(f"{stamp[-8:]}{c['contact_id'] % 1000:03d}"),
+            "subscriptionId": 4242,
+            "portalId": tenant["hubspot_portal_id"],
+            "appId": 1,
+            "occurredAt": int(time.time() * 1000),
+            "subscriptionType": "contact.creation",
+            "attemptNumber": 0,
+            "objectId": c["contact_id"],
+            "changeSource": "CRM",
+        }
+        for c in contacts
+    ]
+    body = json.dumps(batch).encode()
+    ts = int(time.time() * 1000)
+    response = await client.post(
+        url,
+        content=body,
+        headers={
+            "Content-Type": "application/json",
+            "X-HubSpot-Request-Timestamp": str(ts),
+            "X-HubSpot-Signature-v3": _sign(tenant["hubspot_app_secret"], url, body, ts),
+        },
+    )
+    response.raise_for_status()
+    return int(response.json()["accepted"])
+
+
+async def _wait_for(check, what: str, timeout: float = 120.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = await check()
+        if result:
+            return result
+        await asyncio.sleep(0.5)
+    raise SystemExit(f"demo: timed out waiting for {what}")
+
+
+async def demo(config: StackConfig) -> None:
+    stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+    prefix = f"demo{stamp}."
+    database = f"herald_demo_{stamp}"
+    admin = await asyncpg.connect(config.pg_dsn)
+    await admin.execute(f'CREATE DATABASE "{database}"')
+    await admin.close()
+    pg_dsn = config.pg_dsn.rsplit("/", 1)[0] + f"/{database}"
+    await ensure_topics(CommonSettings(kafka_bootstrap=config.kafka_bootstrap, topic_prefix=prefix, pg_dsn=pg_dsn))
+    tenant = yaml.safe_load((SAMPLE / "tenant.yaml").read_text())
+    logs = config.state_dir / "demo" / stamp
+    services = ServiceSet(
+        config,
+        prefix,
+        pg_dsn,
+        REPO_ROOT / "samples" / "tenants",
+        logs,
+        extra_env={"HERALD_RETRIEVAL_COLLECTION": f"KnowledgeChunkDemo{stamp}"},
+    )
+    print(f"▶ starting the six services (topic prefix {prefix!r}, database {database}) …")
+    started = time.monotonic()
+    services.start_all()
+    try:
+        print(f"  all ready in {time.monotonic() - started:.1f}s: " + ", ".join(services.replicas))
+        print("▶ " + _run(services, "herald-retrieval", "load-kb", "--tenant", "acme", "--dir", str(SAMPLE / "kb")))
+        print(
+            "▶ "
+            + _run(services, "herald-ingest", "seed", "--tenant", "acme", "--contacts", str(SAMPLE / "contacts.jsonl"))
+        )
+        contacts = [json.loads(line) for line in (SAMPLE / "contacts.jsonl").read_text().splitlines()][:LEADS]
+        url = f"{services.ingest_url}/v1/webhooks/hubspot/acme"
+        audit_topic = f"{prefix}herald.audit.v1"
+        accepted = 0
+        reviewed = None
+        async with (
+            httpx.AsyncClient(timeout=30) as client,
+            httpx.AsyncClient(base_url=services.review_url, timeout=30) as review,
+        ):
+            for start in range(0, LEADS, 10):
+                accepted += await _post_batch(client, url, tenant, stamp, contacts[start : start + 10])
+                if reviewed is None:
+                    # the first batch holds a VIP: a human approves it before the rest arrive
+                    async def pending():  # type: ignore[no-untyped-def]
+                        return (await review.get("/v1/reviews", params={"tenant": "acme", "status": "pending"})).json()
+
+                    first = (await _wait_for(pending, "the VIP's review item"))[0]
+                    response = await review.post(
+                        f"/v1/reviews/{first['review_id']}/approve",
+                        json={"reviewer": "demo-reviewer@acmerelay.example", "reason": "approved by the demo"},
+                    )
+                    response.raise_for_status()
+                    reviewed = first
+                    print(
+                        f"▶ VIP contact {first['contact_id']} was escalated; approved review {first['review_id']} "
+                        "through the review API"
+                    )
+        opted_out = sum(1 for c in contacts if c["opted_out"])
+        vips = sum(1 for c in contacts if c["vip"] or c["deal_value_minor"] >= 5_000_000)
+        print(
+            f"▶ posted {LEADS} new leads as signed HubSpot webhooks ({accepted} accepted): {opted_out} opted out, "
+            f"{vips} VIP, hourly cap {tenant['limits']['emails_per_hour']}"
+        )
+
+        async def settled():  # type: ignore[no-untyped-def]
+            types = _types(await _audit(config.kafka_bootstrap, audit_topic, settle=1.0))
+            decided = (
+                types["herald.action.approved.v1"]
+                + types["herald.action.blocked.v1"]
+                + types["herald.review.requested.v1"]
+            )
+            return types if decided >= LEADS + 1 else None
+
+        await _wait_for(settled, "every lead to be decided")
+        async with httpx.AsyncClient(base_url=services.review_url, timeout=30) as review:
+            still_pending = len((await review.get("/v1/reviews", params={"tenant": "acme"})).json())
+
+        async def all_executed():  # type: ignore[no-untyped-def]
+            records = await _audit(config.kafka_bootstrap, audit_topic, settle=1.0)
+            types = _types(records)
+            return records if types["herald.action.executed.v1"] >= types["herald.action.approved.v1"] else None
+
+        records = await _wait_for(all_executed, "every approval to be executed")
+        _summary(records, config, services, prefix, database, still_pending, logs)
+    finally:
+        services.stop_all()
+
+
+def _summary(
+    records,
+    config: StackConfig,
+    services: ServiceSet,
+    prefix: str,
+    database: str,  # type: ignore[no-untyped-def]
+    pending: int,
+    logs: Path,
+) -> None:
+    types = _types(records)
+    blocked = Counter(
+        ActionBlocked.model_validate_json(v).rule for h, v in records if h.get("ce_type") == ActionBlocked.TYPE
+    )
+    executed = [ActionExecuted.model_validate_json(v) for h, v in records if h.get("ce_type") == ActionExecuted.TYPE]
+    message_ids = {str(e.result.get("message_id")) for e in executed if e.status.value == "succeeded"}
+    in_mailbox = 0
+    for folder in ("new", "cur"):
+        directory = config.maildir / folder
+        for path in directory.iterdir() if directory.is_dir() else []:
+            with path.open("rb") as handle:
+                if BytesParser().parse(handle, headersonly=True).get("Message-ID", "").strip() in message_ids:
+                    in_mailbox += 1
+    line = "─" * 64
+    print(f"\n{line}\n Herald demo — tenant acme (Acme Relay)\n{line}")
+    print(f" events in (ContactCreated)        {types['herald.contact.created.v1']:>5}")
+    print(f" opt-outs recorded (seed)          {types['herald.consent.withdrawn.v1'] // 2:>5}")
+    print(f" plans                             {types['herald.plan.created.v1']:>5}")
+    print(f" proposals (send_email)            {types['herald.action.proposed.v1']:>5}")
+    print(f" approved (signed by the guard)    {types['herald.action.approved.v1']:>5}")
+    print(
+        f" escalated to review               {types['herald.review.requested.v1']:>5}   "
+        f"(1 approved through the review API, {pending} still pending)"
+    )
+    print(f" blocked by rule                   {sum(blocked.values()):>5}")
+    for rule, count in blocked.most_common():
+        print(f"   {rule:<32}{count:>5}")
+    print(f" executed                          {len(executed):>5}")
+    print(f" emails in the SMTP mailbox        {in_mailbox:>5}   ({config.maildir})")
+    print(f" audit messages                    {len(records):>5}")
+    print(f"{line}\n Look further:")
+    print(f"   mailbox        ls {config.maildir}/new")
+    print(f"   audit topic    {prefix}herald.audit.v1 on {config.kafka_bootstrap}")
+    print(
+        f"   database       psql {config.pg_dsn.rsplit('/', 1)[0]}/{database}  "
+        "(guard.decisions, planner.workflow_runs, executor.ledger, review.items)"
+    )
+    print(f"   service logs   {logs}/  (JSON lines with tenant, correlation and action ids)")
+    print("   the stack      make status | make down")
+
+
+def main() -> None:
+    config = StackConfig()
+    up(config, topics=False)
+    asyncio.run(demo(config))
+
+
+if __name__ == "__main__":
+    main()
