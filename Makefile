@@ -3,18 +3,20 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 export UV_LINK_MODE ?= copy
 PYTHON ?= python3
-UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+# uv from PATH, else the one `make` installs into this Python with pip
+UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 PYTEST_ARGS ?=
 
 .PHONY: help
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
 
-$(UV):
-	$(PYTHON) -m pip install --quiet --user uv || $(PYTHON) -m pip install --quiet uv
+.PHONY: uv
+uv:
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
 
 .PHONY: install
-install: $(UV) ## install the Python workspace, Kafka's jars, the Weaviate build and PostgreSQL (cached by version)
+install: uv ## install the Python workspace, Kafka's jars, the Weaviate build and PostgreSQL (cached by version)
 	$(UV) sync --frozen
 	$(UV) run herald-stack install
 
@@ -39,7 +41,7 @@ test: up lint ## lint, then run the whole suite against the real stack
 	$(UV) run pytest $(PYTEST_ARGS)
 
 .PHONY: lint
-lint: $(UV) ## ruff, import contracts (services never import each other), mypy on herald-core, generated code current
+lint: uv ## ruff, import contracts (services never import each other), mypy on herald-core, generated code current
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
 	$(UV) run lint-imports
@@ -49,7 +51,7 @@ lint: $(UV) ## ruff, import contracts (services never import each other), mypy o
 		(echo "generated gRPC stubs are stale: run 'make proto' and commit" && exit 1)
 
 .PHONY: proto
-proto: $(UV) ## regenerate gRPC stubs from proto/ into herald-core
+proto: uv ## regenerate gRPC stubs from proto/ into herald-core
 	$(UV) run python -m grpc_tools.protoc -Iproto --python_out=libs/herald-core/src/herald_core/grpc \
 		--grpc_python_out=libs/herald-core/src/herald_core/grpc --pyi_out=libs/herald-core/src/herald_core/grpc \
 		proto/herald/v1/*.proto

@@ -132,7 +132,7 @@ def herald(stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Herald]:
         pg_dsn,
         tenants_dir,
         base / "logs",
-        base_port=9100,
+        base_port=int(os.environ.get("HERALD_TEST_BASE_PORT", "9100")),
         extra_env={"HERALD_RETRIEVAL_COLLECTION": f"KbE2e{session}", "HERALD_LOG_LEVEL": "INFO"},
     )
     herald = Herald(
