@@ -14,6 +14,6 @@ class Settings(ServiceSettings):
     retrieval_target: str = Field(default="127.0.0.1:8202", description="host:port of the retrieval gRPC API.")
     retrieval_timeout_seconds: float = 5.0
     evidence_k: int = 4
-    anthropic_model: str = "claude-sonnet-4-5"
+    anthropic_model: str = "claude-sonnet-5"
     anthropic_max_tokens: int = 800
     concurrency: int = 16  # messages of different contacts handled at once
