@@ -69,7 +69,7 @@ async def messages_api(reply: dict[str, Any]) -> AsyncIterator[tuple[str, list[d
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
     task = asyncio.create_task(server.serve())
-    while not server.started:
+    while not server.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
         await asyncio.sleep(0.01)
     try:
         yield f"http://127.0.0.1:{port}", received
