@@ -46,9 +46,9 @@ lint: uv ## ruff, import contracts (services never import each other), mypy on h
 	$(UV) run ruff format --check .
 	$(UV) run lint-imports
 	$(UV) run mypy libs/herald-core/src
-	$(MAKE) --no-print-directory proto
-	git diff --exit-code -- libs/herald-core/src/herald_core/grpc || \
-		(echo "generated gRPC stubs are stale: run 'make proto' and commit" && exit 1)
+	$(MAKE) --no-print-directory proto generate >/dev/null
+	git diff --exit-code -- libs/herald-core/src/herald_core/grpc docs deploy/k8s || \
+		(echo "generated files are stale: run 'make proto generate' and commit" && exit 1)
 
 .PHONY: proto
 proto: uv ## regenerate gRPC stubs from proto/ into herald-core
@@ -58,6 +58,10 @@ proto: uv ## regenerate gRPC stubs from proto/ into herald-core
 	sed -i 's/^from herald\.v1 import/from herald_core.grpc.herald.v1 import/' libs/herald-core/src/herald_core/grpc/herald/v1/*_grpc.py
 	touch libs/herald-core/src/herald_core/grpc/__init__.py libs/herald-core/src/herald_core/grpc/herald/__init__.py \
 		libs/herald-core/src/herald_core/grpc/herald/v1/__init__.py
+
+.PHONY: generate
+generate: uv ## regenerate JSON Schemas, the AsyncAPI document and the Strimzi topics/users from herald-core
+	$(UV) run python -m herald_core.generate --root .
 
 .PHONY: bench
 bench: up ## measure throughput and latency against raw aiokafka; JSON + PNG in bench/results/

@@ -1,0 +1,216 @@
+"""Generated artifacts, made from the contracts and the topic table (never written by hand):
+
+    docs/schemas/<type>.json           JSON Schema of each message body
+    docs/asyncapi.yaml                 AsyncAPI 3.0: channels, messages, who sends and receives
+    deploy/k8s/kafka-topics.yaml       Strimzi KafkaTopic resources
+    deploy/k8s/kafka-users.yaml        Strimzi KafkaUser resources with ACLs: each service may write
+                                       only the topics it produces (only the guard writes approvals)
+
+`make generate` writes them; `make lint` fails when they are stale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from herald_core.contracts import MESSAGE_TYPES
+from herald_core.envelope import Envelope
+from herald_core.topics import AUDIT, CONSUMERS, DEAD_LETTER_TOPICS, TOPICS, TopicSpec, all_topics
+
+SERVICES = ("ingest", "retrieval", "planner", "guard", "review", "executor")
+CLUSTER = "herald"
+
+
+def _model_name(message_type: str) -> str:
+    return MESSAGE_TYPES[message_type].__name__
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    return {t: model.model_json_schema() for t, model in sorted(MESSAGE_TYPES.items())}
+
+
+def asyncapi() -> dict[str, Any]:
+    schemas: dict[str, Any] = {}
+    messages: dict[str, Any] = {}
+    for message_type, model in sorted(MESSAGE_TYPES.items()):
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+        messages[model.__name__] = {
+            "name": message_type,
+            "title": model.__name__,
+            "summary": (model.__doc__ or "").strip().splitlines()[0] if model.__doc__ else message_type,
+            "contentType": "application/json",
+            "headers": {"$ref": "#/components/schemas/CloudEventsKafkaHeaders"},
+            "payload": {"$ref": f"#/components/schemas/{model.__name__}"},
+        }
+    schemas["CloudEventsKafkaHeaders"] = {
+        "type": "object",
+        "description": "CloudEvents 1.0 attributes in Kafka headers (binary content mode), see Envelope.",
+        "properties": {
+            f"ce_{name}": {"type": "string", "description": field.description or ""}
+            for name, field in (
+                ("id", Envelope.model_fields["id"]),
+                ("source", Envelope.model_fields["source"]),
+                ("type", Envelope.model_fields["type"]),
+                ("time", Envelope.model_fields["time"]),
+                ("subject", Envelope.model_fields["subject"]),
+                ("tenant", Envelope.model_fields["tenant"]),
+                ("correlationid", Envelope.model_fields["correlation_id"]),
+                ("causationid", Envelope.model_fields["causation_id"]),
+                ("traceparent", Envelope.model_fields["traceparent"]),
+            )
+        },
+        "required": ["ce_id", "ce_source", "ce_type", "ce_tenant", "ce_correlationid"],
+    }
+    channels: dict[str, Any] = {}
+    operations: dict[str, Any] = {}
+    for spec in TOPICS:
+        channel_id = spec.name.replace(".", "-")
+        channels[channel_id] = {
+            "address": spec.name,
+            "description": f"{spec.doc} Key: {spec.key.value}. Partitions: {spec.partitions}.",
+            "messages": {
+                _model_name(t): {"$ref": f"#/components/messages/{_model_name(t)}"} for t in spec.message_types
+            },
+        }
+        for producer in spec.producers:
+            if producer != "*":
+                operations[f"{producer}-sends-{channel_id}"] = {
+                    "action": "send",
+                    "channel": {"$ref": f"#/channels/{channel_id}"},
+                    "summary": f"{producer} publishes (with an audit copy, in one transaction)",
+                }
+        for consumer in spec.consumers:
+            operations[f"{consumer}-receives-{channel_id}"] = {
+                "action": "receive",
+                "channel": {"$ref": f"#/channels/{channel_id}"},
+                "summary": f"{consumer} consumes (read_committed)",
+            }
+    return {
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "Herald",
+            "version": "1.0.0",
+            "description": "Herald's Kafka topics and messages, generated from herald-core.",
+        },
+        "defaultContentType": "application/json",
+        "channels": channels,
+        "operations": operations,
+        "components": {"messages": messages, "schemas": schemas},
+    }
+
+
+def kafka_topics() -> list[dict[str, Any]]:
+    return [
+        {
+            "apiVersion": "kafka.strimzi.io/v1beta2",
+            "kind": "KafkaTopic",
+            "metadata": {"name": spec.name, "labels": {"strimzi.io/cluster": CLUSTER}},
+            "spec": {
+                "topicName": spec.name,
+                "partitions": spec.partitions,
+                "replicas": 3,
+                "config": {"min.insync.replicas": "2", **spec.config()},
+            },
+        }
+        for spec in all_topics()
+    ]
+
+
+def _writes(service: str) -> list[TopicSpec]:
+    topics = [s for s in TOPICS if service in s.producers]
+    topics += [s for s in DEAD_LETTER_TOPICS if service in s.producers]
+    if topics:
+        topics.append(AUDIT)  # every producer writes its audit copies
+    return topics
+
+
+def _reads(service: str) -> list[TopicSpec]:
+    return [s for s in TOPICS if service in s.consumers]
+
+
+def kafka_users() -> list[dict[str, Any]]:
+    users = []
+    for service in SERVICES:
+        acls: list[dict[str, Any]] = []
+        for spec in _writes(service):
+            acls.append(
+                {
+                    "resource": {"type": "topic", "name": spec.name, "patternType": "literal"},
+                    "operations": ["Write", "Describe"],
+                }
+            )
+        for spec in _reads(service):
+            acls.append(
+                {
+                    "resource": {"type": "topic", "name": spec.name, "patternType": "literal"},
+                    "operations": ["Read", "Describe"],
+                }
+            )
+        if service in CONSUMERS:
+            acls.append(
+                {
+                    "resource": {"type": "group", "name": f"herald-{service}-", "patternType": "prefix"},
+                    "operations": ["Read", "Describe"],
+                }
+            )
+        if _writes(service):
+            acls.append(
+                {
+                    "resource": {"type": "transactionalId", "name": f"herald-{service}-", "patternType": "prefix"},
+                    "operations": ["Write", "Describe"],
+                }
+            )
+        users.append(
+            {
+                "apiVersion": "kafka.strimzi.io/v1beta2",
+                "kind": "KafkaUser",
+                "metadata": {"name": f"herald-{service}", "labels": {"strimzi.io/cluster": CLUSTER}},
+                "spec": {"authentication": {"type": "tls"}, "authorization": {"type": "simple", "acls": acls}},
+            }
+        )
+    return users
+
+
+def _dump_all(documents: list[dict[str, Any]]) -> str:
+    header = "# Generated by `make generate` from herald_core.topics; do not edit.\n"
+    return header + yaml.safe_dump_all(documents, sort_keys=False, explicit_start=True)
+
+
+def write(root: Path) -> list[Path]:
+    written = []
+    schemas_dir = root / "docs" / "schemas"
+    schemas_dir.mkdir(parents=True, exist_ok=True)
+    for message_type, schema in json_schemas().items():
+        path = schemas_dir / f"{message_type}.json"
+        path.write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n")
+        written.append(path)
+    outputs = {
+        root / "docs" / "asyncapi.yaml": "# Generated by `make generate` from herald-core; do not edit.\n"
+        + yaml.safe_dump(asyncapi(), sort_keys=False, allow_unicode=True),
+        root / "deploy" / "k8s" / "kafka-topics.yaml": _dump_all(kafka_topics()),
+        root / "deploy" / "k8s" / "kafka-users.yaml": _dump_all(kafka_users()),
+    }
+    for path, text in outputs.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        written.append(path)
+    return written
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--root", type=Path, default=Path.cwd())
+    args = parser.parse_args()
+    for path in write(args.root):
+        print(path.relative_to(args.root))
+
+
+if __name__ == "__main__":
+    main()
