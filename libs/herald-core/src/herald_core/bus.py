@@ -513,9 +513,26 @@ async def ensure_topics(common: CommonSettings, specs: Sequence[TopicSpec] | Non
             except TopicAlreadyExistsError:
                 pass
             created = [t.name for t in wanted]
+            await _wait_for_leaders(admin, created)
     finally:
         await admin.close()
     return created
+
+
+async def _wait_for_leaders(admin: AIOKafkaAdminClient, topics: list[str], timeout: float = 30.0) -> None:
+    """New partitions answer NOT_ENOUGH_REPLICAS until their leader and ISR settle; wait for that."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        described = await admin.describe_topics(topics)
+        if all(
+            d.get("error_code", 0) == 0
+            and d.get("partitions")
+            and all(p.get("leader", -1) >= 0 and p.get("isr") for p in d["partitions"])
+            for d in described
+        ):
+            return
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"topics without a leader after {timeout}s: {topics}")
 
 
 async def end_offsets(consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:

@@ -12,10 +12,18 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 TenantId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
 ContactId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+# One mailbox, no display name, no whitespace, CR/LF, commas or angle brackets (nothing that could smuggle a
+# header or a second recipient). A pattern, not pydantic.EmailStr: full RFC/IDNA validation cost more than the rest
+# of a message's handling, on every hop; deliverability is the SMTP server's answer anyway.
+_LOCAL_PART = r"[^@\s<>,;:\"()\[\]\\]{1,64}"
+_DOMAIN_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+EmailAddress = Annotated[
+    str, StringConstraints(max_length=254, pattern=rf"^{_LOCAL_PART}@{_DOMAIN_LABEL}(?:\.{_DOMAIN_LABEL})+$")
+]
 
 
 class Contract(BaseModel):
@@ -36,7 +44,7 @@ class ContactFacts(Contract):
     """What Herald knows of a contact at the moment a message was made."""
 
     contact_id: ContactId = Field(description="The contact's id in the tenant's CRM (HubSpot objectId).")
-    email: EmailStr | None = Field(default=None, description="Primary email address, if known.")
+    email: EmailAddress | None = Field(default=None, description="Primary email address, if known.")
     first_name: str | None = Field(default=None, description="Given name.")
     last_name: str | None = Field(default=None, description="Family name.")
     company: str | None = Field(default=None, description="Company name.")
@@ -77,7 +85,7 @@ class ConsentReason(StrEnum):
 class ConsentWithdrawn(Contract):
     TYPE: ClassVar[str] = "herald.consent.withdrawn.v1"
     contact_id: ContactId = Field(description="The contact who withdrew consent.")
-    email: EmailStr | None = Field(default=None, description="The address concerned, if known.")
+    email: EmailAddress | None = Field(default=None, description="The address concerned, if known.")
     channel: Channel = Field(default=Channel.EMAIL, description="The channel consent was withdrawn for.")
     reason: ConsentReason = Field(description="Why: unsubscribe, complaint, hard bounce, manual do-not-contact …")
     upstream_source: str = Field(description="Where the fact came from.")
@@ -126,8 +134,10 @@ class PlanCreated(Contract):
 class SendEmailInput(Contract):
     """Input of the `send_email` tool."""
 
-    to: EmailStr = Field(description="Recipient address.")
-    to_name: str | None = Field(default=None, max_length=200, description="Recipient display name.")
+    to: EmailAddress = Field(description="Recipient address.")
+    to_name: Annotated[str, StringConstraints(max_length=200, pattern=r"^[^\r\n]*$")] | None = Field(
+        default=None, description="Recipient display name (one line)."
+    )
     subject: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\r\n]*$")] = Field(
         description="Subject line (one line, no CR/LF)."
     )

@@ -10,13 +10,15 @@ import time
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from herald_core.contracts import EmailAddress
 
 
 class Sender(BaseModel):
     model_config = ConfigDict(frozen=True)
     name: str = Field(description="Display name on outgoing email.")
-    address: EmailStr = Field(description="From address.")
+    address: EmailAddress = Field(description="From address.")
 
 
 class Limits(BaseModel):
