@@ -224,6 +224,7 @@ async def pipeline(config: StackConfig, count: int) -> dict[str, Any]:
                 stdout=asyncio.subprocess.DEVNULL,
             )
             await proc.wait()
+        cpu_before = _cpu_by_process(services, config)
         sent_at: dict[str, float] = {}
         producer = AIOKafkaProducer(bootstrap_servers=config.kafka_bootstrap, linger_ms=5)
         await producer.start()
@@ -288,12 +289,16 @@ async def pipeline(config: StackConfig, count: int) -> dict[str, Any]:
         elapsed = last - started
         latencies.sort()
         stages = _stage_times(services)
+        cpu_after = _cpu_by_process(services, config)
+        cpu = {k: round(cpu_after[k] - cpu_before.get(k, 0.0), 2) for k in cpu_after}
+        cpu_ms_per_event = {k: round(1000 * v / max(len(latencies), 1), 2) for k, v in cpu.items()}
         return {
             "events": count,
             "completed": len(latencies),
             "seconds": round(elapsed, 3),
             "per_second": round(len(latencies) / elapsed, 1) if elapsed > 0 else 0.0,
             "handler_ms_mean_by_service": stages,
+            "cpu_ms_per_event_by_process": cpu_ms_per_event,
             "latency_ms": {
                 "p50": round(statistics.median(latencies) * 1000, 1) if latencies else None,
                 "p99": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 1) if latencies else None,
@@ -301,6 +306,31 @@ async def pipeline(config: StackConfig, count: int) -> dict[str, Any]:
         }
     finally:
         services.stop_all()
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its children so far (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_by_process(services: ServiceSet, config: StackConfig) -> dict[str, float]:
+    usage = {name: _cpu_seconds(r.process.pid) for name, r in services.replicas.items() if r.process}
+    for part in ("kafka", "weaviate", "smtp"):
+        pid_file = config.state_dir / "run" / f"{part}.pid"
+        if pid_file.exists():
+            usage[part] = _cpu_seconds(int(pid_file.read_text()))
+    postgres = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _is_postgres(int(p.name))]
+    usage["postgres"] = sum(_cpu_seconds(pid) for pid in postgres)
+    return usage
+
+
+def _is_postgres(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip() == "postgres"
+    except OSError:
+        return False
 
 
 def _stage_times(services: ServiceSet) -> dict[str, dict[str, float]]:
@@ -379,6 +409,7 @@ def main() -> None:
         f"pipeline:   {pipe['per_second']:>10,.0f} events/s, p50 {pipe['latency_ms']['p50']} ms, "
         f"p99 {pipe['latency_ms']['p99']} ms ({pipe['completed']}/{pipe['events']} completed)"
     )
+    print("  CPU per event: " + ", ".join(f"{k} {v} ms" for k, v in pipe["cpu_ms_per_event_by_process"].items()))
     for name, stage in pipe["handler_ms_mean_by_service"].items():
         print(
             f"  {name:12} handler {stage['handler_ms']:7.2f} ms  batch {stage['batch_size']:6.1f}  "

@@ -4,19 +4,21 @@ Weaviate knowledge base, plus the knowledge-base loader."""
 from __future__ import annotations
 
 import asyncio
+import time
+from collections import OrderedDict
 from pathlib import Path
 
 import grpc
 from fastapi import FastAPI
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from prometheus_client import Histogram
+from prometheus_client import Counter, Histogram
 
 from herald_core.grpc.herald.v1 import retrieval_pb2, retrieval_pb2_grpc
 from herald_core.observability import add_ops_routes, get_logger
 from herald_core.runtime import ServiceRuntime
 from herald_retrieval.adapters.embedder import OnnxEmbedder
-from herald_retrieval.adapters.weaviate_store import WeaviateKnowledgeStore
+from herald_retrieval.adapters.weaviate_store import Passage, WeaviateKnowledgeStore
 from herald_retrieval.chunking import chunk_markdown, parse_document
 from herald_retrieval.settings import Settings
 
@@ -25,15 +27,45 @@ SEARCH_SECONDS = Histogram(
     "Search latency, embedding included.",
     buckets=(0.002, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64),
 )
+SEARCHES = Counter("herald_retrieval_searches_total", "Searches, by cache outcome.", ["cache"])
 log = get_logger("herald.retrieval")
 TENANT_NAME_OK = set("abcdefghijklmnopqrstuvwxyz0123456789_-")
 
 
+class SearchCache:
+    """Recent answers by (tenant, query, k, collections), for `ttl` seconds.
+
+    Many leads ask the same thing (same industry, same role); a knowledge base changes by loads that
+    are minutes apart, so an answer a few seconds old is as good as a new one and costs nothing.
+    """
+
+    def __init__(self, ttl: float, max_entries: int = 10_000) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._entries: OrderedDict[tuple[str, str, int, tuple[str, ...]], tuple[float, list[Passage]]] = OrderedDict()
+
+    def get(self, key: tuple[str, str, int, tuple[str, ...]]) -> list[Passage] | None:
+        entry = self._entries.get(key)
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        self._entries.move_to_end(key)
+        return entry[1]
+
+    def put(self, key: tuple[str, str, int, tuple[str, ...]], passages: list[Passage]) -> None:
+        if self.ttl <= 0:
+            return
+        self._entries[key] = (time.monotonic() + self.ttl, passages)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+
 class RetrievalService(retrieval_pb2_grpc.RetrievalServicer):
-    def __init__(self, store: WeaviateKnowledgeStore, embedder: OnnxEmbedder, alpha: float) -> None:
+    def __init__(self, store: WeaviateKnowledgeStore, embedder: OnnxEmbedder, alpha: float, cache: SearchCache) -> None:
         self.store = store
         self.embedder = embedder
         self.alpha = alpha
+        self.cache = cache
 
     async def Search(
         self, request: retrieval_pb2.SearchRequest, context: grpc.aio.ServicerContext
@@ -45,16 +77,21 @@ class RetrievalService(retrieval_pb2_grpc.RetrievalServicer):
         k = request.k or 5
         if not 1 <= k <= 50:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "k must be between 1 and 50")
-        with SEARCH_SECONDS.time():
-            vector = await asyncio.to_thread(self.embedder.embed_one, request.query)
-            passages = await self.store.hybrid_search(
-                request.tenant,
-                request.query,
-                vector,
-                k,
-                alpha=self.alpha,
-                collections=list(request.filters.collections) or None,
-            )
+        key = (request.tenant, request.query, k, tuple(sorted(request.filters.collections)))
+        passages = self.cache.get(key)
+        SEARCHES.labels("hit" if passages is not None else "miss").inc()
+        if passages is None:
+            with SEARCH_SECONDS.time():
+                vector = await asyncio.to_thread(self.embedder.embed_one, request.query)
+                passages = await self.store.hybrid_search(
+                    request.tenant,
+                    request.query,
+                    vector,
+                    k,
+                    alpha=self.alpha,
+                    collections=list(request.filters.collections) or None,
+                )
+            self.cache.put(key, passages)
         return retrieval_pb2.SearchResponse(
             passages=[
                 retrieval_pb2.Passage(
@@ -99,7 +136,9 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     store = make_store(settings)
     embedder = OnnxEmbedder(threads=settings.embed_threads)
     server = grpc.aio.server()
-    retrieval_pb2_grpc.add_RetrievalServicer_to_server(RetrievalService(store, embedder, settings.alpha), server)
+    retrieval_pb2_grpc.add_RetrievalServicer_to_server(
+        RetrievalService(store, embedder, settings.alpha, SearchCache(settings.search_cache_seconds)), server
+    )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

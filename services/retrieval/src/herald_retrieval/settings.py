@@ -18,3 +18,4 @@ class Settings(ServiceSettings):
     collection: str = "KnowledgeChunk"
     alpha: float = 0.5
     embed_threads: int = 1
+    search_cache_seconds: float = 30.0  # 0 turns the cache off
