@@ -60,6 +60,22 @@ class Outbound:
         if self.envelope.type != self.body.TYPE:
             raise ValueError(f"envelope type {self.envelope.type} does not match body {self.body.TYPE}")
 
+    def to_stored(self) -> dict[str, str]:
+        """A JSON-able form, so a handler can keep its outputs and emit exactly them again on redelivery."""
+        return {
+            "topic": self.topic.name,
+            "key": self.key.decode(),
+            "envelope": self.envelope.model_dump_json(),
+            "body": self.body.model_dump_json(),
+        }
+
+    @classmethod
+    def from_stored(cls, stored: dict[str, str]) -> Outbound:
+        topic = next(spec for spec in all_topics() if spec.name == stored["topic"])
+        envelope = Envelope.model_validate_json(stored["envelope"])
+        body = MESSAGE_TYPES[envelope.type].model_validate_json(stored["body"])
+        return cls(topic, stored["key"].encode(), envelope, body)
+
 
 @dataclass(frozen=True)
 class Inbound:

@@ -15,7 +15,7 @@ import structlog
 from fastapi import FastAPI
 from prometheus_client import Counter
 
-from herald_core.bus import ConsumerWorker, Inbound, Outbound, TransientError
+from herald_core.bus import ConsumerWorker, Inbound, Outbound, Rejected, TransientError
 from herald_core.contracts import (
     ActionBlocked,
     ActionEscalated,
@@ -65,19 +65,23 @@ class Planner:
         contact = msg.body.contact
         tenant = self.tenants.get(msg.envelope.tenant)
         if tenant is None:
-            from herald_core.bus import Rejected
-
             raise Rejected(f"unknown tenant {msg.envelope.tenant!r}")
-        workflow_id = f"wf-{new_id()}"
-        if not await self.runs.start(
-            workflow_id=workflow_id,
+        run = await self.runs.start(
+            workflow_id=f"wf-{new_id()}",
             tenant=tenant.tenant_id,
             contact_id=contact.contact_id,
             workflow=WORKFLOW,
             correlation_id=msg.envelope.correlation_id,
-        ):
-            log.info("workflow already running for this contact; event ignored")
-            return []
+            trigger_id=msg.envelope.id,
+        )
+        if not run.created:
+            if run.trigger_id != msg.envelope.id:
+                log.info("workflow already running for this contact; event ignored")
+                return []
+            if run.outputs is not None:
+                # this event was handled, but the transaction carrying the result was aborted: publish it again
+                return [Outbound.from_stored(stored) for stored in run.outputs]
+        workflow_id = run.workflow_id
         WORKFLOWS.labels(WORKFLOW, "started").inc()
         if contact.email is None:
             await self.runs.set_state(workflow_id, "skipped", note={"reason": "no email address"})
@@ -88,8 +92,7 @@ class Planner:
                 tenant.tenant_id, query, self.settings.evidence_k, ["customers", "product"]
             )
         except Exception as exc:
-            # keep the run re-creatable: the batch is read again once retrieval answers
-            await self.runs.pool.execute("DELETE FROM planner.workflow_runs WHERE workflow_id = $1", workflow_id)
+            # the run stays `started` with this event as its trigger; the batch is read again later
             raise TransientError(f"retrieval unavailable: {exc!r}") from exc
         draft, planner_kind = await self._draft(contact, evidence, tenant.name, tenant.sender.name)
         action_id = new_id()
@@ -122,16 +125,18 @@ class Planner:
         )
         plan_env = msg.envelope.caused(source=SOURCE, type=PlanCreated.TYPE, subject=subject)
         action_env = plan_env.caused(source=SOURCE, type=ActionProposed.TYPE, subject=subject)
+        outputs = [Outbound(PLAN, key, plan_env, plan), Outbound(PROPOSED_ACTION, key, action_env, action)]
         await self.runs.set_state(
             workflow_id,
             "proposed",
             action_id=action_id,
             note={"planner": planner_kind, "evidence": [e.chunk_id for e in evidence]},
+            outputs=[o.to_stored() for o in outputs],
         )
         WORKFLOWS.labels(WORKFLOW, "proposed").inc()
         structlog.contextvars.bind_contextvars(action_id=action_id)
         log.info("first touch proposed", workflow_id=workflow_id, planner=planner_kind, evidence=len(evidence))
-        return [Outbound(PLAN, key, plan_env, plan), Outbound(PROPOSED_ACTION, key, action_env, action)]
+        return outputs
 
     async def _draft(self, contact, evidence, company_name: str, sender: str) -> tuple[Draft, str]:  # type: ignore[no-untyped-def]
         if self.llm is not None:
