@@ -44,6 +44,7 @@ from herald_core.topics import AUDIT, TopicSpec, all_topics, dead_letter_topic
 log = structlog.get_logger("herald.bus")
 
 TRANSACTION_TIMEOUT_MS = 15_000
+FETCH_MAX_WAIT_MS = 50
 C = TypeVar("C", bound=Contract)
 
 
@@ -295,6 +296,9 @@ class ConsumerWorker:
             isolation_level="read_committed",
             auto_offset_reset="earliest",
             max_poll_records=self.max_batch,
+            # a read_committed fetch is not woken by a transaction's commit marker: without a short wait
+            # every hop would add up to the default 500 ms
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         )
         await producer.start()
         await consumer.start()

@@ -22,6 +22,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from herald_core.bus import FETCH_MAX_WAIT_MS
 from herald_core.contracts import ConsentGranted, ConsentWithdrawn
 from herald_core.envelope import Envelope
 from herald_core.settings import CommonSettings
@@ -49,6 +50,7 @@ class ConsentFeed:
             enable_auto_commit=False,
             isolation_level="read_committed",
             auto_offset_reset="earliest",
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         )
         partitions = [TopicPartition(self.topic, p) for p in await self._partitions()]
         await consumer.start()
