@@ -9,10 +9,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import structlog
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from herald_core.contracts import EmailAddress
+
+log = structlog.get_logger("herald.tenants")
 
 
 class Sender(BaseModel):
@@ -49,18 +52,22 @@ class TenantConfig(BaseModel):
 
 
 class TenantDirectory:
-    """Reads `*.yaml` tenant files; re-scans at most once per `refresh_seconds`."""
+    """Reads `*.yaml` tenant files; re-scans at most once per `refresh_seconds`, and at once on a miss.
 
-    def __init__(self, directory: Path, refresh_seconds: float = 1.0) -> None:
+    A file that does not parse or validate is logged and left out; it never takes the other tenants down.
+    """
+
+    def __init__(self, directory: Path, refresh_seconds: float = 1.0, miss_rescan_seconds: float = 0.05) -> None:
         self.directory = directory
         self.refresh_seconds = refresh_seconds
+        self.miss_rescan_seconds = miss_rescan_seconds
         self._tenants: dict[str, TenantConfig] = {}
         self._stamp: tuple[tuple[str, float], ...] = ()
-        self._checked = 0.0
+        self._checked = float("-inf")
 
-    def _scan(self) -> None:
+    def _scan(self, *, within: float) -> None:
         now = time.monotonic()
-        if now - self._checked < self.refresh_seconds and self._tenants:
+        if now - self._checked < within:
             return
         self._checked = now
         paths = sorted(self.directory.glob("*.yaml")) if self.directory.is_dir() else []
@@ -69,14 +76,21 @@ class TenantDirectory:
             return
         tenants: dict[str, TenantConfig] = {}
         for path in paths:
-            config = TenantConfig.model_validate(yaml.safe_load(path.read_text()))
+            try:
+                config = TenantConfig.model_validate(yaml.safe_load(path.read_text()))
+            except (OSError, yaml.YAMLError, ValidationError) as exc:
+                log.error("tenant file refused; other tenants unaffected", path=str(path), error=str(exc)[:500])
+                continue
             tenants[config.tenant_id] = config
         self._tenants, self._stamp = tenants, stamp
 
     def get(self, tenant_id: str) -> TenantConfig | None:
-        self._scan()
+        self._scan(within=self.refresh_seconds)
+        if tenant_id not in self._tenants:
+            # a tenant added a moment ago must not be refused: look again (cheaply rate-limited)
+            self._scan(within=self.miss_rescan_seconds)
         return self._tenants.get(tenant_id)
 
     def all(self) -> list[TenantConfig]:
-        self._scan()
+        self._scan(within=self.refresh_seconds)
         return list(self._tenants.values())

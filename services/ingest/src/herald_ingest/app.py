@@ -1,21 +1,25 @@
 """Ingest wiring: the HTTP edge where upstream systems publish into Herald.
 
-    POST /v1/webhooks/hubspot/{tenant}   HubSpot webhook batches (v3 signature)
-    POST /v1/events                      CloudEvents 1.0 (structured or binary HTTP mode)
+    POST /v1/webhooks/hubspot/{tenant}   HubSpot webhook batches (v3 signature)  → Ingest.hubspot_webhook
+    POST /v1/events                      CloudEvents 1.0 (structured or binary)  → Ingest.cloudevent
+    GET  /healthz /readyz /metrics
 
 Valid events become `ContactCreated` / `ContactUpdated` / `ConsentWithdrawn` on herald.events.v1
-(consent also on the compacted herald.consent.v1), audit copies included, in one Kafka
-transaction. Bad input is refused with a 4xx and a reason, and the refusal is on the audit.
+(withdrawals also on the compacted herald.consent.v1), audit copies included, in one Kafka
+transaction; the de-duplication rows commit only after it. Bad input is refused with a 4xx and a
+JSON `{"error", "detail"}`, and every refusal is on the audit as `EventRejected`.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import structlog
 from cloudevents.v1.exceptions import GenericException as CloudEventError
 from cloudevents.v1.http import from_http
@@ -25,36 +29,53 @@ from prometheus_client import Counter
 from pydantic import TypeAdapter, ValidationError
 
 from herald_core.bus import Outbound, TransactionalProducer
-from herald_core.contracts import (
-    ConsentWithdrawn,
-    ContactCreated,
-    ContactUpdated,
-    Contract,
-    EventRejected,
-)
+from herald_core.contracts import Contract, EventRejected
 from herald_core.db import create_pool, migrate
-from herald_core.envelope import Envelope, child_traceparent, new_traceparent
+from herald_core.envelope import Envelope
 from herald_core.ids import new_id
 from herald_core.observability import add_ops_routes, get_logger
 from herald_core.runtime import ServiceRuntime
-from herald_core.tenants import TenantDirectory
-from herald_core.topics import CONSENT, EVENTS, contact_key
+from herald_core.tenants import TenantConfig, TenantDirectory
+from herald_core.topics import contact_key
 from herald_ingest.adapters.contacts import PostgresContacts
-from herald_ingest.adapters.dedup import SeenEvents
-from herald_ingest.logic import HUBSPOT, HubSpotEvent, classify, to_contract, verify_hubspot_v3
+from herald_ingest.adapters.dedup import EventKey, SeenEvents
+from herald_ingest.logic import (
+    CLOUDEVENT_TYPES,
+    HUBSPOT,
+    SOURCE,
+    ContactDirectory,
+    HubSpotEvent,
+    apply_property,
+    classify,
+    continue_trace,
+    messages_for,
+    property_change,
+    to_contract,
+    validation_errors,
+    verify_hubspot_v3,
+)
 from herald_ingest.settings import Settings
 
-SOURCE = "herald/ingest"
-EVENTS_IN = Counter("herald_ingest_events_total", "Upstream events by outcome.", ["outcome", "reason"])
-CLOUDEVENT_TYPES: dict[str, type[Contract]] = {m.TYPE: m for m in (ContactCreated, ContactUpdated, ConsentWithdrawn)}
+MIGRATIONS = Path(str(files("herald_ingest") / "migrations"))
+EVENTS_IN = Counter(
+    "herald_ingest_events_total",
+    "Upstream events by outcome (accepted, duplicate, rejected, failed) and reason.",
+    ["outcome", "reason"],
+)
 _batch = TypeAdapter(list[HubSpotEvent])
 log = get_logger("herald.ingest")
 
 
 class Refusal(Exception):
+    """Input ingest will not take: answered with `status` and `{"error", "detail"}`, and audited."""
+
     def __init__(self, status: int, error: str, detail: Any, upstream_event_id: str | None = None) -> None:
         super().__init__(error)
         self.status, self.error, self.detail, self.upstream_event_id = status, error, detail, upstream_event_id
+
+
+class Unavailable(Exception):
+    """Kafka or Postgres could not take the events now; the sender should retry (503)."""
 
 
 class Ingest:
@@ -62,7 +83,7 @@ class Ingest:
         self,
         settings: Settings,
         tenants: TenantDirectory,
-        contacts: PostgresContacts,
+        contacts: ContactDirectory,
         seen: SeenEvents,
         producer: TransactionalProducer,
     ) -> None:
@@ -72,59 +93,22 @@ class Ingest:
         self.seen = seen
         self.producer = producer
 
-    def outbound(self, tenant: str, contract: Contract, subject_id: str, traceparent: str | None) -> list[Outbound]:
-        """An upstream event's messages: a new chain (correlation id), continuing the caller's trace if any."""
-        envelope = Envelope(
-            source=SOURCE,
-            type=contract.TYPE,
-            subject=f"contact/{subject_id}",
-            tenant=tenant,
-            correlation_id=new_id(),
-            traceparent=child_traceparent(traceparent) if traceparent else new_traceparent(),
-        )
-        messages = [Outbound(EVENTS, contact_key(tenant, subject_id), envelope, contract)]
-        if isinstance(contract, ConsentWithdrawn):
-            key = f"{tenant}:{subject_id}:{contract.channel.value}".encode()
-            messages.append(Outbound(CONSENT, key, envelope, contract))
-        return messages
-
-    async def refuse(self, request: Request, tenant: str | None, refusal: Refusal) -> JSONResponse:
-        EVENTS_IN.labels("rejected", refusal.error).inc()
-        log.warning("refused", tenant=tenant, status=refusal.status, error=refusal.error)
-        body = EventRejected(
-            status_code=refusal.status,
-            reason=f"{refusal.error}: {_text(refusal.detail)}"[:2000],
-            endpoint=request.url.path,
-            upstream_event_id=refusal.upstream_event_id,
-        )
-        envelope = Envelope(
-            source=SOURCE,
-            type=EventRejected.TYPE,
-            tenant=tenant or "unknown",
-            correlation_id=new_id(),
-            traceparent=new_traceparent(),
-        )
-        try:
-            await self.producer.publish([], audit_only=[(None, envelope, body)])
-        except Exception as exc:  # the refusal stands even if the audit write fails; say so in the log
-            log.error("could not audit a refusal", error=repr(exc))
-        return JSONResponse({"error": refusal.error, "detail": refusal.detail}, status_code=refusal.status)
+    # ------------------------------------------------------------ HubSpot
 
     async def hubspot_webhook(self, request: Request, tenant_id: str) -> JSONResponse:
-        body = await request.body()
+        tenant = self.tenants.get(tenant_id)
         try:
-            if len(body) > self.settings.max_body_bytes:
-                raise Refusal(413, "payload_too_large", f"limit is {self.settings.max_body_bytes} bytes")
-            tenant = self.tenants.get(tenant_id)
             if tenant is None:
                 raise Refusal(404, "unknown_tenant", f"no tenant {tenant_id!r}")
-            if not tenant.hubspot_app_secret:
-                raise Refusal(403, "hubspot_not_configured", "this tenant has no HubSpot app secret")
-            uri = self._public_uri(request)
+            body = await self._read_body(request)
+            if not tenant.hubspot_app_secret or tenant.hubspot_portal_id is None:
+                raise Refusal(
+                    403, "hubspot_not_configured", "this tenant has no hubspot_app_secret or hubspot_portal_id"
+                )
             problem = verify_hubspot_v3(
                 secret=tenant.hubspot_app_secret,
                 method=request.method,
-                uri=uri,
+                uri=self._signed_uri(request),
                 body=body,
                 timestamp=request.headers.get("x-hubspot-request-timestamp"),
                 signature=request.headers.get("x-hubspot-signature-v3"),
@@ -132,145 +116,287 @@ class Ingest:
                 max_age_seconds=self.settings.signature_max_age_seconds,
             )
             if problem:
-                raise Refusal(401, "bad_signature", problem)
+                raise Refusal(401, *problem)
             try:
                 raw = json.loads(body)
-            except json.JSONDecodeError as exc:
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 raise Refusal(400, "malformed_json", str(exc)) from exc
             try:
                 events = _batch.validate_python(raw)
             except ValidationError as exc:
-                raise Refusal(422, "invalid_schema", _errors(exc)) from exc
-            if tenant.hubspot_portal_id is not None:
-                foreign = [e.event_id for e in events if e.portal_id != tenant.hubspot_portal_id]
-                if foreign:
-                    raise Refusal(
-                        403, "wrong_portal", f"events {foreign[:5]} are not from portal {tenant.hubspot_portal_id}"
-                    )
+                raise Refusal(422, "invalid_schema", validation_errors(exc)) from exc
+            foreign = [e.event_id for e in events if e.portal_id != tenant.hubspot_portal_id]
+            if foreign:
+                raise Refusal(
+                    403, "wrong_portal", f"events {foreign[:5]} are not from portal {tenant.hubspot_portal_id}"
+                )
         except Refusal as refusal:
-            return await self.refuse(request, tenant_id if self.tenants.get(tenant_id) else None, refusal)
-        return await self._accept_hubspot(request, tenant_id, events)
+            return await self.refuse(request, tenant, refusal)
+        return await self._accept_hubspot(request, tenant.tenant_id, events)
 
     async def _accept_hubspot(self, request: Request, tenant: str, events: list[HubSpotEvent]) -> JSONResponse:
-        rejected: list[dict[str, Any]] = []
-        usable = [e for e in events if classify(e) is not None]
-        for e in events:
-            if classify(e) is None:
-                rejected.append(
-                    {"eventId": e.event_id, "reason": f"unsupported subscriptionType {e.subscription_type}"}
-                )
-        known = await self.contacts.get_many(tenant, [str(e.object_id) for e in usable])
-        traceparent = request.headers.get("traceparent")
-        accepted = duplicates = 0
+        header = request.headers.get("traceparent")
+        rejected: list[tuple[HubSpotEvent, str, str]] = []  # (event, metric reason, reason in words)
+        duplicates = 0
+        candidates: list[HubSpotEvent] = []
+        ids_in_batch: set[int] = set()
+        for event in events:
+            if classify(event) is None:
+                rejected.append((event, "unsupported_type", f"unsupported subscriptionType {event.subscription_type}"))
+            elif event.event_id in ids_in_batch:
+                duplicates += 1  # the same event twice in one delivery
+            else:
+                ids_in_batch.add(event.event_id)
+                candidates.append(event)
+        known = await self.contacts.get_many(tenant, sorted({str(e.object_id) for e in candidates}))
+        usable: list[HubSpotEvent] = []
+        for event in candidates:
+            contact = known.get(str(event.object_id))
+            if contact is None:
+                rejected.append((event, "unknown_contact", f"unknown contact {event.object_id}"))
+                continue
+            change = property_change(event.property_name, event.property_value)
+            if change is not None:
+                try:
+                    apply_property(contact, *change)
+                except ValidationError as exc:
+                    problem = exc.errors()[0]["msg"] if exc.errors() else str(exc)
+                    rejected.append((event, "invalid_property", f"invalid {event.property_name}: {problem}"))
+                    continue
+            usable.append(event)
+        # property changes of one contact apply in the order they happened
+        usable.sort(key=lambda e: (e.occurred_at, e.event_id))
+
+        accepted: list[Outbound] = []
         async with self.seen.claim(tenant, [(HUBSPOT, str(e.event_id)) for e in usable]) as fresh:
             messages: list[Outbound] = []
             for event in usable:
                 if (HUBSPOT, str(event.event_id)) not in fresh:
                     duplicates += 1
                     continue
-                contact = known.get(str(event.object_id))
-                if contact is None:
-                    rejected.append({"eventId": event.event_id, "reason": f"unknown contact {event.object_id}"})
-                    continue
-                if event.subscription_type == "contact.propertyChange":
-                    await self.contacts.apply_property(
-                        tenant, contact.contact_id, event.property_name, event.property_value
-                    )
-                    contact = (await self.contacts.get_many(tenant, [contact.contact_id]))[contact.contact_id]
-                messages.extend(self.outbound(tenant, to_contract(event, contact), contact.contact_id, traceparent))
-                accepted += 1
-            audit = [self._rejection(tenant, request, r) for r in rejected]
-            await self.producer.publish(messages, audit_only=audit)
-        EVENTS_IN.labels("accepted", "-").inc(accepted)
-        EVENTS_IN.labels("duplicate", "-").inc(duplicates)
-        EVENTS_IN.labels("rejected", "item").inc(len(rejected))
-        log.info("hubspot batch", tenant=tenant, accepted=accepted, duplicates=duplicates, rejected=len(rejected))
-        return JSONResponse({"accepted": accepted, "duplicates": duplicates, "rejected": rejected})
+                contact_id = str(event.object_id)
+                contact = known[contact_id]
+                change = property_change(event.property_name, event.property_value)
+                if change is not None:
+                    # persisted before the publish: a failed publish leaves the event unseen, and its
+                    # retry sets the same value again
+                    contact = known[contact_id] = apply_property(contact, *change)
+                    await self.contacts.record_property(tenant, contact_id, *change)
+                out = messages_for(tenant, to_contract(event, contact), continue_trace(header))
+                messages.extend(out)
+                accepted.append(out[0])
+            audit = [self._item_rejection(request, tenant, event, words, header) for event, _, words in rejected]
+            if messages or audit:
+                await self._publish(messages, audit)
+        self._count_accepted(tenant, accepted, duplicates)
+        for _, reason, words in rejected:
+            EVENTS_IN.labels("rejected", reason).inc()
+            log.warning("event refused", tenant=tenant, reason=words)
+        log.info("hubspot batch", tenant=tenant, accepted=len(accepted), duplicates=duplicates, rejected=len(rejected))
+        return JSONResponse(
+            {
+                "accepted": len(accepted),
+                "duplicates": duplicates,
+                "rejected": [{"eventId": event.event_id, "reason": words} for event, _, words in rejected],
+            }
+        )
 
-    def _rejection(self, tenant: str, request: Request, item: dict[str, Any]) -> tuple[None, Envelope, Contract]:
+    def _item_rejection(
+        self, request: Request, tenant: str, event: HubSpotEvent, reason: str, header: str | None
+    ) -> tuple[bytes | None, Envelope, Contract]:
+        contact_id = str(event.object_id)
+        envelope = Envelope(
+            source=SOURCE,
+            type=EventRejected.TYPE,
+            subject=f"contact/{contact_id}",
+            tenant=tenant,
+            correlation_id=new_id(),
+            traceparent=continue_trace(header),
+        )
         body = EventRejected(
-            status_code=422, reason=item["reason"], endpoint=request.url.path, upstream_event_id=str(item["eventId"])
+            status_code=422, reason=reason, endpoint=request.url.path, upstream_event_id=str(event.event_id)
         )
-        return (
-            None,
-            Envelope(
-                source=SOURCE,
-                type=EventRejected.TYPE,
-                tenant=tenant,
-                correlation_id=new_id(),
-                traceparent=new_traceparent(),
-            ),
-            body,
-        )
+        return contact_key(tenant, contact_id), envelope, body
+
+    def _signed_uri(self, request: Request) -> str:
+        """The URI HubSpot signed: the one it called (behind an ingress, `public_base_url`), path as sent."""
+        raw_path = request.scope.get("raw_path")
+        path = raw_path.decode("latin-1").split("?", 1)[0] if raw_path else request.url.path
+        query = f"?{request.url.query}" if request.url.query else ""
+        base = self.settings.public_base_url or f"{request.url.scheme}://{request.url.netloc}"
+        return base.rstrip("/") + path + query
+
+    # ------------------------------------------------------------ CloudEvents
 
     async def cloudevent(self, request: Request) -> JSONResponse:
-        body = await request.body()
-        tenant_id: str | None = None
+        tenant: TenantConfig | None = None
         try:
-            if len(body) > self.settings.max_body_bytes:
-                raise Refusal(413, "payload_too_large", f"limit is {self.settings.max_body_bytes} bytes")
+            body = await self._read_body(request)
             try:
                 event = from_http(dict(request.headers), body)
-            except CloudEventError as exc:
-                raise Refusal(400, "invalid_cloudevent", str(exc)) from exc
+            except (CloudEventError, ValueError, TypeError, AttributeError) as exc:
+                raise Refusal(400, "invalid_cloudevent", str(exc)[:1000] or type(exc).__name__) from exc
+            event_id = str(event["id"])
             tenant_id = event.get("tenant")
-            if not tenant_id or self.tenants.get(str(tenant_id)) is None:
-                raise Refusal(
-                    404, "unknown_tenant", f"no tenant {tenant_id!r} (CloudEvents extension `tenant`)", event["id"]
-                )
-            model = CLOUDEVENT_TYPES.get(event["type"])
+            if not tenant_id:
+                raise Refusal(400, "missing_tenant", "the CloudEvents extension `tenant` is required", event_id)
+            tenant = self.tenants.get(str(tenant_id))
+            if tenant is None:
+                raise Refusal(404, "unknown_tenant", f"no tenant {tenant_id!r}", event_id)
+            model = CLOUDEVENT_TYPES.get(str(event["type"]))
             if model is None:
-                raise Refusal(422, "unsupported_type", f"accepted types: {sorted(CLOUDEVENT_TYPES)}", event["id"])
+                accepted_types = ", ".join(sorted(CLOUDEVENT_TYPES))
+                detail = f"type {event['type']!r} is not one of {accepted_types}"
+                raise Refusal(422, "unsupported_type", detail, event_id)
             try:
-                contract = model.model_validate(event.data)
+                contract = model.model_validate(event.get_data())
             except ValidationError as exc:
-                raise Refusal(422, "invalid_schema", _errors(exc), event["id"]) from exc
+                raise Refusal(422, "invalid_schema", validation_errors(exc), event_id) from exc
         except Refusal as refusal:
-            return await self.refuse(
-                request, tenant_id if tenant_id and self.tenants.get(str(tenant_id)) else None, refusal
+            return await self.refuse(request, tenant, refusal)
+        # the CloudEvents distributed-tracing extension, else the HTTP header
+        traceparent = event.get("traceparent") or request.headers.get("traceparent")
+        key = (str(event["source"]), event_id)
+        accepted, duplicates = await self.accept(tenant.tenant_id, [(key, contract)], traceparent)
+        return JSONResponse({"accepted": accepted, "duplicates": duplicates}, status_code=202 if accepted else 200)
+
+    # ------------------------------------------------------------ shared
+
+    async def accept(
+        self, tenant: str, items: Sequence[tuple[EventKey, Contract]], traceparent: str | None
+    ) -> tuple[int, int]:
+        """Publish the events not seen before (by key), once; return (accepted, duplicates)."""
+        duplicates = 0
+        unique: dict[EventKey, Contract] = {}
+        for key, contract in items:
+            if key in unique:
+                duplicates += 1
+            else:
+                unique[key] = contract
+        accepted: list[Outbound] = []
+        async with self.seen.claim(tenant, list(unique)) as fresh:
+            messages: list[Outbound] = []
+            for key, contract in unique.items():
+                if key not in fresh:
+                    duplicates += 1
+                    continue
+                out = messages_for(tenant, contract, continue_trace(traceparent))
+                messages.extend(out)
+                accepted.append(out[0])
+            if messages:
+                await self._publish(messages)
+        self._count_accepted(tenant, accepted, duplicates)
+        return len(accepted), duplicates
+
+    async def refuse(self, request: Request, tenant: TenantConfig | None, refusal: Refusal) -> JSONResponse:
+        """Answer a refusal and record it on the audit (tenant `unknown` when there is none)."""
+        tenant_id = tenant.tenant_id if tenant else "unknown"
+        envelope = Envelope(
+            source=SOURCE,
+            type=EventRejected.TYPE,
+            tenant=tenant_id,
+            correlation_id=new_id(),
+            traceparent=continue_trace(request.headers.get("traceparent")),
+        )
+        body = EventRejected(
+            status_code=refusal.status,
+            reason=f"{refusal.error}: {_text(refusal.detail)}"[:2000],
+            endpoint=request.url.path,
+            upstream_event_id=refusal.upstream_event_id,
+        )
+        # no refusal goes unrecorded: if the audit cannot be written, ask the sender to come back
+        await self._publish([], [(None, envelope, body)])
+        EVENTS_IN.labels("rejected", refusal.error).inc()
+        log.warning(
+            "request refused",
+            tenant=tenant_id,
+            correlation_id=envelope.correlation_id,
+            status=refusal.status,
+            error=refusal.error,
+            detail=_text(refusal.detail)[:500],
+        )
+        return JSONResponse({"error": refusal.error, "detail": refusal.detail}, status_code=refusal.status)
+
+    async def _publish(
+        self, messages: Sequence[Outbound], audit_only: Sequence[tuple[bytes | None, Envelope, Contract]] = ()
+    ) -> None:
+        """One Kafka transaction, or `Unavailable`. No timeout of our own: a transaction given up on
+        here could still commit, and the sender's retry would then publish the events twice."""
+        if not self.producer.started:  # publishing on a stopped producer would wait forever
+            raise Unavailable("the Kafka producer is not running")
+        try:
+            await self.producer.publish(messages, audit_only=audit_only)
+        except Exception as exc:  # whatever the failure (a broker outage, a fenced producer), nothing was published
+            raise Unavailable(f"Kafka did not take the events: {exc!r}") from exc
+
+    def _count_accepted(self, tenant: str, accepted: Sequence[Outbound], duplicates: int) -> None:
+        for out in accepted:
+            log.info(
+                "event accepted",
+                tenant=tenant,
+                correlation_id=out.envelope.correlation_id,
+                type=out.envelope.type,
+                subject=out.envelope.subject,
+                upstream_event_id=getattr(out.body, "upstream_event_id", None),
             )
-        tenant = str(tenant_id)
-        subject_id = contract.contact.contact_id if hasattr(contract, "contact") else contract.contact_id  # type: ignore[attr-defined]
-        async with self.seen.claim(tenant, [(str(event["source"]), str(event["id"]))]) as fresh:
-            if not fresh:
-                EVENTS_IN.labels("duplicate", "-").inc()
-                return JSONResponse({"accepted": 0, "duplicates": 1}, status_code=200)
-            await self.producer.publish(self.outbound(tenant, contract, subject_id, request.headers.get("traceparent")))
-        EVENTS_IN.labels("accepted", "-").inc()
-        return JSONResponse({"accepted": 1, "duplicates": 0}, status_code=202)
+        if accepted:
+            EVENTS_IN.labels("accepted", "none").inc(len(accepted))
+        if duplicates:
+            EVENTS_IN.labels("duplicate", "duplicate").inc(duplicates)
 
-    def _public_uri(self, request: Request) -> str:
-        if self.settings.public_base_url:
-            query = f"?{request.url.query}" if request.url.query else ""
-            return self.settings.public_base_url.rstrip("/") + request.url.path + query
-        return str(request.url)
-
-
-def _errors(exc: ValidationError) -> list[dict[str, Any]]:
-    return [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()[:20]]
+    async def _read_body(self, request: Request) -> bytes:
+        limit = self.settings.max_body_bytes
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise Refusal(413, "payload_too_large", f"limit is {limit} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise Refusal(413, "payload_too_large", f"limit is {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
 
 
 def _text(detail: Any) -> str:
     return detail if isinstance(detail, str) else json.dumps(detail)[:1500]
 
 
+async def _answer(handling: Awaitable[JSONResponse]) -> JSONResponse:
+    """The handler's answer; an outage becomes a 503 the sender retries (nothing was marked seen), a bug a 500."""
+    try:
+        return await handling
+    except (Unavailable, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        EVENTS_IN.labels("failed", "unavailable").inc()
+        log.error("could not take the request; the sender should retry", error=repr(exc))
+        return JSONResponse(
+            {"error": "unavailable", "detail": "the events could not be recorded now; retry"}, status_code=503
+        )
+    except Exception:
+        EVENTS_IN.labels("failed", "internal_error").inc()
+        log.exception("request failed")
+        return JSONResponse({"error": "internal_error", "detail": "see the service log"}, status_code=500)
+
+
 async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     settings = settings or Settings()
     common = settings.common
-    pool = await create_pool(common.pg_dsn, max_size=20)
-    await migrate(pool, "ingest", Path(str(files("herald_ingest") / "migrations")))
+    pool = await create_pool(common.pg_dsn, max_size=settings.pg_pool_size)
+    await migrate(pool, "ingest", MIGRATIONS)
     producer = TransactionalProducer(common, "ingest")
     ingest = Ingest(settings, TenantDirectory(common.tenants_dir), PostgresContacts(pool), SeenEvents(pool), producer)
     http = FastAPI(title="herald-ingest", description="Where upstream systems publish events into Herald.")
 
     @http.post("/v1/webhooks/hubspot/{tenant}")
     async def hubspot_webhook(tenant: str, request: Request) -> JSONResponse:
-        structlog.contextvars.bind_contextvars(tenant=tenant)
-        return await ingest.hubspot_webhook(request, tenant)
+        with structlog.contextvars.bound_contextvars(tenant=tenant, endpoint="hubspot"):
+            return await _answer(ingest.hubspot_webhook(request, tenant))
 
     @http.post("/v1/events")
     async def cloudevents(request: Request) -> JSONResponse:
-        return await ingest.cloudevent(request)
+        with structlog.contextvars.bound_contextvars(endpoint="cloudevents"):
+            return await _answer(ingest.cloudevent(request))
 
     async def db_ok() -> bool:
         return bool(await pool.fetchval("SELECT true"))

@@ -1,32 +1,119 @@
-"""Ingest's pure logic: HubSpot signature checks, the webhook schema, and mapping upstream events
-to Herald's contracts. No I/O here."""
+"""Ingest's pure logic: HubSpot signatures and webhook schema, the CRM port, mapping upstream events
+to Herald's contracts and building their messages. No I/O here."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
+import re
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from herald_core.bus import Outbound
 from herald_core.contracts import (
     ConsentReason,
     ConsentWithdrawn,
     ContactCreated,
     ContactFacts,
+    ContactId,
     ContactUpdated,
     Contract,
+    EmailAddress,
 )
+from herald_core.envelope import Envelope, child_traceparent, new_traceparent
+from herald_core.ids import new_id
+from herald_core.topics import CONSENT, EVENTS, contact_key
 
+SOURCE = "herald/ingest"
 HUBSPOT = "hubspot"
+SEED = "herald-seed"
+
+#: what `POST /v1/events` accepts, CloudEvents type → the contract its `data` must match
+CLOUDEVENT_TYPES: dict[str, type[Contract]] = {m.TYPE: m for m in (ContactCreated, ContactUpdated, ConsentWithdrawn)}
+
+
+# ---------------------------------------------------------------- the CRM port
 
 
 class ContactDirectory(Protocol):
-    """The CRM port: what Herald knows about a tenant's contacts (default adapter: Postgres)."""
+    """The CRM port: what Herald knows about a tenant's contacts. Default adapter: Herald's own
+    contact store in Postgres (`adapters.contacts.PostgresContacts`)."""
 
-    async def get_many(self, tenant: str, contact_ids: list[str]) -> dict[str, ContactFacts]: ...
+    async def get_many(self, tenant: str, contact_ids: Sequence[str]) -> dict[str, ContactFacts]:
+        """The contacts among `contact_ids` that exist; an unreadable row is left out."""
+        ...
+
+    async def record_property(self, tenant: str, contact_id: str, field: str, value: str | bool | None) -> None:
+        """Keep a changed property (a `CONTACT_PROPERTIES` target); a real CRM adapter may ignore it."""
+        ...
+
+
+#: HubSpot contact property → the contact field it sets (`opted_out` and `country` are stored, not in ContactFacts).
+#: Not `hs_timezone`: HubSpot's values (`america_slash_new_york`) are not IANA names.
+CONTACT_PROPERTIES: dict[str, str] = {
+    "email": "email",
+    "firstname": "first_name",
+    "lastname": "last_name",
+    "company": "company",
+    "jobtitle": "job_title",
+    "industry": "industry",
+    "lifecyclestage": "lifecycle_stage",
+    "country": "country",
+    "hs_email_optout": "opted_out",
+}
+
+
+def property_change(name: str | None, value: str | None) -> tuple[str, str | bool | None] | None:
+    """The stored field and value a HubSpot property change sets, or None if Herald does not keep it."""
+    field = CONTACT_PROPERTIES.get(name or "")
+    if field is None:
+        return None
+    if field == "opted_out":
+        return field, (value or "").strip().lower() == "true"
+    if field == "industry" and value is not None:
+        return field, value.lower()
+    return field, (value if value != "" else None)
+
+
+def apply_property(contact: ContactFacts, field: str, value: str | bool | None) -> ContactFacts:
+    """The contact after a property change; raises `ValueError` (a `ValidationError`) for a value it cannot hold."""
+    if field not in ContactFacts.model_fields:
+        return contact
+    return ContactFacts.model_validate({**contact.model_dump(), field: value})
+
+
+# ---------------------------------------------------------------- HubSpot webhooks
+
+# HubSpot signs the URI with these escapes decoded (its v3 validation guide)
+_URI_DECODE = {
+    "%3A": ":",
+    "%2F": "/",
+    "%3F": "?",
+    "%40": "@",
+    "%21": "!",
+    "%24": "$",
+    "%27": "'",
+    "%28": "(",
+    "%29": ")",
+    "%2A": "*",
+    "%2C": ",",
+    "%3B": ";",
+}
+_URI_ESCAPE = re.compile("|".join(_URI_DECODE), re.IGNORECASE)
+
+
+def hubspot_uri(uri: str) -> str:
+    return _URI_ESCAPE.sub(lambda m: _URI_DECODE[m.group(0).upper()], uri)
+
+
+def hubspot_signature(secret: str, method: str, uri: str, body: bytes, timestamp: str) -> str:
+    """base64(HMAC-SHA256(app secret, method + URI + body + timestamp)), HubSpot's v3 scheme."""
+    message = method.upper().encode() + hubspot_uri(uri).encode() + body + timestamp.encode()
+    return base64.b64encode(hmac.new(secret.encode(), message, hashlib.sha256).digest()).decode()
 
 
 def verify_hubspot_v3(
@@ -39,27 +126,28 @@ def verify_hubspot_v3(
     signature: str | None,
     now: datetime,
     max_age_seconds: int,
-) -> str | None:
-    """None if the request is authentic and fresh, else the reason it is not.
+) -> tuple[str, str] | None:
+    """None if the request is authentic and fresh, else (error, detail) saying why not.
 
-    HubSpot's v3 scheme: base64(HMAC-SHA256(app secret, method + URI + body + timestamp)), with the
-    timestamp (ms) in `X-HubSpot-Request-Timestamp`; requests older than five minutes are refused.
+    The timestamp (ms, `X-HubSpot-Request-Timestamp`) must be within `max_age_seconds` of `now`
+    either way, so a captured request cannot be replayed later.
     """
-    if not signature or not timestamp:
-        return "missing X-HubSpot-Signature-v3 or X-HubSpot-Request-Timestamp"
+    if not signature:
+        return "missing_signature", "missing X-HubSpot-Signature-v3 header"
+    if not timestamp:
+        return "missing_signature", "missing X-HubSpot-Request-Timestamp header"
     try:
         sent = datetime.fromtimestamp(int(timestamp) / 1000, UTC)
-    except (ValueError, OverflowError):
-        return "X-HubSpot-Request-Timestamp is not a millisecond timestamp"
+    except (ValueError, OverflowError, OSError):
+        return "bad_timestamp", "X-HubSpot-Request-Timestamp is not a millisecond timestamp"
     age = (now - sent).total_seconds()
     if age > max_age_seconds:
-        return f"request timestamp is {int(age)}s old (limit {max_age_seconds}s)"
+        return "stale_timestamp", f"request timestamp is {int(age)}s old (limit {max_age_seconds}s)"
     if age < -max_age_seconds:
-        return "request timestamp is in the future"
-    message = method.upper().encode() + uri.encode() + body + timestamp.encode()
-    expected = base64.b64encode(hmac.new(secret.encode(), message, hashlib.sha256).digest()).decode()
-    if not hmac.compare_digest(expected, signature):
-        return "signature does not match"
+        return "stale_timestamp", f"request timestamp is {int(-age)}s in the future (limit {max_age_seconds}s)"
+    expected = hubspot_signature(secret, method, uri, body, timestamp)
+    if not hmac.compare_digest(expected.encode(), signature.strip().encode()):
+        return "bad_signature", "signature does not match"
     return None
 
 
@@ -68,13 +156,14 @@ class HubSpotEvent(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    event_id: int = Field(alias="eventId")
+    event_id: int = Field(alias="eventId", description="HubSpot's id of the event.")
     subscription_id: int | None = Field(default=None, alias="subscriptionId")
-    portal_id: int = Field(alias="portalId")
-    occurred_at: int = Field(alias="occurredAt", description="Milliseconds since the epoch.")
-    subscription_type: str = Field(alias="subscriptionType")
+    portal_id: int = Field(alias="portalId", description="The HubSpot account the event belongs to.")
+    app_id: int | None = Field(default=None, alias="appId")
+    occurred_at: int = Field(alias="occurredAt", ge=0, description="Milliseconds since the epoch.")
+    subscription_type: str = Field(alias="subscriptionType", description="e.g. `contact.creation`.")
     attempt_number: int = Field(default=0, alias="attemptNumber")
-    object_id: int = Field(alias="objectId")
+    object_id: int = Field(alias="objectId", description="The contact's id.")
     property_name: str | None = Field(default=None, alias="propertyName")
     property_value: str | None = Field(default=None, alias="propertyValue")
     change_source: str | None = Field(default=None, alias="changeSource")
@@ -84,21 +173,22 @@ class HubSpotEvent(BaseModel):
         return datetime.fromtimestamp(self.occurred_at / 1000, UTC)
 
 
-SUPPORTED = ("contact.creation", "contact.propertyChange")
 Kind = Literal["created", "updated", "consent_withdrawn"]
 
 
 def classify(event: HubSpotEvent) -> Kind | None:
+    """What a HubSpot event means to Herald, or None for subscriptions Herald does not take."""
     if event.subscription_type == "contact.creation":
         return "created"
     if event.subscription_type == "contact.propertyChange":
-        if event.property_name == "hs_email_optout" and (event.property_value or "").lower() == "true":
+        if event.property_name == "hs_email_optout" and (event.property_value or "").strip().lower() == "true":
             return "consent_withdrawn"
         return "updated"
     return None
 
 
 def to_contract(event: HubSpotEvent, contact: ContactFacts) -> Contract:
+    """The Herald fact for a HubSpot event, with the contact as enriched from the CRM port."""
     upstream_id = str(event.event_id)
     kind = classify(event)
     if kind == "created":
@@ -114,11 +204,117 @@ def to_contract(event: HubSpotEvent, contact: ContactFacts) -> Contract:
             upstream_event_id=upstream_id,
             occurred_at=event.occurred,
         )
-    return ContactUpdated(
-        contact=contact,
-        changed_property=event.property_name,
-        new_value=event.property_value,
-        upstream_source=HUBSPOT,
-        upstream_event_id=upstream_id,
-        occurred_at=event.occurred,
+    if kind == "updated":
+        return ContactUpdated(
+            contact=contact,
+            changed_property=event.property_name,
+            new_value=event.property_value,
+            upstream_source=HUBSPOT,
+            upstream_event_id=upstream_id,
+            occurred_at=event.occurred,
+        )
+    raise ValueError(f"unsupported subscriptionType {event.subscription_type}")
+
+
+# ---------------------------------------------------------------- the contact file `herald-ingest seed` loads
+
+
+class SeedContact(BaseModel):
+    """One line of a contacts JSON-lines file."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    contact_id: int = Field(ge=0)
+    email: EmailAddress | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    company: str | None = None
+    job_title: str | None = None
+    industry: str | None = None
+    lifecycle_stage: str | None = None
+    country: str | None = None
+    timezone: str | None = None
+    vip: bool = False
+    deal_value_minor: int = Field(default=0, ge=0)
+    opted_out: bool = False
+    created_at: datetime | None = None
+
+    @property
+    def id(self) -> str:
+        return str(self.contact_id)
+
+
+def parse_contact_lines(lines: Sequence[str]) -> tuple[list[SeedContact], list[str]]:
+    """The contacts, and one error per unreadable line (numbered from 1)."""
+    contacts: list[SeedContact] = []
+    errors: list[str] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            contacts.append(SeedContact.model_validate_json(line))
+        except ValidationError as exc:
+            errors.append(f"line {number}: {validation_summary(exc)}")
+    return contacts, errors
+
+
+def seed_opt_out(contact: SeedContact, now: datetime) -> ConsentWithdrawn:
+    return ConsentWithdrawn(
+        contact_id=contact.id,
+        email=contact.email,
+        reason=ConsentReason.IMPORTED_OPT_OUT,
+        upstream_source=SEED,
+        upstream_event_id=f"seed-optout-{contact.id}",
+        occurred_at=now,
     )
+
+
+# ---------------------------------------------------------------- messages
+
+
+def contact_of(contract: Contract) -> ContactId:
+    """The contact a contract is about (its Kafka key and envelope subject)."""
+    if isinstance(contract, ContactCreated | ContactUpdated):
+        return contract.contact.contact_id
+    if isinstance(contract, ConsentWithdrawn):
+        return contract.contact_id
+    raise TypeError(f"ingest does not publish {type(contract).__name__}")
+
+
+_TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+
+
+def continue_trace(traceparent: str | None) -> str:
+    """A span under the caller's W3C trace context when it sent a valid one, else a new trace."""
+    match = _TRACEPARENT.match((traceparent or "").strip().lower())
+    if not match or match.group(1) == "ff" or set(match.group(2)) == {"0"} or set(match.group(3)) == {"0"}:
+        return new_traceparent()
+    return child_traceparent(match.group(0))
+
+
+def messages_for(tenant: str, contract: Contract, traceparent: str) -> list[Outbound]:
+    """An upstream event's messages: a new chain (correlation id) on herald.events.v1, and a
+    withdrawal also on the compacted herald.consent.v1 (keyed per contact and channel)."""
+    contact_id = contact_of(contract)
+    envelope = Envelope(
+        source=SOURCE,
+        type=contract.TYPE,
+        subject=f"contact/{contact_id}",
+        tenant=tenant,
+        correlation_id=new_id(),
+        traceparent=traceparent,
+    )
+    messages = [Outbound(EVENTS, contact_key(tenant, contact_id), envelope, contract)]
+    if isinstance(contract, ConsentWithdrawn):
+        key = f"{tenant}:{contact_id}:{contract.channel.value}".encode()
+        messages.append(Outbound(CONSENT, key, envelope, contract))
+    return messages
+
+
+def validation_summary(exc: ValidationError, limit: int = 5) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors()[:limit])
+
+
+def validation_errors(exc: ValidationError, limit: int = 20) -> list[dict[str, Any]]:
+    """pydantic's errors, JSON-safe (no input echo, no exception objects)."""
+    return [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()[:limit]]

@@ -1,79 +1,89 @@
 """`herald-ingest`: run the ingest service, or `herald-ingest seed --tenant T --contacts FILE.jsonl`.
 
 Seeding loads a tenant's contacts into Herald's own contact store and records the opt-outs it
-carries as `ConsentWithdrawn` events (de-duplicated like any upstream event, so seeding twice
-publishes nothing new).
+carries as `ConsentWithdrawn` events (reason `imported_opt_out`, de-duplicated like any upstream
+event, so seeding twice publishes nothing new).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib.resources import files
 from pathlib import Path
 
 from herald_core.bus import TransactionalProducer
-from herald_core.contracts import ConsentReason, ConsentWithdrawn
 from herald_core.db import create_pool, migrate
 from herald_core.observability import configure_logging
 from herald_core.runtime import run
 from herald_core.tenants import TenantDirectory
-from herald_ingest.adapters.contacts import PostgresContacts, read_contacts_file
+from herald_ingest.adapters.contacts import ContactFileError, PostgresContacts, read_contacts_file
 from herald_ingest.adapters.dedup import SeenEvents
-from herald_ingest.app import Ingest, create_app
+from herald_ingest.app import MIGRATIONS, Ingest, create_app
+from herald_ingest.logic import SEED, seed_opt_out
 from herald_ingest.settings import Settings
 
-SEED_SOURCE = "herald-seed"
+
+@dataclass(frozen=True)
+class SeedResult:
+    contacts: int
+    opt_outs: int
+    new_opt_outs: int
 
 
-async def seed(settings: Settings, tenant: str, path: Path) -> tuple[int, int]:
+class SeedError(Exception):
+    """Seeding refused before anything was written; the message says why."""
+
+
+async def seed(settings: Settings, tenant: str, path: Path) -> SeedResult:
+    """Upsert the file's contacts into the contact store, then publish their opt-outs (once)."""
     common = settings.common
-    pool = await create_pool(common.pg_dsn)
+    tenants = TenantDirectory(common.tenants_dir)
+    if tenants.get(tenant) is None:
+        raise SeedError(f"unknown tenant {tenant!r} (no tenant file in {common.tenants_dir})")
+    try:
+        contacts = read_contacts_file(path)
+    except (OSError, ContactFileError) as exc:
+        raise SeedError(str(exc)) from exc
+    pool = await create_pool(common.pg_dsn, max_size=2)
     producer = TransactionalProducer(common, "ingest", name="seed")
     try:
-        await migrate(pool, "ingest", Path(str(files("herald_ingest") / "migrations")))
-        contacts = read_contacts_file(path)
+        await migrate(pool, "ingest", MIGRATIONS)
         store = PostgresContacts(pool)
         await store.upsert(tenant, contacts)
         await producer.start()
-        ingest = Ingest(settings, TenantDirectory(common.tenants_dir), store, SeenEvents(pool), producer)
-        opted_out = [c for c in contacts if c.get("opted_out")]
-        keys = [(SEED_SOURCE, f"seed-optout-{c['contact_id']}") for c in opted_out]
-        async with ingest.seen.claim(tenant, keys) as fresh:
-            messages = []
-            for contact in opted_out:
-                event_id = f"seed-optout-{contact['contact_id']}"
-                if (SEED_SOURCE, event_id) not in fresh:
-                    continue
-                withdrawn = ConsentWithdrawn(
-                    contact_id=str(contact["contact_id"]),
-                    email=contact.get("email"),
-                    reason=ConsentReason.IMPORTED_OPT_OUT,
-                    upstream_source=SEED_SOURCE,
-                    upstream_event_id=event_id,
-                    occurred_at=datetime.now(UTC),
-                )
-                messages.extend(ingest.outbound(tenant, withdrawn, str(contact["contact_id"]), None))
-            await producer.publish(messages)
-        return len(contacts), len(messages) // 2
+        ingest = Ingest(settings, tenants, store, SeenEvents(pool), producer)
+        now = datetime.now(UTC)
+        opt_outs = [((SEED, f"seed-optout-{c.id}"), seed_opt_out(c, now)) for c in contacts if c.opted_out]
+        accepted, _ = await ingest.accept(tenant, opt_outs, None)
+        return SeedResult(len(contacts), len(opt_outs), accepted)
     finally:
-        await producer.stop()
+        if producer.started:
+            await producer.stop()
         await pool.close()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="herald-ingest")
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="herald-ingest", description="Herald's ingest service (layer 1, data).")
     sub = parser.add_subparsers(dest="command")
     seeding = sub.add_parser("seed", help="load contacts (JSON lines) into the contact store; record their opt-outs")
-    seeding.add_argument("--tenant", required=True)
-    seeding.add_argument("--contacts", type=Path, required=True)
-    args = parser.parse_args()
+    seeding.add_argument("--tenant", required=True, help="the Herald tenant the contacts belong to")
+    seeding.add_argument("--contacts", type=Path, required=True, help="a JSON-lines file, one contact per line")
+    args = parser.parse_args(argv)
     settings = Settings()
     configure_logging("ingest", settings.common.log_level)
     if args.command == "seed":
-        count, opt_outs = asyncio.run(seed(settings, args.tenant, args.contacts))
-        print(f"seeded {count} contacts into tenant {args.tenant}; recorded {opt_outs} new opt-out(s)")
+        try:
+            result = asyncio.run(seed(settings, args.tenant, args.contacts))
+        except SeedError as exc:
+            print(f"herald-ingest seed: {exc}", file=sys.stderr)
+            raise SystemExit(2) from exc
+        print(
+            f"seeded {result.contacts} contacts into tenant {args.tenant}; "
+            f"{result.opt_outs} opted out, {result.new_opt_outs} new opt-out(s) recorded"
+        )
     else:
         run(lambda: create_app(settings))
 

@@ -13,5 +13,8 @@ class Settings(ServiceSettings):
     http_host: str = "127.0.0.1"
     http_port: int = 8101
     signature_max_age_seconds: int = 300
-    max_body_bytes: int = 1_000_000
-    public_base_url: str | None = None  # the URL HubSpot calls (behind an ingress), used in signature checks
+    max_body_bytes: int = 1_000_000  # larger requests are refused (413) before they are read
+    # the base URL HubSpot calls (e.g. https://herald.example.com behind an ingress): signatures cover the full
+    # URI the sender used, which the service cannot see behind a TLS-terminating proxy
+    public_base_url: str | None = None
+    pg_pool_size: int = 20

@@ -1,26 +1,19 @@
-"""Herald's own contact store in Postgres: the default adapter of the CRM port."""
+"""Herald's own contact store in Postgres (`ingest.contacts`): the default adapter of the CRM port."""
 
 from __future__ import annotations
 
-import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import asyncpg
+from pydantic import ValidationError
 
 from herald_core.contracts import ContactFacts
+from herald_core.observability import get_logger
+from herald_ingest.logic import CONTACT_PROPERTIES, SeedContact, parse_contact_lines
 
-# HubSpot contact property → our column
-HUBSPOT_PROPERTIES = {
-    "email": "email",
-    "firstname": "first_name",
-    "lastname": "last_name",
-    "company": "company",
-    "jobtitle": "job_title",
-    "lifecyclestage": "lifecycle_stage",
-    "country": "country",
-    "industry": "industry",
-}
+log = get_logger("herald.ingest.contacts")
+
 _COLUMNS = (
     "email",
     "first_name",
@@ -35,48 +28,51 @@ _COLUMNS = (
     "deal_value_minor",
     "opted_out",
 )
+_WRITABLE = frozenset(CONTACT_PROPERTIES.values()) & frozenset(_COLUMNS)
 
 
 class PostgresContacts:
+    """Implements `logic.ContactDirectory` over `ingest.contacts`."""
+
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
-    async def get_many(self, tenant: str, contact_ids: list[str]) -> dict[str, ContactFacts]:
+    async def get_many(self, tenant: str, contact_ids: Sequence[str]) -> dict[str, ContactFacts]:
         rows = await self.pool.fetch(
-            "SELECT * FROM ingest.contacts WHERE tenant = $1 AND contact_id = ANY($2::text[])", tenant, contact_ids
+            "SELECT * FROM ingest.contacts WHERE tenant = $1 AND contact_id = ANY($2::text[])",
+            tenant,
+            list(contact_ids),
         )
-        return {r["contact_id"]: _facts(r) for r in rows}
+        found: dict[str, ContactFacts] = {}
+        for row in rows:
+            try:
+                found[row["contact_id"]] = _facts(row)
+            except ValidationError as exc:
+                log.error("unreadable contact row", contact_id=row["contact_id"], error=str(exc)[:300])
+        return found
 
-    async def apply_property(self, tenant: str, contact_id: str, name: str | None, value: str | None) -> None:
-        column = HUBSPOT_PROPERTIES.get(name or "")
-        if column is None:
-            return
+    async def record_property(self, tenant: str, contact_id: str, field: str, value: str | bool | None) -> None:
+        if field not in _WRITABLE:  # the column name is interpolated below: only known ones pass
+            raise ValueError(f"not a contact store column: {field!r}")
         await self.pool.execute(
-            f"UPDATE ingest.contacts SET {column} = $3, updated_at = now() WHERE tenant = $1 AND contact_id = $2",
+            f"UPDATE ingest.contacts SET {field} = $3, updated_at = now() WHERE tenant = $1 AND contact_id = $2",
             tenant,
             contact_id,
             value,
         )
 
-    async def upsert(self, tenant: str, contacts: list[dict[str, Any]]) -> int:
+    async def upsert(self, tenant: str, contacts: Sequence[SeedContact]) -> int:
         placeholders = ", ".join(f"${i + 3}" for i in range(len(_COLUMNS)))
         updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _COLUMNS)
         statement = (
             f"INSERT INTO ingest.contacts(tenant, contact_id, {', '.join(_COLUMNS)}) VALUES ($1, $2, {placeholders}) "
             f"ON CONFLICT (tenant, contact_id) DO UPDATE SET {updates}, updated_at = now()"
         )
-        await self.pool.executemany(
-            statement, [(tenant, str(c["contact_id"]), *(_value(c, col) for col in _COLUMNS)) for c in contacts]
-        )
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.executemany(
+                statement, [(tenant, c.id, *(getattr(c, column) for column in _COLUMNS)) for c in contacts]
+            )
         return len(contacts)
-
-
-def _value(contact: dict[str, Any], column: str) -> Any:
-    if column in ("vip", "opted_out"):
-        return bool(contact.get(column, False))
-    if column == "deal_value_minor":
-        return int(contact.get(column) or 0)
-    return contact.get(column)
 
 
 def _facts(row: asyncpg.Record) -> ContactFacts:
@@ -95,5 +91,15 @@ def _facts(row: asyncpg.Record) -> ContactFacts:
     )
 
 
-def read_contacts_file(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+class ContactFileError(ValueError):
+    """A contacts file with unreadable lines; the message lists them."""
+
+
+def read_contacts_file(path: Path) -> list[SeedContact]:
+    """Every contact in a JSON-lines file, or `ContactFileError` naming each bad line (nothing half-loaded)."""
+    contacts, errors = parse_contact_lines(path.read_text(encoding="utf-8").splitlines())
+    if errors:
+        shown = "\n  ".join(errors[:20])
+        more = f"\n  … and {len(errors) - 20} more" if len(errors) > 20 else ""
+        raise ContactFileError(f"{path}: {len(errors)} unreadable line(s):\n  {shown}{more}")
+    return contacts
