@@ -143,13 +143,9 @@ class TransactionalProducer:
     def __init__(self, common: CommonSettings, service: str, name: str = "edge") -> None:
         self.names = BusNames(common.topic_prefix)
         self.service = service
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=common.kafka_bootstrap,
-            transactional_id=f"{common.topic_prefix}herald-{service}-{name}-{common.instance_id}",
-            transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
-            linger_ms=2,
-            max_batch_size=256 * 1024,
-        )
+        self.common = common
+        self.transactional_id = f"{common.topic_prefix}herald-{service}-{name}-{common.instance_id}"
+        self._producer = self._new_producer()
         self._queue: asyncio.Queue[
             tuple[
                 list[Outbound],
@@ -160,10 +156,41 @@ class TransactionalProducer:
         self._flusher: asyncio.Task[None] | None = None
         self.started = False
 
+    def _new_producer(self) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            bootstrap_servers=self.common.kafka_bootstrap,
+            transactional_id=self.transactional_id,
+            transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
+            linger_ms=2,
+            max_batch_size=256 * 1024,
+        )
+
     async def start(self) -> None:
         await self._producer.start()
         self._flusher = asyncio.create_task(self._flush_forever(), name=f"{self.service}-publisher")
         self.started = True
+
+    async def _renew(self) -> None:
+        """After a failed transaction (fenced, broker gone) the producer may be unusable: start a new one.
+
+        Until it is up, `started` is False, so readiness reports the edge as not ready.
+        """
+        self.started = False
+        with contextlib.suppress(Exception):
+            await self._producer.stop()
+        backoff = 0.2
+        while True:
+            self._producer = self._new_producer()
+            try:
+                await self._producer.start()
+                self.started = True
+                return
+            except Exception as exc:
+                log.error("could not restart the transactional producer", error=repr(exc), backoff=backoff)
+                with contextlib.suppress(Exception):
+                    await self._producer.stop()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
 
     async def stop(self) -> None:
         self.started = False
@@ -179,6 +206,8 @@ class TransactionalProducer:
         audit_only: Sequence[tuple[bytes | None, Envelope, Contract]] = (),
     ) -> None:
         """Publish `messages` (each with its audit copy) and `audit_only` records, all or nothing."""
+        if self._flusher is None or self._flusher.done():
+            raise RuntimeError(f"{self.service} publisher is not running")
         raw = [(AUDIT, key, body.model_dump_json().encode(), env.to_headers()) for key, env, body in audit_only]
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         await self._queue.put((list(messages), raw, done))
@@ -202,7 +231,8 @@ class TransactionalProducer:
                 for _, _, done in pending:
                     if not done.done():
                         done.set_exception(exc)
-                log.error("publish transaction failed", error=repr(exc))
+                log.error("publish transaction failed; renewing the producer", error=repr(exc))
+                await self._renew()
                 continue
             TRANSACTION_SECONDS.labels(self.service).observe(time.perf_counter() - started)
             for _, _, done in pending:
