@@ -6,19 +6,22 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import Message
 from email.parser import BytesParser
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from herald_core.contracts import Contract
 from herald_core.envelope import Envelope
 from herald_core.topics import TopicSpec
+
+C = TypeVar("C", bound=Contract)
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,19 @@ class Record:
     @property
     def id(self) -> str | None:
         return self.headers.get("ce_id")
+
+    @property
+    def tenant(self) -> str | None:
+        return self.headers.get("ce_tenant")
+
+    def body(self, model: type[C]) -> C:
+        assert self.value is not None
+        return model.model_validate_json(self.value)
+
+    def json(self) -> dict[str, Any]:
+        assert self.value is not None
+        loaded: dict[str, Any] = json.loads(self.value)
+        return loaded
 
 
 async def read_topic(

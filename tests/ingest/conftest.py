@@ -36,6 +36,7 @@ from herald_core.settings import CommonSettings
 from herald_core.topics import TopicSpec, all_topics
 from herald_ingest.app import create_app
 from herald_ingest.settings import Settings
+from support import Record
 
 PORTAL = 62515
 SECRET = "ingest-test-hubspot-secret"
@@ -44,33 +45,6 @@ C = TypeVar("C", bound=Contract)
 
 
 # ---------------------------------------------------------------- reading Kafka back
-
-
-@dataclass(frozen=True)
-class Record:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: dict[str, str]
-
-    @property
-    def type(self) -> str | None:
-        return self.headers.get("ce_type")
-
-    @property
-    def tenant(self) -> str | None:
-        return self.headers.get("ce_tenant")
-
-    def body(self, model: type[C]) -> C:
-        assert self.value is not None
-        return model.model_validate_json(self.value)
-
-    def json(self) -> dict[str, Any]:
-        assert self.value is not None
-        loaded: dict[str, Any] = json.loads(self.value)
-        return loaded
 
 
 async def read_committed(bootstrap: str, topic: str, partitions: int, *, timeout: float = 20.0) -> list[Record]:

@@ -70,6 +70,9 @@ class ConsentFeed:
         self._task = asyncio.create_task(self._follow(), name=f"{self.schema}-consent-feed")
         self.started = True
 
+    async def ready(self) -> bool:
+        return self.started
+
     async def _partitions(self) -> list[int]:
         admin = AIOKafkaAdminClient(bootstrap_servers=self.common.kafka_bootstrap)
         await admin.start()

@@ -8,6 +8,7 @@ together do not race.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
@@ -48,3 +49,12 @@ async def migrate(pool: asyncpg.Pool, schema: str, *migration_dirs: Path) -> lis
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", lock_key)
     return applied
+
+
+def readiness(pool: asyncpg.Pool) -> Callable[[], Awaitable[bool]]:
+    """A readiness check for `/readyz`: the database answers a query."""
+
+    async def postgres_answers() -> bool:
+        return bool(await pool.fetchval("SELECT true"))
+
+    return postgres_answers

@@ -21,7 +21,7 @@ from prometheus_client import Counter
 from herald_core.bus import ConsumerWorker, Inbound, Outbound, TransientError
 from herald_core.consent import CONSENT_MIGRATIONS, ConsentFeed
 from herald_core.contracts import ActionApproved, ActionExecuted, ActionRefused, ExecutionStatus
-from herald_core.db import create_pool, migrate
+from herald_core.db import create_pool, migrate, readiness
 from herald_core.observability import add_ops_routes, get_logger
 from herald_core.runtime import ServiceRuntime
 from herald_core.signing import VerificationError, Verifier, load_verifier
@@ -184,14 +184,8 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
         concurrency=settings.concurrency,
     )
 
-    async def db_ok() -> bool:
-        return bool(await pool.fetchval("SELECT true"))
-
-    async def feed_ok() -> bool:
-        return feed.started
-
     http = FastAPI(title="herald-executor")
-    add_ops_routes(http, {"postgres": db_ok, "consent_feed": feed_ok, "consumer": worker.ready})
+    add_ops_routes(http, {"postgres": readiness(pool), "consent_feed": feed.ready, "consumer": worker.ready})
     runtime = ServiceRuntime("executor", http, settings.ops_host, settings.ops_port)
     runtime.on_start += [feed.start, worker.start]
     runtime.on_stop += [pool.close, sender.close, feed.stop, worker.stop]

@@ -29,7 +29,7 @@ from herald_core.contracts import (
     ReviewRequested,
     RuleHit,
 )
-from herald_core.db import create_pool, migrate
+from herald_core.db import create_pool, migrate, readiness
 from herald_core.ids import new_id
 from herald_core.observability import add_ops_routes, get_logger
 from herald_core.runtime import ServiceRuntime
@@ -204,14 +204,8 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
         concurrency=settings.concurrency,
     )
 
-    async def db_ok() -> bool:
-        return bool(await pool.fetchval("SELECT true"))
-
-    async def feed_ok() -> bool:
-        return feed.started
-
     http = FastAPI(title="herald-guard")
-    add_ops_routes(http, {"postgres": db_ok, "consent_feed": feed_ok, "consumer": worker.ready})
+    add_ops_routes(http, {"postgres": readiness(pool), "consent_feed": feed.ready, "consumer": worker.ready})
     runtime = ServiceRuntime("guard", http, settings.ops_host, settings.ops_port)
     runtime.on_start += [feed.start, worker.start]
     runtime.on_stop += [pool.close, feed.stop, worker.stop]

@@ -30,7 +30,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from herald_core.bus import Outbound, TransactionalProducer
 from herald_core.contracts import Contract, EventRejected
-from herald_core.db import create_pool, migrate
+from herald_core.db import create_pool, migrate, readiness
 from herald_core.envelope import Envelope
 from herald_core.ids import new_id
 from herald_core.observability import add_ops_routes, get_logger
@@ -398,13 +398,10 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
         with structlog.contextvars.bound_contextvars(endpoint="cloudevents"):
             return await _answer(ingest.cloudevent(request))
 
-    async def db_ok() -> bool:
-        return bool(await pool.fetchval("SELECT true"))
-
     async def producer_ok() -> bool:
         return producer.started
 
-    add_ops_routes(http, {"postgres": db_ok, "kafka_producer": producer_ok})
+    add_ops_routes(http, {"postgres": readiness(pool), "kafka_producer": producer_ok})
     runtime = ServiceRuntime("ingest", http, settings.http_host, settings.http_port)
     runtime.on_start.append(producer.start)
     runtime.on_stop += [pool.close, producer.stop]

@@ -27,7 +27,7 @@ from herald_core.contracts import (
     PlanStep,
     SendEmailInput,
 )
-from herald_core.db import create_pool, migrate
+from herald_core.db import create_pool, migrate, readiness
 from herald_core.ids import new_id
 from herald_core.observability import add_ops_routes, get_logger
 from herald_core.runtime import ServiceRuntime
@@ -199,11 +199,8 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
         concurrency=settings.concurrency,
     )
 
-    async def db_ok() -> bool:
-        return bool(await pool.fetchval("SELECT true"))
-
     http = FastAPI(title="herald-planner")
-    add_ops_routes(http, {"postgres": db_ok, "consumer": worker.ready})
+    add_ops_routes(http, {"postgres": readiness(pool), "consumer": worker.ready})
     runtime = ServiceRuntime("planner", http, settings.ops_host, settings.ops_port)
     runtime.on_start += [worker.start]
     runtime.on_stop += [pool.close, retrieval.close, worker.stop]

@@ -21,7 +21,7 @@ from prometheus_client import Counter
 
 from herald_core.bus import ConsumerWorker, Inbound, Outbound, TransactionalProducer
 from herald_core.contracts import ActionProposed, ReviewDecided, ReviewDecision, ReviewRequested
-from herald_core.db import create_pool, migrate
+from herald_core.db import create_pool, migrate, readiness
 from herald_core.envelope import Envelope, child_traceparent
 from herald_core.observability import add_ops_routes, get_logger
 from herald_core.runtime import ServiceRuntime
@@ -116,13 +116,10 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     async def reject(review_id: str, body: Reject) -> dict[str, Any]:
         return await review.decide(review_id, ReviewDecision.REJECTED, body.reviewer, body.reason)
 
-    async def db_ok() -> bool:
-        return bool(await pool.fetchval("SELECT true"))
-
     async def producer_ok() -> bool:
         return producer.started
 
-    add_ops_routes(http, {"postgres": db_ok, "kafka_producer": producer_ok, "consumer": worker.ready})
+    add_ops_routes(http, {"postgres": readiness(pool), "kafka_producer": producer_ok, "consumer": worker.ready})
     runtime = ServiceRuntime("review", http, settings.http_host, settings.http_port)
     runtime.on_start += [producer.start, worker.start]
     runtime.on_stop += [pool.close, producer.stop, worker.stop]
