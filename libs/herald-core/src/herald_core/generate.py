@@ -5,6 +5,7 @@
     deploy/k8s/kafka-topics.yaml       Strimzi KafkaTopic resources
     deploy/k8s/kafka-users.yaml        Strimzi KafkaUser resources with ACLs: each service may write
                                        only the topics it produces (only the guard writes approvals)
+    deploy/k8s/herald.yaml             the six services: Deployments with probes and metrics, Services
 
 `make generate` writes them; `make lint` fails when they are stale.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,28 @@ from herald_core.topics import AUDIT, CONSUMERS, DEAD_LETTER_TOPICS, TOPICS, Top
 
 SERVICES = ("ingest", "retrieval", "planner", "guard", "review", "executor")
 CLUSTER = "herald"
+IMAGE = "ghcr.io/herald/herald:0.1.0"
+
+
+@dataclass(frozen=True)
+class Workload:
+    """How a service runs on Kubernetes: its HTTP port (API or health/metrics), gRPC port, replicas."""
+
+    service: str
+    http_port: int
+    replicas: int
+    grpc_port: int | None = None
+    public_http: bool = False  # ingest and review serve an API on their HTTP port
+
+
+WORKLOADS = (
+    Workload("ingest", 8101, 2, public_http=True),
+    Workload("retrieval", 8102, 2, grpc_port=8202),
+    Workload("planner", 8103, 2),
+    Workload("guard", 8104, 2),
+    Workload("review", 8105, 2, public_http=True),
+    Workload("executor", 8106, 2),
+)
 
 
 def _model_name(message_type: str) -> str:
@@ -178,8 +202,122 @@ def kafka_users() -> list[dict[str, Any]]:
     return users
 
 
+EXTRA_ENV = {
+    "retrieval": {"WEAVIATE_HOST": "herald-weaviate", "WEAVIATE_HTTP_PORT": "8080", "WEAVIATE_GRPC_PORT": "50051"},
+    "executor": {"SMTP_HOST": "smtp-relay", "SMTP_PORT": "587", "SMTP_STARTTLS": "true"},
+    "ingest": {"PUBLIC_BASE_URL": "https://herald.example.com"},
+}
+
+
+def kubernetes_workloads() -> list[dict[str, Any]]:
+    """A Deployment (and Service where something calls it) per service; configuration from one ConfigMap."""
+    documents: list[dict[str, Any]] = [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "herald", "labels": {"app.kubernetes.io/part-of": "herald"}},
+            "data": {
+                "HERALD_KAFKA_BOOTSTRAP": "herald-kafka-bootstrap:9093",
+                "HERALD_TENANTS_DIR": "/etc/herald/tenants",
+                "HERALD_KEYS_DIR": "/etc/herald/keys",
+                "HERALD_PLANNER_RETRIEVAL_TARGET": "herald-retrieval:8202",
+                "HERALD_LOG_LEVEL": "INFO",
+            },
+        }
+    ]
+    for w in WORKLOADS:
+        name = f"herald-{w.service}"
+        labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": "herald"}
+        prefix = f"HERALD_{w.service.upper()}_"
+        port_env = "HTTP_PORT" if w.public_http else "OPS_PORT"
+        env: list[dict[str, Any]] = [
+            {"name": f"{prefix}{port_env}", "value": str(w.http_port)},
+            {"name": f"{prefix}{'HTTP_HOST' if w.public_http else 'OPS_HOST'}", "value": "0.0.0.0"},
+            # names the transactional producers; a replaced pod gets a new name, so a transaction its
+            # predecessor left open is aborted by the broker's transaction timeout (15 s), not fenced at once
+            {"name": "HERALD_INSTANCE_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": "HERALD_PG_DSN", "valueFrom": {"secretKeyRef": {"name": name, "key": "pg-dsn"}}},
+        ]
+        env += [{"name": f"{prefix}{key}", "value": value} for key, value in EXTRA_ENV.get(w.service, {}).items()]
+        ports = [{"name": "http", "containerPort": w.http_port}]
+        if w.grpc_port:
+            env += [
+                {"name": f"{prefix}GRPC_PORT", "value": str(w.grpc_port)},
+                {"name": f"{prefix}GRPC_HOST", "value": "0.0.0.0"},
+            ]
+            ports.append({"name": "grpc", "containerPort": w.grpc_port})
+        mounts = [{"name": "tenants", "mountPath": "/etc/herald/tenants", "readOnly": True}]
+        volumes: list[dict[str, Any]] = [{"name": "tenants", "configMap": {"name": "herald-tenants"}}]
+        if w.service in ("guard", "executor"):
+            # the guard holds the signing key; the executor only the public keys
+            mounts.append({"name": "keys", "mountPath": "/etc/herald/keys", "readOnly": True})
+            volumes.append({"name": "keys", "secret": {"secretName": f"herald-{w.service}-keys"}})
+        documents.append(
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": name, "labels": labels},
+                "spec": {
+                    "replicas": w.replicas,
+                    "selector": {"matchLabels": labels},
+                    "template": {
+                        "metadata": {
+                            "labels": labels,
+                            "annotations": {
+                                "prometheus.io/scrape": "true",
+                                "prometheus.io/port": str(w.http_port),
+                                "prometheus.io/path": "/metrics",
+                            },
+                        },
+                        "spec": {
+                            "securityContext": {"runAsNonRoot": True, "runAsUser": 10001},
+                            "containers": [
+                                {
+                                    "name": w.service,
+                                    "image": IMAGE,
+                                    "command": [f"herald-{w.service}"],
+                                    "envFrom": [{"configMapRef": {"name": "herald"}}],
+                                    "env": env,
+                                    "ports": ports,
+                                    "readinessProbe": {
+                                        "httpGet": {"path": "/readyz", "port": "http"},
+                                        "periodSeconds": 5,
+                                    },
+                                    "livenessProbe": {
+                                        "httpGet": {"path": "/healthz", "port": "http"},
+                                        "periodSeconds": 10,
+                                    },
+                                    "resources": {
+                                        "requests": {"cpu": "250m", "memory": "256Mi"},
+                                        "limits": {"memory": "1Gi"},
+                                    },
+                                    "volumeMounts": mounts,
+                                }
+                            ],
+                            "volumes": volumes,
+                            "terminationGracePeriodSeconds": 30,
+                        },
+                    },
+                },
+            }
+        )
+        if w.public_http or w.grpc_port:
+            service_ports = [{"name": "http", "port": w.http_port, "targetPort": "http"}]
+            if w.grpc_port:
+                service_ports.append({"name": "grpc", "port": w.grpc_port, "targetPort": "grpc"})
+            documents.append(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Service",
+                    "metadata": {"name": name, "labels": labels},
+                    "spec": {"selector": labels, "ports": service_ports},
+                }
+            )
+    return documents
+
+
 def _dump_all(documents: list[dict[str, Any]]) -> str:
-    header = "# Generated by `make generate` from herald_core.topics; do not edit.\n"
+    header = "# Generated by `make generate` from herald-core (herald_core/generate.py); do not edit.\n"
     return header + str(yaml.safe_dump_all(documents, sort_keys=False, explicit_start=True))
 
 
@@ -196,6 +334,7 @@ def write(root: Path) -> list[Path]:
         + yaml.safe_dump(asyncapi(), sort_keys=False, allow_unicode=True),
         root / "deploy" / "k8s" / "kafka-topics.yaml": _dump_all(kafka_topics()),
         root / "deploy" / "k8s" / "kafka-users.yaml": _dump_all(kafka_users()),
+        root / "deploy" / "k8s" / "herald.yaml": _dump_all(kubernetes_workloads()),
     }
     for path, text in outputs.items():
         path.parent.mkdir(parents=True, exist_ok=True)
