@@ -47,11 +47,23 @@ C = TypeVar("C", bound=Contract)
 # ---------------------------------------------------------------- reading Kafka back
 
 
-async def read_committed(bootstrap: str, topic: str, partitions: int, *, timeout: float = 20.0) -> list[Record]:
-    """Every committed record on `topic`, up to its last stable offset at the time of the call.
+async def _settled_end_offsets(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+    ends = await consumer.end_offsets(tps)
+    for _ in range(50):
+        await asyncio.sleep(0.15)
+        again = await consumer.end_offsets(tps)
+        if again == ends:
+            return ends
+        ends = again
+    return ends
 
-    The service answers only after its Kafka transaction committed, so everything a request
-    produced is below that offset: no waiting for "nothing more arrives".
+
+async def read_committed(bootstrap: str, topic: str, partitions: int, *, timeout: float = 20.0) -> list[Record]:
+    """Every committed record on `topic`, up to its last stable offset once that offset has settled.
+
+    The service answers only after its Kafka transaction committed; but the broker writes the commit
+    markers to the data partitions just after it answers the commit, so a partition's last stable
+    offset can trail the answer by a moment. Read up to end offsets that hold still for a little while.
     """
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
@@ -65,7 +77,7 @@ async def read_committed(bootstrap: str, topic: str, partitions: int, *, timeout
         tps = [TopicPartition(topic, p) for p in range(partitions)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
+        ends = await _settled_end_offsets(consumer, tps)
         records: list[Record] = []
         deadline = time.monotonic() + timeout
         while True:
