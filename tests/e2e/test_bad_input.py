@@ -15,7 +15,7 @@ from test_first_touch import SECRET, _contact, _creation, post_hubspot
 from herald_core.contracts import EventRejected
 from herald_core.envelope import Envelope
 from herald_core.ids import new_id
-from herald_core.topics import AUDIT, EVENTS, PROPOSED_ACTION, REVIEW, REVIEW_DECISION
+from herald_core.topics import AUDIT, CONSENT, EVENTS, PROPOSED_ACTION, REVIEW, REVIEW_DECISION
 from support import hubspot_signature, publish_raw, read_topic
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.postgres]
@@ -225,3 +225,23 @@ async def test_consumers_dead_letter_bad_messages_with_the_reason(herald, edge, 
         ),
     )
     assert sum(r.type == "herald.dead-lettered.v1" and r.headers.get("herald_topic") == dlq_topic for r in audit) >= 3
+
+
+async def test_unreadable_consent_records_are_dead_lettered_by_guard_and_executor(herald, edge) -> None:  # type: ignore[no-untyped-def]
+    tenant, _, _ = edge
+    marker = secrets.token_hex(6).encode()
+    env = Envelope(source="test/bad", type="herald.consent.withdrawn.v1", tenant=tenant, correlation_id=new_id())
+    await publish_raw(
+        herald.bootstrap, herald.topic(CONSENT), b'{"m": "' + marker + b'"}', key=b"k", headers=env.to_headers()
+    )
+    for service in ("guard", "executor"):
+        dlq_topic = f"{herald.prefix}herald.dlq.{service}.v1"
+        dlq = await read_topic(
+            herald.bootstrap, dlq_topic, timeout=30, until=lambda rs: any(marker in (r.value or b"") for r in rs)
+        )
+        mine = [r for r in dlq if marker in (r.value or b"")]
+        # every replica follows the whole consent topic, so each one dead-letters what it cannot read
+        replicas = sum(1 for r in herald.services.replicas.values() if r.service == service)
+        assert 1 <= len(mine) <= replicas, service
+        assert mine[0].headers["herald_dlq_reason"].startswith("invalid body")
+        assert mine[0].headers["herald_dlq_topic"] == herald.topic(CONSENT)

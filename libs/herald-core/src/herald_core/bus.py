@@ -478,39 +478,48 @@ class ConsumerWorker:
     async def _send_dead_letter(
         self, producer: AIOKafkaProducer, record: ConsumerRecord[bytes, bytes], reason: str, envelope: Envelope | None
     ) -> None:
-        DEAD_LETTERS.labels(self.service, reason.split(":")[0]).inc()
-        log.warning(
-            "dead-lettered", topic=record.topic, partition=record.partition, offset=record.offset, reason=reason
+        await send_dead_letter(producer, self.names, self.service, record, reason, envelope)
+
+
+async def send_dead_letter(
+    producer: AIOKafkaProducer,
+    names: BusNames,
+    service: str,
+    record: ConsumerRecord[bytes, bytes],
+    reason: str,
+    envelope: Envelope | None,
+) -> None:
+    """Send `record` to the service's dead-letter topic (reason and origin in headers), with an audit record."""
+    DEAD_LETTERS.labels(service, reason.split(":")[0]).inc()
+    log.warning("dead-lettered", topic=record.topic, partition=record.partition, offset=record.offset, reason=reason)
+    dlq = names(dead_letter_topic(service))
+    headers = [
+        *(record.headers or ()),
+        ("herald_dlq_reason", reason.encode()),
+        ("herald_dlq_consumer", service.encode()),
+        ("herald_dlq_topic", record.topic.encode()),
+        ("herald_dlq_partition", str(record.partition).encode()),
+        ("herald_dlq_offset", str(record.offset).encode()),
+    ]
+    await producer.send(dlq, value=record.value, key=record.key, headers=headers)
+    body = DeadLettered(
+        consumer=service,
+        original_topic=record.topic,
+        original_partition=record.partition,
+        original_offset=record.offset,
+        reason=reason,
+    )
+    if envelope is not None:
+        audit_env = envelope.caused(source=f"herald/{service}", type=DeadLettered.TYPE)
+    else:
+        audit_env = Envelope(
+            source=f"herald/{service}",
+            type=DeadLettered.TYPE,
+            tenant="unknown",
+            correlation_id=f"dlq:{record.topic}:{record.partition}:{record.offset}",
         )
-        headers = [
-            *(record.headers or ()),
-            ("herald_dlq_reason", reason.encode()),
-            ("herald_dlq_consumer", self.service.encode()),
-            ("herald_dlq_topic", record.topic.encode()),
-            ("herald_dlq_partition", str(record.partition).encode()),
-            ("herald_dlq_offset", str(record.offset).encode()),
-        ]
-        await producer.send(self.names(self.dlq), value=record.value, key=record.key, headers=headers)
-        body = DeadLettered(
-            consumer=self.service,
-            original_topic=record.topic,
-            original_partition=record.partition,
-            original_offset=record.offset,
-            reason=reason,
-        )
-        if envelope is not None:
-            audit_env = envelope.caused(source=f"herald/{self.service}", type=DeadLettered.TYPE)
-        else:
-            audit_env = Envelope(
-                source=f"herald/{self.service}",
-                type=DeadLettered.TYPE,
-                tenant="unknown",
-                correlation_id=f"dlq:{record.topic}:{record.partition}:{record.offset}",
-            )
-        audit_headers = _audit_headers(audit_env.to_headers(), self.names(self.dlq))
-        await producer.send(
-            self.names(AUDIT), value=body.model_dump_json().encode(), key=record.key, headers=audit_headers
-        )
+    audit_headers = _audit_headers(audit_env.to_headers(), dlq)
+    await producer.send(names(AUDIT), value=body.model_dump_json().encode(), key=record.key, headers=audit_headers)
 
 
 def _envelope_or_none(record: ConsumerRecord[bytes, bytes]) -> Envelope | None:

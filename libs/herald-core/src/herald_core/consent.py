@@ -19,12 +19,14 @@ from pathlib import Path
 
 import asyncpg
 import structlog
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+from pydantic import ValidationError
 
-from herald_core.bus import FETCH_MAX_WAIT_MS
-from herald_core.contracts import ConsentGranted, ConsentWithdrawn
-from herald_core.envelope import Envelope
+from herald_core.bus import FETCH_MAX_WAIT_MS, BusNames, send_dead_letter
+from herald_core.contracts import ConsentGranted, ConsentWithdrawn, Contract
+from herald_core.envelope import Envelope, EnvelopeError
 from herald_core.settings import CommonSettings
 from herald_core.topics import CONSENT
 
@@ -38,6 +40,7 @@ class ConsentFeed:
         self.schema = schema
         self.topic = CONSENT.full_name(common.topic_prefix)
         self._consumer: AIOKafkaConsumer | None = None
+        self._dlq_producer: AIOKafkaProducer | None = None
         self._task: asyncio.Task[None] | None = None
         self._positions: dict[TopicPartition, int] = {}
         self._advanced = asyncio.Condition()
@@ -67,6 +70,8 @@ class ConsentFeed:
                 await consumer.seek_to_beginning(tp)
                 self._positions[tp] = 0
         self._consumer = consumer
+        self._dlq_producer = AIOKafkaProducer(bootstrap_servers=self.common.kafka_bootstrap, enable_idempotence=True)
+        await self._dlq_producer.start()
         self._task = asyncio.create_task(self._follow(), name=f"{self.schema}-consent-feed")
         self.started = True
 
@@ -91,6 +96,8 @@ class ConsentFeed:
                 await self._task
         if self._consumer:
             await self._consumer.stop()
+        if self._dlq_producer:
+            await self._dlq_producer.stop()
 
     async def _follow(self) -> None:
         assert self._consumer is not None
@@ -98,6 +105,7 @@ class ConsentFeed:
         while True:
             batch = await consumer.getmany(timeout_ms=100, max_records=1000)
             try:
+                await self._dead_letter_unreadable([r for records in batch.values() for r in records])
                 async with self.pool.acquire() as conn, conn.transaction():
                     for tp, records in batch.items():
                         for record in records:
@@ -108,7 +116,7 @@ class ConsentFeed:
                             tp.partition,
                             records[-1].offset + 1,
                         )
-            except (OSError, asyncpg.PostgresError) as exc:
+            except (OSError, asyncpg.PostgresError, KafkaError) as exc:
                 log.error("consent feed could not store a batch; retrying", error=repr(exc))
                 for tp in batch:
                     consumer.seek(tp, self._positions[tp])
@@ -119,22 +127,31 @@ class ConsentFeed:
                     self._positions[tp] = await consumer.position(tp)
                 self._advanced.notify_all()
 
+    async def _dead_letter_unreadable(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        """Records no one can apply go to this service's dead-letter topic (before their offsets are stored)."""
+        for record in records:
+            problem = _unreadable(record.headers, record.value)
+            if problem is not None:
+                assert self._dlq_producer is not None
+                await send_dead_letter(
+                    self._dlq_producer, BusNames(self.common.topic_prefix), self.schema, record, problem, None
+                )
+        if self._dlq_producer is not None:
+            await self._dlq_producer.flush()
+
     async def _apply(self, conn: asyncpg.Connection, headers: object, value: bytes | None, offset: int) -> None:
-        try:
-            envelope = Envelope.from_headers(headers)  # type: ignore[arg-type]
-            if envelope.type == ConsentWithdrawn.TYPE and value:
-                withdrawn = ConsentWithdrawn.model_validate_json(value)
-                suppressed, reason, email = True, withdrawn.reason.value, withdrawn.email
-                contact, channel = withdrawn.contact_id, withdrawn.channel.value
-            elif envelope.type == ConsentGranted.TYPE and value:
-                granted = ConsentGranted.model_validate_json(value)
-                suppressed, reason, email = False, "granted", None
-                contact, channel = granted.contact_id, granted.channel.value
-            else:
-                return
-        except ValueError as exc:
-            # only ingest writes this topic; an unreadable record is logged and skipped, never fatal
-            log.error("unreadable consent record", offset=offset, error=str(exc)[:300])
+        if _unreadable(headers, value) is not None:
+            return  # dead-lettered by _dead_letter_unreadable
+        envelope = Envelope.from_headers(headers)  # type: ignore[arg-type]
+        if envelope.type == ConsentWithdrawn.TYPE and value:
+            withdrawn = ConsentWithdrawn.model_validate_json(value)
+            suppressed, reason, email = True, withdrawn.reason.value, withdrawn.email
+            contact, channel = withdrawn.contact_id, withdrawn.channel.value
+        elif envelope.type == ConsentGranted.TYPE and value:
+            granted = ConsentGranted.model_validate_json(value)
+            suppressed, reason, email = False, "granted", None
+            contact, channel = granted.contact_id, granted.channel.value
+        else:
             return
         await conn.execute(
             f'INSERT INTO "{self.schema}".suppression'
@@ -177,6 +194,24 @@ class ConsentFeed:
             email,
         )
         return None if row is None else str(row["reason"])
+
+
+def _unreadable(headers: object, value: bytes | None) -> str | None:
+    """Why a consent record cannot be applied, or None."""
+    try:
+        envelope = Envelope.from_headers(headers)  # type: ignore[arg-type]
+    except EnvelopeError as exc:
+        return f"invalid envelope: {exc}"
+    models: dict[str, type[Contract]] = {ConsentWithdrawn.TYPE: ConsentWithdrawn, ConsentGranted.TYPE: ConsentGranted}
+    if envelope.type not in models:
+        return f"invalid envelope: type {envelope.type!r} is not carried on the consent topic"
+    if not value:
+        return "invalid body: empty"
+    try:
+        models[envelope.type].model_validate_json(value)
+    except ValidationError as exc:
+        return f"invalid body: {exc.errors()[0]['msg'] if exc.errors() else exc}"[:1000]
+    return None
 
 
 #: migrations for the tables above; a service passes this to `herald_core.db.migrate` after its own
