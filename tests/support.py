@@ -8,7 +8,7 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from email.message import Message
 from email.parser import BytesParser
@@ -17,8 +17,9 @@ from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from herald_core.contracts import Contract
-from herald_core.envelope import Envelope
+from herald_core.contracts import ActionProposed, ContactFacts, Contract, SendEmailInput
+from herald_core.envelope import Envelope, new_traceparent
+from herald_core.ids import new_id
 from herald_core.topics import TopicSpec
 
 C = TypeVar("C", bound=Contract)
@@ -127,6 +128,74 @@ def recipients(maildir: Path) -> list[str]:
         if (maildir / folder).is_dir()
         for path in (maildir / folder).iterdir()
     ]
+
+
+def contact_record(contact_id: int, **extra: Any) -> dict[str, Any]:
+    """One line of a contacts file (`herald-ingest seed`): a logistics lead unless `extra` says otherwise."""
+    return {
+        "contact_id": contact_id,
+        "email": f"lead-{contact_id}@northwind.example",
+        "first_name": "Jordan",
+        "last_name": "Reyes",
+        "company": "Northwind Freight",
+        "job_title": "Head of Operations",
+        "industry": "logistics",
+        "lifecycle_stage": "lead",
+        "country": "US",
+        "timezone": "America/Chicago",
+        "vip": False,
+        "deal_value_minor": 0,
+        "opted_out": False,
+        **extra,
+    }
+
+
+def email_action(
+    tenant: str,
+    *,
+    contact_id: str,
+    email: str,
+    subject: str = "Hello",
+    body_text: str = "A short note.",
+    rationale: str = "test",
+    **contact: Any,
+) -> ActionProposed:
+    """A `send_email` proposal for one contact, as the planner would make it."""
+    return ActionProposed(
+        action_id=new_id(),
+        tenant=tenant,
+        workflow_id=f"wf-{new_id()}",
+        tool="send_email",
+        input=SendEmailInput(to=email, subject=subject, body_text=body_text),
+        contact=ContactFacts(contact_id=contact_id, email=email, **contact),
+        evidence=(),
+        confidence=0.9,
+        rationale=rationale,
+    )
+
+
+def envelope(tenant: str, body: Contract, *, source: str, subject: str | None = None) -> Envelope:
+    """A new chain's envelope for `body`, from a test standing in for `source`."""
+    return Envelope(
+        source=source,
+        type=body.TYPE,
+        tenant=tenant,
+        correlation_id=new_id(),
+        subject=subject,
+        traceparent=new_traceparent(),
+    )
+
+
+async def publish_many(bootstrap: str, topic: str, messages: Iterable[tuple[bytes, Envelope, Contract]]) -> None:
+    """Write (key, envelope, body) messages straight onto a topic with a plain producer."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    await producer.start()
+    try:
+        for key, env, body in messages:
+            await producer.send(topic, body.model_dump_json().encode(), key=key, headers=env.to_headers())
+        await producer.flush()
+    finally:
+        await producer.stop()
 
 
 def mails_to(maildir: Path, address: str) -> list[Message]:

@@ -9,14 +9,12 @@ import secrets
 from datetime import timedelta
 
 import pytest
-from aiokafka import AIOKafkaProducer
 
-from herald_core.contracts import ActionApproved, ActionExecuted, ActionProposed, ContactFacts, SendEmailInput
-from herald_core.envelope import Envelope, new_traceparent
-from herald_core.ids import new_id
+from herald_core.contracts import ActionApproved, ActionExecuted, ActionProposed
+from herald_core.envelope import Envelope
 from herald_core.signing import load_signer
 from herald_core.topics import APPROVED_ACTION, EXECUTED, contact_key
-from support import eventually, mails_to, read_topic, recipients
+from support import email_action, envelope, eventually, mails_to, publish_many, read_topic, recipients
 
 pytestmark = [pytest.mark.chaos, pytest.mark.e2e, pytest.mark.kafka, pytest.mark.postgres, pytest.mark.smtp]
 
@@ -30,42 +28,18 @@ async def test_executor_killed_mid_batch_sends_each_email_at_most_once(herald) -
     signer = load_signer(herald.keys_dir / "guard-local-1.pem", "guard-local-1")
     addresses = [f"crash-{run}-{n}@buyers.example" for n in range(APPROVALS)]
     recipients(herald.maildir)  # read the mailbox once now, so watching it later is quick
-    action_ids = []
-    producer = AIOKafkaProducer(bootstrap_servers=herald.bootstrap, linger_ms=5)
-    await producer.start()
-    try:
-        for n, address in enumerate(addresses):
-            contact = ContactFacts(contact_id=f"{run}{n:04d}", email=address)
-            action = ActionProposed(
-                action_id=new_id(),
-                tenant=tenant,
-                workflow_id=f"wf-{new_id()}",
-                tool="send_email",
-                input=SendEmailInput(to=address, subject="Hello", body_text="A short note."),
-                contact=contact,
-                evidence=(),
-                confidence=0.9,
-                rationale="crash test",
-            )
-            action_ids.append(action.action_id)
-            approval = signer.approve(action, approved_by="guard", policy_version="test", ttl=timedelta(minutes=30))
-            env = Envelope(
-                source="test/guard",
-                type=ActionApproved.TYPE,
-                tenant=tenant,
-                correlation_id=new_id(),
-                traceparent=new_traceparent(),
-            )
-            body = ActionApproved(action=action, approval=approval, rules=())
-            await producer.send(
-                herald.topic(APPROVED_ACTION),
-                body.model_dump_json().encode(),
-                key=contact_key(tenant, contact.contact_id),
-                headers=env.to_headers(),
-            )
-        await producer.flush()
-    finally:
-        await producer.stop()
+    actions = [
+        email_action(tenant, contact_id=f"{run}{n:04d}", email=address, rationale="crash test")
+        for n, address in enumerate(addresses)
+    ]
+    action_ids = [action.action_id for action in actions]
+
+    def approved(action: ActionProposed) -> tuple[bytes, Envelope, ActionApproved]:
+        approval = signer.approve(action, approved_by="guard", policy_version="test", ttl=timedelta(minutes=30))
+        body = ActionApproved(action=action, approval=approval, rules=())
+        return contact_key(tenant, action.contact.contact_id), envelope(tenant, body, source="test/guard"), body
+
+    await publish_many(herald.bootstrap, herald.topic(APPROVED_ACTION), (approved(a) for a in actions))
 
     wanted = set(addresses)
 

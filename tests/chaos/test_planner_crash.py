@@ -9,13 +9,11 @@ from collections import Counter
 from datetime import UTC, datetime
 
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from herald_core.contracts import ActionProposed, ContactCreated, ContactFacts
-from herald_core.envelope import Envelope, new_traceparent
-from herald_core.ids import new_id
+from herald_core.envelope import Envelope
 from herald_core.topics import EVENTS, PROPOSED_ACTION, contact_key
-from support import eventually, read_topic
+from support import envelope, eventually, publish_many, read_topic
 
 pytestmark = [pytest.mark.chaos, pytest.mark.e2e, pytest.mark.kafka, pytest.mark.postgres, pytest.mark.weaviate]
 
@@ -26,36 +24,21 @@ async def test_planner_killed_mid_stream_proposes_once_per_lead(herald) -> None:
     tenant = herald.add_tenant(f"pcrash{secrets.token_hex(3)}", escalation={"vip": False})
     herald.load_kb(tenant)
     run = secrets.token_hex(3)
-    producer = AIOKafkaProducer(bootstrap_servers=herald.bootstrap, linger_ms=5)
-    await producer.start()
-    try:
-        for n in range(LEADS):
-            contact = ContactFacts(
-                contact_id=f"{run}{n:04d}",
-                email=f"p-{run}-{n}@buyers.example",
-                first_name="Sam",
-                industry="logistics",
-                job_title="Head of Operations",
-            )
-            body = ContactCreated(
-                contact=contact, upstream_source="test", upstream_event_id=f"{run}-{n}", occurred_at=datetime.now(UTC)
-            )
-            env = Envelope(
-                source="test/ingest",
-                type=ContactCreated.TYPE,
-                tenant=tenant,
-                correlation_id=new_id(),
-                traceparent=new_traceparent(),
-            )
-            await producer.send(
-                herald.topic(EVENTS),
-                body.model_dump_json().encode(),
-                key=contact_key(tenant, contact.contact_id),
-                headers=env.to_headers(),
-            )
-        await producer.flush()
-    finally:
-        await producer.stop()
+
+    def created(n: int) -> tuple[bytes, Envelope, ContactCreated]:
+        contact = ContactFacts(
+            contact_id=f"{run}{n:04d}",
+            email=f"p-{run}-{n}@buyers.example",
+            first_name="Sam",
+            industry="logistics",
+            job_title="Head of Operations",
+        )
+        body = ContactCreated(
+            contact=contact, upstream_source="test", upstream_event_id=f"{run}-{n}", occurred_at=datetime.now(UTC)
+        )
+        return contact_key(tenant, contact.contact_id), envelope(tenant, body, source="test/ingest"), body
+
+    await publish_many(herald.bootstrap, herald.topic(EVENTS), (created(n) for n in range(LEADS)))
 
     def proposals(records):  # type: ignore[no-untyped-def]
         return [

@@ -15,30 +15,23 @@ from herald_core.contracts import (
     ActionRefused,
     ConsentReason,
     ConsentWithdrawn,
-    ContactFacts,
-    SendEmailInput,
 )
 from herald_core.envelope import Envelope, new_traceparent
 from herald_core.ids import new_id
 from herald_core.signing import Signer, generate_keypair, load_signer
 from herald_core.topics import APPROVED_ACTION, AUDIT, CONSENT, EXECUTED, contact_key
-from support import eventually, mails_to, publish, publish_raw, read_topic
+from support import email_action, eventually, mails_to, publish, publish_raw, read_topic
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.postgres, pytest.mark.smtp]
 
 
 def _action(tenant: str) -> ActionProposed:
-    contact_id = str(secrets.randbelow(10**9))
-    email = f"lead-{secrets.token_hex(6)}@northwind.example"
-    return ActionProposed(
-        action_id=new_id(),
-        tenant=tenant,
-        workflow_id=f"wf-{new_id()}",
-        tool="send_email",
-        input=SendEmailInput(to=email, subject="Hello from Acme Relay", body_text="Hi, a short note."),
-        contact=ContactFacts(contact_id=contact_id, email=email),
-        evidence=(),
-        confidence=0.9,
+    return email_action(
+        tenant,
+        contact_id=str(secrets.randbelow(10**9)),
+        email=f"lead-{secrets.token_hex(6)}@northwind.example",
+        subject="Hello from Acme Relay",
+        body_text="Hi, a short note.",
         rationale="boundary test",
     )
 

@@ -13,7 +13,7 @@ import pytest
 
 from herald_core.contracts import ActionBlocked, ActionProposed
 from herald_core.topics import AUDIT, CONSENT, DECISION, EVENTS, EXECUTED, PLAN, PROPOSED_ACTION, REVIEW
-from support import eventually, hubspot_signature, mails_to, read_topic
+from support import contact_record, eventually, hubspot_signature, mails_to, read_topic
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.postgres, pytest.mark.weaviate, pytest.mark.smtp]
 
@@ -22,22 +22,9 @@ SECRET = "e2e-hubspot-secret"
 
 
 def _contact(run: str, n: int, **extra: object) -> dict[str, object]:
-    return {
-        "contact_id": int(f"7{n:03d}{int(run, 16) % 100000:05d}"),
-        "email": f"lead-{run}-{n}@northwind.example",
-        "first_name": "Jordan",
-        "last_name": "Reyes",
-        "company": "Northwind Freight",
-        "job_title": "Head of Operations",
-        "industry": "logistics",
-        "lifecycle_stage": "lead",
-        "country": "US",
-        "timezone": "America/Chicago",
-        "vip": False,
-        "deal_value_minor": 0,
-        "opted_out": False,
-        **extra,
-    }
+    return contact_record(
+        int(f"7{n:03d}{int(run, 16) % 100000:05d}"), email=f"lead-{run}-{n}@northwind.example", **extra
+    )
 
 
 def _creation(contact: dict[str, object], event_id: int) -> dict[str, object]:

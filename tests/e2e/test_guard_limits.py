@@ -9,13 +9,11 @@ import urllib.request
 from datetime import UTC, datetime
 
 import pytest
-from aiokafka import AIOKafkaProducer
 
-from herald_core.contracts import ActionBlocked, ActionProposed, ContactFacts, SendEmailInput
-from herald_core.envelope import Envelope, new_traceparent
-from herald_core.ids import new_id
+from herald_core.contracts import ActionBlocked, ActionProposed
+from herald_core.envelope import Envelope
 from herald_core.topics import APPROVED_ACTION, DECISION, PROPOSED_ACTION, contact_key
-from support import eventually, mails_to, read_topic
+from support import email_action, envelope, eventually, mails_to, publish_many, read_topic
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.postgres, pytest.mark.smtp]
 
@@ -24,28 +22,12 @@ PROPOSALS = 200
 
 
 def _proposal(tenant: str, run: str, n: int) -> tuple[bytes, Envelope, ActionProposed]:
-    email = f"cap-{run}-{n}@buyers.example"
-    contact = ContactFacts(contact_id=f"{run}{n:04d}", email=email, first_name="Lee")
-    action = ActionProposed(
-        action_id=new_id(),
-        tenant=tenant,
-        workflow_id=f"wf-{new_id()}",
-        tool="send_email",
-        input=SendEmailInput(to=email, subject="Hello", body_text="A short note."),
-        contact=contact,
-        evidence=(),
-        confidence=0.9,
-        rationale="cap race",
+    contact_id = f"{run}{n:04d}"
+    action = email_action(
+        tenant, contact_id=contact_id, email=f"cap-{run}-{n}@buyers.example", rationale="cap race", first_name="Lee"
     )
-    env = Envelope(
-        source="test/planner",
-        type=ActionProposed.TYPE,
-        tenant=tenant,
-        correlation_id=new_id(),
-        subject=f"contact/{contact.contact_id}",
-        traceparent=new_traceparent(),
-    )
-    return contact_key(tenant, contact.contact_id), env, action
+    env = envelope(tenant, action, source="test/planner", subject=f"contact/{contact_id}")
+    return contact_key(tenant, contact_id), env, action
 
 
 def _decisions_made(ops_port: int) -> float:
@@ -70,17 +52,8 @@ async def test_hourly_cap_is_exact_with_two_racing_guards(herald) -> None:  # ty
     )
     run = secrets.token_hex(3)
     await _clear_of_hour_boundary()
-    producer = AIOKafkaProducer(bootstrap_servers=herald.bootstrap, linger_ms=5)
-    await producer.start()
-    try:
-        for n in range(PROPOSALS):
-            key, env, action = _proposal(tenant, run, n)
-            await producer.send(
-                herald.topic(PROPOSED_ACTION), action.model_dump_json().encode(), key=key, headers=env.to_headers()
-            )
-        await producer.flush()
-    finally:
-        await producer.stop()
+    proposals = (_proposal(tenant, run, n) for n in range(PROPOSALS))
+    await publish_many(herald.bootstrap, herald.topic(PROPOSED_ACTION), proposals)
 
     def decided(records):  # type: ignore[no-untyped-def]
         return [r for r in records if r.headers.get("ce_tenant") == tenant]

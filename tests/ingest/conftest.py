@@ -9,9 +9,6 @@ HTTP through httpx's ASGI transport and read Kafka back with a plain `read_commi
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import hmac
 import json
 import os
 import secrets
@@ -36,7 +33,7 @@ from herald_core.settings import CommonSettings
 from herald_core.topics import TopicSpec, all_topics
 from herald_ingest.app import create_app
 from herald_ingest.settings import Settings
-from support import Record
+from support import Record, contact_record, hubspot_signature
 
 PORTAL = 62515
 SECRET = "ingest-test-hubspot-secret"
@@ -98,12 +95,6 @@ async def read_committed(bootstrap: str, topic: str, partitions: int, *, timeout
 # ---------------------------------------------------------------- HubSpot requests
 
 
-def sign(secret: str, method: str, uri: str, body: bytes, timestamp_ms: int) -> str:
-    """HubSpot's v3 signature, written here independently of the service's code."""
-    message = method.encode() + uri.encode() + body + str(timestamp_ms).encode()
-    return base64.b64encode(hmac.new(secret.encode(), message, hashlib.sha256).digest()).decode()
-
-
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -146,7 +137,7 @@ class Harness:
     portal = PORTAL
     secret = SECRET
     base_url = BASE_URL
-    sign = staticmethod(sign)
+    sign = staticmethod(hubspot_signature)  # tests/support: HubSpot's scheme, independent of the service
     now_ms = staticmethod(now_ms)
     new_traceparent = staticmethod(new_traceparent)
     trace_of = staticmethod(trace_of)
@@ -168,23 +159,13 @@ class Harness:
     @staticmethod
     def contact(**extra: Any) -> dict[str, Any]:
         contact_id = unique_int(5_000_000_000)
-        return {
-            "contact_id": contact_id,
+        fields = {
             "email": f"lead-{contact_id}@northwind.example",
-            "first_name": "Jordan",
-            "last_name": "Reyes",
-            "company": "Northwind Freight",
-            "job_title": "Head of Operations",
-            "industry": "logistics",
-            "lifecycle_stage": "lead",
-            "country": "US",
-            "timezone": "America/Chicago",
-            "vip": False,
             "deal_value_minor": 125_000,
-            "opted_out": False,
             "created_at": "2026-10-07T23:04:00Z",
             **extra,
         }
+        return contact_record(contact_id, **fields)
 
     def contacts_file(self, directory: Path, contacts: list[dict[str, Any]]) -> Path:
         path = directory / f"contacts-{secrets.token_hex(4)}.jsonl"
@@ -275,7 +256,7 @@ class Harness:
         if signed:
             # the signature covers the full URI: sign exactly the URL called
             sent["X-HubSpot-Request-Timestamp"] = str(timestamp)
-            sent["X-HubSpot-Signature-v3"] = sign(secret, "POST", f"{BASE_URL}{path}", body, timestamp)
+            sent["X-HubSpot-Signature-v3"] = hubspot_signature(secret, "POST", f"{BASE_URL}{path}", body, timestamp)
         return await (client or self.client).post(path, content=body, headers=sent)
 
     # -- CloudEvents

@@ -262,39 +262,18 @@ class Postgres:
             )
         )
         _wait(self.healthy, "PostgreSQL", 60, self.log)
-        result = subprocess.run(
-            [
-                "psql",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(self.cfg.pg_port),
-                "-U",
-                self.cfg.pg_user,
-                "-d",
-                "postgres",
-                "-tAc",
-                f"SELECT 1 FROM pg_database WHERE datname = '{self.cfg.pg_database}'",
-            ],
+        exists = self._psql("-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{self.cfg.pg_database}'")
+        if exists.stdout.strip() != "1":
+            created = self._psql("-c", f'CREATE DATABASE "{self.cfg.pg_database}"')
+            if created.returncode != 0:
+                raise StackError(f"could not create database {self.cfg.pg_database}: {created.stderr}")
+
+    def _psql(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["psql", "-h", "127.0.0.1", "-p", str(self.cfg.pg_port), "-U", self.cfg.pg_user, "-d", "postgres", *args],
             capture_output=True,
             text=True,
         )
-        if result.stdout.strip() != "1":
-            _run(
-                [
-                    "psql",
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    str(self.cfg.pg_port),
-                    "-U",
-                    self.cfg.pg_user,
-                    "-d",
-                    "postgres",
-                    "-c",
-                    f'CREATE DATABASE "{self.cfg.pg_database}"',
-                ]
-            )
 
     def stop(self) -> None:
         if (self.data / "postmaster.pid").exists():

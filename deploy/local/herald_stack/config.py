@@ -62,13 +62,12 @@ class StackConfig(BaseSettings):
         return self.state_dir / "keys"
 
     def env(self) -> dict[str, str]:
-        """The variables the services and tests read to find this stack."""
+        """The variables the services read to find this stack (each one is read by some settings class)."""
         return {
             "HERALD_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
             "HERALD_PG_DSN": self.pg_dsn,
             "HERALD_KEYS_DIR": str(self.keys_dir),
-            "HERALD_WEAVIATE_HTTP_PORT": str(self.weaviate_http_port),
-            "HERALD_WEAVIATE_GRPC_PORT": str(self.weaviate_grpc_port),
-            "HERALD_SMTP_PORT": str(self.smtp_port),
-            "HERALD_MAILDIR": str(self.maildir),
+            "HERALD_RETRIEVAL_WEAVIATE_HTTP_PORT": str(self.weaviate_http_port),
+            "HERALD_RETRIEVAL_WEAVIATE_GRPC_PORT": str(self.weaviate_grpc_port),
+            "HERALD_EXECUTOR_SMTP_PORT": str(self.smtp_port),
         }

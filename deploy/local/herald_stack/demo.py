@@ -10,9 +10,6 @@ SMTP mailbox and the review API.
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import hmac
 import json
 import os
 import subprocess
@@ -31,17 +28,13 @@ from aiokafka import AIOKafkaConsumer
 from herald_core.bus import ensure_topics
 from herald_core.contracts import ActionBlocked, ActionExecuted
 from herald_core.settings import CommonSettings
+from herald_ingest.logic import hubspot_signature
 from herald_stack.cli import up
 from herald_stack.config import REPO_ROOT, StackConfig
 from herald_stack.services import ServiceSet
 
 SAMPLE = REPO_ROOT / "samples" / "acme"
 LEADS = 40  # contacts 5100001..5100040: more than the hourly cap of 25
-
-
-def _sign(secret: str, url: str, body: bytes, timestamp: int) -> str:
-    message = b"POST" + url.encode() + body + str(timestamp).encode()
-    return base64.b64encode(hmac.new(secret.encode(), message, hashlib.sha256).digest()).decode()
 
 
 def _run(services: ServiceSet, *args: str) -> str:
@@ -110,7 +103,7 @@ async def _post_batch(
         headers={
             "Content-Type": "application/json",
             "X-HubSpot-Request-Timestamp": str(ts),
-            "X-HubSpot-Signature-v3": _sign(tenant["hubspot_app_secret"], url, body, ts),
+            "X-HubSpot-Signature-v3": hubspot_signature(tenant["hubspot_app_secret"], "POST", url, body, str(ts)),
         },
     )
     response.raise_for_status()

@@ -59,20 +59,16 @@ class ServiceSet:
         return f"127.0.0.1:{self.base_port + 52}"
 
     def common_env(self) -> dict[str, str]:
-        c = self.config
+        """The stack's addresses, with this set's topic prefix, database, tenants and ports on top."""
         return {
             **self.config.env(),
             "HERALD_TOPIC_PREFIX": self.topic_prefix,
             "HERALD_PG_DSN": self.pg_dsn,
             "HERALD_TENANTS_DIR": str(self.tenants_dir),
-            "HERALD_KEYS_DIR": str(c.keys_dir),
             "HERALD_INGEST_HTTP_PORT": str(self.base_port + 1),
             "HERALD_REVIEW_HTTP_PORT": str(self.base_port + 5),
             "HERALD_RETRIEVAL_GRPC_PORT": str(self.base_port + 52),
-            "HERALD_RETRIEVAL_WEAVIATE_HTTP_PORT": str(c.weaviate_http_port),
-            "HERALD_RETRIEVAL_WEAVIATE_GRPC_PORT": str(c.weaviate_grpc_port),
             "HERALD_PLANNER_RETRIEVAL_TARGET": self.retrieval_target,
-            "HERALD_EXECUTOR_SMTP_PORT": str(c.smtp_port),
             "PYTHONUNBUFFERED": "1",
             **self.extra_env,
         }

@@ -20,10 +20,11 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 
+import asyncpg
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from pydantic import ValidationError
@@ -110,10 +111,6 @@ class BusNames:
         return spec.full_name(self.prefix)
 
 
-def encode(out: Outbound, topic_name: str) -> tuple[bytes, list[tuple[str, bytes]]]:
-    return out.body.model_dump_json().encode(), out.envelope.to_headers()
-
-
 def decode(record: ConsumerRecord[bytes, bytes], spec: TopicSpec) -> Inbound:
     """Read a record into an `Inbound`; raises `EnvelopeError` or `ValidationError` with the reason."""
     headers = tuple(record.headers or ())
@@ -127,6 +124,22 @@ def decode(record: ConsumerRecord[bytes, bytes], spec: TopicSpec) -> Inbound:
         raise EnvelopeError("empty body")
     body = model.model_validate_json(record.value)
     return Inbound(spec, record.partition, record.offset, record.key, envelope, body, headers)
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """Why a record cannot be read, and its envelope when that much could be read."""
+
+    reason: str
+    envelope: Envelope | None
+
+
+def read_record(record: ConsumerRecord[bytes, bytes], spec: TopicSpec) -> Inbound | Unreadable:
+    """`decode`, with a failure turned into the dead-letter reason instead of an exception."""
+    try:
+        return decode(record, spec)
+    except (EnvelopeError, ValidationError, ValueError) as exc:
+        return Unreadable(_reason(exc), _envelope_or_none(record))
 
 
 def _audit_headers(headers: Sequence[tuple[str, bytes]], topic_name: str) -> list[tuple[str, bytes]]:
@@ -290,7 +303,6 @@ class ConsumerWorker:
         self.before_batch = before_batch
         self.concurrency = concurrency
         self.group_id = f"{common.topic_prefix}herald-{service}-{name}"
-        self.dlq = dead_letter_topic(service)
         self.assigned = False
         self.processed = 0
         self._task: asyncio.Task[None] | None = None
@@ -379,7 +391,7 @@ class ConsumerWorker:
                     for out in outputs:
                         await send_with_audit(producer, self.names, out, self.service)
                     for record, reason, envelope in dead:
-                        await self._send_dead_letter(producer, record, reason, envelope)
+                        await send_dead_letter(producer, self.names, self.service, record, reason, envelope)
                     offsets = {tp: msgs[-1].offset + 1 for tp, msgs in batch.items()}
                     await producer.send_offsets_to_transaction(offsets, self.group_id)
             except Exception:
@@ -432,10 +444,9 @@ class ConsumerWorker:
         """The message's outputs, or the reason (and envelope) to dead-letter it."""
         spec = self.by_topic_name[record.topic]
         structlog.contextvars.unbind_contextvars("tenant", "correlation_id", "message_id", "trace_id", "action_id")
-        try:
-            inbound = decode(record, spec)
-        except (EnvelopeError, ValidationError, ValueError) as exc:
-            return [], (_reason(exc), _envelope_or_none(record))
+        inbound = read_record(record, spec)
+        if isinstance(inbound, Unreadable):
+            return [], (inbound.reason, inbound.envelope)
         MESSAGES_CONSUMED.labels(self.service, spec.name, inbound.envelope.type).inc()
         # each key group runs in its own task, so these bindings stay with this message's lines
         structlog.contextvars.bind_contextvars(
@@ -474,11 +485,6 @@ class ConsumerWorker:
                 await asyncio.sleep(0.05 * (2**attempt))
         assert last is not None
         raise last
-
-    async def _send_dead_letter(
-        self, producer: AIOKafkaProducer, record: ConsumerRecord[bytes, bytes], reason: str, envelope: Envelope | None
-    ) -> None:
-        await send_dead_letter(producer, self.names, self.service, record, reason, envelope)
 
 
 async def send_dead_letter(
@@ -539,8 +545,6 @@ def _reason(exc: Exception) -> str:
 
 
 def _is_connection_error(exc: BaseException) -> bool:
-    import asyncpg
-
     return isinstance(
         exc,
         (
@@ -592,12 +596,3 @@ async def _wait_for_leaders(admin: AIOKafkaAdminClient, topics: list[str], timeo
             return
         await asyncio.sleep(0.1)
     raise TimeoutError(f"topics without a leader after {timeout}s: {topics}")
-
-
-async def end_offsets(consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
-    result: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
-    return result
-
-
-def describe(out: Outbound) -> dict[str, Any]:
-    return {"topic": out.topic.name, "type": out.envelope.type, "id": out.envelope.id}

@@ -22,11 +22,9 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
-from pydantic import ValidationError
 
-from herald_core.bus import FETCH_MAX_WAIT_MS, BusNames, send_dead_letter
-from herald_core.contracts import ConsentGranted, ConsentWithdrawn, Contract
-from herald_core.envelope import Envelope, EnvelopeError
+from herald_core.bus import FETCH_MAX_WAIT_MS, BusNames, Inbound, Unreadable, read_record, send_dead_letter
+from herald_core.contracts import ConsentGranted, ConsentWithdrawn
 from herald_core.settings import CommonSettings
 from herald_core.topics import CONSENT
 
@@ -105,11 +103,21 @@ class ConsentFeed:
         while True:
             batch = await consumer.getmany(timeout_ms=100, max_records=1000)
             try:
-                await self._dead_letter_unreadable([r for records in batch.values() for r in records])
+                readable: list[Inbound] = []
+                for records in batch.values():
+                    for record in records:
+                        read = read_record(record, CONSENT)
+                        if isinstance(read, Unreadable):
+                            # before the offsets are stored, so a crash cannot lose it
+                            await self._dead_letter(record, read)
+                        else:
+                            readable.append(read)
+                if self._dlq_producer is not None:
+                    await self._dlq_producer.flush()
                 async with self.pool.acquire() as conn, conn.transaction():
+                    for inbound in readable:
+                        await self._apply(conn, inbound)
                     for tp, records in batch.items():
-                        for record in records:
-                            await self._apply(conn, record.headers, record.value, record.offset)
                         await conn.execute(
                             f'INSERT INTO "{self.schema}".consent_offsets(partition, next_offset) VALUES ($1, $2) '
                             "ON CONFLICT (partition) DO UPDATE SET next_offset = EXCLUDED.next_offset",
@@ -127,30 +135,23 @@ class ConsentFeed:
                     self._positions[tp] = await consumer.position(tp)
                 self._advanced.notify_all()
 
-    async def _dead_letter_unreadable(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
-        """Records no one can apply go to this service's dead-letter topic (before their offsets are stored)."""
-        for record in records:
-            problem = _unreadable(record.headers, record.value)
-            if problem is not None:
-                assert self._dlq_producer is not None
-                await send_dead_letter(
-                    self._dlq_producer, BusNames(self.common.topic_prefix), self.schema, record, problem, None
-                )
-        if self._dlq_producer is not None:
-            await self._dlq_producer.flush()
+    async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], unreadable: Unreadable) -> None:
+        assert self._dlq_producer is not None
+        await send_dead_letter(
+            self._dlq_producer,
+            BusNames(self.common.topic_prefix),
+            self.schema,
+            record,
+            unreadable.reason,
+            unreadable.envelope,
+        )
 
-    async def _apply(self, conn: asyncpg.Connection, headers: object, value: bytes | None, offset: int) -> None:
-        if _unreadable(headers, value) is not None:
-            return  # dead-lettered by _dead_letter_unreadable
-        envelope = Envelope.from_headers(headers)  # type: ignore[arg-type]
-        if envelope.type == ConsentWithdrawn.TYPE and value:
-            withdrawn = ConsentWithdrawn.model_validate_json(value)
-            suppressed, reason, email = True, withdrawn.reason.value, withdrawn.email
-            contact, channel = withdrawn.contact_id, withdrawn.channel.value
-        elif envelope.type == ConsentGranted.TYPE and value:
-            granted = ConsentGranted.model_validate_json(value)
+    async def _apply(self, conn: asyncpg.Connection, inbound: Inbound) -> None:
+        body = inbound.body
+        if isinstance(body, ConsentWithdrawn):
+            suppressed, reason, email = True, body.reason.value, body.email
+        elif isinstance(body, ConsentGranted):
             suppressed, reason, email = False, "granted", None
-            contact, channel = granted.contact_id, granted.channel.value
         else:
             return
         await conn.execute(
@@ -160,13 +161,13 @@ class ConsentFeed:
             "ON CONFLICT (tenant, contact_id, channel) DO UPDATE SET suppressed = EXCLUDED.suppressed, "
             "reason = EXCLUDED.reason, email = COALESCE(EXCLUDED.email, suppression.email), "
             "source_offset = EXCLUDED.source_offset, updated_at = now()",
-            envelope.tenant,
-            contact,
-            channel,
+            inbound.envelope.tenant,
+            body.contact_id,
+            body.channel.value,
             suppressed,
             reason,
             email,
-            offset,
+            inbound.offset,
         )
 
     async def caught_up(self, timeout: float = 10.0) -> None:
@@ -194,24 +195,6 @@ class ConsentFeed:
             email,
         )
         return None if row is None else str(row["reason"])
-
-
-def _unreadable(headers: object, value: bytes | None) -> str | None:
-    """Why a consent record cannot be applied, or None."""
-    try:
-        envelope = Envelope.from_headers(headers)  # type: ignore[arg-type]
-    except EnvelopeError as exc:
-        return f"invalid envelope: {exc}"
-    models: dict[str, type[Contract]] = {ConsentWithdrawn.TYPE: ConsentWithdrawn, ConsentGranted.TYPE: ConsentGranted}
-    if envelope.type not in models:
-        return f"invalid envelope: type {envelope.type!r} is not carried on the consent topic"
-    if not value:
-        return "invalid body: empty"
-    try:
-        models[envelope.type].model_validate_json(value)
-    except ValidationError as exc:
-        return f"invalid body: {exc.errors()[0]['msg'] if exc.errors() else exc}"[:1000]
-    return None
 
 
 #: migrations for the tables above; a service passes this to `herald_core.db.migrate` after its own

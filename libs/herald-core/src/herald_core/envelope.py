@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -107,13 +107,6 @@ class Envelope(BaseModel):
 
 class EnvelopeError(ValueError):
     """A message whose envelope cannot be read; it goes to the dead-letter topic with this reason."""
-
-
-def header(headers: Iterable[tuple[str, bytes]] | None, name: str) -> str | None:
-    for key, value in headers or ():
-        if key == name:
-            return value.decode(errors="replace")
-    return None
 
 
 def new_traceparent() -> str:

@@ -7,11 +7,13 @@ import contextlib
 import signal
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import uvicorn
 from fastapi import FastAPI
 
-from herald_core.observability import get_logger
+from herald_core.observability import configure_logging, get_logger
+from herald_core.settings import ServiceSettings
 
 log = get_logger("herald.runtime")
 
@@ -68,9 +70,15 @@ class _QuietServer(uvicorn.Server):
         yield
 
 
-def run(runtime_factory: Callable[[], Awaitable[ServiceRuntime]]) -> None:
+S = TypeVar("S", bound=ServiceSettings)
+
+
+def run(service: str, settings: S, create_app: Callable[[S], Awaitable[ServiceRuntime]]) -> None:
+    """The body of every `herald-<service>` entry point: JSON logs, then the service until SIGTERM."""
+    configure_logging(service, settings.common.log_level)
+
     async def main() -> None:
-        runtime = await runtime_factory()
+        runtime = await create_app(settings)
         await runtime.serve()
 
     asyncio.run(main())

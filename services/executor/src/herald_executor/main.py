@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from herald_core.observability import configure_logging
 from herald_core.runtime import run
 from herald_executor.app import create_app
 from herald_executor.settings import Settings
 
 
 def main() -> None:
-    settings = Settings()
-    configure_logging("executor", settings.common.log_level)
-    run(lambda: create_app(settings))
+    run("executor", Settings(), create_app)
 
 
 if __name__ == "__main__":

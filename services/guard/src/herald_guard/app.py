@@ -9,6 +9,7 @@ Handlers, by topic:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from importlib.resources import files
 from pathlib import Path
@@ -24,6 +25,7 @@ from herald_core.contracts import (
     ActionBlocked,
     ActionEscalated,
     ActionProposed,
+    Approval,
     ReviewDecided,
     ReviewDecision,
     ReviewRequested,
@@ -83,14 +85,10 @@ class Guard:
                 detail=f"rejected by {decided.reviewer}: {decided.reason or 'no reason given'}",
             )
             verdict = Decision("block", hit.rule, hit.detail, (hit,), None, None, escalated.action_hash)
-            decision = await self._record(msg, action, "review", verdict)
-            return self._outputs(msg, action, decision, "review")
+            return await self._record(msg, action, "review", verdict)
         return await self._decide(msg, action, stage="review", approved_by=f"review:{decided.reviewer}")
 
     async def _decide(self, msg: Inbound, action: ActionProposed, *, stage: str, approved_by: str) -> list[Outbound]:
-        existing = await self.store.find(action.action_id, stage)
-        if existing is not None:
-            return self._outputs(msg, action, existing, stage)
         tenant = self.tenants.get(msg.envelope.tenant)
         if tenant is None:
             raise Rejected(f"unknown tenant {msg.envelope.tenant!r}")
@@ -106,7 +104,7 @@ class Guard:
             action_hash(action),
         )
 
-        def approve() -> object:
+        def approve() -> Approval:
             return self.signer.approve(
                 action,
                 approved_by=approved_by,
@@ -121,33 +119,30 @@ class Guard:
                 "contact_day", f"contact_day:{action.contact.contact_id}", day, tenant.limits.emails_per_contact_per_day
             ),
         ]
+        return await self._record(msg, action, stage, decision, caps, approve)
+
+    async def _record(
+        self,
+        msg: Inbound,
+        action: ActionProposed,
+        stage: str,
+        decision: Decision,
+        caps: list[CapRequest] | None = None,
+        approve: Callable[[], Approval | None] = lambda: None,
+    ) -> list[Outbound]:
+        """Record the decision (or find the one already made for this action and stage) and say it."""
         final = await self.store.record(
             action_id=action.action_id,
             stage=stage,
             tenant=action.tenant,
             contact_id=action.contact.contact_id,
-            action_hash=decision.action_hash,
             decision=decision,
-            caps=caps,
+            caps=caps or [],
             approve=approve,
         )
         DECISIONS.labels(final.outcome, final.rule or "-", stage).inc()
         log.info("decided", decision=final.outcome, rule=final.rule, stage=stage)
         return self._outputs(msg, action, final, stage)
-
-    async def _record(self, msg: Inbound, action: ActionProposed, stage: str, verdict: Decision) -> Decision:
-        final = await self.store.record(
-            action_id=action.action_id,
-            stage=stage,
-            tenant=action.tenant,
-            contact_id=action.contact.contact_id,
-            action_hash=verdict.action_hash,
-            decision=verdict,
-            caps=[],
-            approve=lambda: None,
-        )
-        DECISIONS.labels(final.outcome, final.rule or "-", stage).inc()
-        return final
 
     def _outputs(self, msg: Inbound, action: ActionProposed, decision: Decision, stage: str) -> list[Outbound]:
         key = contact_key(action.tenant, action.contact.contact_id)

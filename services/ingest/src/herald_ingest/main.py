@@ -73,8 +73,8 @@ def main(argv: list[str] | None = None) -> None:
     seeding.add_argument("--contacts", type=Path, required=True, help="a JSON-lines file, one contact per line")
     args = parser.parse_args(argv)
     settings = Settings()
-    configure_logging("ingest", settings.common.log_level)
     if args.command == "seed":
+        configure_logging("ingest", settings.common.log_level)
         try:
             result = asyncio.run(seed(settings, args.tenant, args.contacts))
         except SeedError as exc:
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{result.opt_outs} opted out, {result.new_opt_outs} new opt-out(s) recorded"
         )
     else:
-        run(lambda: create_app(settings))
+        run("ingest", settings, create_app)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from herald_core.observability import add_ops_routes, get_logger
 from herald_core.runtime import ServiceRuntime
 from herald_retrieval.adapters.embedder import OnnxEmbedder
 from herald_retrieval.adapters.weaviate_store import Passage, WeaviateKnowledgeStore
-from herald_retrieval.chunking import chunk_markdown, parse_document
+from herald_retrieval.chunking import chunk_document, parse_document
 from herald_retrieval.settings import Settings
 
 SEARCH_SECONDS = Histogram(
@@ -118,7 +118,7 @@ async def load_knowledge_base(
         doc_id = path.relative_to(directory).with_suffix("").as_posix()
         text = await asyncio.to_thread(path.read_text)
         doc = parse_document(doc_id, text)
-        chunks = chunk_markdown(doc_id, text)
+        chunks = chunk_document(doc, text)
         vectors = await asyncio.to_thread(embedder.embed, [f"{doc.title}. {c.text}" for c in chunks])
         chunks_total += await store.upsert_document(tenant, doc, chunks, vectors)
         documents += 1

@@ -63,8 +63,9 @@ def _chunk_id(doc_id: str, index: int) -> str:
     return f"{doc_id}#{index:03d}-{hashlib.sha1(f'{doc_id}:{index}'.encode()).hexdigest()[:6]}"  # noqa: S324
 
 
-def chunk_markdown(doc_id: str, text: str, *, max_chars: int = 900, min_chars: int = 150) -> list[Chunk]:
-    doc = parse_document(doc_id, text)
+def chunk_document(doc: Document, text: str, *, max_chars: int = 900, min_chars: int = 150) -> list[Chunk]:
+    """Chunks of an already parsed document; `text` is the original it was parsed from (offsets refer to it)."""
+    doc_id = doc.doc_id
     # (section path, start, end) spans of paragraphs in the original text
     spans: list[tuple[tuple[str, ...], int, int]] = []
     path: list[tuple[int, str]] = []

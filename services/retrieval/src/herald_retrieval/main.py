@@ -21,8 +21,8 @@ def main() -> None:
     load.add_argument("--dir", type=Path, required=True)
     args = parser.parse_args()
     settings = Settings()
-    configure_logging("retrieval", settings.common.log_level)
     if args.command == "load-kb":
+        configure_logging("retrieval", settings.common.log_level)
 
         async def load_kb() -> None:
             store = make_store(settings)
@@ -35,7 +35,7 @@ def main() -> None:
 
         asyncio.run(load_kb())
     else:
-        run(lambda: create_app(settings))
+        run("retrieval", settings, create_app)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The review API's request bodies and the rule that a decision happens once (pure, no I/O)."""
+"""The review API's request bodies (pure, no I/O)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,3 @@ class Reject(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reviewer: str = Field(min_length=1, max_length=200, description="Who rejects.")
     reason: str = Field(min_length=1, max_length=2000, description="Why — required, it reaches the audit.")
-
-
-def can_decide(status: str) -> bool:
-    return status == "pending"

@@ -9,9 +9,9 @@ exact because the increment is a single conditional upsert (`… DO UPDATE … W
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
 
 import asyncpg
 
@@ -61,63 +61,60 @@ class GuardStore:
         stage: str,
         tenant: str,
         contact_id: str,
-        action_hash: str,
         decision: Decision,
         caps: list[CapRequest],
-        approve: Any,
+        approve: Callable[[], Approval | None],
     ) -> Decision:
-        """Record `decision`; when it approves, first reserve every cap, else block on the first cap hit.
+        """Record `decision`; an approval first reserves every cap, and turns into a block on the first cap hit.
 
-        `approve()` signs the approval only once the caps are reserved. Returns the decision that
-        stands — an earlier one if this action was already decided at this stage.
+        `approve()` signs only once the caps are reserved. Returns the decision that stands: an earlier one
+        if this action was already decided at this stage (its reservations are then rolled back with the rest).
         """
-        async with self.pool.acquire() as conn, conn.transaction():
-            claimed = await conn.fetchval(
-                "INSERT INTO guard.decisions(action_id, stage, tenant, contact_id, outcome, rules, action_hash) "
-                "VALUES ($1, $2, $3, $4, 'block', '[]', $5) ON CONFLICT DO NOTHING RETURNING true",
-                action_id,
-                stage,
-                tenant,
-                contact_id,
-                action_hash,
-            )
-            if not claimed:
-                row = await conn.fetchrow(
-                    "SELECT * FROM guard.decisions WHERE action_id = $1 AND stage = $2", action_id, stage
+        async with self.pool.acquire() as conn:
+            transaction = conn.transaction()
+            await transaction.start()
+            try:
+                final = decision
+                if decision.outcome == "approve":
+                    hit = await _reserve(conn, tenant, caps)
+                    if hit is not None:
+                        blocked = cap_hit(hit.counter, hit.cap)
+                        final = replace(
+                            decision,
+                            outcome="block",
+                            rule=blocked.rule,
+                            reason=blocked.detail,
+                            rules=(*decision.rules, blocked),
+                        )
+                    else:
+                        final = replace(decision, approval=approve())
+                recorded = await conn.fetchval(
+                    "INSERT INTO guard.decisions(action_id, stage, tenant, contact_id, outcome, rule, reason, rules, "
+                    "action_hash, approval, review_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
+                    "ON CONFLICT DO NOTHING RETURNING true",
+                    action_id,
+                    stage,
+                    tenant,
+                    contact_id,
+                    final.outcome,
+                    final.rule,
+                    final.reason,
+                    json.dumps([h.model_dump(mode="json") for h in final.rules]),
+                    final.action_hash,
+                    final.approval.model_dump_json() if final.approval else None,
+                    final.review_id,
                 )
-                return _decision(row)
-            final = decision
-            if decision.outcome == "approve":
-                hit = await _reserve(conn, tenant, caps)
-                if hit is not None:
-                    blocked = cap_hit(hit.counter, hit.cap)
-                    final = Decision(
-                        "block", blocked.rule, blocked.detail, (*decision.rules, blocked), None, None, action_hash
-                    )
-                else:
-                    final = Decision("approve", None, decision.reason, decision.rules, approve(), None, action_hash)
-            await conn.execute(
-                "UPDATE guard.decisions SET outcome = $3, rule = $4, reason = $5, rules = $6, approval = $7, "
-                "review_id = $8 WHERE action_id = $1 AND stage = $2",
-                action_id,
-                stage,
-                final.outcome,
-                final.rule,
-                final.reason,
-                json.dumps([h.model_dump(mode="json") for h in final.rules]),
-                final.approval.model_dump_json() if final.approval else None,
-                final.review_id,
+            except BaseException:
+                await transaction.rollback()
+                raise
+            if recorded:
+                await transaction.commit()
+                return final
+            await transaction.rollback()
+            row = await conn.fetchrow(
+                "SELECT * FROM guard.decisions WHERE action_id = $1 AND stage = $2", action_id, stage
             )
-            return final
-
-    async def counter(self, tenant: str, counter: str, window_start: datetime) -> int:
-        value = await self.pool.fetchval(
-            "SELECT count FROM guard.send_counters WHERE tenant = $1 AND counter = $2 AND window_start = $3",
-            tenant,
-            counter,
-            window_start,
-        )
-        return int(value or 0)
+            return _decision(row)
 
 
 async def _reserve(conn: asyncpg.Connection, tenant: str, caps: list[CapRequest]) -> CapRequest | None:
