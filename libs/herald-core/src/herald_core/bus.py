@@ -45,6 +45,8 @@ from herald_core.topics import AUDIT, TopicSpec, all_topics, dead_letter_topic
 log = structlog.get_logger("herald.bus")
 
 TRANSACTION_TIMEOUT_MS = 15_000
+# the largest record a producer sends: a knowledge document (and its audit copy, or its dead letter)
+MAX_REQUEST_BYTES = 4 * 1024 * 1024
 FETCH_MAX_WAIT_MS = 50
 C = TypeVar("C", bound=Contract)
 
@@ -176,6 +178,7 @@ class TransactionalProducer:
             transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
             linger_ms=2,
             max_batch_size=256 * 1024,
+            max_request_size=MAX_REQUEST_BYTES,
         )
 
     async def start(self) -> None:
@@ -329,6 +332,7 @@ class ConsumerWorker:
             transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
             linger_ms=2,
             max_batch_size=256 * 1024,
+            max_request_size=MAX_REQUEST_BYTES,
         )
         consumer = AIOKafkaConsumer(
             *self.by_topic_name,

@@ -262,6 +262,61 @@ class ActionRefused(Contract):
     detail: str = Field(description="The reason in words.")
 
 
+# ---------------------------------------------------------------- the knowledge base
+
+MAX_DOCUMENT_BYTES = 2 * 1024 * 1024
+DocumentId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")]
+KnowledgeCollection = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,39}$")]
+
+
+class MediaType(StrEnum):
+    MARKDOWN = "text/markdown"
+    HTML = "text/html"
+    PDF = "application/pdf"
+    TEXT = "text/plain"
+
+
+class DocumentSubmitted(Contract):
+    TYPE: ClassVar[str] = "herald.document.submitted.v1"
+    doc_id: DocumentId = Field(description="The document's id in the tenant's knowledge base (e.g. `pricing/plans`).")
+    collection: KnowledgeCollection = Field(
+        description="Where it belongs: brand, product, pricing, campaigns, competitors, customers, …"
+    )
+    media_type: MediaType = Field(description="How the content is written: Markdown, HTML, PDF or plain text.")
+    content: str | None = Field(
+        default=None, max_length=MAX_DOCUMENT_BYTES, description="The document, for text media types."
+    )
+    content_base64: str | None = Field(
+        default=None,
+        max_length=(MAX_DOCUMENT_BYTES * 4) // 3 + 4,
+        description="The document, base64-encoded, for binary media types (PDF).",
+    )
+    source_uri: str | None = Field(default=None, max_length=2000, description="Where it came from (path or URL).")
+
+
+class DocumentDeleted(Contract):
+    TYPE: ClassVar[str] = "herald.document.deleted.v1"
+    doc_id: DocumentId = Field(description="The document to remove, with every chunk of it.")
+
+
+class DocumentIndexed(Contract):
+    TYPE: ClassVar[str] = "herald.document.indexed.v1"
+    doc_id: DocumentId = Field(description="The document.")
+    collection: str = Field(description="Its collection.")
+    title: str = Field(description="Its title, as read from the document.")
+    status: Literal["indexed", "unchanged", "deleted"] = Field(
+        description="indexed (new or replaced), unchanged (same content as already indexed), or deleted."
+    )
+    chunks: int = Field(ge=0, description="How many chunks it now has in the knowledge base.")
+    content_hash: str | None = Field(default=None, description="SHA-256 of the submitted content.")
+
+
+class DocumentRefused(Contract):
+    TYPE: ClassVar[str] = "herald.document.refused.v1"
+    doc_id: str = Field(description="The document, as submitted.")
+    reason: str = Field(description="Why it cannot be indexed, in words.")
+
+
 # ---------------------------------------------------------------- audit-only records
 
 
@@ -298,6 +353,10 @@ MESSAGE_TYPES: dict[str, type[Contract]] = {
         ActionApproved,
         ActionExecuted,
         ActionRefused,
+        DocumentSubmitted,
+        DocumentDeleted,
+        DocumentIndexed,
+        DocumentRefused,
         EventRejected,
         DeadLettered,
     )

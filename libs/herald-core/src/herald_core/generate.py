@@ -25,6 +25,7 @@ from herald_core.envelope import Envelope
 from herald_core.topics import AUDIT, CONSUMERS, DEAD_LETTER_TOPICS, TOPICS, TopicSpec, all_topics
 
 SERVICES = ("ingest", "retrieval", "planner", "guard", "review", "executor")
+CLIENTS = ("cli",)  # the `herald` command (and upstream systems given its credentials)
 CLUSTER = "herald"
 IMAGE = "ghcr.io/herald/herald:0.1.0"
 
@@ -161,7 +162,7 @@ def _reads(service: str) -> list[TopicSpec]:
 
 def kafka_users() -> list[dict[str, Any]]:
     users = []
-    for service in SERVICES:
+    for service in SERVICES + CLIENTS:
         acls: list[dict[str, Any]] = []
         for spec in _writes(service):
             acls.append(

@@ -49,6 +49,10 @@ class TenantConfig(BaseModel):
     timezone: str = "UTC"
     limits: Limits = Field(default_factory=Limits)
     escalation: Escalation = Field(default_factory=Escalation)
+    products: tuple[str, ...] = Field(default=(), description="The tenant's product names (grounding checks them).")
+    competitors: tuple[str, ...] = Field(
+        default=(), description="Competitors a draft may only describe as evidence does."
+    )
 
 
 class TenantDirectory:

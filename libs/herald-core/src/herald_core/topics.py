@@ -16,6 +16,7 @@ class Key(StrEnum):
     TENANT_CONTACT = "tenant:contact"
     TENANT_CONTACT_CHANNEL = "tenant:contact:channel"
     TENANT_ACTION = "tenant:action"
+    TENANT_DOCUMENT = "tenant:document"
     ANY = "any"
 
 
@@ -29,6 +30,7 @@ class TopicSpec:
     retention_ms: int | None = 7 * 24 * 3600 * 1000
     compacted: bool = False
     pipeline: bool = True
+    max_message_bytes: int | None = None
     message_types: tuple[str, ...] = field(default=())
     doc: str = ""
 
@@ -42,10 +44,14 @@ class TopicSpec:
             cfg["min.compaction.lag.ms"] = "0"
         if self.retention_ms is not None and not self.compacted:
             cfg["retention.ms"] = str(self.retention_ms)
+        if self.max_message_bytes is not None:
+            cfg["max.message.bytes"] = str(self.max_message_bytes)
         return cfg
 
 
 PIPELINE_PARTITIONS = 6
+# a knowledge document travels whole; its audit copy and any dead letter of it must fit too
+LARGE_MESSAGE_BYTES = 4 * 1024 * 1024
 
 EVENTS = TopicSpec(
     "herald.events.v1",
@@ -130,6 +136,26 @@ CONSENT = TopicSpec(
     message_types=("herald.consent.withdrawn.v1", "herald.consent.granted.v1"),
     doc="Latest consent state per contact and channel (compacted).",
 )
+KNOWLEDGE = TopicSpec(
+    "herald.knowledge.v1",
+    Key.TENANT_DOCUMENT,
+    ("cli",),
+    ("retrieval",),
+    PIPELINE_PARTITIONS,
+    max_message_bytes=LARGE_MESSAGE_BYTES,
+    message_types=("herald.document.submitted.v1", "herald.document.deleted.v1"),
+    doc="Documents for a tenant's knowledge base (added, replaced, deleted), one key per document; written by "
+    "`herald kb` or an upstream system holding the herald-cli credentials.",
+)
+KNOWLEDGE_INDEXED = TopicSpec(
+    "herald.knowledge-indexed.v1",
+    Key.TENANT_DOCUMENT,
+    ("retrieval",),
+    ("cli",),
+    PIPELINE_PARTITIONS,
+    message_types=("herald.document.indexed.v1", "herald.document.refused.v1"),
+    doc="What became of each submitted document: indexed, unchanged, deleted, or refused with the reason.",
+)
 AUDIT = TopicSpec(
     "herald.audit.v1",
     Key.ANY,
@@ -138,6 +164,7 @@ AUDIT = TopicSpec(
     PIPELINE_PARTITIONS,
     retention_ms=-1,
     pipeline=False,
+    max_message_bytes=LARGE_MESSAGE_BYTES,
     doc="A copy of every message on every topic, written in the same transaction as the original, "
     "plus rejections at the edge and dead letters.",
 )
@@ -152,10 +179,12 @@ TOPICS: tuple[TopicSpec, ...] = (
     APPROVED_ACTION,
     EXECUTED,
     CONSENT,
+    KNOWLEDGE,
+    KNOWLEDGE_INDEXED,
     AUDIT,
 )
 
-CONSUMERS: tuple[str, ...] = ("planner", "guard", "review", "executor")
+CONSUMERS: tuple[str, ...] = ("planner", "guard", "review", "executor", "retrieval")
 
 
 def dead_letter_topic(consumer: str) -> TopicSpec:
@@ -168,6 +197,7 @@ def dead_letter_topic(consumer: str) -> TopicSpec:
         1,
         retention_ms=30 * 24 * 3600 * 1000,
         pipeline=False,
+        max_message_bytes=LARGE_MESSAGE_BYTES,
         doc=f"Messages {consumer} could not accept, with the reason.",
     )
 
@@ -181,3 +211,7 @@ def all_topics() -> tuple[TopicSpec, ...]:
 
 def contact_key(tenant: str, contact_id: str) -> bytes:
     return f"{tenant}:{contact_id}".encode()
+
+
+def document_key(tenant: str, doc_id: str) -> bytes:
+    return f"{tenant}:{doc_id}".encode()

@@ -1,31 +1,52 @@
 """Retrieval wiring: the gRPC `herald.v1.Retrieval` API (with health and reflection) over the
-Weaviate knowledge base, plus the knowledge-base loader."""
+Weaviate knowledge base, and the knowledge intake.
+
+Handlers, by topic:
+    herald.knowledge.v1  → KnowledgeIntake.on_knowledge (answers on herald.knowledge-indexed.v1)
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
+from importlib.resources import files
 from pathlib import Path
 
 import grpc
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from fastapi import FastAPI
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import Counter, Histogram
 
+from herald_core.bus import FETCH_MAX_WAIT_MS, BusNames, ConsumerWorker
+from herald_core.db import create_pool, migrate, readiness
 from herald_core.grpc.herald.v1 import retrieval_pb2, retrieval_pb2_grpc
 from herald_core.observability import add_ops_routes, get_logger
 from herald_core.runtime import ServiceRuntime
+from herald_core.settings import CommonSettings
+from herald_core.tenants import TenantDirectory
+from herald_core.topics import KNOWLEDGE, KNOWLEDGE_INDEXED
 from herald_retrieval.adapters.embedder import OnnxEmbedder
-from herald_retrieval.adapters.weaviate_store import Passage, WeaviateKnowledgeStore
-from herald_retrieval.chunking import chunk_document, parse_document
+from herald_retrieval.adapters.registry import DocumentRegistry
+from herald_retrieval.adapters.weaviate_store import Passage, SearchFilters, WeaviateKnowledgeStore
+from herald_retrieval.grounding import Evidence, check_claims
+from herald_retrieval.knowledge import KnowledgeIndexer, KnowledgeIntake
+from herald_retrieval.ranking import reciprocal_rank_fusion
 from herald_retrieval.settings import Settings
 
 SEARCH_SECONDS = Histogram(
     "herald_retrieval_search_seconds",
-    "Search latency, embedding included.",
+    "Search latency, embedding included, by first stage and re-ranker.",
+    ["mode", "rerank"],
     buckets=(0.002, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64),
+)
+GROUND_SECONDS = Histogram("herald_retrieval_ground_seconds", "Grounding check latency.")
+CLAIMS = Counter(
+    "herald_retrieval_claims_total", "Claims checked for grounding, by kind and result.", ["kind", "result"]
 )
 SEARCHES = Counter("herald_retrieval_searches_total", "Searches, by cache outcome.", ["cache"])
 log = get_logger("herald.retrieval")
@@ -42,16 +63,21 @@ class SearchCache:
     def __init__(self, ttl: float, max_entries: int = 10_000) -> None:
         self.ttl = ttl
         self.max_entries = max_entries
-        self._entries: OrderedDict[tuple[str, str, int, tuple[str, ...]], tuple[float, list[Passage]]] = OrderedDict()
+        self._entries: OrderedDict[tuple[object, ...], tuple[float, list[Passage]]] = OrderedDict()
 
-    def get(self, key: tuple[str, str, int, tuple[str, ...]]) -> list[Passage] | None:
+    def get(self, key: tuple[object, ...]) -> list[Passage] | None:
         entry = self._entries.get(key)
         if entry is None or entry[0] < time.monotonic():
             return None
         self._entries.move_to_end(key)
         return entry[1]
 
-    def put(self, key: tuple[str, str, int, tuple[str, ...]], passages: list[Passage]) -> None:
+    def forget(self, tenant: str) -> None:
+        """Drop a tenant's answers: its knowledge base just changed."""
+        for key in [k for k in self._entries if k[0] == tenant]:
+            del self._entries[key]
+
+    def put(self, key: tuple[object, ...], passages: list[Passage]) -> None:
         if self.ttl <= 0:
             return
         self._entries[key] = (time.monotonic() + self.ttl, passages)
@@ -60,69 +86,192 @@ class SearchCache:
             self._entries.popitem(last=False)
 
 
+MODES = {
+    retrieval_pb2.SEARCH_MODE_UNSPECIFIED: "hybrid",
+    retrieval_pb2.SEARCH_MODE_HYBRID: "hybrid",
+    retrieval_pb2.SEARCH_MODE_BM25: "bm25",
+    retrieval_pb2.SEARCH_MODE_VECTOR: "vector",
+}
+RERANKS = {retrieval_pb2.RERANK_NONE: "none", retrieval_pb2.RERANK_FUSION: "fusion", retrieval_pb2.RERANK_LLM: "llm"}
+
+
+class CacheInvalidator:
+    """Follows `herald.knowledge-indexed.v1` from its end and forgets a tenant's cached answers on every change.
+
+    Whichever replica indexed a document, every replica hears of it, so none serves an answer
+    that a replaced or deleted document could still be in.
+    """
+
+    def __init__(self, common: CommonSettings, cache: SearchCache) -> None:
+        self.common = common
+        self.cache = cache
+        self._task: asyncio.Task[None] | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def start(self) -> None:
+        topic = BusNames(self.common.topic_prefix)(KNOWLEDGE_INDEXED)
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.common.kafka_bootstrap,
+            isolation_level="read_committed",
+            enable_auto_commit=False,
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+        )
+        await self._consumer.start()
+        partitions = [TopicPartition(topic, p) for p in range(KNOWLEDGE_INDEXED.partitions)]
+        self._consumer.assign(partitions)
+        await self._consumer.seek_to_end(*partitions)
+        self._task = asyncio.create_task(self._follow(self._consumer), name="retrieval-cache-invalidator")
+
+    async def _follow(self, consumer: AIOKafkaConsumer) -> None:
+        async for record in consumer:
+            tenant = dict(record.headers or ()).get("ce_tenant")
+            if tenant:
+                self.cache.forget(tenant.decode(errors="replace"))
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._consumer:
+            await self._consumer.stop()
+
+
 class RetrievalService(retrieval_pb2_grpc.RetrievalServicer):
-    def __init__(self, store: WeaviateKnowledgeStore, embedder: OnnxEmbedder, alpha: float, cache: SearchCache) -> None:
+    def __init__(
+        self,
+        store: WeaviateKnowledgeStore,
+        embedder: OnnxEmbedder,
+        settings: Settings,
+        cache: SearchCache,
+        tenants: TenantDirectory,
+    ) -> None:
         self.store = store
         self.embedder = embedder
-        self.alpha = alpha
+        self.settings = settings
         self.cache = cache
+        self.tenants = tenants
 
     async def Search(
         self, request: retrieval_pb2.SearchRequest, context: grpc.aio.ServicerContext
     ) -> retrieval_pb2.SearchResponse:
-        if not request.tenant or not set(request.tenant) <= TENANT_NAME_OK:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "tenant must be a Herald tenant id")
+        await _check_tenant(request.tenant, context)
         if not request.query.strip():
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "query is empty")
         k = request.k or 5
         if not 1 <= k <= 50:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "k must be between 1 and 50")
-        key = (request.tenant, request.query, k, tuple(sorted(request.filters.collections)))
+        mode = MODES.get(request.mode)
+        rerank = RERANKS.get(request.rerank, self.settings.rerank)
+        if mode is None:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"unknown search mode {request.mode}")
+        if rerank == "llm":
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "no LLM re-ranker is configured")
+        filters = SearchFilters(
+            tuple(sorted(request.filters.collections)),
+            tuple(sorted(request.filters.tags)),
+            tuple(sorted(request.filters.doc_ids)),
+        )
+        key = (request.tenant, request.query, k, f"{mode}:{rerank}", filters)
         passages = self.cache.get(key)
         SEARCHES.labels("hit" if passages is not None else "miss").inc()
         if passages is None:
-            with SEARCH_SECONDS.time():
-                vector = await asyncio.to_thread(self.embedder.embed_one, request.query)
-                passages = await self.store.hybrid_search(
-                    request.tenant,
-                    request.query,
-                    vector,
-                    k,
-                    alpha=self.alpha,
-                    collections=list(request.filters.collections) or None,
-                )
+            with SEARCH_SECONDS.labels(mode, rerank).time():
+                passages = await self.search(request.tenant, request.query, k, str(mode), rerank, filters)
             self.cache.put(key, passages)
-        return retrieval_pb2.SearchResponse(
-            passages=[
-                retrieval_pb2.Passage(
-                    chunk_id=p.chunk_id,
-                    doc_id=p.doc_id,
-                    collection=p.collection,
-                    title=p.title,
-                    section_path=list(p.section_path),
-                    text=p.text,
-                    score=p.score,
+        return retrieval_pb2.SearchResponse(passages=[_to_proto(p) for p in passages])
+
+    async def search(
+        self, tenant: str, query: str, k: int, mode: str, rerank: str, filters: SearchFilters
+    ) -> list[Passage]:
+        vector = None if mode == "bm25" else await asyncio.to_thread(self.embedder.embed_one, query)
+        if rerank != "fusion":
+            return await self.store.search(tenant, mode, query, vector, k, alpha=self.settings.alpha, filters=filters)
+        # fusion: BM25, vector and hybrid lists to a depth, fused by reciprocal rank
+        vector = vector or await asyncio.to_thread(self.embedder.embed_one, query)
+        depth = max(k, self.settings.rerank_depth)
+        lists = await asyncio.gather(
+            *(
+                self.store.search(tenant, m, query, vector, depth, alpha=self.settings.alpha, filters=filters)
+                for m in ("bm25", "vector", "hybrid")
+            )
+        )
+        return reciprocal_rank_fusion(lists, k)
+
+    async def Ground(
+        self, request: retrieval_pb2.GroundRequest, context: grpc.aio.ServicerContext
+    ) -> retrieval_pb2.GroundResponse:
+        await _check_tenant(request.tenant, context)
+        if not request.draft.strip():
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "draft is empty")
+        if len(request.draft) > 50_000 or len(request.evidence_ids) > 100:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "draft over 50,000 characters or over 100 evidence ids"
+            )
+        tenant = self.tenants.get(request.tenant)
+        if tenant is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown tenant {request.tenant!r}")
+            raise AssertionError("unreachable")  # abort raises; this tells the type checker
+        wanted = list(dict.fromkeys(request.evidence_ids))
+        passages = {p.chunk_id: p for p in await self.store.fetch_chunks(request.tenant, wanted)}
+        # a passage's headings are part of what it says ("Growth — $49 per seat per month" is a heading)
+        evidence = [
+            Evidence(chunk_id, "\n".join((*passages[chunk_id].section_path, passages[chunk_id].text)))
+            for chunk_id in wanted
+            if chunk_id in passages
+        ]
+
+        def similarity(query: str, candidates: Sequence[str]) -> list[float]:
+            vectors = self.embedder.embed([query, *candidates])
+            return [float(v) for v in vectors[1:] @ vectors[0]]
+
+        with GROUND_SECONDS.time():
+            checks = await asyncio.to_thread(
+                check_claims,
+                request.draft,
+                evidence,
+                products=tenant.products,
+                competitors=tenant.competitors,
+                similarity=similarity,
+            )
+        for check in checks:
+            CLAIMS.labels(check.claim.kind, "supported" if check.supported else "unsupported").inc()
+        return retrieval_pb2.GroundResponse(
+            claims=[
+                retrieval_pb2.Claim(
+                    kind=c.claim.kind,
+                    text=c.claim.text,
+                    value=c.claim.value,
+                    start=c.claim.start,
+                    end=c.claim.end,
+                    supported=c.supported,
+                    passage_id=c.passage_id or "",
+                    reason=c.reason,
                 )
-                for p in passages
-            ]
+                for c in checks
+            ],
+            grounded=all(c.supported for c in checks),
+            unknown_evidence_ids=[chunk_id for chunk_id in wanted if chunk_id not in passages],
         )
 
 
-async def load_knowledge_base(
-    store: WeaviateKnowledgeStore, embedder: OnnxEmbedder, tenant: str, directory: Path
-) -> tuple[int, int]:
-    """Load every `*.md` under `directory` (doc id = its path inside it); return (documents, chunks)."""
-    await store.ensure_schema()
-    documents = chunks_total = 0
-    for path in sorted(await asyncio.to_thread(lambda: list(directory.rglob("*.md")))):
-        doc_id = path.relative_to(directory).with_suffix("").as_posix()
-        text = await asyncio.to_thread(path.read_text)
-        doc = parse_document(doc_id, text)
-        chunks = chunk_document(doc, text)
-        vectors = await asyncio.to_thread(embedder.embed, [f"{doc.title}. {c.text}" for c in chunks])
-        chunks_total += await store.upsert_document(tenant, doc, chunks, vectors)
-        documents += 1
-    return documents, chunks_total
+async def _check_tenant(tenant: str, context: grpc.aio.ServicerContext) -> None:
+    if not tenant or not set(tenant) <= TENANT_NAME_OK:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "tenant must be a Herald tenant id")
+
+
+def _to_proto(p: Passage) -> retrieval_pb2.Passage:
+    return retrieval_pb2.Passage(
+        chunk_id=p.chunk_id,
+        doc_id=p.doc_id,
+        collection=p.collection,
+        title=p.title,
+        section_path=list(p.section_path),
+        text=p.text,
+        score=p.score,
+        start=p.start,
+        end=p.end,
+    )
 
 
 def make_store(settings: Settings) -> WeaviateKnowledgeStore:
@@ -133,12 +282,20 @@ def make_store(settings: Settings) -> WeaviateKnowledgeStore:
 
 async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     settings = settings or Settings()
+    common = settings.common
+    pool = await create_pool(common.pg_dsn, max_size=4)
+    await migrate(pool, "retrieval", Path(str(files("herald_retrieval") / "migrations")))
     store = make_store(settings)
     embedder = OnnxEmbedder(threads=settings.embed_threads)
+    tenants = TenantDirectory(common.tenants_dir)
+    intake = KnowledgeIntake(KnowledgeIndexer(store, DocumentRegistry(pool), embedder), tenants)
+    worker = ConsumerWorker(common, "retrieval", "knowledge", {KNOWLEDGE: intake.on_knowledge}, max_batch=20)
+
+    cache = SearchCache(settings.search_cache_seconds)
+    invalidator = CacheInvalidator(common, cache)
     server = grpc.aio.server()
-    retrieval_pb2_grpc.add_RetrievalServicer_to_server(
-        RetrievalService(store, embedder, settings.alpha, SearchCache(settings.search_cache_seconds)), server
-    )
+    service = RetrievalService(store, embedder, settings, cache, tenants)
+    retrieval_pb2_grpc.add_RetrievalServicer_to_server(service, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -163,8 +320,8 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
         await store.close()
 
     http = FastAPI(title="herald-retrieval")
-    add_ops_routes(http, {"weaviate": store.ready})
+    add_ops_routes(http, {"weaviate": store.ready, "postgres": readiness(pool), "consumer": worker.ready})
     runtime = ServiceRuntime("retrieval", http, settings.ops_host, settings.ops_port)
-    runtime.on_start.append(start)
-    runtime.on_stop.append(stop)
+    runtime.on_start += [invalidator.start, start, worker.start]
+    runtime.on_stop += [pool.close, invalidator.stop, stop, worker.stop]
     return runtime

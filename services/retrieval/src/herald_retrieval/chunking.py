@@ -1,20 +1,29 @@
-"""Structure-first chunking of Markdown knowledge documents (pure, no I/O).
+"""Semantic chunking: document structure first, then meaning, within size bounds (pure, no I/O).
 
-Front matter gives the title and collection; the body is split on headings, then paragraphs,
-merging small neighbours and splitting long sections at sentence ends, so each chunk stays
-within bounds and keeps its section path and character offsets for citation.
+A chunk never crosses a heading: each section (the blocks under one heading path) is a chunk
+when it fits in `max_chars`. A longer section is cut at its weakest link, found by embedding
+its sentences and comparing neighbours (a paragraph boundary counts as a weaker link than a
+sentence boundary inside a paragraph), recursively, until every piece fits. Each chunk keeps
+its section path and its character offsets in the document's text, for citation.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import yaml
+import numpy as np
 
-_HEADING = re.compile(r"^(#{1,6})\s+(.*)$")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+from herald_retrieval.documents import Block, Document
+
+# a sentence ends at . ! or ? followed by space and something that can start a sentence
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[\"'(\[]?[A-Z0-9$€£])")
+# how much weaker a paragraph boundary is than a sentence boundary, in cosine-similarity units
+PARAGRAPH_BONUS = 0.15
+
+Embed = Callable[[list[str]], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -28,96 +37,94 @@ class Chunk:
 
 
 @dataclass(frozen=True)
-class Document:
-    doc_id: str
-    title: str
-    collection: str
-    tags: tuple[str, ...]
-    body: str
-    body_offset: int
+class _Sentence:
+    start: int
+    end: int
+    opens_block: bool
 
 
-def parse_document(doc_id: str, text: str) -> Document:
-    meta: dict[str, object] = {}
-    offset = 0
-    if text.startswith("---\n"):
-        end = text.find("\n---", 4)
-        if end != -1:
-            loaded = yaml.safe_load(text[4:end]) or {}
-            if not isinstance(loaded, dict):
-                raise ValueError(f"{doc_id}: front matter is not a mapping")
-            meta = loaded
-            offset = text.find("\n", end + 4) + 1 if text.find("\n", end + 4) != -1 else len(text)
-    tags = meta.get("tags") or []
-    return Document(
-        doc_id=doc_id,
-        title=str(meta.get("title") or doc_id),
-        collection=str(meta.get("collection") or "general"),
-        tags=tuple(str(t) for t in tags) if isinstance(tags, list) else (),
-        body=text[offset:],
-        body_offset=offset,
-    )
-
-
-def _chunk_id(doc_id: str, index: int) -> str:
-    return f"{doc_id}#{index:03d}-{hashlib.sha1(f'{doc_id}:{index}'.encode()).hexdigest()[:6]}"  # noqa: S324
-
-
-def chunk_document(doc: Document, text: str, *, max_chars: int = 900, min_chars: int = 150) -> list[Chunk]:
-    """Chunks of an already parsed document; `text` is the original it was parsed from (offsets refer to it)."""
-    doc_id = doc.doc_id
-    # (section path, start, end) spans of paragraphs in the original text
+def chunk_document(
+    doc: Document, embed: Embed | None = None, *, max_chars: int = 900, min_chars: int = 200
+) -> list[Chunk]:
+    """The document's chunks; without `embed`, long sections are cut at paragraph boundaries nearest the middle."""
     spans: list[tuple[tuple[str, ...], int, int]] = []
-    path: list[tuple[int, str]] = []
-    position = doc.body_offset
-    paragraph_start: int | None = None
-    for line in doc.body.splitlines(keepends=True):
-        heading = _HEADING.match(line.rstrip("\n"))
-        line_end = position + len(line)
-        if heading or not line.strip():
-            if paragraph_start is not None:
-                spans.append((tuple(t for _, t in path), paragraph_start, position))
-                paragraph_start = None
-            if heading:
-                level = len(heading.group(1))
-                path = [(lvl, title) for lvl, title in path if lvl < level] + [(level, heading.group(2).strip())]
-        elif paragraph_start is None:
-            paragraph_start = position
-        position = line_end
-    if paragraph_start is not None:
-        spans.append((tuple(t for _, t in path), paragraph_start, position))
+    for section_path, blocks in _sections(doc.blocks):
+        sentences = [s for block in blocks for s in _sentences(doc.text, block)]
+        if not sentences:
+            continue
+        for first, last in _split(doc.text, sentences, embed, max_chars, min_chars):
+            spans.extend(_hard_wrap(doc.text, section_path, sentences[first].start, sentences[last].end, max_chars))
+    chunks = []
+    for section_path, start, end in spans:
+        text = doc.text[start:end].strip()
+        if text:
+            digest = hashlib.sha256(f"{doc.doc_id}\x00{text}".encode()).hexdigest()[:8]
+            chunk_id = f"{doc.doc_id}#{len(chunks):03d}-{digest}"
+            chunks.append(Chunk(chunk_id, doc.doc_id, section_path, text, start, end))
+    return chunks
 
-    pieces: list[tuple[tuple[str, ...], int, int]] = []
-    for section, start, end in spans:
-        pieces.extend(_split_long(text, section, start, end, max_chars))
-    merged: list[tuple[tuple[str, ...], int, int]] = []
-    for section, start, end in pieces:
-        if merged:
-            last_section, last_start, last_end = merged[-1]
-            if last_section == section and (end - last_start) <= max_chars and (last_end - last_start) < min_chars:
-                merged[-1] = (section, last_start, end)
-                continue
-        merged.append((section, start, end))
-    return [
-        Chunk(_chunk_id(doc_id, i), doc_id, section, text[start:end].strip(), start, end)
-        for i, (section, start, end) in enumerate(merged)
-        if text[start:end].strip()
+
+def _sections(blocks: Sequence[Block]) -> list[tuple[tuple[str, ...], list[Block]]]:
+    sections: list[tuple[tuple[str, ...], list[Block]]] = []
+    for block in blocks:
+        if sections and sections[-1][0] == block.section_path:
+            sections[-1][1].append(block)
+        else:
+            sections.append((block.section_path, [block]))
+    return sections
+
+
+def _sentences(text: str, block: Block) -> list[_Sentence]:
+    out: list[_Sentence] = []
+    start = block.start
+    for match in _SENTENCE_END.finditer(text, block.start, block.end):
+        out.append(_Sentence(start, match.start() + len(match.group(0).rstrip()), opens_block=not out))
+        start = match.end()
+    if text[start : block.end].strip():
+        out.append(_Sentence(start, block.end, opens_block=not out))
+    return out
+
+
+def _split(
+    text: str, sentences: list[_Sentence], embed: Embed | None, max_chars: int, min_chars: int
+) -> list[tuple[int, int]]:
+    """Ranges [first, last] of sentence indexes, each as short as `max_chars` allows, cut at the weakest links."""
+    # link[i] is how strongly sentence i holds to sentence i + 1: lower is a better place to cut
+    if embed is not None and len(sentences) > 1 and sentences[-1].end - sentences[0].start > max_chars:
+        vectors = embed([text[s.start : s.end] for s in sentences])
+        similarity = np.einsum("ij,ij->i", vectors[:-1], vectors[1:])
+    else:
+        similarity = np.ones(max(len(sentences) - 1, 0))
+    link = [
+        float(similarity[i]) - (PARAGRAPH_BONUS if sentences[i + 1].opens_block else 0.0)
+        for i in range(len(similarity))
     ]
 
+    def size(first: int, last: int) -> int:
+        return sentences[last].end - sentences[first].start
 
-def _split_long(text: str, section: tuple[str, ...], start: int, end: int, max_chars: int):  # type: ignore[no-untyped-def]
-    if end - start <= max_chars:
-        return [(section, start, end)]
+    def cut(first: int, last: int) -> list[tuple[int, int]]:
+        if first == last or size(first, last) <= max_chars:
+            return [(first, last)]
+        candidates = range(first, last)  # cut after sentence i
+        # prefer cuts that leave both sides at least min_chars; the weakest link wins, the middle breaks ties
+        balanced = [i for i in candidates if size(first, i) >= min_chars and size(i + 1, last) >= min_chars]
+        middle = (sentences[first].start + sentences[last].end) / 2
+        best = min(balanced or candidates, key=lambda i: (round(link[i], 6), abs(sentences[i].end - middle)))
+        return cut(first, best) + cut(best + 1, last)
+
+    return cut(0, len(sentences) - 1)
+
+
+def _hard_wrap(
+    text: str, section_path: tuple[str, ...], start: int, end: int, max_chars: int
+) -> list[tuple[tuple[str, ...], int, int]]:
+    """A single sentence longer than `max_chars` is cut at the last space before the bound."""
     out = []
-    chunk_start = start
-    cursor = start
-    for match in _SENTENCE_END.finditer(text, start, end):
-        if match.end() - chunk_start > max_chars and cursor > chunk_start:
-            out.append((section, chunk_start, cursor))
-            chunk_start = cursor
-        cursor = match.end()
-    while end - chunk_start > max_chars:
-        out.append((section, chunk_start, chunk_start + max_chars))
-        chunk_start += max_chars
-    out.append((section, chunk_start, end))
+    while end - start > max_chars:
+        space = text.rfind(" ", start + max_chars // 2, start + max_chars)
+        cut = space if space != -1 else start + max_chars
+        out.append((section_path, start, cut))
+        start = cut
+    out.append((section_path, start, end))
     return out

@@ -4,38 +4,53 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from importlib.resources import files
 from pathlib import Path
 
+from herald_core.db import create_pool, migrate
 from herald_core.observability import configure_logging
 from herald_core.runtime import run
 from herald_retrieval.adapters.embedder import OnnxEmbedder
-from herald_retrieval.app import create_app, load_knowledge_base, make_store
+from herald_retrieval.adapters.registry import DocumentRegistry
+from herald_retrieval.app import create_app, make_store
+from herald_retrieval.knowledge import KnowledgeIndexer
 from herald_retrieval.settings import Settings
+
+
+async def load_kb(settings: Settings, tenant: str, directory: Path) -> int:
+    """Index every readable file under `directory` straight into the store (no Kafka); 1 if any was refused."""
+    pool = await create_pool(settings.common.pg_dsn, max_size=2)
+    store = make_store(settings)
+    try:
+        await migrate(pool, "retrieval", Path(str(files("herald_retrieval") / "migrations")))
+        await store.connect()
+        await store.ensure_schema()
+        outcomes = await KnowledgeIndexer(store, DocumentRegistry(pool), OnnxEmbedder()).load_directory(
+            tenant, directory
+        )
+    finally:
+        await store.close()
+        await pool.close()
+    refused = [o for o in outcomes if o.status == "refused"]
+    chunks = sum(o.chunks for o in outcomes)
+    print(f"loaded {len(outcomes) - len(refused)} documents as {chunks} chunks into tenant {tenant}")
+    for outcome in refused:
+        print(f"refused {outcome.doc_id}: {outcome.reason}")
+    return 1 if refused else 0
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="herald-retrieval")
     sub = parser.add_subparsers(dest="command")
-    load = sub.add_parser("load-kb", help="load a directory of Markdown documents into a tenant's knowledge base")
+    load = sub.add_parser("load-kb", help="index a directory of documents into a tenant's knowledge base")
     load.add_argument("--tenant", required=True)
     load.add_argument("--dir", type=Path, required=True)
     args = parser.parse_args()
     settings = Settings()
     if args.command == "load-kb":
         configure_logging("retrieval", settings.common.log_level)
-
-        async def load_kb() -> None:
-            store = make_store(settings)
-            await store.connect()
-            try:
-                docs, chunks = await load_knowledge_base(store, OnnxEmbedder(), args.tenant, args.dir)
-            finally:
-                await store.close()
-            print(f"loaded {docs} documents as {chunks} chunks into tenant {args.tenant}")
-
-        asyncio.run(load_kb())
-    else:
-        run("retrieval", settings, create_app)
+        raise SystemExit(asyncio.run(load_kb(settings, args.tenant, args.dir)))
+    run("retrieval", settings, create_app)
 
 
 if __name__ == "__main__":

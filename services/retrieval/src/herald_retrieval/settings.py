@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from herald_core.settings import ServiceSettings
@@ -16,6 +17,8 @@ class Settings(ServiceSettings):
     weaviate_http_port: int = 18090
     weaviate_grpc_port: int = 18091
     collection: str = "KnowledgeChunk"
-    alpha: float = 0.5
+    alpha: float = 0.5  # hybrid weight of the vector (0 = BM25 alone); chosen on the shipped eval set
+    rerank: str = Field(default="none", pattern="^(none|fusion|llm)$", description="Default re-ranker.")
+    rerank_depth: int = 30  # candidates per first-stage list that the re-ranker sees
     embed_threads: int = 1
     search_cache_seconds: float = 30.0  # 0 turns the cache off

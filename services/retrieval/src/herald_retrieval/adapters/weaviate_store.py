@@ -15,7 +15,27 @@ from weaviate.classes.query import Filter, MetadataQuery
 from weaviate.classes.tenants import Tenant
 from weaviate.util import generate_uuid5
 
-from herald_retrieval.chunking import Chunk, Document
+from herald_retrieval.chunking import Chunk
+from herald_retrieval.documents import Document
+
+
+@dataclass(frozen=True)
+class SearchFilters:
+    """Metadata a passage must match: any of these collections, any of these tags, any of these documents."""
+
+    collections: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    doc_ids: tuple[str, ...] = ()
+
+    def to_weaviate(self) -> Any:
+        parts = []
+        if self.collections:
+            parts.append(Filter.by_property("collection").contains_any(list(self.collections)))
+        if self.tags:
+            parts.append(Filter.by_property("tags").contains_any(list(self.tags)))
+        if self.doc_ids:
+            parts.append(Filter.by_property("doc_id").contains_any(list(self.doc_ids)))
+        return Filter.all_of(parts) if len(parts) > 1 else (parts[0] if parts else None)
 
 
 @dataclass(frozen=True)
@@ -27,6 +47,8 @@ class Passage:
     section_path: tuple[str, ...]
     text: str
     score: float
+    start: int = 0
+    end: int = 0
 
 
 class WeaviateKnowledgeStore:
@@ -116,36 +138,64 @@ class WeaviateKnowledgeStore:
         collection = self.client.collections.get(self.collection_name).with_tenant(tenant)
         await collection.data.delete_many(where=Filter.by_property("doc_id").equal(doc_id))
 
-    async def hybrid_search(
+    async def search(
         self,
         tenant: str,
+        mode: str,
         query: str,
-        vector: list[float],
+        vector: list[float] | None,
         k: int,
         *,
         alpha: float = 0.5,
-        collections: list[str] | None = None,
+        filters: SearchFilters = SearchFilters(),
     ) -> list[Passage]:
+        """`mode` "bm25" (keywords alone), "vector" (the embedding alone) or "hybrid" (Weaviate's fusion of both,
+        weighted by `alpha`: 0 is all BM25, 1 all vector)."""
         await self.ensure_tenant(tenant)
         collection = self.client.collections.get(self.collection_name).with_tenant(tenant)
-        filters = Filter.by_property("collection").contains_any(collections) if collections else None
-        response = await collection.query.hybrid(
-            query=query,
-            vector=vector,
-            alpha=alpha,
-            limit=k,
-            filters=filters,
-            return_metadata=MetadataQuery(score=True),
-        )
-        return [
-            Passage(
-                chunk_id=str(o.properties["chunk_id"]),
-                doc_id=str(o.properties["doc_id"]),
-                collection=str(o.properties["collection"]),
-                title=str(o.properties["title"]),
-                section_path=tuple(o.properties.get("section_path") or ()),  # type: ignore[arg-type]
-                text=str(o.properties["text"]),
-                score=float(o.metadata.score or 0.0),
+        where = filters.to_weaviate()
+        metadata = MetadataQuery(score=True, distance=True)
+        if mode == "bm25":
+            response = await collection.query.bm25(query=query, limit=k, filters=where, return_metadata=metadata)
+        elif mode == "vector":
+            response = await collection.query.near_vector(
+                near_vector=vector, limit=k, filters=where, return_metadata=metadata
             )
-            for o in response.objects
-        ]
+        else:
+            response = await collection.query.hybrid(
+                query=query, vector=vector, alpha=alpha, limit=k, filters=where, return_metadata=metadata
+            )
+        return [_passage(o) for o in response.objects]
+
+    async def fetch_chunks(self, tenant: str, chunk_ids: list[str]) -> list[Passage]:
+        """The passages with these chunk ids (those that exist), in no particular order."""
+        if not chunk_ids:
+            return []
+        await self.ensure_tenant(tenant)
+        collection = self.client.collections.get(self.collection_name).with_tenant(tenant)
+        response = await collection.query.fetch_objects(
+            filters=Filter.by_property("chunk_id").contains_any(chunk_ids), limit=len(chunk_ids)
+        )
+        return [_passage(o) for o in response.objects]
+
+    async def count(self, tenant: str, filters: SearchFilters = SearchFilters()) -> int:
+        await self.ensure_tenant(tenant)
+        collection = self.client.collections.get(self.collection_name).with_tenant(tenant)
+        result = await collection.aggregate.over_all(filters=filters.to_weaviate(), total_count=True)
+        return int(result.total_count or 0)
+
+
+def _passage(o: Any) -> Passage:
+    metadata = o.metadata
+    score = metadata.score if metadata.score is not None else 1.0 - float(metadata.distance or 0.0)
+    return Passage(
+        chunk_id=str(o.properties["chunk_id"]),
+        doc_id=str(o.properties["doc_id"]),
+        collection=str(o.properties["collection"]),
+        title=str(o.properties["title"]),
+        section_path=tuple(o.properties.get("section_path") or ()),
+        text=str(o.properties["text"]),
+        score=float(score),
+        start=int(o.properties.get("start") or 0),
+        end=int(o.properties.get("end") or 0),
+    )

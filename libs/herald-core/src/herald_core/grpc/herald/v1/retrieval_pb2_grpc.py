@@ -39,13 +39,39 @@ class RetrievalStub(object):
                 request_serializer=herald_dot_v1_dot_retrieval__pb2.SearchRequest.SerializeToString,
                 response_deserializer=herald_dot_v1_dot_retrieval__pb2.SearchResponse.FromString,
                 _registered_method=True)
+        self.Ground = channel.unary_unary(
+                '/herald.v1.Retrieval/Ground',
+                request_serializer=herald_dot_v1_dot_retrieval__pb2.GroundRequest.SerializeToString,
+                response_deserializer=herald_dot_v1_dot_retrieval__pb2.GroundResponse.FromString,
+                _registered_method=True)
+        self.Recall = channel.unary_unary(
+                '/herald.v1.Retrieval/Recall',
+                request_serializer=herald_dot_v1_dot_retrieval__pb2.RecallRequest.SerializeToString,
+                response_deserializer=herald_dot_v1_dot_retrieval__pb2.RecallResponse.FromString,
+                _registered_method=True)
 
 
 class RetrievalServicer(object):
     """Missing associated documentation comment in .proto file."""
 
     def Search(self, request, context):
-        """Hybrid (BM25 + vector) search over one tenant's knowledge base.
+        """Search one tenant's knowledge base: hybrid (BM25 + vector) by default, then re-ranked.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Ground(self, request, context):
+        """Each factual claim of a draft (prices, percentages, dates, numbers, products, competitor
+        statements) with the evidence passage that supports it, or "unsupported".
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Recall(self, request, context):
+        """What Herald remembers that bears on a contact and a question: recent interactions (medium
+        term, in Postgres) merged with long-term memories (summaries, reviewer feedback, in Weaviate).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -58,6 +84,16 @@ def add_RetrievalServicer_to_server(servicer, server):
                     servicer.Search,
                     request_deserializer=herald_dot_v1_dot_retrieval__pb2.SearchRequest.FromString,
                     response_serializer=herald_dot_v1_dot_retrieval__pb2.SearchResponse.SerializeToString,
+            ),
+            'Ground': grpc.unary_unary_rpc_method_handler(
+                    servicer.Ground,
+                    request_deserializer=herald_dot_v1_dot_retrieval__pb2.GroundRequest.FromString,
+                    response_serializer=herald_dot_v1_dot_retrieval__pb2.GroundResponse.SerializeToString,
+            ),
+            'Recall': grpc.unary_unary_rpc_method_handler(
+                    servicer.Recall,
+                    request_deserializer=herald_dot_v1_dot_retrieval__pb2.RecallRequest.FromString,
+                    response_serializer=herald_dot_v1_dot_retrieval__pb2.RecallResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -87,6 +123,60 @@ class Retrieval(object):
             '/herald.v1.Retrieval/Search',
             herald_dot_v1_dot_retrieval__pb2.SearchRequest.SerializeToString,
             herald_dot_v1_dot_retrieval__pb2.SearchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Ground(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/herald.v1.Retrieval/Ground',
+            herald_dot_v1_dot_retrieval__pb2.GroundRequest.SerializeToString,
+            herald_dot_v1_dot_retrieval__pb2.GroundResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Recall(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/herald.v1.Retrieval/Recall',
+            herald_dot_v1_dot_retrieval__pb2.RecallRequest.SerializeToString,
+            herald_dot_v1_dot_retrieval__pb2.RecallResponse.FromString,
             options,
             channel_credentials,
             insecure,
