@@ -67,6 +67,10 @@ generate: uv ## regenerate JSON Schemas, the AsyncAPI document and the Strimzi t
 bench: up ## measure throughput and latency against raw aiokafka; JSON + PNG in bench/results/
 	$(UV) run python -m bench.run
 
+.PHONY: eval-retrieval
+eval-retrieval: up ## retrieval quality (NDCG@10, recall@20, MRR) and latency on the shipped labelled set; JSON + PNG
+	$(UV) run herald-retrieval eval --kb samples/acme/kb --queries samples/acme/eval/retrieval.jsonl --out bench/results
+
 .PHONY: clean-stack
 clean-stack: down ## stop the stack and delete its data (not the artifact cache)
 	rm -rf .stack

@@ -10,6 +10,7 @@ from pathlib import Path
 from herald_core.db import create_pool, migrate
 from herald_core.observability import configure_logging
 from herald_core.runtime import run
+from herald_retrieval import eval_harness
 from herald_retrieval.adapters.embedder import OnnxEmbedder
 from herald_retrieval.adapters.registry import DocumentRegistry
 from herald_retrieval.app import create_app, make_store
@@ -45,8 +46,19 @@ def main() -> None:
     load = sub.add_parser("load-kb", help="index a directory of documents into a tenant's knowledge base")
     load.add_argument("--tenant", required=True)
     load.add_argument("--dir", type=Path, required=True)
+    evaluate = sub.add_parser("eval", help="measure retrieval quality and latency on a labelled query set")
+    evaluate.add_argument("--kb", type=Path, required=True, help="the knowledge base to index")
+    evaluate.add_argument("--queries", type=Path, required=True, help="labelled queries (JSON lines)")
+    evaluate.add_argument("--out", type=Path, default=Path("bench/results"))
     args = parser.parse_args()
     settings = Settings()
+    if args.command == "eval":
+        configure_logging("retrieval", "WARNING")
+        report = asyncio.run(eval_harness.evaluate(settings, args.kb, args.queries))
+        json_path, png_path = eval_harness.write_report(report, args.out)
+        print(eval_harness.table(report))
+        print(f"wrote {json_path} and {png_path}")
+        return
     if args.command == "load-kb":
         configure_logging("retrieval", settings.common.log_level)
         raise SystemExit(asyncio.run(load_kb(settings, args.tenant, args.dir)))

@@ -17,7 +17,7 @@ class Settings(ServiceSettings):
     weaviate_http_port: int = 18090
     weaviate_grpc_port: int = 18091
     collection: str = "KnowledgeChunk"
-    alpha: float = 0.5  # hybrid weight of the vector (0 = BM25 alone); chosen on the shipped eval set
+    alpha: float = 0.6  # hybrid weight of the vector (0 = BM25 alone); chosen on the shipped eval set
     rerank: str = Field(default="none", pattern="^(none|fusion|llm)$", description="Default re-ranker.")
     rerank_depth: int = 30  # candidates per first-stage list that the re-ranker sees
     embed_threads: int = 1

@@ -56,6 +56,10 @@ class OnnxEmbedder:
     def _embed_one(self, text: str) -> tuple[float, ...]:
         return tuple(float(x) for x in self._batch([text])[0])
 
+    def forget(self) -> None:
+        """Empty the query cache (an evaluation times each system's own embeddings)."""
+        self._cached.cache_clear()
+
     def embed_one(self, text: str) -> list[float]:
         """One query's vector; repeated queries (the planner asks similar things) come from a cache."""
         return list(self._cached(text))

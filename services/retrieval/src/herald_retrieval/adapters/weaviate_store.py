@@ -178,6 +178,17 @@ class WeaviateKnowledgeStore:
         )
         return [_passage(o) for o in response.objects]
 
+    async def all_chunks(self, tenant: str) -> list[Passage]:
+        """Every chunk of a tenant's knowledge base (for evaluation: the ideal ranking needs the whole corpus)."""
+        await self.ensure_tenant(tenant)
+        collection = self.client.collections.get(self.collection_name).with_tenant(tenant)
+        return [_passage(o) async for o in collection.iterator()]
+
+    async def delete_tenant(self, tenant: str) -> None:
+        collection = self.client.collections.get(self.collection_name)
+        await collection.tenants.remove([tenant])
+        self._tenants.discard(tenant)
+
     async def count(self, tenant: str, filters: SearchFilters = SearchFilters()) -> int:
         await self.ensure_tenant(tenant)
         collection = self.client.collections.get(self.collection_name).with_tenant(tenant)
