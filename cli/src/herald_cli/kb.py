@@ -26,6 +26,7 @@ from rich.table import Table
 from herald_core.bus import BusNames, Outbound, TransactionalProducer, Unreadable, read_record
 from herald_core.contracts import (
     MAX_DOCUMENT_BYTES,
+    MEDIA_TYPE_BY_SUFFIX,
     DocumentDeleted,
     DocumentIndexed,
     DocumentRefused,
@@ -38,15 +39,6 @@ from herald_core.settings import CommonSettings
 from herald_core.topics import KNOWLEDGE, KNOWLEDGE_INDEXED, document_key
 
 SOURCE = "herald/cli"
-SUFFIXES = {
-    ".md": MediaType.MARKDOWN,
-    ".markdown": MediaType.MARKDOWN,
-    ".html": MediaType.HTML,
-    ".htm": MediaType.HTML,
-    ".pdf": MediaType.PDF,
-    ".txt": MediaType.TEXT,
-    ".text": MediaType.TEXT,
-}
 CONTENT_TYPES = {"text/markdown": MediaType.MARKDOWN, "text/html": MediaType.HTML, "application/pdf": MediaType.PDF}
 _DOC_ID_UNSAFE = re.compile(r"[^A-Za-z0-9._/-]+")
 PUBLISH_BATCH = 20
@@ -117,7 +109,13 @@ def from_paths(paths: Iterable[Path], collection: str | None, base: Path | None 
                 found.append(Candidate(doc_id, collection or folder, str(file), problem="no such file"))
                 continue
             found.append(
-                Candidate(doc_id, collection or folder, str(file), SUFFIXES.get(file.suffix.lower()), file.read_bytes())
+                Candidate(
+                    doc_id,
+                    collection or folder,
+                    str(file),
+                    MEDIA_TYPE_BY_SUFFIX.get(file.suffix.lower()),
+                    file.read_bytes(),
+                )
             )
     return [check(c) for c in found]
 
@@ -137,7 +135,7 @@ async def from_urls(urls: Sequence[str], collection: str | None, timeout: float 
                 found.append(Candidate(doc_id, collection or "web", url, problem=f"could not fetch: {exc}"))
                 continue
             content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
-            media_type = CONTENT_TYPES.get(content_type) or SUFFIXES.get(Path(parts.path).suffix.lower())
+            media_type = CONTENT_TYPES.get(content_type) or MEDIA_TYPE_BY_SUFFIX.get(Path(parts.path).suffix.lower())
             if media_type is None and content_type == "text/plain":
                 media_type = MediaType.TEXT
             found.append(Candidate(doc_id, collection or "web", url, media_type, response.content))

@@ -276,6 +276,17 @@ class MediaType(StrEnum):
     TEXT = "text/plain"
 
 
+MEDIA_TYPE_BY_SUFFIX: dict[str, MediaType] = {
+    ".md": MediaType.MARKDOWN,
+    ".markdown": MediaType.MARKDOWN,
+    ".html": MediaType.HTML,
+    ".htm": MediaType.HTML,
+    ".pdf": MediaType.PDF,
+    ".txt": MediaType.TEXT,
+    ".text": MediaType.TEXT,
+}
+
+
 class DocumentSubmitted(Contract):
     TYPE: ClassVar[str] = "herald.document.submitted.v1"
     doc_id: DocumentId = Field(description="The document's id in the tenant's knowledge base (e.g. `pricing/plans`).")

@@ -18,7 +18,7 @@ from bs4 import BeautifulSoup, Tag
 from pypdf import PdfReader
 from pypdf.errors import PdfReadError
 
-from herald_core.contracts import MAX_DOCUMENT_BYTES, MediaType
+from herald_core.contracts import MAX_DOCUMENT_BYTES, MEDIA_TYPE_BY_SUFFIX, MediaType
 
 _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
 _LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
@@ -50,16 +50,8 @@ class Document:
 
 def media_type_for(filename: str) -> MediaType | None:
     """The media type a file name says, or None for a kind Herald does not read."""
-    suffix = filename.lower().rsplit(".", 1)[-1] if "." in filename else ""
-    return {
-        "md": MediaType.MARKDOWN,
-        "markdown": MediaType.MARKDOWN,
-        "html": MediaType.HTML,
-        "htm": MediaType.HTML,
-        "pdf": MediaType.PDF,
-        "txt": MediaType.TEXT,
-        "text": MediaType.TEXT,
-    }.get(suffix)
+    suffix = "." + filename.lower().rsplit(".", 1)[-1] if "." in filename else ""
+    return MEDIA_TYPE_BY_SUFFIX.get(suffix)
 
 
 def parse_document(doc_id: str, collection: str, media_type: MediaType, content: bytes) -> Document:
