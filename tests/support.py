@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from herald_core.contracts import ActionProposed, ContactFacts, Contract, SendEmailInput
-from herald_core.envelope import Envelope, new_traceparent
+from herald_core.envelope import Envelope
 from herald_core.ids import new_id
 from herald_core.topics import TopicSpec
 
@@ -176,14 +176,7 @@ def email_action(
 
 def envelope(tenant: str, body: Contract, *, source: str, subject: str | None = None) -> Envelope:
     """A new chain's envelope for `body`, from a test standing in for `source`."""
-    return Envelope(
-        source=source,
-        type=body.TYPE,
-        tenant=tenant,
-        correlation_id=new_id(),
-        subject=subject,
-        traceparent=new_traceparent(),
-    )
+    return Envelope.new_chain(source=source, type=body.TYPE, tenant=tenant, subject=subject)
 
 
 async def publish_many(bootstrap: str, topic: str, messages: Iterable[tuple[bytes, Envelope, Contract]]) -> None:

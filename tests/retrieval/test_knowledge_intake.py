@@ -67,7 +67,7 @@ async def submit(herald, tenant: str, bodies: list[DocumentSubmitted | DocumentD
     await producer.start()
     try:
         for body in bodies:
-            env = Envelope(
+            env = Envelope.new_chain(
                 source="test/kb",
                 type=body.TYPE,
                 tenant=tenant,

@@ -18,12 +18,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from herald_core.bus import BusNames, Outbound, TransactionalProducer, Unreadable, read_record
+from herald_core.bus import Outbound, TransactionalProducer, Unreadable, read_record, tail_reader
 from herald_core.contracts import (
     MAX_DOCUMENT_BYTES,
     MEDIA_TYPE_BY_SUFFIX,
@@ -33,7 +33,7 @@ from herald_core.contracts import (
     DocumentSubmitted,
     MediaType,
 )
-from herald_core.envelope import Envelope, new_traceparent
+from herald_core.envelope import Envelope
 from herald_core.ids import new_id
 from herald_core.settings import CommonSettings
 from herald_core.topics import KNOWLEDGE, KNOWLEDGE_INDEXED, document_key
@@ -165,18 +165,16 @@ class KnowledgeClient:
     def __init__(self, common: CommonSettings, tenant: str, console: Console | None = None) -> None:
         self.common = common
         self.tenant = tenant
-        self.names = BusNames(common.topic_prefix)
         self.console = console or Console(stderr=True)
         self.correlation_id = new_id()
 
     def _envelope(self, body: DocumentSubmitted | DocumentDeleted) -> Envelope:
-        return Envelope(
+        return Envelope.new_chain(
             source=SOURCE,
             type=body.TYPE,
             subject=f"document/{body.doc_id}",
             tenant=self.tenant,
             correlation_id=self.correlation_id,
-            traceparent=new_traceparent(),
         )
 
     async def submit(
@@ -185,7 +183,7 @@ class KnowledgeClient:
         """Publish `bodies`; with `wait`, read the service's answers until each has one or `timeout` passes."""
         if not bodies:
             return []
-        consumer = await self._answers_from_now() if wait else None
+        consumer = await tail_reader(self.common, KNOWLEDGE_INDEXED) if wait else None
         producer = TransactionalProducer(self.common, "cli", name=f"kb-{self.correlation_id}")
         await producer.start()
         try:
@@ -205,23 +203,6 @@ class KnowledgeClient:
             return await self._collect(consumer, [b.doc_id for b in bodies], timeout)
         finally:
             await consumer.stop()
-
-    async def _answers_from_now(self) -> AIOKafkaConsumer:
-        """A reader of the answers topic positioned at its current end, before anything is sent."""
-        topic = self.names(KNOWLEDGE_INDEXED)
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.common.kafka_bootstrap,
-            isolation_level="read_committed",
-            enable_auto_commit=False,
-            fetch_max_wait_ms=100,
-        )
-        await consumer.start()
-        partitions = [TopicPartition(topic, p) for p in range(KNOWLEDGE_INDEXED.partitions)]
-        consumer.assign(partitions)
-        ends = await consumer.end_offsets(partitions)
-        for tp in partitions:
-            consumer.seek(tp, ends[tp])
-        return consumer
 
     async def _collect(self, consumer: AIOKafkaConsumer, doc_ids: list[str], timeout: float) -> list[Result]:
         waiting = set(doc_ids)

@@ -24,7 +24,7 @@ from typing import TypeVar
 
 import asyncpg
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from pydantic import ValidationError
@@ -144,6 +144,48 @@ def read_record(record: ConsumerRecord[bytes, bytes], spec: TopicSpec) -> Inboun
         return Unreadable(_reason(exc), _envelope_or_none(record))
 
 
+def transactional_producer(common: CommonSettings, transactional_id: str) -> AIOKafkaProducer:
+    """The producer every Herald transaction uses (edge publishers and consume-transform-produce workers)."""
+    return AIOKafkaProducer(
+        bootstrap_servers=common.kafka_bootstrap,
+        transactional_id=transactional_id,
+        transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
+        linger_ms=2,
+        max_batch_size=256 * 1024,
+        max_request_size=MAX_REQUEST_BYTES,
+    )
+
+
+async def tail_reader(common: CommonSettings, spec: TopicSpec) -> AIOKafkaConsumer:
+    """A started read_committed reader of every partition of `spec`, positioned at its current end.
+
+    For following what happens from now on (answers to a request just sent, changes to react to),
+    without a consumer group.
+    """
+    topic = BusNames(common.topic_prefix)(spec)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=common.kafka_bootstrap,
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+    )
+    await consumer.start()
+    partitions = [TopicPartition(topic, p) for p in range(spec.partitions)]
+    consumer.assign(partitions)
+    # explicit offsets, not seek_to_end: that resolves lazily, and what comes right after must not be missed
+    for tp, end in (await consumer.end_offsets(partitions)).items():
+        consumer.seek(tp, end)
+    return consumer
+
+
+async def cancel_and_wait(task: asyncio.Task[None] | None) -> None:
+    """Stop a background task and wait until it has stopped."""
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 def _audit_headers(headers: Sequence[tuple[str, bytes]], topic_name: str) -> list[tuple[str, bytes]]:
     return [*headers, ("herald_topic", topic_name.encode())]
 
@@ -172,14 +214,7 @@ class TransactionalProducer:
         self.started = False
 
     def _new_producer(self) -> AIOKafkaProducer:
-        return AIOKafkaProducer(
-            bootstrap_servers=self.common.kafka_bootstrap,
-            transactional_id=self.transactional_id,
-            transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
-            linger_ms=2,
-            max_batch_size=256 * 1024,
-            max_request_size=MAX_REQUEST_BYTES,
-        )
+        return transactional_producer(self.common, self.transactional_id)
 
     async def start(self) -> None:
         await self._producer.start()
@@ -210,10 +245,7 @@ class TransactionalProducer:
 
     async def stop(self) -> None:
         self.started = False
-        if self._flusher:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
+        await cancel_and_wait(self._flusher)
         await self._producer.stop()
 
     async def publish(
@@ -316,23 +348,15 @@ class ConsumerWorker:
         self._task = asyncio.create_task(self._run_forever(), name=f"{self.service}-{self.name}")
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         await self._close()
 
     async def ready(self) -> bool:
         return self.assigned
 
     async def _open(self) -> tuple[AIOKafkaConsumer, AIOKafkaProducer]:
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self.common.kafka_bootstrap,
-            transactional_id=f"{self.common.topic_prefix}herald-{self.service}-{self.name}-{self.common.instance_id}",
-            transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
-            linger_ms=2,
-            max_batch_size=256 * 1024,
-            max_request_size=MAX_REQUEST_BYTES,
+        producer = transactional_producer(
+            self.common, f"{self.common.topic_prefix}herald-{self.service}-{self.name}-{self.common.instance_id}"
         )
         consumer = AIOKafkaConsumer(
             *self.by_topic_name,
@@ -522,7 +546,7 @@ async def send_dead_letter(
     if envelope is not None:
         audit_env = envelope.caused(source=f"herald/{service}", type=DeadLettered.TYPE)
     else:
-        audit_env = Envelope(
+        audit_env = Envelope.new_chain(
             source=f"herald/{service}",
             type=DeadLettered.TYPE,
             tenant="unknown",

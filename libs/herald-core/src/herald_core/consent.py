@@ -23,7 +23,15 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from herald_core.bus import FETCH_MAX_WAIT_MS, BusNames, Inbound, Unreadable, read_record, send_dead_letter
+from herald_core.bus import (
+    FETCH_MAX_WAIT_MS,
+    BusNames,
+    Inbound,
+    Unreadable,
+    cancel_and_wait,
+    read_record,
+    send_dead_letter,
+)
 from herald_core.contracts import ConsentGranted, ConsentWithdrawn
 from herald_core.settings import CommonSettings
 from herald_core.topics import CONSENT
@@ -88,10 +96,7 @@ class ConsentFeed:
         return sorted(p["partition"] for p in described[0]["partitions"])
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         if self._consumer:
             await self._consumer.stop()
         if self._dlq_producer:

@@ -40,6 +40,27 @@ class Envelope(BaseModel):
     causation_id: str | None = Field(default=None, description="Id of the message that caused this one.")
     traceparent: str | None = Field(default=None, description="W3C trace context of the producing span.")
 
+    @classmethod
+    def new_chain(
+        cls,
+        *,
+        source: str,
+        type: str,
+        tenant: str,
+        subject: str | None = None,
+        traceparent: str | None = None,
+        correlation_id: str | None = None,
+    ) -> Envelope:
+        """The first message of a chain: a new correlation id (unless given), a new trace unless one is given."""
+        return cls(
+            source=source,
+            type=type,
+            subject=subject,
+            tenant=tenant,
+            correlation_id=correlation_id or new_id(),
+            traceparent=traceparent or new_traceparent(),
+        )
+
     def caused(self, *, source: str, type: str, subject: str | None = None) -> Envelope:
         """The envelope of a message caused by this one: same chain, same trace, new span."""
         return Envelope(

@@ -32,7 +32,6 @@ from herald_core.bus import Outbound, TransactionalProducer
 from herald_core.contracts import Contract, EventRejected
 from herald_core.db import create_pool, migrate, readiness
 from herald_core.envelope import Envelope
-from herald_core.ids import new_id
 from herald_core.observability import add_ops_routes, get_logger
 from herald_core.runtime import ServiceRuntime
 from herald_core.tenants import TenantConfig, TenantDirectory
@@ -205,12 +204,11 @@ class Ingest:
         self, request: Request, tenant: str, event: HubSpotEvent, reason: str, header: str | None
     ) -> tuple[bytes | None, Envelope, Contract]:
         contact_id = str(event.object_id)
-        envelope = Envelope(
+        envelope = Envelope.new_chain(
             source=SOURCE,
             type=EventRejected.TYPE,
             subject=f"contact/{contact_id}",
             tenant=tenant,
-            correlation_id=new_id(),
             traceparent=continue_trace(header),
         )
         body = EventRejected(
@@ -291,11 +289,10 @@ class Ingest:
     async def refuse(self, request: Request, tenant: TenantConfig | None, refusal: Refusal) -> JSONResponse:
         """Answer a refusal and record it on the audit (tenant `unknown` when there is none)."""
         tenant_id = tenant.tenant_id if tenant else "unknown"
-        envelope = Envelope(
+        envelope = Envelope.new_chain(
             source=SOURCE,
             type=EventRejected.TYPE,
             tenant=tenant_id,
-            correlation_id=new_id(),
             traceparent=continue_trace(request.headers.get("traceparent")),
         )
         body = EventRejected(

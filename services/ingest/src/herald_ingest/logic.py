@@ -25,7 +25,6 @@ from herald_core.contracts import (
     EmailAddress,
 )
 from herald_core.envelope import Envelope, child_traceparent, new_traceparent
-from herald_core.ids import new_id
 from herald_core.topics import CONSENT, EVENTS, contact_key
 
 SOURCE = "herald/ingest"
@@ -296,13 +295,8 @@ def messages_for(tenant: str, contract: Contract, traceparent: str) -> list[Outb
     """An upstream event's messages: a new chain (correlation id) on herald.events.v1, and a
     withdrawal also on the compacted herald.consent.v1 (keyed per contact and channel)."""
     contact_id = contact_of(contract)
-    envelope = Envelope(
-        source=SOURCE,
-        type=contract.TYPE,
-        subject=f"contact/{contact_id}",
-        tenant=tenant,
-        correlation_id=new_id(),
-        traceparent=traceparent,
+    envelope = Envelope.new_chain(
+        source=SOURCE, type=contract.TYPE, subject=f"contact/{contact_id}", tenant=tenant, traceparent=traceparent
     )
     messages = [Outbound(EVENTS, contact_key(tenant, contact_id), envelope, contract)]
     if isinstance(contract, ConsentWithdrawn):

@@ -159,11 +159,9 @@ class Planner:
         if isinstance(body, ActionExecuted):
             await self._advance(body.workflow_id, body.status.value, {"result": body.result, "error": body.error})
         elif isinstance(body, ActionRefused) and body.action_id:
-            row = await self.runs.pool.fetchrow(
-                "SELECT workflow_id FROM planner.workflow_runs WHERE action_id = $1", body.action_id
-            )
-            if row is not None:
-                await self._advance(row["workflow_id"], "refused", {"reason": body.reason, "detail": body.detail})
+            workflow_id = await self.runs.workflow_of_action(body.action_id)
+            if workflow_id is not None:
+                await self._advance(workflow_id, "refused", {"reason": body.reason, "detail": body.detail})
         return []
 
     async def _advance(self, workflow_id: str, event: str, note: dict[str, object]) -> None:

@@ -11,18 +11,18 @@ import asyncio
 import contextlib
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from importlib.resources import files
 from pathlib import Path
 
 import grpc
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import Counter, Histogram
 
-from herald_core.bus import FETCH_MAX_WAIT_MS, BusNames, ConsumerWorker
+from herald_core.bus import ConsumerWorker, cancel_and_wait, tail_reader
 from herald_core.db import create_pool, migrate, readiness
 from herald_core.grpc.herald.v1 import retrieval_pb2, retrieval_pb2_grpc
 from herald_core.observability import add_ops_routes, get_logger
@@ -50,6 +50,7 @@ CLAIMS = Counter(
 )
 SEARCHES = Counter("herald_retrieval_searches_total", "Searches, by cache outcome.", ["cache"])
 log = get_logger("herald.retrieval")
+MIGRATIONS = Path(str(files("herald_retrieval") / "migrations"))
 TENANT_NAME_OK = set("abcdefghijklmnopqrstuvwxyz0123456789_-")
 
 
@@ -109,17 +110,7 @@ class CacheInvalidator:
         self._consumer: AIOKafkaConsumer | None = None
 
     async def start(self) -> None:
-        topic = BusNames(self.common.topic_prefix)(KNOWLEDGE_INDEXED)
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.common.kafka_bootstrap,
-            isolation_level="read_committed",
-            enable_auto_commit=False,
-            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
-        )
-        await self._consumer.start()
-        partitions = [TopicPartition(topic, p) for p in range(KNOWLEDGE_INDEXED.partitions)]
-        self._consumer.assign(partitions)
-        await self._consumer.seek_to_end(*partitions)
+        self._consumer = await tail_reader(self.common, KNOWLEDGE_INDEXED)
         self._task = asyncio.create_task(self._follow(self._consumer), name="retrieval-cache-invalidator")
 
     async def _follow(self, consumer: AIOKafkaConsumer) -> None:
@@ -129,10 +120,7 @@ class CacheInvalidator:
                 self.cache.forget(tenant.decode(errors="replace"))
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         if self._consumer:
             await self._consumer.stop()
 
@@ -280,11 +268,26 @@ def make_store(settings: Settings) -> WeaviateKnowledgeStore:
     )
 
 
+@contextlib.asynccontextmanager
+async def knowledge_base(settings: Settings) -> AsyncIterator[tuple[WeaviateKnowledgeStore, DocumentRegistry]]:
+    """The store and registry, migrated and connected, for work outside the service (bulk loads, evaluation)."""
+    pool = await create_pool(settings.common.pg_dsn, max_size=2)
+    store = make_store(settings)
+    try:
+        await migrate(pool, "retrieval", MIGRATIONS)
+        await store.connect()
+        await store.ensure_schema()
+        yield store, DocumentRegistry(pool)
+    finally:
+        await store.close()
+        await pool.close()
+
+
 async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     settings = settings or Settings()
     common = settings.common
     pool = await create_pool(common.pg_dsn, max_size=4)
-    await migrate(pool, "retrieval", Path(str(files("herald_retrieval") / "migrations")))
+    await migrate(pool, "retrieval", MIGRATIONS)
     store = make_store(settings)
     embedder = OnnxEmbedder(threads=settings.embed_threads)
     tenants = TenantDirectory(common.tenants_dir)

@@ -12,17 +12,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from herald_core.db import create_pool, migrate
 from herald_core.tenants import TenantDirectory
 from herald_retrieval.adapters.embedder import OnnxEmbedder
-from herald_retrieval.adapters.registry import DocumentRegistry
 from herald_retrieval.adapters.weaviate_store import SearchFilters
-from herald_retrieval.app import RetrievalService, SearchCache, make_store
+from herald_retrieval.app import RetrievalService, SearchCache, knowledge_base
 from herald_retrieval.evaluation import ChunkRef, Scores, load_queries
 from herald_retrieval.knowledge import KnowledgeIndexer
 from herald_retrieval.settings import Settings
-
-MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 @dataclass(frozen=True)
@@ -47,15 +43,10 @@ async def evaluate(
 ) -> dict[str, Any]:
     queries = load_queries(queries_path)
     tenant = f"eval-{secrets.token_hex(4)}"
-    pool = await create_pool(settings.common.pg_dsn, max_size=2)
-    store = make_store(settings)
     embedder = OnnxEmbedder(threads=settings.embed_threads)
-    try:
-        await migrate(pool, "retrieval", MIGRATIONS)
-        await store.connect()
-        await store.ensure_schema()
+    async with knowledge_base(settings) as (store, registry):
         started = time.perf_counter()
-        outcomes = await KnowledgeIndexer(store, DocumentRegistry(pool), embedder).load_directory(tenant, kb_dir)
+        answers = await KnowledgeIndexer(store, registry, embedder).load_directory(tenant, kb_dir)
         index_seconds = time.perf_counter() - started
         corpus = [ChunkRef(p.doc_id, p.section_path) for p in await store.all_chunks(tenant)]
         results: dict[str, dict[str, float]] = {}
@@ -77,16 +68,13 @@ async def evaluate(
                 )
             results[system.name] = scores.summary()
         await store.delete_tenant(tenant)
-        await pool.execute("DELETE FROM retrieval.documents WHERE tenant = $1", tenant)
-    finally:
-        await store.close()
-        await pool.close()
+        await registry.remove_tenant(tenant)
     hybrids = {name: r for name, r in results.items() if name.startswith("hybrid a=")}
     best_alpha = max(hybrids, key=lambda name: hybrids[name]["ndcg@10"])
     return {
         "when": datetime.now(UTC).isoformat(),
         "queries": len(queries),
-        "documents": len(outcomes),
+        "documents": len(answers),
         "chunks": len(corpus),
         "index_seconds": index_seconds,
         "configured_alpha": settings.alpha,

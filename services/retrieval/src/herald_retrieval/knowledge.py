@@ -12,8 +12,8 @@ import asyncio
 import base64
 import binascii
 import hashlib
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeAlias
 
 from prometheus_client import Counter
 
@@ -34,15 +34,8 @@ CHUNKS = Counter("herald_retrieval_chunks_indexed_total", "Chunks written to the
 log = get_logger("herald.retrieval.knowledge")
 
 
-@dataclass(frozen=True)
-class Outcome:
-    doc_id: str
-    status: str  # indexed | unchanged | deleted | refused
-    collection: str = ""
-    title: str = ""
-    chunks: int = 0
-    content_hash: str | None = None
-    reason: str | None = None
+# what the intake answers about a document
+Answer: TypeAlias = DocumentIndexed | DocumentRefused
 
 
 class KnowledgeIndexer:
@@ -59,18 +52,23 @@ class KnowledgeIndexer:
         media_type: MediaType,
         content: bytes,
         source_uri: str | None = None,
-    ) -> Outcome:
+    ) -> Answer:
         content_hash = hashlib.sha256(content).hexdigest()
         known = await self.registry.get(tenant, doc_id)
         if known and known.content_hash == content_hash and known.collection == collection:
             DOCUMENTS.labels("unchanged").inc()
-            return Outcome(doc_id, "unchanged", collection, known.title, known.chunks, content_hash)
+            return DocumentIndexed(
+                doc_id=doc_id,
+                collection=collection,
+                title=known.title,
+                status="unchanged",
+                chunks=known.chunks,
+                content_hash=content_hash,
+            )
         try:
             doc = parse_document(doc_id, collection, media_type, content)
         except DocumentError as exc:
-            DOCUMENTS.labels("refused").inc()
-            log.warning("document refused", doc_id=doc_id, reason=str(exc))
-            return Outcome(doc_id, "refused", collection, reason=str(exc))
+            return _refused(doc_id, exc)
         chunks = await asyncio.to_thread(chunk_document, doc, self.embedder.embed)
         vectors = await asyncio.to_thread(
             self.embedder.embed, [" — ".join((doc.title, *c.section_path)) + ". " + c.text for c in chunks]
@@ -83,19 +81,39 @@ class KnowledgeIndexer:
         DOCUMENTS.labels("indexed").inc()
         CHUNKS.inc(written)
         log.info("document indexed", doc_id=doc_id, chunks=written, replaced=known is not None)
-        return Outcome(doc_id, "indexed", doc.collection, doc.title, written, content_hash)
+        return DocumentIndexed(
+            doc_id=doc_id,
+            collection=doc.collection,
+            title=doc.title,
+            status="indexed",
+            chunks=written,
+            content_hash=content_hash,
+        )
 
-    async def delete(self, tenant: str, doc_id: str) -> Outcome:
+    async def submit(self, tenant: str, body: DocumentSubmitted) -> Answer:
+        """`add` for a submission as it arrives on Kafka (its content inline or base64)."""
+        try:
+            content = _content(body)
+        except DocumentError as exc:
+            return _refused(body.doc_id, exc)
+        return await self.add(tenant, body.doc_id, body.collection, body.media_type, content, body.source_uri)
+
+    async def delete(self, tenant: str, doc_id: str) -> DocumentIndexed:
         await self.store.delete_document(tenant, doc_id)
-        known = await self.registry.get(tenant, doc_id)
-        await self.registry.remove(tenant, doc_id)
+        known = await self.registry.remove(tenant, doc_id)
         DOCUMENTS.labels("deleted").inc()
         log.info("document deleted", doc_id=doc_id, was_known=known is not None)
-        return Outcome(doc_id, "deleted", known.collection if known else "", known.title if known else "")
+        return DocumentIndexed(
+            doc_id=doc_id,
+            collection=known.collection if known else "",
+            title=known.title if known else "",
+            status="deleted",
+            chunks=0,
+        )
 
-    async def load_directory(self, tenant: str, directory: Path) -> list[Outcome]:
+    async def load_directory(self, tenant: str, directory: Path) -> list[Answer]:
         """Every readable file under `directory`; doc id = its path inside it, collection = its top folder."""
-        outcomes = []
+        answers = []
         paths = await asyncio.to_thread(lambda: sorted(p for p in directory.rglob("*") if p.is_file()))
         for path in paths:
             media_type = media_type_for(path.name)
@@ -104,10 +122,10 @@ class KnowledgeIndexer:
             relative = path.relative_to(directory)
             collection = relative.parts[0] if len(relative.parts) > 1 else "general"
             content = await asyncio.to_thread(path.read_bytes)
-            outcomes.append(
+            answers.append(
                 await self.add(tenant, relative.with_suffix("").as_posix(), collection, media_type, content, str(path))
             )
-        return outcomes
+        return answers
 
 
 class KnowledgeIntake:
@@ -122,47 +140,32 @@ class KnowledgeIntake:
         if self.tenants.get(tenant) is None:
             raise Rejected(f"unknown tenant {tenant!r}")
         body = msg.body
+        answer: Answer
         if isinstance(body, DocumentDeleted):
-            outcome = await self.indexer.delete(tenant, body.doc_id)
+            answer = await self.indexer.delete(tenant, body.doc_id)
         elif isinstance(body, DocumentSubmitted):
-            content = _content(body)
-            if isinstance(content, str):
-                outcome = Outcome(body.doc_id, "refused", body.collection, reason=content)
-            else:
-                outcome = await self.indexer.add(
-                    tenant, body.doc_id, body.collection, body.media_type, content, body.source_uri
-                )
+            answer = await self.indexer.submit(tenant, body)
         else:
             raise Rejected(f"{msg.envelope.type} is not a knowledge message")
-        return [self._answer(msg, tenant, outcome)]
-
-    @staticmethod
-    def _answer(msg: Inbound, tenant: str, outcome: Outcome) -> Outbound:
-        answer: DocumentIndexed | DocumentRefused
-        if outcome.status == "refused":
-            answer = DocumentRefused(doc_id=outcome.doc_id, reason=outcome.reason or "refused")
-        else:
-            answer = DocumentIndexed(
-                doc_id=outcome.doc_id,
-                collection=outcome.collection,
-                title=outcome.title,
-                status=outcome.status,  # type: ignore[arg-type]
-                chunks=outcome.chunks,
-                content_hash=outcome.content_hash,
-            )
-        envelope = msg.envelope.caused(source=SOURCE, type=answer.TYPE, subject=f"document/{outcome.doc_id}")
-        return Outbound(KNOWLEDGE_INDEXED, document_key(tenant, outcome.doc_id), envelope, answer)
+        envelope = msg.envelope.caused(source=SOURCE, type=answer.TYPE, subject=f"document/{answer.doc_id}")
+        return [Outbound(KNOWLEDGE_INDEXED, document_key(tenant, answer.doc_id), envelope, answer)]
 
 
-def _content(body: DocumentSubmitted) -> bytes | str:
-    """The submitted bytes, or the reason they cannot be had."""
+def _refused(doc_id: str, exc: DocumentError) -> DocumentRefused:
+    DOCUMENTS.labels("refused").inc()
+    log.warning("document refused", doc_id=doc_id, reason=str(exc))
+    return DocumentRefused(doc_id=doc_id, reason=str(exc))
+
+
+def _content(body: DocumentSubmitted) -> bytes:
+    """The submitted bytes; raises `DocumentError` with the reason they cannot be had."""
     if (body.content is None) == (body.content_base64 is None):
-        return "exactly one of content and content_base64 must be given"
+        raise DocumentError("exactly one of content and content_base64 must be given")
     if body.content is not None:
         if body.media_type is MediaType.PDF:
-            return "a PDF must be sent as content_base64"
+            raise DocumentError("a PDF must be sent as content_base64")
         return body.content.encode()
     try:
         return base64.b64decode(body.content_base64 or "", validate=True)
     except (binascii.Error, ValueError) as exc:
-        return f"content_base64 is not valid base64: {exc}"
+        raise DocumentError(f"content_base64 is not valid base64: {exc}") from exc

@@ -4,39 +4,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from importlib.resources import files
 from pathlib import Path
 
-from herald_core.db import create_pool, migrate
+from herald_core.contracts import DocumentIndexed, DocumentRefused
 from herald_core.observability import configure_logging
 from herald_core.runtime import run
 from herald_retrieval import eval_harness
 from herald_retrieval.adapters.embedder import OnnxEmbedder
-from herald_retrieval.adapters.registry import DocumentRegistry
-from herald_retrieval.app import create_app, make_store
+from herald_retrieval.app import create_app, knowledge_base
 from herald_retrieval.knowledge import KnowledgeIndexer
 from herald_retrieval.settings import Settings
 
 
 async def load_kb(settings: Settings, tenant: str, directory: Path) -> int:
     """Index every readable file under `directory` straight into the store (no Kafka); 1 if any was refused."""
-    pool = await create_pool(settings.common.pg_dsn, max_size=2)
-    store = make_store(settings)
-    try:
-        await migrate(pool, "retrieval", Path(str(files("herald_retrieval") / "migrations")))
-        await store.connect()
-        await store.ensure_schema()
-        outcomes = await KnowledgeIndexer(store, DocumentRegistry(pool), OnnxEmbedder()).load_directory(
-            tenant, directory
-        )
-    finally:
-        await store.close()
-        await pool.close()
-    refused = [o for o in outcomes if o.status == "refused"]
-    chunks = sum(o.chunks for o in outcomes)
-    print(f"loaded {len(outcomes) - len(refused)} documents as {chunks} chunks into tenant {tenant}")
-    for outcome in refused:
-        print(f"refused {outcome.doc_id}: {outcome.reason}")
+    async with knowledge_base(settings) as (store, registry):
+        answers = await KnowledgeIndexer(store, registry, OnnxEmbedder()).load_directory(tenant, directory)
+    refused = [a for a in answers if isinstance(a, DocumentRefused)]
+    chunks = sum(a.chunks for a in answers if isinstance(a, DocumentIndexed))
+    print(f"loaded {len(answers) - len(refused)} documents as {chunks} chunks into tenant {tenant}")
+    for answer in refused:
+        print(f"refused {answer.doc_id}: {answer.reason}")
     return 1 if refused else 0
 
 

@@ -71,3 +71,9 @@ class WorkflowRuns:
     async def state(self, workflow_id: str) -> str | None:
         value = await self.pool.fetchval("SELECT state FROM planner.workflow_runs WHERE workflow_id = $1", workflow_id)
         return None if value is None else str(value)
+
+    async def workflow_of_action(self, action_id: str) -> str | None:
+        value = await self.pool.fetchval(
+            "SELECT workflow_id FROM planner.workflow_runs WHERE action_id = $1", action_id
+        )
+        return None if value is None else str(value)

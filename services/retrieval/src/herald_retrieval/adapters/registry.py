@@ -52,21 +52,15 @@ class DocumentRegistry:
             document.source_uri,
         )
 
-    async def remove(self, tenant: str, doc_id: str) -> bool:
-        return (
-            str(
-                await self.pool.execute(
-                    "DELETE FROM retrieval.documents WHERE tenant = $1 AND doc_id = $2", tenant, doc_id
-                )
-            )
-            != "DELETE 0"
-        )
-
-    async def list(self, tenant: str, collection: str | None = None) -> list[RegisteredDocument]:
-        rows = await self.pool.fetch(
-            "SELECT doc_id, collection, title, media_type, content_hash, chunks, source_uri"
-            " FROM retrieval.documents WHERE tenant = $1 AND ($2::text IS NULL OR collection = $2) ORDER BY doc_id",
+    async def remove(self, tenant: str, doc_id: str) -> RegisteredDocument | None:
+        """Forget a document; return what was registered, if anything."""
+        row = await self.pool.fetchrow(
+            "DELETE FROM retrieval.documents WHERE tenant = $1 AND doc_id = $2"
+            " RETURNING doc_id, collection, title, media_type, content_hash, chunks, source_uri",
             tenant,
-            collection,
+            doc_id,
         )
-        return [RegisteredDocument(**dict(r)) for r in rows]
+        return RegisteredDocument(**dict(row)) if row else None
+
+    async def remove_tenant(self, tenant: str) -> None:
+        await self.pool.execute("DELETE FROM retrieval.documents WHERE tenant = $1", tenant)
