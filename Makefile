@@ -64,8 +64,13 @@ generate: uv ## regenerate JSON Schemas, the AsyncAPI document and the Strimzi t
 	$(UV) run python -m herald_core.generate --root .
 
 .PHONY: bench
-bench: up ## measure throughput and latency against raw aiokafka; JSON + PNG in bench/results/
+bench: up ## throughput and latency against raw aiokafka, then search at 10k chunks; JSON + PNG in bench/results/
 	$(UV) run python -m bench.run
+	$(UV) run python -m bench.retrieval
+
+.PHONY: bench-retrieval
+bench-retrieval: up ## hybrid search latency over >= 10k chunks (with and without embedding), ingestion chunks/s
+	$(UV) run python -m bench.retrieval
 
 .PHONY: eval-retrieval
 eval-retrieval: up ## retrieval quality (NDCG@10, recall@20, MRR) and latency on the shipped labelled set; JSON + PNG

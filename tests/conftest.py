@@ -133,7 +133,12 @@ def herald(stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Herald]:
         tenants_dir,
         base / "logs",
         base_port=int(os.environ.get("HERALD_TEST_BASE_PORT", "9100")),
-        extra_env={"HERALD_RETRIEVAL_COLLECTION": f"KbE2e{session}", "HERALD_LOG_LEVEL": "INFO"},
+        extra_env={
+            "HERALD_RETRIEVAL_COLLECTION": f"KbE2e{session}",
+            "HERALD_RETRIEVAL_MEMORY_COLLECTION": f"MemE2e{session}",
+            "HERALD_RETRIEVAL_MEMORY_SWEEP_SECONDS": "1",
+            "HERALD_LOG_LEVEL": "INFO",
+        },
     )
     herald = Herald(
         services,

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
+import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from email.message import Message
 from email.parser import BytesParser
 from pathlib import Path
 from typing import Any, TypeVar
 
+import uvicorn
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from fastapi import FastAPI, Request
 
 from herald_core.contracts import ActionProposed, ContactFacts, Contract, SendEmailInput
 from herald_core.envelope import Envelope
@@ -226,3 +230,44 @@ def hubspot_signature(secret: str, method: str, uri: str, body: bytes, timestamp
     """HubSpot's v3 webhook signature: base64(HMAC-SHA256(secret, method + uri + body + timestamp))."""
     message = method.encode() + uri.encode() + body + str(timestamp_ms).encode()
     return base64.b64encode(hmac.new(secret.encode(), message, hashlib.sha256).digest()).decode()
+
+
+# ---- a loopback server speaking Anthropic's Messages API, for the real `anthropic` SDK
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def messages_api(reply: dict[str, Any]) -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
+    received: list[dict[str, Any]] = []
+    app = FastAPI()
+
+    @app.post("/v1/messages")
+    async def messages(request: Request) -> dict[str, Any]:
+        body = await request.json()
+        received.append({"body": body, "headers": dict(request.headers)})
+        return {
+            "id": "msg_loopback_1",
+            "type": "message",
+            "role": "assistant",
+            "model": body["model"],
+            "content": reply["content"],
+            "stop_reason": reply.get("stop_reason", "tool_use"),
+            "stop_sequence": None,
+            "usage": {"input_tokens": 321, "output_tokens": 87},
+        }
+
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}", received
+    finally:
+        server.should_exit = True
+        await task

@@ -15,7 +15,7 @@ from test_first_touch import SECRET, _contact, _creation, post_hubspot
 from herald_core.contracts import EventRejected
 from herald_core.envelope import Envelope
 from herald_core.ids import new_id
-from herald_core.topics import AUDIT, CONSENT, EVENTS, PROPOSED_ACTION, REVIEW, REVIEW_DECISION
+from herald_core.topics import AUDIT, CONSENT, EVENTS, EXECUTED, PROPOSED_ACTION, REVIEW, REVIEW_DECISION
 from support import hubspot_signature, publish_raw, read_topic
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.postgres]
@@ -203,7 +203,15 @@ async def test_cloudevent_structured_and_binary_and_bad_ones(herald, edge) -> No
 
 @pytest.mark.parametrize(
     ("service", "spec"),
-    [("planner", EVENTS), ("guard", PROPOSED_ACTION), ("guard", REVIEW_DECISION), ("review", REVIEW)],
+    [
+        ("planner", EVENTS),
+        ("guard", PROPOSED_ACTION),
+        ("guard", REVIEW_DECISION),
+        ("review", REVIEW),
+        ("retrieval", EVENTS),
+        ("retrieval", EXECUTED),
+        ("retrieval", REVIEW_DECISION),
+    ],
 )
 async def test_consumers_dead_letter_bad_messages_with_the_reason(herald, edge, service, spec) -> None:  # type: ignore[no-untyped-def]
     tenant, _, _ = edge

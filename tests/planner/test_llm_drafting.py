@@ -7,18 +7,13 @@ tool makes the planner fall back to its template.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import socket
-from collections.abc import AsyncIterator
-from typing import Any
+from datetime import UTC, datetime
 
 import pytest
-import uvicorn
-from fastapi import FastAPI, Request
 
-from herald_core.contracts import ContactFacts, EvidenceRef
+from herald_core.contracts import ContactFacts, EvidenceRef, MemoryRef
 from herald_planner.adapters.llm import LlmDrafter
+from support import messages_api
 
 EVIDENCE = [
     EvidenceRef(
@@ -38,44 +33,14 @@ CONTACT = ContactFacts(
     job_title="Head of Operations",
     industry="logistics",
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.asynccontextmanager
-async def messages_api(reply: dict[str, Any]) -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
-    received: list[dict[str, Any]] = []
-    app = FastAPI()
-
-    @app.post("/v1/messages")
-    async def messages(request: Request) -> dict[str, Any]:
-        body = await request.json()
-        received.append({"body": body, "headers": dict(request.headers)})
-        return {
-            "id": "msg_loopback_1",
-            "type": "message",
-            "role": "assistant",
-            "model": body["model"],
-            "content": reply["content"],
-            "stop_reason": reply.get("stop_reason", "tool_use"),
-            "stop_sequence": None,
-            "usage": {"input_tokens": 321, "output_tokens": 87},
-        }
-
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
-        await asyncio.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}", received
-    finally:
-        server.should_exit = True
-        await task
+FEEDBACK = MemoryRef(
+    memory_id="feedback-rv-1",
+    tier="long",
+    kind="reviewer_feedback",
+    text="Reviewer feedback (rejected): never quote per-seat prices in a first email",
+    occurred_at=datetime(2026, 11, 2, 15, 0, tzinfo=UTC),
+    score=0.03,
+)
 
 
 async def test_draft_comes_from_the_forced_tool_call(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -93,7 +58,7 @@ async def test_draft_comes_from_the_forced_tool_call(monkeypatch: pytest.MonkeyP
         monkeypatch.setenv("ANTHROPIC_BASE_URL", url)
         monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-loopback")
         drafter = LlmDrafter("claude-sonnet-5", 800)
-        draft = await drafter.draft(CONTACT, EVIDENCE, company_name="Acme Relay", sender="Maya")
+        draft = await drafter.draft(CONTACT, EVIDENCE, [FEEDBACK], company_name="Acme Relay", sender="Maya")
         await drafter.client.close()
     assert draft.subject == "Jordan, 62% faster exceptions at Northwind?"
     assert draft.confidence == 0.82
@@ -104,6 +69,8 @@ async def test_draft_comes_from_the_forced_tool_call(monkeypatch: pytest.MonkeyP
     assert sent["body"]["tool_choice"] == {"type": "tool", "name": "draft_email"}
     assert [t["name"] for t in sent["body"]["tools"]] == ["draft_email"]
     assert "customers/logistics-northwind#000" in sent["body"]["messages"][0]["content"]
+    # what memory recalled goes with the request: the model is told to follow reviewers' feedback
+    assert "never quote per-seat prices in a first email" in sent["body"]["messages"][0]["content"]
     assert "never invent prices" in sent["body"]["system"]
 
 
@@ -115,5 +82,5 @@ async def test_an_answer_without_the_tool_is_refused(monkeypatch: pytest.MonkeyP
         monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-loopback")
         drafter = LlmDrafter("claude-sonnet-5", 800)
         with pytest.raises(ValueError, match="did not call draft_email"):
-            await drafter.draft(CONTACT, EVIDENCE, company_name="Acme Relay", sender="Maya")
+            await drafter.draft(CONTACT, EVIDENCE, [], company_name="Acme Relay", sender="Maya")
         await drafter.client.close()

@@ -102,6 +102,34 @@ class ConsentGranted(Contract):
     occurred_at: datetime = Field(description="When it happened (UTC).")
 
 
+# ---------------------------------------------------------------- message events (what the contact did)
+
+
+class EmailReplied(Contract):
+    TYPE: ClassVar[str] = "herald.message.replied.v1"
+    contact_id: ContactId = Field(description="The contact who replied.")
+    subject: Annotated[str, StringConstraints(max_length=300)] = Field(description="Subject of the reply.")
+    snippet: Annotated[str, StringConstraints(max_length=2000)] = Field(
+        default="", description="The first words of the reply (quoted text and signature removed by the sender)."
+    )
+    in_reply_to: str | None = Field(
+        default=None, max_length=500, description="Message-ID of the email answered, when it was one of Herald's."
+    )
+    upstream_source: str = Field(description="Where the fact came from, e.g. `gmail` or `hubspot`.")
+    upstream_event_id: str = Field(description="The upstream system's id of the event.")
+    occurred_at: datetime = Field(description="When the reply arrived (UTC).")
+
+
+class MeetingBooked(Contract):
+    TYPE: ClassVar[str] = "herald.meeting.booked.v1"
+    contact_id: ContactId = Field(description="The contact the meeting is with.")
+    title: Annotated[str, StringConstraints(min_length=1, max_length=300)] = Field(description="The meeting's title.")
+    starts_at: datetime = Field(description="When it starts (UTC).")
+    upstream_source: str = Field(description="Where the fact came from, e.g. a calendar.")
+    upstream_event_id: str = Field(description="The upstream system's id of the event.")
+    occurred_at: datetime = Field(description="When it was booked (UTC).")
+
+
 # ---------------------------------------------------------------- plan / proposed action
 
 
@@ -113,6 +141,17 @@ class EvidenceRef(Contract):
     title: str = Field(description="The document's title.")
     score: float = Field(description="Retrieval score of the passage for the query used.")
     quote: str = Field(max_length=2000, description="The passage text as retrieved (for the audit and reviewers).")
+
+
+class MemoryRef(Contract):
+    """A memory recalled for a plan: a recent interaction, a summary of older ones, or reviewer feedback."""
+
+    memory_id: str = Field(description="Id of the memory.")
+    tier: Literal["medium", "long"] = Field(description="medium: a recent interaction; long: a lasting memory.")
+    kind: str = Field(description="email_sent, reply, meeting, summary or reviewer_feedback.")
+    text: str = Field(max_length=2000, description="The memory, in words.")
+    occurred_at: datetime = Field(description="When what it remembers happened (UTC).")
+    score: float = Field(description="How strongly it was recalled for the plan's question.")
 
 
 class PlanStep(Contract):
@@ -129,6 +168,9 @@ class PlanCreated(Contract):
     planner: Literal["template", "llm"] = Field(description="Whether the draft came from a template or the LLM.")
     query: str = Field(description="The retrieval query the plan used.")
     evidence: tuple[EvidenceRef, ...] = Field(description="The passages retrieved for the plan.")
+    memories: tuple[MemoryRef, ...] = Field(
+        default=(), description="What Herald remembered of the contact and of reviewers' feedback when it planned."
+    )
 
 
 class SendEmailInput(Contract):
@@ -250,6 +292,9 @@ class ActionExecuted(Contract):
     status: ExecutionStatus = Field(description="succeeded, failed, or in_doubt (a crash mid-send; never retried).")
     result: dict[str, Any] = Field(default_factory=dict, description="The tool's output, e.g. the Message-ID.")
     error: str | None = Field(default=None, description="What went wrong, if anything.")
+    summary: str | None = Field(
+        default=None, max_length=500, description="What was done, in words (e.g. the subject of the email sent)."
+    )
 
 
 class ActionRefused(Contract):
@@ -355,6 +400,8 @@ MESSAGE_TYPES: dict[str, type[Contract]] = {
         ContactUpdated,
         ConsentWithdrawn,
         ConsentGranted,
+        EmailReplied,
+        MeetingBooked,
         PlanCreated,
         ActionProposed,
         ActionBlocked,

@@ -57,10 +57,16 @@ EVENTS = TopicSpec(
     "herald.events.v1",
     Key.TENANT_CONTACT,
     ("ingest",),
-    ("planner",),
+    ("planner", "retrieval"),
     PIPELINE_PARTITIONS,
-    message_types=("herald.contact.created.v1", "herald.contact.updated.v1", "herald.consent.withdrawn.v1"),
-    doc="Validated, de-duplicated upstream facts about contacts.",
+    message_types=(
+        "herald.contact.created.v1",
+        "herald.contact.updated.v1",
+        "herald.consent.withdrawn.v1",
+        "herald.message.replied.v1",
+        "herald.meeting.booked.v1",
+    ),
+    doc="Validated, de-duplicated upstream facts about contacts: CRM changes, consent, replies, meetings.",
 )
 PLAN = TopicSpec(
     "herald.plan.v1",
@@ -102,10 +108,11 @@ REVIEW_DECISION = TopicSpec(
     "herald.review-decision.v1",
     Key.TENANT_CONTACT,
     ("review",),
-    ("guard",),
+    ("guard", "retrieval"),
     PIPELINE_PARTITIONS,
     message_types=("herald.review.decided.v1",),
-    doc="Reviewers' answers, back to the guard, which re-checks every hard rule before it signs.",
+    doc="Reviewers' answers, back to the guard, which re-checks every hard rule before it signs; their reasons "
+    "become long-term memory.",
 )
 APPROVED_ACTION = TopicSpec(
     "herald.approved-action.v1",
@@ -120,7 +127,7 @@ EXECUTED = TopicSpec(
     "herald.executed.v1",
     Key.TENANT_CONTACT,
     ("executor",),
-    ("planner",),
+    ("planner", "retrieval"),
     PIPELINE_PARTITIONS,
     message_types=("herald.action.executed.v1", "herald.action.refused.v1"),
     doc="What the executor did (or refused to do) with each approval.",

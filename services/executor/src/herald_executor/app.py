@@ -148,6 +148,7 @@ class Executor:
             status=status,
             result=result,
             error=error,
+            summary=f"email “{action.input.subject}” to {action.input.to}"[:500],
         )
         env = msg.envelope.caused(source=SOURCE, type=ActionExecuted.TYPE)
         return Outbound(EXECUTED, contact_key(action.tenant, action.contact.contact_id), env, body)

@@ -23,6 +23,8 @@ from herald_core.contracts import (
     ContactUpdated,
     Contract,
     EmailAddress,
+    EmailReplied,
+    MeetingBooked,
 )
 from herald_core.envelope import Envelope, child_traceparent, new_traceparent
 from herald_core.topics import CONSENT, EVENTS, contact_key
@@ -32,7 +34,9 @@ HUBSPOT = "hubspot"
 SEED = "herald-seed"
 
 #: what `POST /v1/events` accepts, CloudEvents type → the contract its `data` must match
-CLOUDEVENT_TYPES: dict[str, type[Contract]] = {m.TYPE: m for m in (ContactCreated, ContactUpdated, ConsentWithdrawn)}
+CLOUDEVENT_TYPES: dict[str, type[Contract]] = {
+    m.TYPE: m for m in (ContactCreated, ContactUpdated, ConsentWithdrawn, EmailReplied, MeetingBooked)
+}
 
 
 # ---------------------------------------------------------------- the CRM port
@@ -275,7 +279,7 @@ def contact_of(contract: Contract) -> ContactId:
     """The contact a contract is about (its Kafka key and envelope subject)."""
     if isinstance(contract, ContactCreated | ContactUpdated):
         return contract.contact.contact_id
-    if isinstance(contract, ConsentWithdrawn):
+    if isinstance(contract, ConsentWithdrawn | EmailReplied | MeetingBooked):
         return contract.contact_id
     raise TypeError(f"ingest does not publish {type(contract).__name__}")
 

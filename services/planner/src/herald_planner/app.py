@@ -8,6 +8,7 @@ Handlers, by topic:
 
 from __future__ import annotations
 
+import asyncio
 from importlib.resources import files
 from pathlib import Path
 
@@ -23,6 +24,9 @@ from herald_core.contracts import (
     ActionProposed,
     ActionRefused,
     ContactCreated,
+    ContactFacts,
+    EvidenceRef,
+    MemoryRef,
     PlanCreated,
     PlanStep,
     SendEmailInput,
@@ -36,7 +40,7 @@ from herald_core.topics import DECISION, EVENTS, EXECUTED, PLAN, PROPOSED_ACTION
 from herald_planner.adapters.llm import LlmDrafter, llm_configured
 from herald_planner.adapters.retrieval import RetrievalClient
 from herald_planner.adapters.runs import WorkflowRuns
-from herald_planner.logic import WORKFLOW, Draft, next_state, retrieval_query, template_draft
+from herald_planner.logic import WORKFLOW, Draft, memory_query, next_state, retrieval_query, template_draft
 from herald_planner.settings import Settings
 
 SOURCE = "herald/planner"
@@ -88,13 +92,16 @@ class Planner:
             return []
         query = retrieval_query(contact)
         try:
-            evidence = await self.retrieval.search(
-                tenant.tenant_id, query, self.settings.evidence_k, ["customers", "product"]
+            evidence, memories = await asyncio.gather(
+                self.retrieval.search(tenant.tenant_id, query, self.settings.evidence_k, ["customers", "product"]),
+                self.retrieval.recall(
+                    tenant.tenant_id, contact.contact_id, memory_query(contact), self.settings.memory_k
+                ),
             )
         except Exception as exc:
             # the run stays `started` with this event as its trigger; the batch is read again later
             raise TransientError(f"retrieval unavailable: {exc!r}") from exc
-        draft, planner_kind = await self._draft(contact, evidence, tenant.name, tenant.sender.name)
+        draft, planner_kind = await self._draft(contact, evidence, memories, tenant.name, tenant.sender.name)
         action_id = new_id()
         key = contact_key(tenant.tenant_id, contact.contact_id)
         subject = f"contact/{contact.contact_id}"
@@ -106,6 +113,7 @@ class Planner:
             planner=planner_kind,
             query=query,
             evidence=tuple(evidence),
+            memories=tuple(memories),
         )
         action = ActionProposed(
             action_id=action_id,
@@ -130,21 +138,40 @@ class Planner:
             workflow_id,
             "proposed",
             action_id=action_id,
-            note={"planner": planner_kind, "evidence": [e.chunk_id for e in evidence]},
+            note={
+                "planner": planner_kind,
+                "evidence": [e.chunk_id for e in evidence],
+                "memories": [m.memory_id for m in memories],
+            },
             outputs=[o.to_stored() for o in outputs],
         )
         WORKFLOWS.labels(WORKFLOW, "proposed").inc()
         structlog.contextvars.bind_contextvars(action_id=action_id)
-        log.info("first touch proposed", workflow_id=workflow_id, planner=planner_kind, evidence=len(evidence))
+        log.info(
+            "first touch proposed",
+            workflow_id=workflow_id,
+            planner=planner_kind,
+            evidence=len(evidence),
+            memories=len(memories),
+        )
         return outputs
 
-    async def _draft(self, contact, evidence, company_name: str, sender: str) -> tuple[Draft, str]:  # type: ignore[no-untyped-def]
+    async def _draft(
+        self,
+        contact: ContactFacts,
+        evidence: list[EvidenceRef],
+        memories: list[MemoryRef],
+        company_name: str,
+        sender: str,
+    ) -> tuple[Draft, str]:
         if self.llm is not None:
             try:
-                return await self.llm.draft(contact, evidence, company_name=company_name, sender=sender), "llm"
+                draft = await self.llm.draft(contact, evidence, memories, company_name=company_name, sender=sender)
+                return draft, "llm"
             except Exception as exc:
                 log.warning("LLM drafting failed; using the template", error=repr(exc)[:300])
-        return template_draft(contact, evidence, company_name=company_name, sender=sender), "template"
+        draft = template_draft(contact, evidence, company_name=company_name, sender=sender, memories=memories)
+        return draft, "template"
 
     async def on_decision(self, msg: Inbound) -> list[Outbound]:
         body = msg.body

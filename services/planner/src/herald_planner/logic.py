@@ -11,11 +11,12 @@ Workflow `new_lead_first_touch`:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from jinja2 import Environment, StrictUndefined
 
-from herald_core.contracts import ContactFacts, EvidenceRef
+from herald_core.contracts import ContactFacts, EvidenceRef, MemoryRef
 
 WORKFLOW = "new_lead_first_touch"
 
@@ -42,6 +43,12 @@ def next_state(state: str, event: str) -> str | None:
 def retrieval_query(contact: ContactFacts) -> str:
     parts = [contact.industry or "", "customer story results", contact.job_title or "", "product overview"]
     return " ".join(p for p in parts if p)
+
+
+def memory_query(contact: ContactFacts) -> str:
+    """What to ask memory before a first touch: feedback on emails like this one, and the contact's past."""
+    who = " ".join(p for p in (contact.job_title, contact.industry and f"in {contact.industry}") if p)
+    return f"first-touch email to a {who or 'new lead'}"
 
 
 @dataclass(frozen=True)
@@ -77,8 +84,16 @@ def first_sentence(text: str, limit: int = 280) -> str:
     return flat[:limit].strip()
 
 
-def template_draft(contact: ContactFacts, evidence: list[EvidenceRef], *, company_name: str, sender: str) -> Draft:
-    """A first-touch email whose every claim is quoted from a retrieved passage."""
+def template_draft(
+    contact: ContactFacts,
+    evidence: list[EvidenceRef],
+    *,
+    company_name: str,
+    sender: str,
+    memories: Sequence[MemoryRef] = (),
+) -> Draft:
+    """A first-touch email whose every claim is quoted from a retrieved passage; the rationale names
+    what memory brought up (reviewers' feedback first), so a reviewer sees what the plan knew."""
     proof = [first_sentence(e.quote) for e in evidence[:3] if e.quote.strip()]
     industry = contact.industry or "your"
     opener = f"Here is what teams in {industry} tell us after switching:" if proof else "I'd love to learn more."
@@ -95,5 +110,13 @@ def template_draft(contact: ContactFacts, evidence: list[EvidenceRef], *, compan
     rationale = (
         f"New lead ({contact.lifecycle_stage or 'lead'}) in {industry}; first touch built from "
         f"{len(proof)} retrieved passage(s): {', '.join(e.doc_id for e in evidence[:3]) or 'none'}"
-    )
+    ) + remembered(memories)
     return Draft(subject=subject[:200], body_text=body, confidence=confidence, rationale=rationale)
+
+
+def remembered(memories: Sequence[MemoryRef], limit: int = 3) -> str:
+    """The memories worth a reviewer's eye, as a sentence to append to a rationale ("" if none)."""
+    ranked = sorted(memories, key=lambda m: m.kind != "reviewer_feedback")[:limit]
+    if not ranked:
+        return ""
+    return "; remembered: " + " | ".join(m.text[:300] for m in ranked)

@@ -14,6 +14,7 @@ class Settings(ServiceSettings):
     retrieval_target: str = Field(default="127.0.0.1:8202", description="host:port of the retrieval gRPC API.")
     retrieval_timeout_seconds: float = 5.0
     evidence_k: int = 4
+    memory_k: int = 5  # memories recalled for a plan (recent interactions, summaries, reviewer feedback)
     anthropic_model: str = "claude-sonnet-5"
     anthropic_max_tokens: int = 800
     concurrency: int = 16  # messages of different contacts handled at once

@@ -2,7 +2,10 @@
 Weaviate knowledge base, and the knowledge intake.
 
 Handlers, by topic:
-    herald.knowledge.v1  → KnowledgeIntake.on_knowledge (answers on herald.knowledge-indexed.v1)
+    herald.knowledge.v1        → KnowledgeIntake.on_knowledge (answers on herald.knowledge-indexed.v1)
+    herald.events.v1           → MemoryKeeper.on_events (replies, meetings)
+    herald.executed.v1         → MemoryKeeper.on_executed (emails sent)
+    herald.review-decision.v1  → MemoryKeeper.on_review_decision (reviewers' feedback)
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import contextlib
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
+from datetime import timedelta
 from importlib.resources import files
 from pathlib import Path
 
@@ -29,22 +33,30 @@ from herald_core.observability import add_ops_routes, get_logger
 from herald_core.runtime import ServiceRuntime
 from herald_core.settings import CommonSettings
 from herald_core.tenants import TenantDirectory
-from herald_core.topics import KNOWLEDGE, KNOWLEDGE_INDEXED
+from herald_core.topics import EVENTS, EXECUTED, KNOWLEDGE, KNOWLEDGE_INDEXED, REVIEW_DECISION
 from herald_retrieval.adapters.embedder import OnnxEmbedder
+from herald_retrieval.adapters.interactions import InteractionLog
+from herald_retrieval.adapters.llm_rerank import LlmReranker, llm_configured
+from herald_retrieval.adapters.memory_store import Memory, WeaviateMemoryStore
 from herald_retrieval.adapters.registry import DocumentRegistry
 from herald_retrieval.adapters.weaviate_store import Passage, SearchFilters, WeaviateKnowledgeStore
 from herald_retrieval.grounding import Evidence, check_claims
 from herald_retrieval.knowledge import KnowledgeIndexer, KnowledgeIntake
-from herald_retrieval.ranking import reciprocal_rank_fusion
+from herald_retrieval.memory import MemoryKeeper
+from herald_retrieval.search import Searcher
 from herald_retrieval.settings import Settings
 
+LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64)
 SEARCH_SECONDS = Histogram(
     "herald_retrieval_search_seconds",
     "Search latency, embedding included, by first stage and re-ranker.",
     ["mode", "rerank"],
-    buckets=(0.002, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64),
+    buckets=LATENCY_BUCKETS,
 )
 GROUND_SECONDS = Histogram("herald_retrieval_ground_seconds", "Grounding check latency.")
+RECALL_SECONDS = Histogram(
+    "herald_retrieval_recall_seconds", "Recall latency (both tiers, embedding included).", buckets=LATENCY_BUCKETS
+)
 CLAIMS = Counter(
     "herald_retrieval_claims_total", "Claims checked for grounding, by kind and result.", ["kind", "result"]
 )
@@ -125,20 +137,47 @@ class CacheInvalidator:
             await self._consumer.stop()
 
 
+class MemorySweeper:
+    """Every `interval` seconds, folds expired interactions into long-term summaries (any replica may;
+    rows are locked with SKIP LOCKED, so two replicas never fold the same ones)."""
+
+    def __init__(self, memory: MemoryKeeper, interval: float) -> None:
+        self.memory = memory
+        self.interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="retrieval-memory-sweeper")
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                while await self.memory.consolidate() > 0:
+                    pass
+            except Exception as exc:  # the next round tries again; the rows are still there
+                log.warning("memory sweep failed", error=repr(exc)[:300])
+            await asyncio.sleep(self.interval)
+
+    async def stop(self) -> None:
+        await cancel_and_wait(self._task)
+
+
 class RetrievalService(retrieval_pb2_grpc.RetrievalServicer):
     def __init__(
         self,
-        store: WeaviateKnowledgeStore,
-        embedder: OnnxEmbedder,
+        searcher: Searcher,
         settings: Settings,
         cache: SearchCache,
         tenants: TenantDirectory,
+        memory: MemoryKeeper,
     ) -> None:
-        self.store = store
-        self.embedder = embedder
+        self.searcher = searcher
+        self.store = searcher.store
+        self.embedder = searcher.embedder
         self.settings = settings
         self.cache = cache
         self.tenants = tenants
+        self.memory = memory
 
     async def Search(
         self, request: retrieval_pb2.SearchRequest, context: grpc.aio.ServicerContext
@@ -153,8 +192,10 @@ class RetrievalService(retrieval_pb2_grpc.RetrievalServicer):
         rerank = RERANKS.get(request.rerank, self.settings.rerank)
         if mode is None:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"unknown search mode {request.mode}")
-        if rerank == "llm":
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "no LLM re-ranker is configured")
+        if rerank == "llm" and self.searcher.llm is None:
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION, "no LLM re-ranker is configured (set ANTHROPIC_API_KEY)"
+            )
         filters = SearchFilters(
             tuple(sorted(request.filters.collections)),
             tuple(sorted(request.filters.tags)),
@@ -165,26 +206,9 @@ class RetrievalService(retrieval_pb2_grpc.RetrievalServicer):
         SEARCHES.labels("hit" if passages is not None else "miss").inc()
         if passages is None:
             with SEARCH_SECONDS.labels(mode, rerank).time():
-                passages = await self.search(request.tenant, request.query, k, str(mode), rerank, filters)
+                passages = await self.searcher.search(request.tenant, request.query, k, str(mode), rerank, filters)
             self.cache.put(key, passages)
         return retrieval_pb2.SearchResponse(passages=[_to_proto(p) for p in passages])
-
-    async def search(
-        self, tenant: str, query: str, k: int, mode: str, rerank: str, filters: SearchFilters
-    ) -> list[Passage]:
-        vector = None if mode == "bm25" else await asyncio.to_thread(self.embedder.embed_one, query)
-        if rerank != "fusion":
-            return await self.store.search(tenant, mode, query, vector, k, alpha=self.settings.alpha, filters=filters)
-        # fusion: BM25, vector and hybrid lists to a depth, fused by reciprocal rank
-        vector = vector or await asyncio.to_thread(self.embedder.embed_one, query)
-        depth = max(k, self.settings.rerank_depth)
-        lists = await asyncio.gather(
-            *(
-                self.store.search(tenant, m, query, vector, depth, alpha=self.settings.alpha, filters=filters)
-                for m in ("bm25", "vector", "hybrid")
-            )
-        )
-        return reciprocal_rank_fusion(lists, k)
 
     async def Ground(
         self, request: retrieval_pb2.GroundRequest, context: grpc.aio.ServicerContext
@@ -242,6 +266,33 @@ class RetrievalService(retrieval_pb2_grpc.RetrievalServicer):
             unknown_evidence_ids=[chunk_id for chunk_id in wanted if chunk_id not in passages],
         )
 
+    async def Recall(
+        self, request: retrieval_pb2.RecallRequest, context: grpc.aio.ServicerContext
+    ) -> retrieval_pb2.RecallResponse:
+        await _check_tenant(request.tenant, context)
+        if not request.contact_id.strip():
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "contact_id is required")
+        k = request.k or 8
+        if not 1 <= k <= 50:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "k must be between 1 and 50")
+        if len(request.query) > 2000:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "query over 2,000 characters")
+        with RECALL_SECONDS.time():
+            memories = await self.memory.recall(request.tenant, request.contact_id, request.query, k)
+        return retrieval_pb2.RecallResponse(memories=[_memory_to_proto(m) for m in memories])
+
+
+def _memory_to_proto(m: Memory) -> retrieval_pb2.Memory:
+    return retrieval_pb2.Memory(
+        memory_id=m.memory_id,
+        tier=m.tier,
+        kind=m.kind,
+        text=m.text,
+        occurred_at=m.occurred_at.isoformat(),
+        score=m.score,
+        contact_id=m.contact_id,
+    )
+
 
 async def _check_tenant(tenant: str, context: grpc.aio.ServicerContext) -> None:
     if not tenant or not set(tenant) <= TENANT_NAME_OK:
@@ -293,11 +344,31 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     tenants = TenantDirectory(common.tenants_dir)
     intake = KnowledgeIntake(KnowledgeIndexer(store, DocumentRegistry(pool), embedder), tenants)
     worker = ConsumerWorker(common, "retrieval", "knowledge", {KNOWLEDGE: intake.on_knowledge}, max_batch=20)
+    memory_store = WeaviateMemoryStore(store.client, settings.memory_collection)
+    interactions = InteractionLog(pool, timedelta(days=settings.memory_ttl_days))
+    memory = MemoryKeeper(interactions, memory_store, embedder, alpha=settings.alpha)
+    memory_worker = ConsumerWorker(
+        common,
+        "retrieval",
+        "memory",
+        {EVENTS: memory.on_events, EXECUTED: memory.on_executed, REVIEW_DECISION: memory.on_review_decision},
+        max_batch=100,
+    )
+    sweeper = MemorySweeper(memory, settings.memory_sweep_seconds)
 
     cache = SearchCache(settings.search_cache_seconds)
     invalidator = CacheInvalidator(common, cache)
     server = grpc.aio.server()
-    service = RetrievalService(store, embedder, settings, cache, tenants)
+    llm = LlmReranker(settings.llm_rerank_model) if llm_configured() else None
+    searcher = Searcher(
+        store,
+        embedder,
+        alpha=settings.alpha,
+        rerank_depth=settings.rerank_depth,
+        llm=llm,
+        llm_depth=settings.llm_rerank_depth,
+    )
+    service = RetrievalService(searcher, settings, cache, tenants, memory)
     retrieval_pb2_grpc.add_RetrievalServicer_to_server(service, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -314,6 +385,7 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     async def start() -> None:
         await store.connect()
         await store.ensure_schema()
+        await memory_store.ensure_schema()
         await server.start()
         await health_servicer.set("herald.v1.Retrieval", health_pb2.HealthCheckResponse.SERVING)
         log.info("retrieval gRPC listening", port=settings.grpc_port)
@@ -321,10 +393,18 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     async def stop() -> None:
         await server.stop(grace=2)
         await store.close()
+        if llm is not None:
+            await llm.close()
 
     http = FastAPI(title="herald-retrieval")
-    add_ops_routes(http, {"weaviate": store.ready, "postgres": readiness(pool), "consumer": worker.ready})
+    checks = {
+        "weaviate": store.ready,
+        "postgres": readiness(pool),
+        "knowledge_consumer": worker.ready,
+        "memory_consumer": memory_worker.ready,
+    }
+    add_ops_routes(http, checks)
     runtime = ServiceRuntime("retrieval", http, settings.ops_host, settings.ops_port)
-    runtime.on_start += [invalidator.start, start, worker.start]
-    runtime.on_stop += [pool.close, invalidator.stop, stop, worker.stop]
+    runtime.on_start += [invalidator.start, start, worker.start, memory_worker.start, sweeper.start]
+    runtime.on_stop += [pool.close, invalidator.stop, stop, worker.stop, memory_worker.stop, sweeper.stop]
     return runtime

@@ -1,6 +1,7 @@
 """The retrieval evaluation run (`make eval-retrieval`): index a knowledge base into a fresh tenant, ask
-every labelled query of each system (BM25, vector, hybrid at several alphas, hybrid + fusion re-rank)
-through the service's own search path, and report quality and latency as JSON and a plot."""
+every labelled query of each system (BM25, vector, hybrid at several alphas, hybrid + fusion re-rank, and
+hybrid + LLM re-rank when ANTHROPIC_API_KEY is set) through the service's own search path, and report
+quality and latency as JSON and a plot."""
 
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from herald_core.tenants import TenantDirectory
 from herald_retrieval.adapters.embedder import OnnxEmbedder
+from herald_retrieval.adapters.llm_rerank import LlmReranker, llm_configured
 from herald_retrieval.adapters.weaviate_store import SearchFilters
-from herald_retrieval.app import RetrievalService, SearchCache, knowledge_base
+from herald_retrieval.app import knowledge_base
 from herald_retrieval.evaluation import ChunkRef, Scores, load_queries
 from herald_retrieval.knowledge import KnowledgeIndexer
+from herald_retrieval.search import Searcher
 from herald_retrieval.settings import Settings
 
 
@@ -29,12 +31,13 @@ class System:
     alpha: float | None = None
 
 
-def systems(alphas: tuple[float, ...]) -> list[System]:
+def systems(alphas: tuple[float, ...], *, llm: bool) -> list[System]:
     return [
         System("bm25", "bm25"),
         System("vector", "vector"),
         *(System(f"hybrid a={a:.2f}", "hybrid", alpha=a) for a in alphas),
         System("hybrid+fusion", "hybrid", rerank="fusion"),
+        *([System("hybrid+llm", "hybrid", rerank="llm")] if llm else []),
     ]
 
 
@@ -44,25 +47,27 @@ async def evaluate(
     queries = load_queries(queries_path)
     tenant = f"eval-{secrets.token_hex(4)}"
     embedder = OnnxEmbedder(threads=settings.embed_threads)
+    llm = LlmReranker(settings.llm_rerank_model) if llm_configured() else None
     async with knowledge_base(settings) as (store, registry):
         started = time.perf_counter()
         answers = await KnowledgeIndexer(store, registry, embedder).load_directory(tenant, kb_dir)
         index_seconds = time.perf_counter() - started
         corpus = [ChunkRef(p.doc_id, p.section_path) for p in await store.all_chunks(tenant)]
         results: dict[str, dict[str, float]] = {}
-        for system in systems(alphas):
-            service = RetrievalService(
+        for system in systems(alphas, llm=llm is not None):
+            searcher = Searcher(
                 store,
                 embedder,
-                settings.model_copy(update={"alpha": system.alpha if system.alpha is not None else settings.alpha}),
-                SearchCache(0),
-                TenantDirectory(settings.common.tenants_dir),
+                alpha=system.alpha if system.alpha is not None else settings.alpha,
+                rerank_depth=settings.rerank_depth,
+                llm=llm,
+                llm_depth=settings.llm_rerank_depth,
             )
             embedder.forget()  # each system pays for its own query embeddings
             scores = Scores()
             for query in queries:
                 began = time.perf_counter()
-                found = await service.search(tenant, query.query, 20, system.mode, system.rerank, SearchFilters())
+                found = await searcher.search(tenant, query.query, 20, system.mode, system.rerank, SearchFilters())
                 scores.add(
                     query, [ChunkRef(p.doc_id, p.section_path) for p in found], corpus, time.perf_counter() - began
                 )

@@ -19,6 +19,11 @@ class Settings(ServiceSettings):
     collection: str = "KnowledgeChunk"
     alpha: float = 0.6  # hybrid weight of the vector (0 = BM25 alone); chosen on the shipped eval set
     rerank: str = Field(default="none", pattern="^(none|fusion|llm)$", description="Default re-ranker.")
-    rerank_depth: int = 30  # candidates per first-stage list that the re-ranker sees
+    rerank_depth: int = 30  # candidates per first-stage list that the fusion re-ranker sees
+    llm_rerank_model: str = "claude-haiku-4-5"  # used when ANTHROPIC_API_KEY is set
+    llm_rerank_depth: int = 20  # candidates the LLM orders
     embed_threads: int = 1
     search_cache_seconds: float = 30.0  # 0 turns the cache off
+    memory_collection: str = "Memory"
+    memory_ttl_days: float = Field(default=90, gt=0, description="How long an interaction stays in medium-term memory")
+    memory_sweep_seconds: float = Field(default=3600, gt=0, description="How often expired interactions are folded")

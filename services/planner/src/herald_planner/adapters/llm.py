@@ -12,7 +12,7 @@ from typing import Any
 
 from anthropic import AsyncAnthropic
 
-from herald_core.contracts import ContactFacts, EvidenceRef
+from herald_core.contracts import ContactFacts, EvidenceRef, MemoryRef
 from herald_planner.logic import Draft
 
 DRAFT_TOOL: dict[str, Any] = {
@@ -41,15 +41,25 @@ class LlmDrafter:
         self.max_tokens = max_tokens
 
     async def draft(
-        self, contact: ContactFacts, evidence: list[EvidenceRef], *, company_name: str, sender: str
+        self,
+        contact: ContactFacts,
+        evidence: list[EvidenceRef],
+        memories: list[MemoryRef],
+        *,
+        company_name: str,
+        sender: str,
     ) -> Draft:
         passages = "\n\n".join(f"[{e.chunk_id}] {e.title}\n{e.quote}" for e in evidence)
+        remembered = "\n".join(f"- ({m.kind}, {m.occurred_at:%Y-%m-%d}) {m.text}" for m in memories)
+        if remembered:
+            remembered = f"\n\nMemories (recent interactions, reviewers' feedback):\n{remembered}"
         response = await self.client.messages.create(
             model=self.model,
             max_tokens=self.max_tokens,
             system=(
                 f"You write first-touch emails for {company_name}, signed by {sender}. Use only facts from "
-                "the passages given; never invent prices, discounts, dates or competitor claims."
+                "the passages given; never invent prices, discounts, dates or competitor claims. Follow the "
+                "reviewers' feedback in the memories; they are not facts to quote."
             ),
             tools=[DRAFT_TOOL],  # type: ignore[list-item]
             tool_choice={"type": "tool", "name": "draft_email"},
@@ -58,7 +68,7 @@ class LlmDrafter:
                     "role": "user",
                     "content": (
                         f"Lead: {contact.first_name} {contact.last_name}, {contact.job_title} at {contact.company} "
-                        f"({contact.industry}).\n\nPassages:\n{passages}"
+                        f"({contact.industry}).\n\nPassages:\n{passages}" + remembered
                     ),
                 }
             ],

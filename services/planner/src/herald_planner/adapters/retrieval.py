@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import grpc
 
-from herald_core.contracts import EvidenceRef
+from herald_core.contracts import EvidenceRef, MemoryRef
 from herald_core.grpc.herald.v1 import retrieval_pb2, retrieval_pb2_grpc
 
 
@@ -24,6 +26,21 @@ class RetrievalClient:
                 chunk_id=p.chunk_id, doc_id=p.doc_id, title=p.title, score=round(p.score, 4), quote=p.text[:2000]
             )
             for p in response.passages
+        ]
+
+    async def recall(self, tenant: str, contact_id: str, query: str, k: int) -> list[MemoryRef]:
+        request = retrieval_pb2.RecallRequest(tenant=tenant, contact_id=contact_id, query=query, k=k)
+        response = await self.stub.Recall(request, timeout=self.timeout)
+        return [
+            MemoryRef(
+                memory_id=m.memory_id,
+                tier=m.tier,  # type: ignore[arg-type]
+                kind=m.kind,
+                text=m.text[:2000],
+                occurred_at=datetime.fromisoformat(m.occurred_at),
+                score=round(m.score, 4),
+            )
+            for m in response.memories
         ]
 
     async def close(self) -> None:

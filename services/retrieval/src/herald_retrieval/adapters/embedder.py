@@ -35,10 +35,15 @@ class OnnxEmbedder:
         return 384
 
     def embed(self, texts: list[str]) -> np.ndarray:
+        """One vector per text, in order. Texts are batched by length, so a batch pads little."""
         if not texts:
             return np.zeros((0, self.dimensions), dtype=np.float32)
-        out = [self._batch(texts[i : i + self.batch_size]) for i in range(0, len(texts), self.batch_size)]
-        return np.vstack(out)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = np.empty((len(texts), self.dimensions), dtype=np.float32)
+        for i in range(0, len(order), self.batch_size):
+            batch = order[i : i + self.batch_size]
+            out[batch] = self._batch([texts[j] for j in batch])
+        return out
 
     def _batch(self, texts: list[str]) -> np.ndarray:
         encodings = self.tokenizer.encode_batch(texts)

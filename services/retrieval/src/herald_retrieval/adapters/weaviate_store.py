@@ -51,18 +51,45 @@ class Passage:
     end: int = 0
 
 
+class TenantCollections:
+    """One multi-tenant Weaviate collection: a Weaviate tenant per Herald tenant, made on first use."""
+
+    def __init__(self, client: weaviate.WeaviateAsyncClient, name: str) -> None:
+        self.client = client
+        self.name = name
+        self._tenants: set[str] = set()
+
+    async def of(self, tenant: str) -> Any:
+        """The collection, scoped to one tenant (created if it is new)."""
+        collection = self.client.collections.get(self.name)
+        if tenant not in self._tenants:
+            if tenant not in await collection.tenants.get():
+                await collection.tenants.create([Tenant(name=tenant)])
+            self._tenants.add(tenant)
+        return collection.with_tenant(tenant)
+
+    async def remove(self, tenant: str) -> None:
+        await self.client.collections.get(self.name).tenants.remove([tenant])
+        self._tenants.discard(tenant)
+
+
+def connect_client(host: str, http_port: int, grpc_port: int) -> weaviate.WeaviateAsyncClient:
+    """An async client for a Weaviate server (not connected yet)."""
+    return weaviate.use_async_with_custom(
+        http_host=host,
+        http_port=http_port,
+        http_secure=False,
+        grpc_host=host,
+        grpc_port=grpc_port,
+        grpc_secure=False,
+    )
+
+
 class WeaviateKnowledgeStore:
     def __init__(self, host: str, http_port: int, grpc_port: int, collection: str = "KnowledgeChunk") -> None:
-        self.client = weaviate.use_async_with_custom(
-            http_host=host,
-            http_port=http_port,
-            http_secure=False,
-            grpc_host=host,
-            grpc_port=grpc_port,
-            grpc_secure=False,
-        )
+        self.client = connect_client(host, http_port, grpc_port)
         self.collection_name = collection
-        self._tenants: set[str] = set()
+        self.chunks = TenantCollections(self.client, collection)
 
     async def connect(self) -> None:
         await self.client.connect()
@@ -93,20 +120,10 @@ class WeaviateKnowledgeStore:
             ],
         )
 
-    async def ensure_tenant(self, tenant: str) -> None:
-        if tenant in self._tenants:
-            return
-        collection = self.client.collections.get(self.collection_name)
-        existing = await collection.tenants.get()
-        if tenant not in existing:
-            await collection.tenants.create([Tenant(name=tenant)])
-        self._tenants.add(tenant)
-
     async def upsert_document(self, tenant: str, doc: Document, chunks: list[Chunk], vectors: Any) -> int:
         """Replace the document's chunks: its old ones are deleted first, so a shorter version leaves none behind."""
-        await self.ensure_tenant(tenant)
         await self.delete_document(tenant, doc.doc_id)
-        collection = self.client.collections.get(self.collection_name).with_tenant(tenant)
+        collection = await self.chunks.of(tenant)
         objects = [
             weaviate.classes.data.DataObject(
                 properties={
@@ -134,8 +151,7 @@ class WeaviateKnowledgeStore:
         return len(objects)
 
     async def delete_document(self, tenant: str, doc_id: str) -> None:
-        await self.ensure_tenant(tenant)
-        collection = self.client.collections.get(self.collection_name).with_tenant(tenant)
+        collection = await self.chunks.of(tenant)
         await collection.data.delete_many(where=Filter.by_property("doc_id").equal(doc_id))
 
     async def search(
@@ -151,8 +167,7 @@ class WeaviateKnowledgeStore:
     ) -> list[Passage]:
         """`mode` "bm25" (keywords alone), "vector" (the embedding alone) or "hybrid" (Weaviate's fusion of both,
         weighted by `alpha`: 0 is all BM25, 1 all vector)."""
-        await self.ensure_tenant(tenant)
-        collection = self.client.collections.get(self.collection_name).with_tenant(tenant)
+        collection = await self.chunks.of(tenant)
         where = filters.to_weaviate()
         metadata = MetadataQuery(score=True, distance=True)
         if mode == "bm25":
@@ -171,8 +186,7 @@ class WeaviateKnowledgeStore:
         """The passages with these chunk ids (those that exist), in no particular order."""
         if not chunk_ids:
             return []
-        await self.ensure_tenant(tenant)
-        collection = self.client.collections.get(self.collection_name).with_tenant(tenant)
+        collection = await self.chunks.of(tenant)
         response = await collection.query.fetch_objects(
             filters=Filter.by_property("chunk_id").contains_any(chunk_ids), limit=len(chunk_ids)
         )
@@ -180,18 +194,14 @@ class WeaviateKnowledgeStore:
 
     async def all_chunks(self, tenant: str) -> list[Passage]:
         """Every chunk of a tenant's knowledge base (for evaluation: the ideal ranking needs the whole corpus)."""
-        await self.ensure_tenant(tenant)
-        collection = self.client.collections.get(self.collection_name).with_tenant(tenant)
+        collection = await self.chunks.of(tenant)
         return [_passage(o) async for o in collection.iterator()]
 
     async def delete_tenant(self, tenant: str) -> None:
-        collection = self.client.collections.get(self.collection_name)
-        await collection.tenants.remove([tenant])
-        self._tenants.discard(tenant)
+        await self.chunks.remove(tenant)
 
     async def count(self, tenant: str, filters: SearchFilters = SearchFilters()) -> int:
-        await self.ensure_tenant(tenant)
-        collection = self.client.collections.get(self.collection_name).with_tenant(tenant)
+        collection = await self.chunks.of(tenant)
         result = await collection.aggregate.over_all(filters=filters.to_weaviate(), total_count=True)
         return int(result.total_count or 0)
 
