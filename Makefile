@@ -64,8 +64,9 @@ generate: uv ## regenerate JSON Schemas, the AsyncAPI document and the Strimzi t
 	$(UV) run python -m herald_core.generate --root .
 
 .PHONY: bench
-bench: up ## throughput and latency against raw aiokafka, then search at 10k chunks; JSON + PNG in bench/results/
+bench: up ## throughput and latency against raw aiokafka, guard decisions, search at 10k chunks; JSON + PNG in bench/results/
 	$(UV) run python -m bench.run
+	$(UV) run python -m bench.guard
 	$(UV) run python -m bench.retrieval
 
 .PHONY: bench-retrieval

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from herald_core.contracts import DocumentIndexed, MediaType
+from herald_core.observability import configure_logging
 from herald_core.settings import CommonSettings
 from herald_retrieval.adapters.embedder import OnnxEmbedder
 from herald_retrieval.adapters.weaviate_store import SearchFilters
@@ -209,6 +210,7 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=10_000, help="at least this many chunks in the knowledge base")
     parser.add_argument("--rounds", type=int, default=2, help="times each labelled query is asked")
     args = parser.parse_args()
+    configure_logging("retrieval", "WARNING")  # progress lines here, not a log line per document
     config = StackConfig()
     up(config, topics=False)
     started_at = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")

@@ -8,7 +8,10 @@ import contextlib
 import hashlib
 import hmac
 import json
+import os
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
@@ -230,6 +233,18 @@ def hubspot_signature(secret: str, method: str, uri: str, body: bytes, timestamp
     """HubSpot's v3 webhook signature: base64(HMAC-SHA256(secret, method + uri + body + timestamp))."""
     message = method.encode() + uri.encode() + body + str(timestamp_ms).encode()
     return base64.b64encode(hmac.new(secret.encode(), message, hashlib.sha256).digest()).decode()
+
+
+def herald_command(herald, *args: str) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+    """Run the `herald` command with the session's settings (Kafka, topic prefix), as an operator would."""
+    binary = Path(sys.executable).with_name("herald")
+    return subprocess.run(
+        [str(binary), *args],
+        env={**os.environ, **herald.services.common_env(), "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 # ---- a loopback server speaking Anthropic's Messages API, for the real `anthropic` SDK

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import secrets
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from functools import partial
@@ -17,19 +14,9 @@ import pytest
 
 from herald_core.contracts import MAX_DOCUMENT_BYTES
 from herald_core.grpc.herald.v1 import retrieval_pb2, retrieval_pb2_grpc
+from support import herald_command
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.weaviate, pytest.mark.e2e]
-
-
-def herald_command(herald, *args: str) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
-    binary = Path(sys.executable).with_name("herald")
-    return subprocess.run(
-        [str(binary), *args],
-        env={**os.environ, **herald.services.common_env(), "COLUMNS": "200"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def search(herald, tenant: str, query: str) -> list[str]:  # type: ignore[no-untyped-def]

@@ -1,4 +1,4 @@
-"""The `herald` command: a tenant's knowledge base (`herald kb`), and more to come."""
+"""The `herald` command: a tenant's knowledge base (`herald kb`) and policy (`herald policy`)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,14 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from herald_cli import kb
+from herald_cli import kb, policy
 from herald_core.settings import CommonSettings
 
 app = typer.Typer(help="Herald's command line. Reads HERALD_* settings (Kafka bootstrap, topic prefix).")
 kb_app = typer.Typer(help="A tenant's knowledge base: add, replace and delete documents.")
 app.add_typer(kb_app, name="kb")
+policy_app = typer.Typer(help="A tenant's policy: validate, test, compare with the live one, publish.")
+app.add_typer(policy_app, name="policy")
 
 Tenant = Annotated[str, typer.Option("--tenant", "-t", help="The Herald tenant id.")]
 Wait = Annotated[bool, typer.Option(help="Wait for the retrieval service's answer for every document.")]
@@ -58,6 +60,46 @@ def kb_delete(
     console = Console(stderr=True)
     code = asyncio.run(kb.delete(CommonSettings(), tenant, doc_ids, wait=wait, timeout=timeout, console=console))
     raise typer.Exit(code)
+
+
+PolicyFile = Annotated[Path, typer.Argument(help="The policy (YAML).", exists=False)]
+
+
+@policy_app.command("validate")
+def policy_validate(path: PolicyFile) -> None:
+    """Check a policy file: schema, CEL conditions, every problem with its line number."""
+    raise typer.Exit(policy.validate(path, Console(stderr=True)))
+
+
+@policy_app.command("test")
+def policy_test(
+    path: PolicyFile,
+    cases: Annotated[Path, typer.Argument(help="The policy's test cases (YAML).")],
+) -> None:
+    """Run a policy's YAML test cases: each action's expected decision and the rules that must fire."""
+    raise typer.Exit(policy.test(path, cases, Console()))
+
+
+@policy_app.command("diff")
+def policy_diff(path: PolicyFile) -> None:
+    """Compare a policy file with the tenant's live policy, rule by rule and line by line."""
+    raise typer.Exit(asyncio.run(policy.diff(CommonSettings(), path, Console())))
+
+
+@policy_app.command("apply")
+def policy_apply(
+    path: PolicyFile,
+    note: Annotated[str | None, typer.Option(help="Why it changes (kept on the audit).")] = None,
+    by: Annotated[str | None, typer.Option("--by", help="Who publishes it (default: the login name).")] = None,
+) -> None:
+    """Validate, then publish the policy; every guard replica applies it without a restart."""
+    raise typer.Exit(asyncio.run(policy.apply(CommonSettings(), path, note, by, Console(stderr=True))))
+
+
+@policy_app.command("show")
+def policy_show(tenant: Tenant) -> None:
+    """Print the tenant's live policy."""
+    raise typer.Exit(asyncio.run(policy.show(CommonSettings(), tenant, Console())))
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -156,8 +156,9 @@ def transactional_producer(common: CommonSettings, transactional_id: str) -> AIO
     )
 
 
-async def tail_reader(common: CommonSettings, spec: TopicSpec) -> AIOKafkaConsumer:
-    """A started read_committed reader of every partition of `spec`, positioned at its current end.
+async def tail_reader(common: CommonSettings, spec: TopicSpec, *, from_beginning: bool = False) -> AIOKafkaConsumer:
+    """A started read_committed reader of every partition of `spec`, positioned at its current end
+    (or at its beginning, to read a compacted topic's whole state first).
 
     For following what happens from now on (answers to a request just sent, changes to react to),
     without a consumer group.
@@ -173,9 +174,27 @@ async def tail_reader(common: CommonSettings, spec: TopicSpec) -> AIOKafkaConsum
     partitions = [TopicPartition(topic, p) for p in range(spec.partitions)]
     consumer.assign(partitions)
     # explicit offsets, not seek_to_end: that resolves lazily, and what comes right after must not be missed
-    for tp, end in (await consumer.end_offsets(partitions)).items():
-        consumer.seek(tp, end)
+    offsets = await (consumer.beginning_offsets if from_beginning else consumer.end_offsets)(partitions)
+    for tp, offset in offsets.items():
+        consumer.seek(tp, offset)
     return consumer
+
+
+async def read_to_end(consumer: AIOKafkaConsumer) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
+    """The records from the reader's positions up to the end its partitions have now (a compacted
+    topic's whole state, read from its beginning), then stop."""
+    ends = await consumer.end_offsets(list(consumer.assignment()))
+
+    async def behind() -> bool:
+        for tp, end in ends.items():
+            if await consumer.position(tp) < end:
+                return True
+        return False
+
+    while await behind():
+        for records in (await consumer.getmany(timeout_ms=500)).values():
+            for record in records:
+                yield record
 
 
 async def cancel_and_wait(task: asyncio.Task[None] | None) -> None:

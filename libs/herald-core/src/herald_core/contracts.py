@@ -220,6 +220,7 @@ class ActionBlocked(Contract):
     reason: str = Field(description="Why, in words.")
     rules: tuple[RuleHit, ...] = Field(description="Every rule evaluated, with its result.")
     stage: Literal["proposal", "review"] = Field(description="Blocked on proposal, or at re-check after review.")
+    policy_version: str | None = Field(default=None, description="The tenant's policy the decision was made under.")
 
 
 class ActionEscalated(Contract):
@@ -230,6 +231,7 @@ class ActionEscalated(Contract):
     review_id: str = Field(description="The review item opened for it.")
     reason: str = Field(description="Why a human must decide.")
     rules: tuple[RuleHit, ...] = Field(description="Every rule evaluated, with its result.")
+    policy_version: str | None = Field(default=None, description="The tenant's policy the decision was made under.")
 
 
 class ReviewRequested(Contract):
@@ -305,6 +307,23 @@ class ActionRefused(Contract):
         "bad_signature", "unknown_key", "expired", "replayed", "consent_withdrawn", "malformed", "tenant_mismatch"
     ] = Field(description="Why the executor refused to act.")
     detail: str = Field(description="The reason in words.")
+
+
+# ---------------------------------------------------------------- policy
+
+MAX_POLICY_BYTES = 256 * 1024
+
+
+class PolicyPublished(Contract):
+    TYPE: ClassVar[str] = "herald.policy.published.v1"
+    tenant: TenantId = Field(description="The tenant the policy is for (also the record key).")
+    version: int = Field(ge=1, description="The policy's version; must be above the live one to take effect.")
+    source: Annotated[str, StringConstraints(min_length=1, max_length=MAX_POLICY_BYTES)] = Field(
+        description="The policy's YAML, exactly as written (its SHA-256 is part of the recorded version)."
+    )
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of `source`, hex.")
+    published_by: str = Field(min_length=1, max_length=200, description="Who published it.")
+    note: str | None = Field(default=None, max_length=2000, description="Why it changed.")
 
 
 # ---------------------------------------------------------------- the knowledge base
@@ -411,6 +430,7 @@ MESSAGE_TYPES: dict[str, type[Contract]] = {
         ActionApproved,
         ActionExecuted,
         ActionRefused,
+        PolicyPublished,
         DocumentSubmitted,
         DocumentDeleted,
         DocumentIndexed,

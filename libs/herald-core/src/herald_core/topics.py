@@ -17,6 +17,7 @@ class Key(StrEnum):
     TENANT_CONTACT_CHANNEL = "tenant:contact:channel"
     TENANT_ACTION = "tenant:action"
     TENANT_DOCUMENT = "tenant:document"
+    TENANT = "tenant"
     ANY = "any"
 
 
@@ -163,6 +164,19 @@ KNOWLEDGE_INDEXED = TopicSpec(
     message_types=("herald.document.indexed.v1", "herald.document.refused.v1"),
     doc="What became of each submitted document: indexed, unchanged, deleted, or refused with the reason.",
 )
+POLICY = TopicSpec(
+    "herald.policy.v1",
+    Key.TENANT,
+    ("cli",),
+    ("guard",),
+    1,
+    retention_ms=None,
+    compacted=True,
+    pipeline=False,
+    message_types=("herald.policy.published.v1",),
+    doc="Each tenant's policy (compacted: the latest per tenant), published by `herald policy apply`; every guard "
+    "replica reads it from the beginning and follows it, so a new version applies without a restart.",
+)
 AUDIT = TopicSpec(
     "herald.audit.v1",
     Key.ANY,
@@ -188,6 +202,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     CONSENT,
     KNOWLEDGE,
     KNOWLEDGE_INDEXED,
+    POLICY,
     AUDIT,
 )
 
@@ -218,6 +233,10 @@ def all_topics() -> tuple[TopicSpec, ...]:
 
 def contact_key(tenant: str, contact_id: str) -> bytes:
     return f"{tenant}:{contact_id}".encode()
+
+
+def tenant_key(tenant: str) -> bytes:
+    return tenant.encode()
 
 
 def document_key(tenant: str, doc_id: str) -> bytes:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import structlog
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from prometheus_client import Counter
 
 from herald_core.bus import ConsumerWorker, Inbound, Outbound, Rejected
@@ -34,6 +35,7 @@ from herald_core.contracts import (
 from herald_core.db import create_pool, migrate, readiness
 from herald_core.ids import new_id
 from herald_core.observability import add_ops_routes, get_logger
+from herald_core.policy import evaluate
 from herald_core.runtime import ServiceRuntime
 from herald_core.signing import load_signer
 from herald_core.tenants import TenantDirectory
@@ -45,8 +47,9 @@ from herald_core.topics import (
     REVIEW_DECISION,
     contact_key,
 )
+from herald_guard.adapters.policies import PolicyBook
 from herald_guard.adapters.store import CapRequest, Decision, GuardStore, windows
-from herald_guard.logic import Facts, action_hash, evaluate
+from herald_guard.logic import action_hash
 from herald_guard.settings import Settings
 
 SOURCE = "herald/guard"
@@ -55,11 +58,19 @@ log = get_logger("herald.guard")
 
 
 class Guard:
-    def __init__(self, settings: Settings, store: GuardStore, feed: ConsentFeed, tenants: TenantDirectory) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: GuardStore,
+        feed: ConsentFeed,
+        tenants: TenantDirectory,
+        policies: PolicyBook,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.feed = feed
         self.tenants = tenants
+        self.policies = policies
         keys_dir = Path(settings.common.keys_dir)
         self.signer = load_signer(keys_dir / f"{settings.signing_key_id}.pem", settings.signing_key_id)
 
@@ -84,7 +95,9 @@ class Guard:
                 outcome="block",
                 detail=f"rejected by {decided.reviewer}: {decided.reason or 'no reason given'}",
             )
-            verdict = Decision("block", hit.rule, hit.detail, (hit,), None, None, escalated.action_hash)
+            verdict = Decision(
+                "block", hit.rule, hit.detail, (hit,), None, None, escalated.action_hash, escalated.policy_version
+            )
             return await self._record(msg, action, "review", verdict)
         return await self._decide(msg, action, stage="review", approved_by=f"review:{decided.reviewer}")
 
@@ -93,7 +106,8 @@ class Guard:
         if tenant is None:
             raise Rejected(f"unknown tenant {msg.envelope.tenant!r}")
         reason = await self.feed.suppression(action.tenant, action.contact.contact_id, action.input.to)
-        verdict = evaluate(action, Facts(tenant=tenant, suppression_reason=reason, stage=stage))  # type: ignore[arg-type]
+        policy = self.policies.for_tenant(tenant)
+        verdict = evaluate(policy, action, tenant, stage=stage, suppression_reason=reason)  # type: ignore[arg-type]
         decision = Decision(
             verdict.outcome,
             verdict.rule,
@@ -102,13 +116,14 @@ class Guard:
             None,
             new_id() if verdict.outcome == "escalate" else None,
             action_hash(action),
+            verdict.policy_version,
         )
 
         def approve() -> Approval:
             return self.signer.approve(
                 action,
                 approved_by=approved_by,
-                policy_version=self.settings.policy_version,
+                policy_version=verdict.policy_version,
                 ttl=timedelta(seconds=self.settings.approval_ttl_seconds),
             )
 
@@ -166,6 +181,7 @@ class Guard:
                 review_id=decision.review_id,
                 reason=decision.reason,
                 rules=decision.rules,
+                policy_version=decision.policy_version,
             )
             return [
                 Outbound(REVIEW, key, env(ReviewRequested), request),  # type: ignore[arg-type]
@@ -179,6 +195,7 @@ class Guard:
             reason=decision.reason,
             rules=decision.rules,
             stage=stage,
+            policy_version=decision.policy_version,
         )  # type: ignore[arg-type]
         return [Outbound(DECISION, key, env(ActionBlocked), blocked)]  # type: ignore[arg-type]
 
@@ -189,7 +206,8 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     pool = await create_pool(common.pg_dsn, max_size=settings.concurrency + 4)
     await migrate(pool, "guard", Path(str(files("herald_guard") / "migrations")), CONSENT_MIGRATIONS)
     feed = ConsentFeed(common, pool, "guard")
-    guard = Guard(settings, GuardStore(pool), feed, TenantDirectory(common.tenants_dir))
+    policies = PolicyBook(common)
+    guard = Guard(settings, GuardStore(pool), feed, TenantDirectory(common.tenants_dir), policies)
     worker = ConsumerWorker(
         common,
         "guard",
@@ -200,8 +218,34 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     )
 
     http = FastAPI(title="herald-guard")
-    add_ops_routes(http, {"postgres": readiness(pool), "consent_feed": feed.ready, "consumer": worker.ready})
+    checks = {
+        "postgres": readiness(pool),
+        "consent_feed": feed.ready,
+        "policies": policies.ready,
+        "consumer": worker.ready,
+    }
+    add_ops_routes(http, checks)
+
+    @http.get("/v1/policies/{tenant}")
+    async def live_policy(tenant: str) -> JSONResponse:
+        """The policy this replica decides the tenant's actions under, and the publications it refused."""
+        config = guard.tenants.get(tenant)
+        if config is None:
+            return JSONResponse({"error": "unknown_tenant", "detail": f"no tenant {tenant!r}"}, status_code=404)
+        policy = policies.for_tenant(config)
+        refused = [vars(r) for r in policies.refusals.get(tenant, [])]
+        return JSONResponse(
+            {
+                "tenant": tenant,
+                "version": policy.version,
+                "published": policies.published(tenant) is not None,
+                "sha256": policy.sha256,
+                "source": policy.source,
+                "refused": refused,
+            }
+        )
+
     runtime = ServiceRuntime("guard", http, settings.ops_host, settings.ops_port)
-    runtime.on_start += [feed.start, worker.start]
-    runtime.on_stop += [pool.close, feed.stop, worker.stop]
+    runtime.on_start += [feed.start, policies.start, worker.start]
+    runtime.on_stop += [pool.close, feed.stop, policies.stop, worker.stop]
     return runtime

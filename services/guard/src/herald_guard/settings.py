@@ -12,5 +12,4 @@ class Settings(ServiceSettings):
 
     signing_key_id: str = "guard-local-1"
     approval_ttl_seconds: int = 900
-    policy_version: str = "builtin-1"
     concurrency: int = 16  # messages of different contacts handled at once

@@ -28,6 +28,7 @@ class Decision:
     approval: Approval | None
     review_id: str | None
     action_hash: str
+    policy_version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -90,8 +91,8 @@ class GuardStore:
                         final = replace(decision, approval=approve())
                 recorded = await conn.fetchval(
                     "INSERT INTO guard.decisions(action_id, stage, tenant, contact_id, outcome, rule, reason, rules, "
-                    "action_hash, approval, review_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
-                    "ON CONFLICT DO NOTHING RETURNING true",
+                    "action_hash, approval, review_id, policy_version) "
+                    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING RETURNING true",
                     action_id,
                     stage,
                     tenant,
@@ -103,6 +104,7 @@ class GuardStore:
                     final.action_hash,
                     final.approval.model_dump_json() if final.approval else None,
                     final.review_id,
+                    final.policy_version,
                 )
             except BaseException:
                 await transaction.rollback()
@@ -150,4 +152,5 @@ def _decision(row: asyncpg.Record) -> Decision:
         approval=Approval.model_validate_json(row["approval"]) if row["approval"] else None,
         review_id=row["review_id"],
         action_hash=row["action_hash"],
+        policy_version=row["policy_version"],
     )

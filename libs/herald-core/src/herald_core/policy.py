@@ -1,0 +1,480 @@
+"""A tenant's policy as code: versioned YAML, validated with line numbers, conditions in CEL.
+
+A policy lists the rules the guard applies to a tenant's proposed actions, beyond the ones no
+policy can switch off (consent, the recipient is the contact, the action is the tenant's own):
+
+    tenant: acme
+    version: 4                      # a new version must be higher than the live one
+    description: Acme's outbound rules
+    rules:
+      - id: escalation.low_confidence
+        when: action.confidence < 0.6         # CEL over the decision's facts (below)
+        then: escalate                        # block | escalate
+        reason: the planner is unsure of this draft
+      - id: content.banned_phrases
+        kind: banned_phrases
+        phrases: [guaranteed results, risk-free]
+      - id: content.length
+        kind: max_length
+        max_body_chars: 4000
+      - id: escalation.sensitive_topic
+        kind: pattern                         # Python regex in one field, compiled once
+        field: draft.body
+        pattern: (?i)\b(layoffs?|lawsuits?)\b
+        then: escalate
+
+Facts a CEL condition can read:
+    action.tool, action.channel, action.confidence, action.rationale, action.evidence_count
+    action.contact.{contact_id, email, first_name, last_name, company, job_title, industry,
+                    lifecycle_stage, timezone, vip, deal_value_minor}
+    draft.{to, subject, body, body_chars, words}
+    tenant.{id, name, timezone}
+    stage                                   "proposal" or "review"
+
+Rules run in order; every rule's result is recorded (pass, block, escalate). Block wins over
+escalate. Escalation rules run at proposal only (a reviewer has decided by the review stage);
+block rules run at both stages. A condition that cannot be evaluated fails closed: the rule
+takes its `then` outcome and says why.
+
+`evaluate` is the one implementation of a decision's rules, used by the guard, by
+`herald policy test` and by backtests; counters (caps) are the guard's, in Postgres.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Annotated, Any, Literal
+
+import cel
+import yaml
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator
+
+from herald_core.contracts import ActionProposed, ContactFacts, PolicyPublished, RuleHit, SendEmailInput
+from herald_core.tenants import TenantConfig
+
+Outcome = Literal["approve", "block", "escalate"]
+RuleId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$", description="e.g. `content.banned_phrases`")]
+BUILT_IN_RULES = ("consent.opt_out", "content.recipient_is_contact", "tenant.matches")
+
+
+class _Rule(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    id: RuleId
+    then: Literal["block", "escalate"] = Field(default="block", description="What the rule decides when it fires.")
+    reason: str | None = Field(default=None, max_length=500, description="Why, for the reviewer and the audit.")
+    enabled: bool = True
+
+
+class ConditionRule(_Rule):
+    kind: Literal["condition"] = "condition"
+    when: str = Field(
+        min_length=1, max_length=2000, description="A CEL expression over the facts; true fires the rule."
+    )
+
+
+class BannedPhrasesRule(_Rule):
+    kind: Literal["banned_phrases"]
+    phrases: tuple[Annotated[str, Field(min_length=2, max_length=200)], ...] = Field(min_length=1)
+
+    @cached_property
+    def pattern(self) -> re.Pattern[str]:
+        words = "|".join(re.escape(p.strip()) for p in self.phrases)
+        return re.compile(rf"(?<!\w)(?:{words})(?!\w)", re.IGNORECASE)
+
+
+class PatternRule(_Rule):
+    """A regular expression (Python's `re`, compiled once) searched in one field of the draft. Faster than a
+    CEL `matches`, which compiles its pattern on every call."""
+
+    kind: Literal["pattern"]
+    field: Literal["draft.subject", "draft.body", "draft.to", "draft.any"] = Field(
+        description="Where to search; `draft.any` is the subject and the body."
+    )
+    pattern: str = Field(min_length=1, max_length=2000)
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, pattern: str) -> str:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from exc
+        return pattern
+
+    @cached_property
+    def regex(self) -> re.Pattern[str]:
+        return re.compile(self.pattern)
+
+
+class MaxLengthRule(_Rule):
+    kind: Literal["max_length"]
+    max_body_chars: int | None = Field(default=None, ge=1)
+    max_subject_chars: int | None = Field(default=None, ge=1)
+
+
+def _kind(value: Any) -> str:
+    """A rule's kind; a rule with a `when` and no kind is a condition."""
+    if isinstance(value, dict):
+        return str(value.get("kind", "condition"))
+    return str(getattr(value, "kind", "condition"))
+
+
+Rule = Annotated[
+    Annotated[ConditionRule, Tag("condition")]
+    | Annotated[BannedPhrasesRule, Tag("banned_phrases")]
+    | Annotated[PatternRule, Tag("pattern")]
+    | Annotated[MaxLengthRule, Tag("max_length")],
+    Discriminator(_kind),
+]
+
+
+class PolicyDocument(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    tenant: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    version: int = Field(
+        ge=1, description="Raised with every change; the guard refuses a version not above the live one."
+    )
+    description: str = ""
+    rules: tuple[Rule, ...] = ()
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_ids(cls, rules: tuple[Rule, ...]) -> tuple[Rule, ...]:
+        seen: set[str] = set()
+        for rule in rules:
+            if rule.id in seen:
+                raise ValueError(f"rule id {rule.id!r} appears twice")
+            if rule.id in BUILT_IN_RULES:
+                raise ValueError(f"rule id {rule.id!r} is built in and cannot be redefined")
+            seen.add(rule.id)
+        return rules
+
+
+@dataclass(frozen=True)
+class PolicyProblem:
+    line: int | None
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.path}: {self.message}" if self.line else f"{self.path}: {self.message}"
+
+
+class PolicyError(ValueError):
+    """A policy that does not parse, validate or compile; each problem names its line."""
+
+    def __init__(self, problems: Sequence[PolicyProblem]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("; ".join(str(p) for p in self.problems))
+
+
+@dataclass(frozen=True)
+class Policy:
+    document: PolicyDocument
+    source: str
+    programs: Mapping[str, Any] = field(repr=False)  # rule id → compiled CEL program
+
+    @property
+    def tenant(self) -> str:
+        return self.document.tenant
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.source.encode()).hexdigest()
+
+    @property
+    def version(self) -> str:
+        """What decisions record: the version number and a fingerprint of the exact text."""
+        return f"v{self.document.version}-{self.sha256[:10]}"
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load_policy(source: str) -> Policy:
+    """Parse, validate and compile a policy; `PolicyError` lists every problem with its line."""
+    try:
+        root = yaml.compose(source)
+        data = yaml.safe_load(source)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        raise PolicyError([PolicyProblem(line, "(yaml)", str(getattr(exc, "problem", None) or exc))]) from exc
+    if not isinstance(data, dict):
+        raise PolicyError([PolicyProblem(1, "(root)", "a policy is a mapping with tenant, version and rules")])
+    problems: list[PolicyProblem] = []
+    document: PolicyDocument | None = None
+    try:
+        document = PolicyDocument.model_validate(data)
+    except ValidationError as exc:
+        for error in exc.errors():
+            loc = [p for i, p in enumerate(error["loc"]) if not (i > 0 and isinstance(error["loc"][i - 1], int))]
+            problems.append(PolicyProblem(_line_of(root, loc), ".".join(map(str, loc)) or "(root)", error["msg"]))
+    # conditions are checked even when something else is wrong, so one run shows every problem
+    programs: dict[str, Any] = {}
+    raw_rules: list[Any] = data["rules"] if isinstance(data.get("rules"), list) else []
+    for index, raw in enumerate(raw_rules):
+        if (
+            not isinstance(raw, dict)
+            or not isinstance(raw.get("when"), str)
+            or raw.get("kind", "condition") != "condition"
+        ):
+            continue
+        program, problem = _compile(raw["when"])
+        if problem:
+            problems.append(PolicyProblem(_line_of(root, ("rules", index, "when")), f"rules.{index}.when", problem))
+        else:
+            programs[str(raw.get("id"))] = program
+    if problems or document is None:
+        raise PolicyError(sorted(problems, key=lambda p: p.line or 0))
+    return Policy(document, source, programs)
+
+
+def _compile(expression: str) -> tuple[Any, str | None]:
+    """A compiled condition, or why it is not one (syntax, a name the facts do not have, not a boolean)."""
+    try:
+        program = cel.compile(expression)
+    except ValueError as exc:
+        return None, f"CEL: {_first_line(exc)}"
+    try:  # run on the shape of real facts: a misspelt name is an error now, not at the first decision
+        result = program.execute(cel.Context(variables=_SAMPLE_FACTS))
+    except KeyError as exc:
+        return None, f"CEL: no fact named {exc} (see the facts in herald_core.policy)"
+    except Exception as exc:
+        return None, f"CEL: {_first_line(exc)}"
+    if not isinstance(result, bool):
+        return None, f"CEL: must be true or false, not {type(result).__name__}"
+    return program, None
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+
+
+def _line_of(node: yaml.Node | None, loc: Sequence[int | str]) -> int | None:
+    """The 1-based line of the YAML node at `loc` (or of the nearest ancestor that exists)."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if k.value == part), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+        else:
+            node = None
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+    return line
+
+
+# ---------------------------------------------------------------- the built-in policy
+
+
+def default_policy(tenant: TenantConfig) -> Policy:
+    """The policy of a tenant that has not published one: its configured escalations (VIP, deal value)."""
+    rules: list[dict[str, Any]] = []
+    if tenant.escalation.vip:
+        rules.append(
+            {
+                "id": "escalation.vip",
+                "when": "action.contact.vip",
+                "then": "escalate",
+                "reason": "contact is marked VIP",
+            }
+        )
+    threshold = tenant.escalation.deal_value_minor_at_least
+    if threshold is not None:
+        rules.append(
+            {
+                "id": "escalation.deal_value",
+                "when": f"action.contact.deal_value_minor >= {int(threshold)}",
+                "then": "escalate",
+                "reason": f"open deal of at least {threshold} (minor units)",
+            }
+        )
+    source = yaml.safe_dump(
+        {"tenant": tenant.tenant_id, "version": 1, "description": "from the tenant's configuration", "rules": rules},
+        sort_keys=False,
+    )
+    return load_policy(source)
+
+
+# ---------------------------------------------------------------- deciding
+
+
+@dataclass(frozen=True)
+class Verdict:
+    outcome: Outcome
+    rule: str | None
+    reason: str
+    rules: tuple[RuleHit, ...]
+    policy_version: str
+
+
+def facts_for(action: ActionProposed, tenant: TenantConfig, stage: str) -> dict[str, Any]:
+    """The names a CEL condition can read, for one action."""
+    contact = action.contact.model_dump(mode="json")
+    body = action.input.body_text
+    return {
+        "action": {
+            "tool": action.tool,
+            "channel": action.channel.value,
+            "confidence": float(action.confidence),
+            "rationale": action.rationale,
+            "evidence_count": len(action.evidence),
+            "contact": {k: ("" if v is None else v) for k, v in contact.items()},
+        },
+        "draft": {
+            "to": action.input.to,
+            "subject": action.input.subject,
+            "body": body,
+            "body_chars": len(body),
+            "words": len(body.split()),
+        },
+        "tenant": {"id": tenant.tenant_id, "name": tenant.name, "timezone": tenant.timezone},
+        "stage": stage,
+    }
+
+
+def _sample_facts() -> dict[str, Any]:
+    """Facts of a made-up action: the shape every condition is checked against when a policy loads."""
+    action = ActionProposed(
+        action_id="sample",
+        tenant="sample",
+        workflow_id="sample",
+        tool="send_email",
+        input=SendEmailInput(to="a@b.example", subject="s", body_text="b"),
+        contact=ContactFacts(contact_id="1", email="a@b.example"),
+        evidence=(),
+        confidence=0.5,
+        rationale="",
+    )
+    tenant = TenantConfig(
+        tenant_id="sample", name="s", sender={"name": "s", "address": "s@b.example"}, unsubscribe_url="https://u"
+    )
+    return facts_for(action, tenant, "proposal")
+
+
+_SAMPLE_FACTS = _sample_facts()
+
+
+def evaluate(
+    policy: Policy,
+    action: ActionProposed,
+    tenant: TenantConfig,
+    *,
+    stage: Literal["proposal", "review"],
+    suppression_reason: str | None,
+) -> Verdict:
+    """Every rule's result for one action: the built-in ones, then the policy's, in order."""
+    hits = _built_in(action, tenant, suppression_reason)
+    facts = facts_for(action, tenant, stage)
+    context = cel.Context(variables=facts)
+    for rule in policy.document.rules:
+        if not rule.enabled or (rule.then == "escalate" and stage != "proposal"):
+            continue
+        hits.append(_apply(rule, policy, context, facts))
+    blocks = [h for h in hits if h.outcome == "block"]
+    if blocks:
+        return Verdict("block", blocks[0].rule, blocks[0].detail, tuple(hits), policy.version)
+    escalations = [h for h in hits if h.outcome == "escalate"]
+    if escalations:
+        reason = "; ".join(h.detail for h in escalations)
+        return Verdict("escalate", escalations[0].rule, reason, tuple(hits), policy.version)
+    return Verdict("approve", None, "all rules passed", tuple(hits), policy.version)
+
+
+def _built_in(action: ActionProposed, tenant: TenantConfig, suppression_reason: str | None) -> list[RuleHit]:
+    hits = [
+        RuleHit(
+            rule="consent.opt_out",
+            outcome="block",
+            detail=f"contact {action.contact.contact_id} is suppressed: {suppression_reason}",
+        )
+        if suppression_reason
+        else RuleHit(rule="consent.opt_out", outcome="pass", detail="no opt-out recorded")
+    ]
+    contact_email = (action.contact.email or "").lower()
+    if action.input.to.lower() != contact_email:
+        detail = f"recipient {action.input.to} is not the contact's address {contact_email or '-'}"
+        hits.append(RuleHit(rule="content.recipient_is_contact", outcome="block", detail=detail))
+    else:
+        hits.append(RuleHit(rule="content.recipient_is_contact", outcome="pass", detail="recipient is the contact"))
+    if action.tenant != tenant.tenant_id:
+        detail = f"action is for {action.tenant}, message is from {tenant.tenant_id}"
+        hits.append(RuleHit(rule="tenant.matches", outcome="block", detail=detail))
+    return hits
+
+
+def _hit(*, rule: str, outcome: Literal["pass", "block", "escalate"], detail: str) -> RuleHit:
+    """A rule's result, built without re-validation (its values come from a validated policy)."""
+    return RuleHit.model_construct(rule=rule, outcome=outcome, detail=detail)
+
+
+def _apply(rule: Rule, policy: Policy, context: Any, facts: dict[str, Any]) -> RuleHit:
+    reason = rule.reason
+    if isinstance(rule, ConditionRule):
+        try:
+            fired = policy.programs[rule.id].execute(context) is True
+        except Exception as exc:  # fail closed: a rule that cannot be read is not a pass
+            return _hit(rule=rule.id, outcome=rule.then, detail=f"could not evaluate `{rule.when}`: {exc}"[:1000])
+        detail = f"{reason or 'condition holds'} (when {rule.when})" if fired else f"not ({rule.when})"
+        return _hit(rule=rule.id, outcome=rule.then if fired else "pass", detail=detail[:1000])
+    draft = facts["draft"]
+    if isinstance(rule, BannedPhrasesRule):
+        found = sorted({m.group(0).lower() for m in rule.pattern.finditer(f"{draft['subject']}\n{draft['body']}")})
+        if found:
+            detail = f"{reason or 'banned phrase'}: {', '.join(found)}"
+            return _hit(rule=rule.id, outcome=rule.then, detail=detail[:1000])
+        return _hit(rule=rule.id, outcome="pass", detail="no banned phrase")
+    if isinstance(rule, PatternRule):
+        where = rule.field.removeprefix("draft.")
+        text = f"{draft['subject']}\n{draft['body']}" if where == "any" else str(draft[where])
+        match = rule.regex.search(text)
+        if match:
+            detail = f"{reason or 'pattern found'}: “{match.group(0)[:100]}” in {rule.field}"
+            return _hit(rule=rule.id, outcome=rule.then, detail=detail)
+        return _hit(rule=rule.id, outcome="pass", detail=f"no match in {rule.field}")
+    over = []
+    if rule.max_body_chars is not None and draft["body_chars"] > rule.max_body_chars:
+        over.append(f"body {draft['body_chars']} > {rule.max_body_chars} characters")
+    if rule.max_subject_chars is not None and len(draft["subject"]) > rule.max_subject_chars:
+        over.append(f"subject {len(draft['subject'])} > {rule.max_subject_chars} characters")
+    if over:
+        return _hit(rule=rule.id, outcome=rule.then, detail=f"{reason or 'too long'}: {'; '.join(over)}")
+    return _hit(rule=rule.id, outcome="pass", detail="within length limits")
+
+
+# ---------------------------------------------------------------- admitting a published policy
+
+
+class PolicyRefused(ValueError):
+    """A published policy that must not replace the live one, and why."""
+
+
+def admit(published: PolicyPublished, envelope_tenant: str, live: Policy | None) -> Policy | None:
+    """The policy a publication makes live; None when it is the live one again (a re-read, a replay).
+
+    Raises `PolicyRefused` for a record whose tenant, fingerprint or version does not hold up, or whose
+    source does not load; the guard keeps the live policy then (and `herald policy apply` refuses first).
+    """
+    tenant = published.tenant
+    if envelope_tenant != tenant:
+        raise PolicyRefused(f"envelope tenant {envelope_tenant!r} is not the policy's tenant {tenant!r}")
+    if hashlib.sha256(published.source.encode()).hexdigest() != published.sha256:
+        raise PolicyRefused("sha256 does not match the source")
+    try:
+        policy = load_policy(published.source)
+    except PolicyError as exc:
+        raise PolicyRefused(str(exc)) from exc
+    if policy.tenant != tenant or policy.document.version != published.version:
+        raise PolicyRefused("the source's tenant or version differs from the record's")
+    if live is not None and policy.document.version <= live.document.version:
+        if policy.sha256 == live.sha256:
+            return None
+        raise PolicyRefused(f"version {policy.document.version} is not above the live version {live.document.version}")
+    return policy

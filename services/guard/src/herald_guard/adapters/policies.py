@@ -1,0 +1,116 @@
+"""The live policy of every tenant, from the compacted `herald.policy.v1`.
+
+At start the guard reads the topic from its beginning to its end before it decides anything, then
+follows it: a valid policy with a higher version replaces the tenant's live one within a fetch,
+on every replica, without a restart. A policy that does not load (its problems have line
+numbers) or whose version is not above the live one is refused and logged, and the live one
+stays. A tenant that never published a policy gets the one its configuration implies
+(`herald_core.policy.default_policy`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from prometheus_client import Counter, Gauge
+
+from herald_core.bus import Unreadable, cancel_and_wait, read_record, read_to_end, tail_reader
+from herald_core.contracts import PolicyPublished
+from herald_core.observability import get_logger
+from herald_core.policy import Policy, PolicyRefused, admit, default_policy
+from herald_core.settings import CommonSettings
+from herald_core.tenants import TenantConfig
+from herald_core.topics import POLICY
+
+POLICIES = Counter("herald_guard_policies_total", "Published policies read, by outcome.", ["outcome"])
+LIVE_VERSION = Gauge("herald_guard_policy_version", "The live policy version number, by tenant.", ["tenant"])
+log = get_logger("herald.guard.policies")
+
+
+@dataclass
+class Refusal:
+    version: int | None
+    reason: str
+    at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+
+
+class PolicyBook:
+    def __init__(self, common: CommonSettings) -> None:
+        self.common = common
+        self._live: dict[str, Policy] = {}
+        self._defaults: dict[str, tuple[str, Policy]] = {}  # tenant → (config fingerprint, policy)
+        self.refusals: dict[str, list[Refusal]] = {}
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.started = False
+
+    async def start(self) -> None:
+        self._consumer = await tail_reader(self.common, POLICY, from_beginning=True)
+        # the whole history first: no decision is made under a policy older than the published one
+        async for record in read_to_end(self._consumer):
+            self._apply(record)
+        self._task = asyncio.create_task(self._follow(self._consumer), name="guard-policy-book")
+        self.started = True
+        log.info("policies loaded", tenants=sorted(self._live))
+
+    async def ready(self) -> bool:
+        return self.started
+
+    async def stop(self) -> None:
+        await cancel_and_wait(self._task)
+        if self._consumer:
+            await self._consumer.stop()
+
+    async def _follow(self, consumer: AIOKafkaConsumer) -> None:
+        async for record in consumer:
+            try:
+                self._apply(record)
+            except Exception:  # one bad record never stops the book from following
+                log.exception("policy record could not be applied", offset=record.offset)
+
+    def _apply(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        read = read_record(record, POLICY)
+        if isinstance(read, Unreadable):
+            POLICIES.labels("unreadable").inc()
+            log.error("unreadable policy record refused", reason=read.reason)
+            return
+        published = read.body
+        if not isinstance(published, PolicyPublished):
+            return
+        try:
+            policy = admit(published, read.envelope.tenant, self._live.get(published.tenant))
+        except PolicyRefused as exc:
+            self._refuse(published.tenant, published.version, str(exc))
+            return
+        if policy is None:
+            return
+        self._live[policy.tenant] = policy
+        LIVE_VERSION.labels(policy.tenant).set(policy.document.version)
+        POLICIES.labels("applied").inc()
+        log.info(
+            "policy applied", tenant=policy.tenant, policy_version=policy.version, published_by=published.published_by
+        )
+
+    def _refuse(self, tenant: str, version: int | None, reason: str) -> None:
+        POLICIES.labels("refused").inc()
+        log.error("policy refused; the live one stays", tenant=tenant, version=version, reason=reason[:2000])
+        self.refusals.setdefault(tenant, []).append(Refusal(version, reason[:4000]))
+        del self.refusals[tenant][:-20]
+
+    def for_tenant(self, tenant: TenantConfig) -> Policy:
+        """The tenant's live policy, or the one its configuration implies."""
+        live = self._live.get(tenant.tenant_id)
+        if live is not None:
+            return live
+        fingerprint = tenant.model_dump_json()
+        cached = self._defaults.get(tenant.tenant_id)
+        if cached is None or cached[0] != fingerprint:
+            cached = (fingerprint, default_policy(tenant))
+            self._defaults[tenant.tenant_id] = cached
+        return cached[1]
+
+    def published(self, tenant: str) -> Policy | None:
+        return self._live.get(tenant)

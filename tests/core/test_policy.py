@@ -1,0 +1,169 @@
+"""Policy as code: the shipped policy's YAML cases (each rule kind allowing and blocking the right
+actions), bad policy files refused with line numbers, conditions that fail closed, and which
+publications may replace a live policy."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from herald_core.contracts import PolicyPublished
+from herald_core.policy import PolicyError, PolicyRefused, admit, default_policy, evaluate, load_policy
+from herald_core.policy_cases import PolicyCases, load_cases, run_cases
+from herald_core.tenants import TenantConfig
+
+SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "acme" / "policy"
+POLICY = load_policy((SAMPLES / "policy.yaml").read_text())
+CASES = load_cases((SAMPLES / "tests.yaml").read_text())
+
+
+@pytest.mark.parametrize("case", CASES.cases, ids=[c.name for c in CASES.cases])
+def test_the_shipped_policy_decides_each_case_as_written(case) -> None:  # type: ignore[no-untyped-def]
+    (result,) = run_cases(POLICY, PolicyCases(tenant=CASES.tenant, cases=(case,)))
+    assert result.passed, result.failure
+
+
+def test_every_rule_of_the_shipped_policy_fires_in_some_case() -> None:
+    fired = {h.rule for r in run_cases(POLICY, CASES) if r.verdict for h in r.verdict.rules if h.outcome != "pass"}
+    assert {rule.id for rule in POLICY.document.rules} <= fired
+
+
+def test_a_case_that_expects_the_wrong_decision_fails() -> None:
+    wrong = load_cases("cases:\n  - {name: 'a VIP is approved?', action: {contact: {vip: true}}, expect: approve}\n")
+    (result,) = run_cases(POLICY, wrong)
+    assert not result.passed and "expected approve, got escalate" in (result.failure or "")
+
+
+BAD = """\
+tenant: acme
+version: 0
+rules:
+  - id: escalation.unsure
+    when: action.confidense < 0.6
+    then: escalate
+  - id: Bad Id
+    when: "1 +"
+  - id: content.banned
+    kind: banned_phrases
+    phrases: []
+  - id: content.number
+    when: action.confidence
+"""
+
+
+def test_a_bad_policy_lists_every_problem_with_its_line() -> None:
+    with pytest.raises(PolicyError) as refused:
+        load_policy(BAD)
+    problems = {(p.line, p.path): p.message for p in refused.value.problems}
+    assert "greater than or equal to 1" in problems[(2, "version")]
+    assert "confidense" in problems[(5, "rules.0.when")]
+    assert "pattern" in problems[(7, "rules.1.id")]
+    assert "Syntax error" in problems[(8, "rules.1.when")]
+    assert "at least 1 item" in problems[(11, "rules.2.phrases")]
+    assert "true or false" in problems[(13, "rules.3.when")]
+
+
+def test_a_policy_cannot_redefine_a_built_in_rule_or_repeat_an_id() -> None:
+    with pytest.raises(PolicyError, match="built in"):
+        load_policy("tenant: acme\nversion: 1\nrules:\n  - {id: consent.opt_out, when: 'false'}\n")
+    with pytest.raises(PolicyError, match="appears twice"):
+        load_policy("tenant: acme\nversion: 1\nrules:\n  - {id: a.b, when: 'false'}\n  - {id: a.b, when: 'true'}\n")
+
+
+@pytest.mark.parametrize(
+    ("source", "line", "words"),
+    [
+        ("tenant: acme\nversion: [1\n", 3, "expected"),
+        ("- just\n- a list\n", 1, "a mapping"),
+        ("tenant: acme\nversion: 1\nrules:\n  - id: x.y\n    kind: nope\n", 4, "does not match any of the expected"),
+        ("tenant: acme\nversion: 1\nsurprise: true\n", 3, "Extra inputs"),
+    ],
+)
+def test_unreadable_policies_are_refused_with_a_line(source: str, line: int, words: str) -> None:
+    with pytest.raises(PolicyError) as refused:
+        load_policy(source)
+    assert any(p.line == line and words in p.message for p in refused.value.problems), refused.value.problems
+
+
+TENANT = TenantConfig.model_validate(
+    {
+        "tenant_id": "acme",
+        "name": "Acme Relay",
+        "sender": {"name": "Maya", "address": "maya@acmerelay.example"},
+        "unsubscribe_url": "https://acmerelay.example/unsubscribe",
+        "escalation": {"vip": True, "deal_value_minor_at_least": 5_000_000},
+    }
+)
+
+
+def test_a_condition_that_cannot_be_evaluated_fails_closed() -> None:
+    policy = load_policy(
+        "tenant: acme\nversion: 1\nrules:\n  - id: content.ratio\n"
+        '    when: "action.contact.deal_value_minor > 0 && 100 / (action.contact.deal_value_minor - 7) > 1"\n'
+    )
+    cases = load_cases("cases:\n  - name: n\n    action: {contact: {deal_value_minor: 7}}\n    expect: block\n")
+    (result,) = run_cases(policy, cases)
+    assert result.passed, result.failure
+    assert result.verdict is not None and "could not evaluate" in result.verdict.reason
+
+
+def test_a_tenant_without_a_published_policy_gets_its_configured_escalations() -> None:
+    policy = default_policy(TENANT)
+    assert [r.id for r in policy.document.rules] == ["escalation.vip", "escalation.deal_value"]
+    cases = load_cases(
+        "cases:\n"
+        "  - {name: vip, action: {contact: {vip: true}}, expect: escalate, rules: [escalation.vip]}\n"
+        "  - {name: deal, action: {contact: {deal_value_minor: 5000000}}, expect: escalate}\n"
+        "  - {name: plain, expect: approve}\n"
+    )
+    assert all(r.passed for r in run_cases(policy, cases))
+
+
+def published(text: str, **over: object) -> PolicyPublished:
+    policy = load_policy(text)
+    fields = {
+        "tenant": policy.tenant,
+        "version": policy.document.version,
+        "source": text,
+        "sha256": hashlib.sha256(str(over.get("source", text)).encode()).hexdigest(),
+        "published_by": "compliance@acme.example",
+        **over,
+    }
+    return PolicyPublished.model_validate(fields)
+
+
+V1 = "tenant: acme\nversion: 1\nrules: []\n"
+V2 = "tenant: acme\nversion: 2\nrules:\n  - {id: escalation.unsure, when: action.confidence < 0.7, then: escalate}\n"
+
+
+def test_only_a_higher_version_of_the_tenants_own_policy_replaces_the_live_one() -> None:
+    v1 = admit(published(V1), "acme", None)
+    assert v1 is not None and v1.version.startswith("v1-")
+    v2 = admit(published(V2), "acme", v1)
+    assert v2 is not None and v2.version.startswith("v2-") and v2.version != v1.version
+    assert admit(published(V2), "acme", v2) is None  # the same one read again
+    with pytest.raises(PolicyRefused, match="not above the live version 2"):
+        admit(published(V1.replace("rules: []", "description: older\nrules: []")), "acme", v2)
+    with pytest.raises(PolicyRefused, match="envelope tenant"):
+        admit(published(V1), "globex", None)
+    with pytest.raises(PolicyRefused, match="sha256"):
+        admit(published(V1, sha256="0" * 64), "acme", None)
+    with pytest.raises(PolicyRefused, match="line"):
+        admit(published(V1, source="tenant: acme\nversion: 1\nrules: [{id: x}]\n"), "acme", None)
+
+
+def test_decisions_name_the_policy_version_they_were_made_under() -> None:
+    from herald_core.contracts import ActionProposed
+    from herald_core.policy_cases import SAMPLE_ACTION
+
+    action = ActionProposed.model_validate({**SAMPLE_ACTION, "tenant": "acme", "confidence": 0.65})
+    v2 = load_policy(V2)
+    verdict = evaluate(v2, action, TENANT, stage="proposal", suppression_reason=None)
+    assert verdict.outcome == "escalate" and verdict.policy_version == v2.version
+    assert [h.rule for h in verdict.rules] == [
+        "consent.opt_out",
+        "content.recipient_is_contact",
+        "escalation.unsure",
+    ]

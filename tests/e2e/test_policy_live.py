@@ -1,0 +1,168 @@
+"""A tenant's policy changes decisions without a restart: `herald policy apply` publishes it, both guard
+replicas pick it up, every decision names the version it was made under; a bad or stale policy is
+refused (with line numbers) and the live one stays."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import urllib.request
+from typing import Any
+
+import pytest
+
+from herald_core.contracts import ActionApproved, ActionBlocked, ActionEscalated, PolicyPublished
+from herald_core.envelope import Envelope
+from herald_core.topics import APPROVED_ACTION, DECISION, POLICY, PROPOSED_ACTION, contact_key, tenant_key
+from support import email_action, envelope, eventually, herald_command, publish, read_topic
+
+pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.postgres]
+
+V1 = """\
+tenant: {tenant}
+version: 1
+rules:
+  - id: content.banned_phrases
+    kind: banned_phrases
+    phrases: [risk-free]
+"""
+V2 = """\
+tenant: {tenant}
+version: 2
+description: no more banned phrases; unsure drafts go to review
+rules:
+  - id: escalation.unsure
+    when: action.confidence < 0.95
+    then: escalate
+    reason: below 0.95 confidence
+"""
+BROKEN = """\
+tenant: {tenant}
+version: 3
+rules:
+  - id: escalation.unsure
+    when: action.confidense < 0.95
+"""
+
+
+def live_policies(herald, tenant: str) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+    answers = []
+    for replica in herald.services.replicas.values():
+        if replica.service == "guard":
+            url = f"http://127.0.0.1:{replica.ops_port}/v1/policies/{tenant}"
+            with urllib.request.urlopen(url, timeout=5) as response:
+                answers.append(json.loads(response.read()))
+    return answers
+
+
+async def on_both_guards(herald, tenant: str, version_prefix: str) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+    def check() -> list[dict[str, Any]] | None:
+        answers = live_policies(herald, tenant)
+        return answers if len(answers) >= 2 and all(a["version"].startswith(version_prefix) for a in answers) else None
+
+    return await eventually(check, timeout=20, what=f"policy {version_prefix} on every guard")
+
+
+async def decide(herald, tenant: str, body_text: str, confidence: float = 0.99):  # type: ignore[no-untyped-def]
+    """Propose one email and return the guard's answer for it (approved, blocked or escalated)."""
+    contact_id = os.urandom(4).hex()
+    action = email_action(tenant, contact_id=contact_id, email=f"{contact_id}@buyers.example", body_text=body_text)
+    action = action.model_copy(update={"confidence": confidence})
+    key = contact_key(tenant, contact_id)
+    env = envelope(tenant, action, source="test/planner")
+    await publish(herald.bootstrap, herald.prefix, PROPOSED_ACTION, key, env, action)
+
+    def answer(records):  # type: ignore[no-untyped-def]
+        for r in records:
+            if r.tenant != tenant:
+                continue
+            body = r.json()
+            if body.get("action_id") == action.action_id or body.get("action", {}).get("action_id") == action.action_id:
+                model = {t.TYPE: t for t in (ActionBlocked, ActionEscalated, ActionApproved)}.get(r.type or "")
+                if model is not None:
+                    return r.body(model)
+        return None
+
+    async def look():  # type: ignore[no-untyped-def]
+        for spec in (DECISION, APPROVED_ACTION):
+            decided = answer(await read_topic(herald.bootstrap, herald.topic(spec), timeout=2))
+            if decided is not None:
+                return decided
+        return None
+
+    return await eventually(look, timeout=30, what="the guard's decision")
+
+
+async def test_a_published_policy_changes_decisions_on_every_replica_without_a_restart(herald, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    tenant = herald.add_tenant(f"pol{os.urandom(3).hex()}")
+    v1 = tmp_path / "v1.yaml"
+    v1.write_text(V1.format(tenant=tenant))
+    applied = herald_command(herald, "policy", "apply", str(v1), "--by", "compliance@acmerelay.example")
+    assert applied.returncode == 0, applied.stderr
+    (first, _) = await on_both_guards(herald, tenant, "v1-")
+    assert first["published"] and first["sha256"] == hashlib.sha256(v1.read_text().encode()).hexdigest()
+
+    blocked = await decide(herald, tenant, "Start your risk-free trial today.")
+    assert isinstance(blocked, ActionBlocked) and blocked.rule == "content.banned_phrases"
+    assert blocked.policy_version == first["version"]
+
+    # v2 replaces it: the banned phrase is allowed now, and an unsure draft waits for a reviewer
+    v2 = tmp_path / "v2.yaml"
+    v2.write_text(V2.format(tenant=tenant))
+    diff = herald_command(herald, "policy", "diff", str(v2))
+    assert diff.returncode == 0 and "+ escalation.unsure" in diff.stdout and "- content.banned_phrases" in diff.stdout
+    assert herald_command(herald, "policy", "apply", str(v2), "--note", "review unsure drafts").returncode == 0
+    (second, _) = await on_both_guards(herald, tenant, "v2-")
+    escalated = await decide(herald, tenant, "Start your risk-free trial today.", confidence=0.9)
+    assert isinstance(escalated, ActionEscalated) and escalated.policy_version == second["version"]
+    approved = await decide(herald, tenant, "A short note.", confidence=0.99)
+    assert isinstance(approved, ActionApproved) and approved.approval.policy_version == second["version"]
+    shown = herald_command(herald, "policy", "show", "--tenant", tenant)
+    assert shown.returncode == 0 and "escalation.unsure" in shown.stdout and second["version"] in shown.stdout
+
+
+async def test_bad_and_stale_policies_are_refused_and_the_live_one_stays(herald, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    tenant = herald.add_tenant(f"polbad{os.urandom(3).hex()}")
+    v2 = tmp_path / "v2.yaml"
+    v2.write_text(V2.format(tenant=tenant))
+    assert herald_command(herald, "policy", "apply", str(v2)).returncode == 0
+    await on_both_guards(herald, tenant, "v2-")
+
+    # the command refuses a broken file, naming the line, and publishes nothing
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(BROKEN.format(tenant=tenant))
+    refused = herald_command(herald, "policy", "apply", str(broken))
+    assert refused.returncode == 1 and f"{broken}:5" in refused.stderr and "confidense" in refused.stderr
+    # and a version that is not above the live one
+    stale = tmp_path / "stale.yaml"
+    stale.write_text(V1.format(tenant=tenant))
+    older = herald_command(herald, "policy", "apply", str(stale))
+    assert older.returncode == 1 and "not above the live version 2" in older.stderr
+
+    # written straight to the topic, past the command: the guards refuse it, say why, keep v2
+    source = BROKEN.format(tenant=tenant)
+    body = PolicyPublished(
+        tenant=tenant,
+        version=3,
+        source=source,
+        sha256=hashlib.sha256(source.encode()).hexdigest(),
+        published_by="someone-with-the-credentials",
+    )
+    env = Envelope.new_chain(source="test/raw", type=PolicyPublished.TYPE, tenant=tenant)
+    await publish(herald.bootstrap, herald.prefix, POLICY, tenant_key(tenant), env, body)
+
+    def refusals() -> list[dict[str, Any]] | None:
+        answers = live_policies(herald, tenant)
+        return answers if all(a["refused"] for a in answers) else None
+
+    for answer in await eventually(refusals, timeout=20, what="the refusal on every guard"):
+        assert answer["version"].startswith("v2-")
+        assert answer["refused"][-1]["version"] == 3 and "line 5" in answer["refused"][-1]["reason"]
+    still = await decide(herald, tenant, "A short note.", confidence=0.5)
+    assert isinstance(still, ActionEscalated) and still.policy_version and still.policy_version.startswith("v2-")
+    assert [h.rule for h in still.rules if h.outcome == "escalate"] == ["escalation.unsure"]
+
+    # the topic keeps every publication, accepted or not (the command published only v2)
+    records = await read_topic(herald.bootstrap, herald.topic(POLICY), timeout=5)
+    assert [json.loads(r.value or b"{}")["version"] for r in records if r.tenant == tenant] == [2, 3]
