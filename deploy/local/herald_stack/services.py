@@ -69,6 +69,7 @@ class ServiceSet:
             "HERALD_REVIEW_HTTP_PORT": str(self.base_port + 5),
             "HERALD_RETRIEVAL_GRPC_PORT": str(self.base_port + 52),
             "HERALD_PLANNER_RETRIEVAL_TARGET": self.retrieval_target,
+            "HERALD_GUARD_RETRIEVAL_TARGET": self.retrieval_target,
             "PYTHONUNBUFFERED": "1",
             **self.extra_env,
         }

@@ -222,6 +222,7 @@ def kubernetes_workloads() -> list[dict[str, Any]]:
                 "HERALD_TENANTS_DIR": "/etc/herald/tenants",
                 "HERALD_KEYS_DIR": "/etc/herald/keys",
                 "HERALD_PLANNER_RETRIEVAL_TARGET": "herald-retrieval:8202",
+                "HERALD_GUARD_RETRIEVAL_TARGET": "herald-retrieval:8202",
                 "HERALD_LOG_LEVEL": "INFO",
             },
         }

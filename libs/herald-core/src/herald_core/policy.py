@@ -17,6 +17,8 @@ policy can switch off (consent, the recipient is the contact, the action is the 
       - id: content.length
         kind: max_length
         max_body_chars: 4000
+      - id: content.grounded
+        kind: grounding                       # prices, percentages, dates, competitor claims need evidence
       - id: escalation.sensitive_topic
         kind: pattern                         # Python regex in one field, compiled once
         field: draft.body
@@ -110,6 +112,20 @@ class PatternRule(_Rule):
         return re.compile(self.pattern)
 
 
+ClaimKind = Literal["price", "percentage", "date", "number", "product", "competitor"]
+CLAIM_KINDS: tuple[ClaimKind, ...] = ("price", "percentage", "date", "number", "product", "competitor")
+
+
+class GroundingRule(_Rule):
+    """Every factual claim of the kinds listed must be backed by an evidence passage the planner attached,
+    as the retrieval service's grounding API judges it."""
+
+    kind: Literal["grounding"]
+    claims: tuple[ClaimKind, ...] = Field(
+        default=CLAIM_KINDS, min_length=1, description="The kinds of claim that must be supported."
+    )
+
+
 class MaxLengthRule(_Rule):
     kind: Literal["max_length"]
     max_body_chars: int | None = Field(default=None, ge=1)
@@ -127,6 +143,7 @@ Rule = Annotated[
     Annotated[ConditionRule, Tag("condition")]
     | Annotated[BannedPhrasesRule, Tag("banned_phrases")]
     | Annotated[PatternRule, Tag("pattern")]
+    | Annotated[GroundingRule, Tag("grounding")]
     | Annotated[MaxLengthRule, Tag("max_length")],
     Discriminator(_kind),
 ]
@@ -307,6 +324,28 @@ def default_policy(tenant: TenantConfig) -> Policy:
 
 
 @dataclass(frozen=True)
+class UnsupportedClaim:
+    kind: str
+    text: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Grounding:
+    """What the grounding API said of a draft: its unsupported claims, or why it could not say."""
+
+    unsupported: tuple[UnsupportedClaim, ...] = ()
+    claims: int = 0
+    unknown_evidence: tuple[str, ...] = ()
+    error: str | None = None
+
+
+def needs_grounding(policy: Policy) -> bool:
+    """Whether deciding under `policy` needs the grounding API's answer."""
+    return any(isinstance(r, GroundingRule) and r.enabled for r in policy.document.rules)
+
+
+@dataclass(frozen=True)
 class Verdict:
     outcome: Outcome
     rule: str | None
@@ -369,15 +408,19 @@ def evaluate(
     *,
     stage: Literal["proposal", "review"],
     suppression_reason: str | None,
+    grounding: Grounding | None = None,
 ) -> Verdict:
-    """Every rule's result for one action: the built-in ones, then the policy's, in order."""
+    """Every rule's result for one action: the built-in ones, then the policy's, in order.
+
+    `grounding` is the grounding API's answer for the draft, when the policy has a grounding rule;
+    without it such a rule fails closed."""
     hits = _built_in(action, tenant, suppression_reason)
     facts = facts_for(action, tenant, stage)
     context = cel.Context(variables=facts)
     for rule in policy.document.rules:
         if not rule.enabled or (rule.then == "escalate" and stage != "proposal"):
             continue
-        hits.append(_apply(rule, policy, context, facts))
+        hits.append(_apply(rule, policy, context, facts, grounding))
     blocks = [h for h in hits if h.outcome == "block"]
     if blocks:
         return Verdict("block", blocks[0].rule, blocks[0].detail, tuple(hits), policy.version)
@@ -410,13 +453,27 @@ def _built_in(action: ActionProposed, tenant: TenantConfig, suppression_reason: 
     return hits
 
 
+def _grounded(rule: GroundingRule, grounding: Grounding | None) -> RuleHit:
+    if grounding is None or grounding.error:
+        why = grounding.error if grounding else "no grounding answer"
+        return _hit(rule=rule.id, outcome=rule.then, detail=f"grounding could not be checked ({why})"[:1000])
+    unsupported = [c for c in grounding.unsupported if c.kind in rule.claims]
+    if unsupported:
+        listed = "; ".join(f"{c.kind} “{c.text}”: {c.reason}" for c in unsupported[:5])
+        detail = f"{rule.reason or 'claims no evidence passage supports'}: {listed}"
+        return _hit(rule=rule.id, outcome=rule.then, detail=detail[:1000])
+    return _hit(rule=rule.id, outcome="pass", detail=f"{grounding.claims} claim(s) checked, none unsupported")
+
+
 def _hit(*, rule: str, outcome: Literal["pass", "block", "escalate"], detail: str) -> RuleHit:
     """A rule's result, built without re-validation (its values come from a validated policy)."""
     return RuleHit.model_construct(rule=rule, outcome=outcome, detail=detail)
 
 
-def _apply(rule: Rule, policy: Policy, context: Any, facts: dict[str, Any]) -> RuleHit:
+def _apply(rule: Rule, policy: Policy, context: Any, facts: dict[str, Any], grounding: Grounding | None) -> RuleHit:
     reason = rule.reason
+    if isinstance(rule, GroundingRule):
+        return _grounded(rule, grounding)
     if isinstance(rule, ConditionRule):
         try:
             fired = policy.programs[rule.id].execute(context) is True

@@ -7,6 +7,9 @@
         action: {contact: {vip: true}}        # over a sample first-touch email
         expect: escalate                      # approve | block | escalate
         rules: [escalation.vip]               # these rules must have fired (optional)
+      - name: an invented discount is blocked
+        unsupported_claims: [{kind: percentage, text: 90% off}]   # what the grounding API would say
+        expect: block
       - name: an opted-out contact gets nothing
         suppressed: unsubscribe               # a recorded opt-out, and its reason
         expect: block
@@ -29,7 +32,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from herald_core.contracts import ActionProposed
-from herald_core.policy import Outcome, Policy, Verdict, evaluate
+from herald_core.policy import Grounding, Outcome, Policy, UnsupportedClaim, Verdict, evaluate
 from herald_core.tenants import TenantConfig
 
 
@@ -39,6 +42,9 @@ class PolicyCase(BaseModel):
     action: dict[str, Any] = Field(default_factory=dict, description="Fields over the sample action.")
     suppressed: str | None = Field(default=None, description="The contact has opted out, for this reason.")
     stage: Literal["proposal", "review"] = "proposal"
+    unsupported_claims: tuple[dict[str, str], ...] = Field(
+        default=(), description="What the grounding API says the draft claims without evidence ({kind, text})."
+    )
     expect: Outcome
     rules: tuple[str, ...] = Field(default=(), description="Rules that must have fired (blocked or escalated).")
 
@@ -131,7 +137,16 @@ def run_cases(policy: Policy, cases: PolicyCases) -> list[CaseResult]:
         except ValueError as exc:
             results.append(CaseResult(case, None, f"the case's action is not valid: {exc}"))
             continue
-        verdict = evaluate(policy, action, tenant, stage=case.stage, suppression_reason=case.suppressed)
+        grounding = Grounding(
+            unsupported=tuple(
+                UnsupportedClaim(c.get("kind", "number"), c.get("text", ""), "no evidence passage supports it")
+                for c in case.unsupported_claims
+            ),
+            claims=len(case.unsupported_claims),
+        )
+        verdict = evaluate(
+            policy, action, tenant, stage=case.stage, suppression_reason=case.suppressed, grounding=grounding
+        )
         fired = {h.rule for h in verdict.rules if h.outcome != "pass"}
         failure = None
         if verdict.outcome != case.expect:

@@ -35,7 +35,7 @@ from herald_core.contracts import (
 from herald_core.db import create_pool, migrate, readiness
 from herald_core.ids import new_id
 from herald_core.observability import add_ops_routes, get_logger
-from herald_core.policy import evaluate
+from herald_core.policy import evaluate, needs_grounding
 from herald_core.runtime import ServiceRuntime
 from herald_core.signing import load_signer
 from herald_core.tenants import TenantDirectory
@@ -47,6 +47,7 @@ from herald_core.topics import (
     REVIEW_DECISION,
     contact_key,
 )
+from herald_guard.adapters.grounding import GroundingClient
 from herald_guard.adapters.policies import PolicyBook
 from herald_guard.adapters.store import CapRequest, Decision, GuardStore, windows
 from herald_guard.logic import action_hash
@@ -65,12 +66,14 @@ class Guard:
         feed: ConsentFeed,
         tenants: TenantDirectory,
         policies: PolicyBook,
+        grounding: GroundingClient,
     ) -> None:
         self.settings = settings
         self.store = store
         self.feed = feed
         self.tenants = tenants
         self.policies = policies
+        self.grounding = grounding
         keys_dir = Path(settings.common.keys_dir)
         self.signer = load_signer(keys_dir / f"{settings.signing_key_id}.pem", settings.signing_key_id)
 
@@ -107,7 +110,15 @@ class Guard:
             raise Rejected(f"unknown tenant {msg.envelope.tenant!r}")
         reason = await self.feed.suppression(action.tenant, action.contact.contact_id, action.input.to)
         policy = self.policies.for_tenant(tenant)
-        verdict = evaluate(policy, action, tenant, stage=stage, suppression_reason=reason)  # type: ignore[arg-type]
+        grounding = await self.grounding.check(action) if needs_grounding(policy) else None
+        verdict = evaluate(
+            policy,
+            action,
+            tenant,
+            stage=stage,  # type: ignore[arg-type]
+            suppression_reason=reason,
+            grounding=grounding,
+        )
         decision = Decision(
             verdict.outcome,
             verdict.rule,
@@ -207,7 +218,8 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     await migrate(pool, "guard", Path(str(files("herald_guard") / "migrations")), CONSENT_MIGRATIONS)
     feed = ConsentFeed(common, pool, "guard")
     policies = PolicyBook(common)
-    guard = Guard(settings, GuardStore(pool), feed, TenantDirectory(common.tenants_dir), policies)
+    grounding = GroundingClient(settings.retrieval_target, settings.grounding_timeout_seconds)
+    guard = Guard(settings, GuardStore(pool), feed, TenantDirectory(common.tenants_dir), policies, grounding)
     worker = ConsumerWorker(
         common,
         "guard",
@@ -247,5 +259,5 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
 
     runtime = ServiceRuntime("guard", http, settings.ops_host, settings.ops_port)
     runtime.on_start += [feed.start, policies.start, worker.start]
-    runtime.on_stop += [pool.close, feed.stop, policies.stop, worker.stop]
+    runtime.on_stop += [pool.close, grounding.close, feed.stop, policies.stop, worker.stop]
     return runtime

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from herald_core.settings import ServiceSettings
@@ -13,3 +14,5 @@ class Settings(ServiceSettings):
     signing_key_id: str = "guard-local-1"
     approval_ttl_seconds: int = 900
     concurrency: int = 16  # messages of different contacts handled at once
+    retrieval_target: str = Field(default="127.0.0.1:8202", description="host:port of the grounding API (gRPC).")
+    grounding_timeout_seconds: float = 5.0
