@@ -40,6 +40,7 @@ class Record:
     key: bytes | None
     value: bytes | None
     headers: dict[str, str]
+    timestamp: int = 0  # ms since the epoch, as the record carries it
 
     @property
     def type(self) -> str | None:
@@ -84,7 +85,7 @@ async def read_topic(
             for part in batch.values():
                 for r in part:
                     headers = {k: v.decode(errors="replace") for k, v in (r.headers or ())}
-                    records.append(Record(r.topic, r.partition, r.offset, r.key, r.value, headers))
+                    records.append(Record(r.topic, r.partition, r.offset, r.key, r.value, headers, r.timestamp))
             if until is not None and until(records):
                 break
             if until is None and not batch and records:

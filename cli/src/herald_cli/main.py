@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from herald_cli import kb, policy
+from herald_cli import control, kb, policy
 from herald_core.settings import CommonSettings
 
 app = typer.Typer(help="Herald's command line. Reads HERALD_* settings (Kafka bootstrap, topic prefix).")
@@ -100,6 +100,20 @@ def policy_apply(
 def policy_show(tenant: Tenant) -> None:
     """Print the tenant's live policy."""
     raise typer.Exit(asyncio.run(policy.show(CommonSettings(), tenant, Console())))
+
+
+@app.command("kill-switch")
+def kill_switch(
+    state: Annotated[str, typer.Argument(help="on (stop sending) or off (resume).")],
+    reason: Annotated[str, typer.Option(help="Why (kept on the audit and in every refusal).")],
+    tenant: Annotated[str | None, typer.Option("--tenant", "-t", help="One tenant; leave out for all.")] = None,
+    by: Annotated[str | None, typer.Option("--by", help="Who sets it (default: the login name).")] = None,
+) -> None:
+    """Stop (or resume) every action of one tenant or of all; the guard and the executor follow within a second."""
+    if state not in ("on", "off"):
+        raise typer.BadParameter("say on or off", param_hint="STATE")
+    console = Console(stderr=True)
+    raise typer.Exit(asyncio.run(control.set_kill_switch(CommonSettings(), tenant, state == "on", reason, by, console)))
 
 
 def main() -> None:

@@ -304,7 +304,14 @@ class ActionRefused(Contract):
     action_id: str | None = Field(default=None, description="The action, when it could be read.")
     contact_id: str | None = Field(default=None, description="The contact, when it could be read.")
     reason: Literal[
-        "bad_signature", "unknown_key", "expired", "replayed", "consent_withdrawn", "malformed", "tenant_mismatch"
+        "bad_signature",
+        "unknown_key",
+        "expired",
+        "replayed",
+        "consent_withdrawn",
+        "malformed",
+        "tenant_mismatch",
+        "kill_switch",
     ] = Field(description="Why the executor refused to act.")
     detail: str = Field(description="The reason in words.")
 
@@ -324,6 +331,17 @@ class PolicyPublished(Contract):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of `source`, hex.")
     published_by: str = Field(min_length=1, max_length=200, description="Who published it.")
     note: str | None = Field(default=None, max_length=2000, description="Why it changed.")
+
+
+# ---------------------------------------------------------------- control
+
+
+class KillSwitchChanged(Contract):
+    TYPE: ClassVar[str] = "herald.control.kill-switch.v1"
+    tenant: TenantId | None = Field(default=None, description="The tenant it stops; none for every tenant.")
+    engaged: bool = Field(description="On (nothing is sent) or off.")
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=500)] = Field(description="Why, in words.")
+    set_by: Annotated[str, StringConstraints(min_length=1, max_length=200)] = Field(description="Who set it.")
 
 
 # ---------------------------------------------------------------- the knowledge base
@@ -431,6 +449,7 @@ MESSAGE_TYPES: dict[str, type[Contract]] = {
         ActionExecuted,
         ActionRefused,
         PolicyPublished,
+        KillSwitchChanged,
         DocumentSubmitted,
         DocumentDeleted,
         DocumentIndexed,

@@ -60,7 +60,7 @@ from herald_core.tenants import TenantConfig
 
 Outcome = Literal["approve", "block", "escalate"]
 RuleId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$", description="e.g. `content.banned_phrases`")]
-BUILT_IN_RULES = ("consent.opt_out", "content.recipient_is_contact", "tenant.matches")
+BUILT_IN_RULES = ("control.kill_switch", "consent.opt_out", "content.recipient_is_contact", "tenant.matches")
 
 
 class _Rule(BaseModel):
@@ -409,12 +409,13 @@ def evaluate(
     stage: Literal["proposal", "review"],
     suppression_reason: str | None,
     grounding: Grounding | None = None,
+    kill_switch: str | None = None,
 ) -> Verdict:
     """Every rule's result for one action: the built-in ones, then the policy's, in order.
 
     `grounding` is the grounding API's answer for the draft, when the policy has a grounding rule;
     without it such a rule fails closed."""
-    hits = _built_in(action, tenant, suppression_reason)
+    hits = _built_in(action, tenant, suppression_reason, kill_switch)
     facts = facts_for(action, tenant, stage)
     context = cel.Context(variables=facts)
     for rule in policy.document.rules:
@@ -431,8 +432,13 @@ def evaluate(
     return Verdict("approve", None, "all rules passed", tuple(hits), policy.version)
 
 
-def _built_in(action: ActionProposed, tenant: TenantConfig, suppression_reason: str | None) -> list[RuleHit]:
-    hits = [
+def _built_in(
+    action: ActionProposed, tenant: TenantConfig, suppression_reason: str | None, kill_switch: str | None
+) -> list[RuleHit]:
+    hits = []
+    if kill_switch:
+        hits.append(RuleHit(rule="control.kill_switch", outcome="block", detail=f"kill switch on: {kill_switch}"))
+    hits += [
         RuleHit(
             rule="consent.opt_out",
             outcome="block",

@@ -18,6 +18,7 @@ class Key(StrEnum):
     TENANT_ACTION = "tenant:action"
     TENANT_DOCUMENT = "tenant:document"
     TENANT = "tenant"
+    SCOPE = "global|tenant:<id>"
     ANY = "any"
 
 
@@ -177,6 +178,19 @@ POLICY = TopicSpec(
     doc="Each tenant's policy (compacted: the latest per tenant), published by `herald policy apply`; every guard "
     "replica reads it from the beginning and follows it, so a new version applies without a restart.",
 )
+CONTROL = TopicSpec(
+    "herald.control.v1",
+    Key.SCOPE,
+    ("cli", "review"),
+    ("guard", "executor"),
+    1,
+    retention_ms=None,
+    compacted=True,
+    pipeline=False,
+    message_types=("herald.control.kill-switch.v1",),
+    doc="Kill switches, global and per tenant (compacted: the latest per scope); the guard and the executor read "
+    "it from the beginning and follow it, and stop acting for what a switch covers within a second.",
+)
 AUDIT = TopicSpec(
     "herald.audit.v1",
     Key.ANY,
@@ -203,6 +217,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     KNOWLEDGE,
     KNOWLEDGE_INDEXED,
     POLICY,
+    CONTROL,
     AUDIT,
 )
 

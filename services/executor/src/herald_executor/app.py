@@ -21,6 +21,7 @@ from prometheus_client import Counter
 from herald_core.bus import ConsumerWorker, Inbound, Outbound, TransientError
 from herald_core.consent import CONSENT_MIGRATIONS, ConsentFeed
 from herald_core.contracts import ActionApproved, ActionExecuted, ActionRefused, ExecutionStatus
+from herald_core.control import KillSwitch
 from herald_core.db import create_pool, migrate, readiness
 from herald_core.observability import add_ops_routes, get_logger
 from herald_core.runtime import ServiceRuntime
@@ -46,6 +47,7 @@ class Executor:
         feed: ConsentFeed,
         sender: SmtpSender,
         tenants: TenantDirectory,
+        kill_switch: KillSwitch,
     ) -> None:
         self.settings = settings
         self.verifier = verifier
@@ -53,6 +55,7 @@ class Executor:
         self.feed = feed
         self.sender = sender
         self.tenants = tenants
+        self.kill_switch = kill_switch
 
     async def on_approved_action(self, msg: Inbound) -> list[Outbound]:
         approved = msg.body_as(ActionApproved)
@@ -77,6 +80,10 @@ class Executor:
         suppressed = await self.feed.suppression(action.tenant, action.contact.contact_id, action.input.to)
         if suppressed:
             return [self._refused(msg, approved, "consent_withdrawn", f"contact is suppressed: {suppressed}")]
+        stop = self.kill_switch.engaged(action.tenant)
+        if stop:
+            detail = f"kill switch on ({stop.scope}) by {stop.set_by}: {stop.reason}"
+            return [self._refused(msg, approved, "kill_switch", detail)]
 
         existing = await self.ledger.claim(
             action_id=action.action_id,
@@ -171,8 +178,15 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     await migrate(pool, "executor", Path(str(files("herald_executor") / "migrations")), CONSENT_MIGRATIONS)
     feed = ConsentFeed(common, pool, "executor")
     sender = SmtpSender(settings, pool_size=settings.concurrency)
+    kill_switch = KillSwitch(common, "executor")
     executor = Executor(
-        settings, load_verifier(Path(common.keys_dir)), Ledger(pool), feed, sender, TenantDirectory(common.tenants_dir)
+        settings,
+        load_verifier(Path(common.keys_dir)),
+        Ledger(pool),
+        feed,
+        sender,
+        TenantDirectory(common.tenants_dir),
+        kill_switch,
     )
     # small batches: each email is a side effect, and a crash should leave little to reconcile
     worker = ConsumerWorker(
@@ -186,8 +200,14 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     )
 
     http = FastAPI(title="herald-executor")
-    add_ops_routes(http, {"postgres": readiness(pool), "consent_feed": feed.ready, "consumer": worker.ready})
+    checks = {
+        "postgres": readiness(pool),
+        "consent_feed": feed.ready,
+        "kill_switch": kill_switch.ready,
+        "consumer": worker.ready,
+    }
+    add_ops_routes(http, checks)
     runtime = ServiceRuntime("executor", http, settings.ops_host, settings.ops_port)
-    runtime.on_start += [feed.start, worker.start]
-    runtime.on_stop += [pool.close, sender.close, feed.stop, worker.stop]
+    runtime.on_start += [feed.start, kill_switch.start, worker.start]
+    runtime.on_stop += [pool.close, sender.close, feed.stop, kill_switch.stop, worker.stop]
     return runtime

@@ -32,6 +32,7 @@ from herald_core.contracts import (
     ReviewRequested,
     RuleHit,
 )
+from herald_core.control import KillSwitch
 from herald_core.db import create_pool, migrate, readiness
 from herald_core.ids import new_id
 from herald_core.observability import add_ops_routes, get_logger
@@ -67,6 +68,7 @@ class Guard:
         tenants: TenantDirectory,
         policies: PolicyBook,
         grounding: GroundingClient,
+        kill_switch: KillSwitch,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -74,6 +76,7 @@ class Guard:
         self.tenants = tenants
         self.policies = policies
         self.grounding = grounding
+        self.kill_switch = kill_switch
         keys_dir = Path(settings.common.keys_dir)
         self.signer = load_signer(keys_dir / f"{settings.signing_key_id}.pem", settings.signing_key_id)
 
@@ -110,7 +113,8 @@ class Guard:
             raise Rejected(f"unknown tenant {msg.envelope.tenant!r}")
         reason = await self.feed.suppression(action.tenant, action.contact.contact_id, action.input.to)
         policy = self.policies.for_tenant(tenant)
-        grounding = await self.grounding.check(action) if needs_grounding(policy) else None
+        stop = self.kill_switch.engaged(tenant.tenant_id)
+        grounding = await self.grounding.check(action) if needs_grounding(policy) and not stop else None
         verdict = evaluate(
             policy,
             action,
@@ -118,6 +122,7 @@ class Guard:
             stage=stage,  # type: ignore[arg-type]
             suppression_reason=reason,
             grounding=grounding,
+            kill_switch=f"{stop.reason} (set by {stop.set_by}, {stop.scope})" if stop else None,
         )
         decision = Decision(
             verdict.outcome,
@@ -219,7 +224,10 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     feed = ConsentFeed(common, pool, "guard")
     policies = PolicyBook(common)
     grounding = GroundingClient(settings.retrieval_target, settings.grounding_timeout_seconds)
-    guard = Guard(settings, GuardStore(pool), feed, TenantDirectory(common.tenants_dir), policies, grounding)
+    kill_switch = KillSwitch(common, "guard")
+    guard = Guard(
+        settings, GuardStore(pool), feed, TenantDirectory(common.tenants_dir), policies, grounding, kill_switch
+    )
     worker = ConsumerWorker(
         common,
         "guard",
@@ -234,6 +242,7 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
         "postgres": readiness(pool),
         "consent_feed": feed.ready,
         "policies": policies.ready,
+        "kill_switch": kill_switch.ready,
         "consumer": worker.ready,
     }
     add_ops_routes(http, checks)
@@ -258,6 +267,6 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
         )
 
     runtime = ServiceRuntime("guard", http, settings.ops_host, settings.ops_port)
-    runtime.on_start += [feed.start, policies.start, worker.start]
-    runtime.on_stop += [pool.close, grounding.close, feed.stop, policies.stop, worker.stop]
+    runtime.on_start += [feed.start, policies.start, kill_switch.start, worker.start]
+    runtime.on_stop += [pool.close, grounding.close, feed.stop, policies.stop, kill_switch.stop, worker.stop]
     return runtime

@@ -5,6 +5,7 @@
     GET  /v1/reviews/{review_id}                        (one item, with the action and the rules that sent it here)
     POST /v1/reviews/{review_id}/approve  {reviewer, reason?}
     POST /v1/reviews/{review_id}/reject   {reviewer, reason}
+    POST /v1/kill-switch                  {tenant?, engaged, reason, set_by}   (global without a tenant)
 Decisions are published as `ReviewDecided` on herald.review-decision.v1; the guard re-checks every
 hard rule before it signs anything.
 """
@@ -21,13 +22,14 @@ from prometheus_client import Counter
 
 from herald_core.bus import ConsumerWorker, Inbound, Outbound, TransactionalProducer
 from herald_core.contracts import ActionProposed, ReviewDecided, ReviewDecision, ReviewRequested
+from herald_core.control import kill_switch_message
 from herald_core.db import create_pool, migrate, readiness
 from herald_core.envelope import Envelope, child_traceparent
 from herald_core.observability import add_ops_routes, get_logger
 from herald_core.runtime import ServiceRuntime
 from herald_core.topics import REVIEW, REVIEW_DECISION, contact_key
 from herald_review.adapters.queue import ReviewQueue
-from herald_review.logic import Approve, Reject
+from herald_review.logic import Approve, KillSwitchRequest, Reject
 from herald_review.settings import Settings
 
 SOURCE = "herald/review"
@@ -115,6 +117,14 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     @http.post("/v1/reviews/{review_id}/reject")
     async def reject(review_id: str, body: Reject) -> dict[str, Any]:
         return await review.decide(review_id, ReviewDecision.REJECTED, body.reviewer, body.reason)
+
+    @http.post("/v1/kill-switch")
+    async def kill_switch(body: KillSwitchRequest) -> dict[str, Any]:
+        """Stop (or resume) every action of one tenant, or of all: the guard and the executor follow within a second."""
+        out = kill_switch_message(body.tenant, body.engaged, body.reason, body.set_by, SOURCE)
+        await producer.publish([out])
+        log.warning("kill switch set", scope=body.tenant or "global", engaged=body.engaged, set_by=body.set_by)
+        return {"scope": body.tenant or "global", "engaged": body.engaged, "message_id": out.envelope.id}
 
     async def producer_ok() -> bool:
         return producer.started

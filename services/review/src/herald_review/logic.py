@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from herald_core.contracts import TenantId
+
 
 class Approve(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -15,3 +17,11 @@ class Reject(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reviewer: str = Field(min_length=1, max_length=200, description="Who rejects.")
     reason: str = Field(min_length=1, max_length=2000, description="Why — required, it reaches the audit.")
+
+
+class KillSwitchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tenant: TenantId | None = Field(default=None, description="The tenant to stop; leave out to stop every tenant.")
+    engaged: bool = Field(description="True stops sending; false resumes.")
+    reason: str = Field(min_length=1, max_length=500, description="Why — it reaches the audit and every refusal.")
+    set_by: str = Field(min_length=1, max_length=200, description="Who sets it.")

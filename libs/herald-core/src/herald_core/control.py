@@ -1,0 +1,108 @@
+"""The kill switch: a global and a per-tenant stop, followed by every service that acts.
+
+`herald kill-switch on|off [--tenant T]` (or the review service's API) publishes a
+`KillSwitchChanged` on the compacted `herald.control.v1`, keyed `global` or `tenant:<id>`. Each
+service that can cause a side effect (the guard, the executor) reads the topic from its
+beginning at start and follows it with a short fetch wait, so a change reaches all of them
+well within a second. While a switch is on, the guard blocks every proposal it covers
+(`control.kill_switch`) and the executor refuses every approval it covers, right before the
+side effect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from prometheus_client import Gauge
+
+from herald_core.bus import Outbound, Unreadable, cancel_and_wait, read_record, read_to_end, tail_reader
+from herald_core.contracts import KillSwitchChanged
+from herald_core.envelope import Envelope
+from herald_core.observability import get_logger
+from herald_core.settings import CommonSettings
+from herald_core.topics import CONTROL
+
+ENGAGED = Gauge("herald_kill_switch_engaged", "1 while a kill switch is on, by scope.", ["scope"])
+log = get_logger("herald.control")
+GLOBAL = "global"
+
+
+def control_key(tenant: str | None) -> bytes:
+    return (f"tenant:{tenant}" if tenant else GLOBAL).encode()
+
+
+@dataclass(frozen=True)
+class Stop:
+    scope: str  # "global" or the tenant id
+    reason: str
+    set_by: str
+
+
+class KillSwitch:
+    def __init__(self, common: CommonSettings, service: str) -> None:
+        self.common = common
+        self.service = service
+        self._stops: dict[str, Stop] = {}
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.started = False
+
+    async def start(self) -> None:
+        self._consumer = await tail_reader(self.common, CONTROL, from_beginning=True)
+        async for record in read_to_end(self._consumer):
+            self._apply(record)
+        self._task = asyncio.create_task(self._follow(self._consumer), name=f"{self.service}-kill-switch")
+        self.started = True
+
+    async def ready(self) -> bool:
+        return self.started
+
+    async def stop(self) -> None:
+        await cancel_and_wait(self._task)
+        if self._consumer:
+            await self._consumer.stop()
+
+    async def _follow(self, consumer: AIOKafkaConsumer) -> None:
+        async for record in consumer:
+            try:
+                self._apply(record)
+            except Exception:  # one bad record never stops the switch from following
+                log.exception("control record could not be applied", offset=record.offset)
+
+    def _apply(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        read = read_record(record, CONTROL)
+        if isinstance(read, Unreadable) or not isinstance(read.body, KillSwitchChanged):
+            log.error("unreadable control record ignored", offset=record.offset)
+            return
+        change = read.body
+        scope = change.tenant or GLOBAL
+        if change.tenant and read.envelope.tenant != change.tenant:
+            log.error("control record for another tenant's envelope ignored", scope=scope)
+            return
+        if change.engaged:
+            self._stops[scope] = Stop(scope, change.reason, change.set_by)
+        else:
+            self._stops.pop(scope, None)
+        ENGAGED.labels(scope).set(1 if change.engaged else 0)
+        log.warning("kill switch " + ("on" if change.engaged else "off"), scope=scope, reason=change.reason)
+
+    def engaged(self, tenant: str) -> Stop | None:
+        """The stop that covers `tenant` (global first), or None."""
+        return self._stops.get(GLOBAL) or self._stops.get(tenant)
+
+
+ALL_TENANTS = "*"  # the envelope tenant of a global change
+
+
+def kill_switch_message(tenant: str | None, engaged: bool, reason: str, set_by: str, source: str) -> Outbound:
+    """The message that turns a switch on or off (the CLI and the review API both send this)."""
+    body = KillSwitchChanged(tenant=tenant, engaged=engaged, reason=reason, set_by=set_by)
+    envelope = Envelope.new_chain(
+        source=source,
+        type=KillSwitchChanged.TYPE,
+        tenant=tenant or ALL_TENANTS,
+        subject=f"kill-switch/{tenant or GLOBAL}",
+    )
+    return Outbound(CONTROL, control_key(tenant), envelope, body)
