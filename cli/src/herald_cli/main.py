@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from herald_cli import control, kb, policy
+from herald_cli import audit, control, kb, policy
 from herald_core.settings import CommonSettings
 
 app = typer.Typer(help="Herald's command line. Reads HERALD_* settings (Kafka bootstrap, topic prefix).")
@@ -17,6 +17,8 @@ kb_app = typer.Typer(help="A tenant's knowledge base: add, replace and delete do
 app.add_typer(kb_app, name="kb")
 policy_app = typer.Typer(help="A tenant's policy: validate, test, compare with the live one, publish.")
 app.add_typer(policy_app, name="policy")
+audit_app = typer.Typer(help="The sealed audit: export it, verify its hash chain.")
+app.add_typer(audit_app, name="audit")
 
 Tenant = Annotated[str, typer.Option("--tenant", "-t", help="The Herald tenant id.")]
 Wait = Annotated[bool, typer.Option(help="Wait for the retrieval service's answer for every document.")]
@@ -114,6 +116,20 @@ def kill_switch(
         raise typer.BadParameter("say on or off", param_hint="STATE")
     console = Console(stderr=True)
     raise typer.Exit(asyncio.run(control.set_kill_switch(CommonSettings(), tenant, state == "on", reason, by, console)))
+
+
+@audit_app.command("export")
+def audit_export(out: Annotated[Path, typer.Option("--out", "-o", help="The file to write (JSON lines).")]) -> None:
+    """Copy the sealed audit to a file (JSON lines, bytes in base64), seals included."""
+    raise typer.Exit(asyncio.run(audit.export(CommonSettings(), out, Console(stderr=True))))
+
+
+@audit_app.command("verify")
+def audit_verify(
+    file: Annotated[Path | None, typer.Option("--file", help="An export to check (default: the live topic).")] = None,
+) -> None:
+    """Check every seal and link of the audit's hash chain; name each record where it breaks."""
+    raise typer.Exit(asyncio.run(audit.check(CommonSettings(), file, Console())))
 
 
 def main() -> None:

@@ -204,6 +204,19 @@ AUDIT = TopicSpec(
     "plus rejections at the edge and dead letters.",
 )
 
+AUDIT_SEALED = TopicSpec(
+    "herald.audit-sealed.v1",
+    Key.ANY,
+    ("review",),
+    ("cli",),
+    PIPELINE_PARTITIONS,
+    retention_ms=-1,
+    pipeline=False,
+    max_message_bytes=LARGE_MESSAGE_BYTES,
+    doc="The audit, sealed: each record of herald.audit.v1 in the same partition and order, with the SHA-256 "
+    "of the one before it and its own (`herald audit verify` walks the chain).",
+)
+
 TOPICS: tuple[TopicSpec, ...] = (
     EVENTS,
     PLAN,
@@ -219,6 +232,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     POLICY,
     CONTROL,
     AUDIT,
+    AUDIT_SEALED,
 )
 
 CONSUMERS: tuple[str, ...] = ("planner", "guard", "review", "executor", "retrieval")

@@ -7,7 +7,8 @@
     POST /v1/reviews/{review_id}/reject   {reviewer, reason}
     POST /v1/kill-switch                  {tenant?, engaged, reason, set_by}   (global without a tenant)
 Decisions are published as `ReviewDecided` on herald.review-decision.v1; the guard re-checks every
-hard rule before it signs anything.
+hard rule before it signs anything. The audit sealer (adapters/sealer.py) chains every audit record
+into herald.audit-sealed.v1.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from herald_core.observability import add_ops_routes, get_logger
 from herald_core.runtime import ServiceRuntime
 from herald_core.topics import REVIEW, REVIEW_DECISION, contact_key
 from herald_review.adapters.queue import ReviewQueue
+from herald_review.adapters.sealer import AuditSealer
 from herald_review.logic import Approve, KillSwitchRequest, Reject
 from herald_review.settings import Settings
 
@@ -95,6 +97,7 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     producer = TransactionalProducer(common, "review")
     review = Review(ReviewQueue(pool), producer)
     worker = ConsumerWorker(common, "review", "queue", {REVIEW: review.on_review})
+    sealer = AuditSealer(common)
     http = FastAPI(title="herald-review", description="The reviewers' queue and decisions.")
 
     @http.get("/v1/reviews")
@@ -129,8 +132,14 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     async def producer_ok() -> bool:
         return producer.started
 
-    add_ops_routes(http, {"postgres": readiness(pool), "kafka_producer": producer_ok, "consumer": worker.ready})
+    checks = {
+        "postgres": readiness(pool),
+        "kafka_producer": producer_ok,
+        "consumer": worker.ready,
+        "audit_sealer": sealer.ready,
+    }
+    add_ops_routes(http, checks)
     runtime = ServiceRuntime("review", http, settings.http_host, settings.http_port)
-    runtime.on_start += [producer.start, worker.start]
-    runtime.on_stop += [pool.close, producer.stop, worker.stop]
+    runtime.on_start += [producer.start, worker.start, sealer.start]
+    runtime.on_stop += [pool.close, producer.stop, worker.stop, sealer.stop]
     return runtime
