@@ -206,7 +206,11 @@ async def pipeline(config: StackConfig, count: int) -> dict[str, Any]:
         tenants,
         workdir / "logs",
         base_port=9300,
-        extra_env={"HERALD_RETRIEVAL_COLLECTION": f"KbBench{session}", "HERALD_LOG_LEVEL": "WARNING"},
+        extra_env={
+            "HERALD_RETRIEVAL_COLLECTION": f"KbBench{session}",
+            "HERALD_RETRIEVAL_MEMORY_COLLECTION": f"MemBench{session}",
+            "HERALD_LOG_LEVEL": "WARNING",
+        },
     )
     # events are published straight onto herald.events.v1; the HTTP edge and review are not in this path
     try:

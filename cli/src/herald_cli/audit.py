@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 from rich.console import Console
 
 from herald_core.audit import SealedRecord, verify
@@ -52,4 +54,23 @@ async def check(common: CommonSettings, file: Path | None, console: Console) -> 
         console.print(f"{len(breaks)} break(s) in {checked} record(s) of {source}", style="red")
         return 1
     console.print(f"[green]ok[/green] {checked} record(s) of {source}: every seal and link holds", highlight=False)
+    return 0
+
+
+def explain(review_url: str, action_id: str, as_json: bool, out: Console, err: Console) -> int:
+    try:
+        response = httpx.get(
+            f"{review_url.rstrip('/')}/v1/explain/{action_id}",
+            params={"format": "json" if as_json else "text"},
+            timeout=30,
+        )
+    except httpx.HTTPError as exc:
+        err.print(f"[red]the review service at {review_url} did not answer: {exc}[/red]")
+        return 2
+    if response.status_code == 404:
+        err.print(f"no action {action_id} in the audit", highlight=False)
+        return 1
+    response.raise_for_status()
+    text = json.dumps(response.json(), indent=2) if as_json else response.text
+    out.print(text, highlight=False, markup=False, soft_wrap=True)
     return 0

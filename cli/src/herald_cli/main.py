@@ -132,6 +132,18 @@ def audit_verify(
     raise typer.Exit(asyncio.run(audit.check(CommonSettings(), file, Console())))
 
 
+@app.command("explain")
+def explain(
+    action_id: Annotated[str, typer.Argument(help="The action's id.")],
+    review_url: Annotated[
+        str, typer.Option(envvar="HERALD_REVIEW_URL", help="The review service's API.")
+    ] = "http://127.0.0.1:8105",
+    as_json: Annotated[bool, typer.Option("--json", help="The explanation as JSON.")] = False,
+) -> None:
+    """Why did it do that? The action's chain from the audit: event, plan, evidence, rules, reviewer, result."""
+    raise typer.Exit(audit.explain(review_url, action_id, as_json, Console(), Console(stderr=True)))
+
+
 def main() -> None:
     app()
 

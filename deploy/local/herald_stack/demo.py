@@ -137,7 +137,10 @@ async def demo(config: StackConfig) -> None:
         pg_dsn,
         REPO_ROOT / "samples" / "tenants",
         logs,
-        extra_env={"HERALD_RETRIEVAL_COLLECTION": f"KnowledgeChunkDemo{stamp}"},
+        extra_env={
+            "HERALD_RETRIEVAL_COLLECTION": f"KnowledgeChunkDemo{stamp}",
+            "HERALD_RETRIEVAL_MEMORY_COLLECTION": f"MemoryDemo{stamp}",
+        },
     )
     print(f"▶ starting the six services (topic prefix {prefix!r}, database {database}) …")
     started = time.monotonic()
@@ -203,6 +206,7 @@ async def demo(config: StackConfig) -> None:
 
         records = await _wait_for(all_executed, "every approval to be executed")
         _summary(records, config, services, prefix, database, still_pending, logs)
+        await _why(records, services)
     finally:
         services.stop_all()
 
@@ -255,6 +259,22 @@ def _summary(
     )
     print(f"   service logs   {logs}/  (JSON lines with tenant, correlation and action ids)")
     print("   the stack      make status | make down")
+
+
+async def _why(records, services: ServiceSet) -> None:  # type: ignore[no-untyped-def]
+    """Explain one blocked action from the audit, and check the audit's hash chain."""
+    blocked = [ActionBlocked.model_validate_json(v) for h, v in records if h.get("ce_type") == ActionBlocked.TYPE]
+    if blocked:
+        action_id = blocked[0].action_id
+        async with httpx.AsyncClient(base_url=services.review_url, timeout=30) as review:
+
+            async def story():  # type: ignore[no-untyped-def]
+                response = await review.get(f"/v1/explain/{action_id}", params={"format": "text"})
+                return response.text if response.status_code == 200 and "blocked by" in response.text else None
+
+            text = await _wait_for(story, "the blocked action's story in the audit index", timeout=60)
+        print(f"\n▶ why? herald explain {action_id}\n{text}")
+    print(f"▶ herald audit verify\n{_run(services, 'herald', 'audit', 'verify')}")
 
 
 def main() -> None:

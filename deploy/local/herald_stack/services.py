@@ -70,6 +70,7 @@ class ServiceSet:
             "HERALD_RETRIEVAL_GRPC_PORT": str(self.base_port + 52),
             "HERALD_PLANNER_RETRIEVAL_TARGET": self.retrieval_target,
             "HERALD_GUARD_RETRIEVAL_TARGET": self.retrieval_target,
+            "HERALD_REVIEW_URL": self.review_url,
             "PYTHONUNBUFFERED": "1",
             **self.extra_env,
         }

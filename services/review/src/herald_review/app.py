@@ -6,6 +6,8 @@
     POST /v1/reviews/{review_id}/approve  {reviewer, reason?}
     POST /v1/reviews/{review_id}/reject   {reviewer, reason}
     POST /v1/kill-switch                  {tenant?, engaged, reason, set_by}   (global without a tenant)
+    GET  /v1/explain/{action_id}                        (why: the action's chain, rebuilt from the audit)
+    GET  /v1/audit?tenant=&contact_id=&action_id=&rule=&since=&until=   (the audit index)
 Decisions are published as `ReviewDecided` on herald.review-decision.v1; the guard re-checks every
 hard rule before it signs anything. The audit sealer (adapters/sealer.py) chains every audit record
 into herald.audit-sealed.v1.
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, HTTPException
+from fastapi.responses import PlainTextResponse
 from prometheus_client import Counter
 
 from herald_core.bus import ConsumerWorker, Inbound, Outbound, TransactionalProducer
@@ -29,8 +32,10 @@ from herald_core.envelope import Envelope, child_traceparent
 from herald_core.observability import add_ops_routes, get_logger
 from herald_core.runtime import ServiceRuntime
 from herald_core.topics import REVIEW, REVIEW_DECISION, contact_key
+from herald_review.adapters.audit_index import AuditIndex
 from herald_review.adapters.queue import ReviewQueue
 from herald_review.adapters.sealer import AuditSealer
+from herald_review.explain import explain, render
 from herald_review.logic import Approve, KillSwitchRequest, Reject
 from herald_review.settings import Settings
 
@@ -97,7 +102,8 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     producer = TransactionalProducer(common, "review")
     review = Review(ReviewQueue(pool), producer)
     worker = ConsumerWorker(common, "review", "queue", {REVIEW: review.on_review})
-    sealer = AuditSealer(common)
+    index = AuditIndex(pool)
+    sealer = AuditSealer(common, index)
     http = FastAPI(title="herald-review", description="The reviewers' queue and decisions.")
 
     @http.get("/v1/reviews")
@@ -120,6 +126,36 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     @http.post("/v1/reviews/{review_id}/reject")
     async def reject(review_id: str, body: Reject) -> dict[str, Any]:
         return await review.decide(review_id, ReviewDecision.REJECTED, body.reviewer, body.reason)
+
+    @http.get("/v1/explain/{action_id}", response_model=None)
+    async def explain_action(action_id: str, format: str = "json") -> dict[str, Any] | PlainTextResponse:
+        """Why the action was taken, stopped or sent to review: its whole chain, rebuilt from the audit
+        (`format=text` for people)."""
+        story = explain(await index.chain_of_action(action_id), action_id)
+        if story is None:
+            raise HTTPException(404, {"error": "unknown_action", "detail": f"no action {action_id!r} in the audit"})
+        return PlainTextResponse(render(story) + "\n") if format == "text" else story
+
+    @http.get("/v1/audit")
+    async def audit_records(
+        tenant: str,
+        contact_id: str | None = None,
+        action_id: str | None = None,
+        rule: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """Audit records of a tenant, by contact, action, rule and time (oldest first)."""
+        return await index.search(
+            tenant=tenant,
+            contact_id=contact_id,
+            action_id=action_id,
+            rule=rule,
+            since=since,
+            until=until,
+            limit=min(max(limit, 1), 1000),
+        )
 
     @http.post("/v1/kill-switch")
     async def kill_switch(body: KillSwitchRequest) -> dict[str, Any]:

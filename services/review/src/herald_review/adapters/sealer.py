@@ -1,4 +1,5 @@
-"""Sealing the audit: `herald.audit.v1` → `herald.audit-sealed.v1`, a hash chain per partition.
+"""Sealing the audit: `herald.audit.v1` → `herald.audit-sealed.v1`, a hash chain per partition, and
+the audit index in Postgres (`adapters.audit_index`) from the same reading.
 
 One consumer group; each partition is sealed by one replica at a time. A batch's sealed copies and
 the consumer offsets commit in one Kafka transaction, so a record is sealed exactly once, in its
@@ -20,14 +21,16 @@ from herald_core.bus import FETCH_MAX_WAIT_MS, BusNames, cancel_and_wait, transa
 from herald_core.observability import get_logger
 from herald_core.settings import CommonSettings
 from herald_core.topics import AUDIT, AUDIT_SEALED
+from herald_review.adapters.audit_index import AuditIndex
 
 SEALED = Counter("herald_review_audit_sealed_total", "Audit records sealed into the hash chain.")
 log = get_logger("herald.review.sealer")
 
 
 class AuditSealer:
-    def __init__(self, common: CommonSettings) -> None:
+    def __init__(self, common: CommonSettings, index: AuditIndex) -> None:
         self.common = common
+        self.index = index
         names = BusNames(common.topic_prefix)
         self.source, self.sealed = names(AUDIT), names(AUDIT_SEALED)
         self.group_id = f"{common.topic_prefix}herald-review-sealer"
@@ -83,6 +86,8 @@ class AuditSealer:
             self.assigned = bool(consumer.assignment())
             if not batch:
                 continue
+            # the index first: rows are keyed by the record's place, so a batch read again writes nothing new
+            await self.index.add([r for records in batch.values() for r in records])
             chain = dict(self.last)
             try:
                 async with producer.transaction():

@@ -1,0 +1,108 @@
+"""The audit index in Postgres (schema `review`): every audit record, findable by tenant, contact,
+action, rule and time. The rows are derived from the records alone (headers and JSON body)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from aiokafka import ConsumerRecord
+
+from herald_core.envelope import Envelope
+
+_COLUMNS = (
+    'partition, "offset", message_id, type, topic, tenant, correlation_id, causation_id, action_id, contact_id, '
+    "rule, occurred_at, body"
+)
+
+
+def index_row(record: ConsumerRecord[bytes, bytes]) -> tuple[Any, ...] | None:
+    """The index row of one audit record (None if its envelope cannot be read)."""
+    headers = tuple(record.headers or ())
+    try:
+        envelope = Envelope.from_headers(headers)
+    except Exception:
+        return None
+    try:
+        body = json.loads(record.value) if record.value else None
+    except ValueError:
+        body = None
+    topic = next((v.decode(errors="replace") for k, v in headers if k == "herald_topic"), "")
+    found = body if isinstance(body, dict) else {}
+    action = found.get("action") if isinstance(found.get("action"), dict) else {}
+    contact = found.get("contact") if isinstance(found.get("contact"), dict) else action.get("contact") or {}
+    return (
+        record.partition,
+        record.offset,
+        envelope.id,
+        envelope.type,
+        topic,
+        envelope.tenant,
+        envelope.correlation_id,
+        envelope.causation_id,
+        found.get("action_id") or action.get("action_id"),
+        found.get("contact_id") or (contact.get("contact_id") if isinstance(contact, dict) else None),
+        found.get("rule"),
+        envelope.time,
+        json.dumps(body) if body is not None else None,
+    )
+
+
+class AuditIndex:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def add(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+        rows = [row for row in (index_row(r) for r in records) if row is not None]
+        if rows:
+            await self.pool.executemany(
+                f"INSERT INTO review.audit_index ({_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, "
+                "$12, $13::jsonb) ON CONFLICT DO NOTHING",
+                rows,
+            )
+
+    async def chain_of_action(self, action_id: str) -> list[dict[str, Any]]:
+        """Every record of the chain (same correlation id) that the action belongs to, oldest first."""
+        rows = await self.pool.fetch(
+            f"SELECT {_COLUMNS} FROM review.audit_index WHERE correlation_id IN "
+            "(SELECT correlation_id FROM review.audit_index WHERE action_id = $1) "
+            'ORDER BY occurred_at, partition, "offset"',
+            action_id,
+        )
+        return [_row(r) for r in rows]
+
+    async def search(
+        self,
+        *,
+        tenant: str,
+        contact_id: str | None = None,
+        action_id: str | None = None,
+        rule: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        rows = await self.pool.fetch(
+            f"SELECT {_COLUMNS} FROM review.audit_index WHERE tenant = $1 "
+            "AND ($2::text IS NULL OR contact_id = $2) AND ($3::text IS NULL OR action_id = $3) "
+            "AND ($4::text IS NULL OR rule = $4) AND ($5::timestamptz IS NULL OR occurred_at >= $5) "
+            'AND ($6::timestamptz IS NULL OR occurred_at < $6) ORDER BY occurred_at, partition, "offset" LIMIT $7',
+            tenant,
+            contact_id,
+            action_id,
+            rule,
+            since,
+            until,
+            limit,
+        )
+        return [_row(r) for r in rows]
+
+
+def _row(row: asyncpg.Record) -> dict[str, Any]:
+    item = dict(row)
+    item["occurred_at"] = item["occurred_at"].isoformat()
+    item["body"] = json.loads(item["body"]) if item["body"] else None
+    return item

@@ -1,0 +1,160 @@
+"""“Why did it do that?” — one action's story, rebuilt from the audit records of its chain alone (pure).
+
+The chain is every audit record with the action's correlation id: the upstream event that started
+it, the plan (query, evidence passages, recalled memories), the proposal, each guard decision with
+its policy version and every rule it evaluated (with the rule's inputs and result in words), the
+review request and the reviewer's decision, and what the executor did.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+UPSTREAM = ("herald.contact.created.v1", "herald.contact.updated.v1", "herald.message.replied.v1")
+DECISIONS = ("herald.action.approved.v1", "herald.action.blocked.v1", "herald.action.escalated.v1")
+EXECUTION = ("herald.action.executed.v1", "herald.action.refused.v1")
+
+
+def _action_of(body: dict[str, Any]) -> str | None:
+    action = body.get("action") if isinstance(body.get("action"), dict) else {}
+    return body.get("action_id") or action.get("action_id")
+
+
+def explain(records: list[dict[str, Any]], action_id: str) -> dict[str, Any] | None:
+    """The explanation of `action_id` from its chain's index rows (oldest first), or None if it is not there."""
+    seen: set[str] = set()
+    chain = []
+    for record in records:
+        if record["message_id"] not in seen:  # a message on two topics is one step
+            seen.add(record["message_id"])
+            chain.append(record)
+    mine = [r for r in chain if _action_of(r["body"] or {}) == action_id]
+    if not mine:
+        return None
+    proposal = next((r["body"] for r in mine if r["type"] == "herald.action.proposed.v1"), None)
+    workflow_id = (proposal or {}).get("workflow_id")
+    upstream = next((r for r in chain if r["type"] in UPSTREAM), None)
+    plan = next(
+        (
+            r["body"]
+            for r in chain
+            if r["type"] == "herald.plan.created.v1" and r["body"].get("workflow_id") == workflow_id
+        ),
+        None,
+    )
+    decisions = [_decision(r) for r in mine if r["type"] in DECISIONS]
+    requested = next((r["body"] for r in mine if r["type"] == "herald.review.requested.v1"), None)
+    decided = next((r["body"] for r in mine if r["type"] == "herald.review.decided.v1"), None)
+    executed = [r for r in mine if r["type"] in EXECUTION]
+    return {
+        "action_id": action_id,
+        "tenant": mine[0]["tenant"],
+        "correlation_id": mine[0]["correlation_id"],
+        "outcome": _outcome(decisions, decided, executed),
+        "upstream": None
+        if upstream is None
+        else {"type": upstream["type"], "at": upstream["occurred_at"], "source_topic": upstream["topic"]},
+        "plan": None
+        if plan is None
+        else {
+            "planner": plan.get("planner"),
+            "query": plan.get("query"),
+            "evidence": [
+                {"chunk_id": e["chunk_id"], "title": e["title"], "quote": e["quote"][:400]} for e in plan["evidence"]
+            ],
+            "memories": [{"kind": m["kind"], "text": m["text"][:400]} for m in plan.get("memories", [])],
+        },
+        "proposal": None
+        if proposal is None
+        else {
+            "tool": proposal["tool"],
+            "to": proposal["input"]["to"],
+            "subject": proposal["input"]["subject"],
+            "body": proposal["input"]["body_text"],
+            "confidence": proposal["confidence"],
+            "rationale": proposal["rationale"],
+        },
+        "decisions": decisions,
+        "review": None
+        if requested is None
+        else {
+            "review_id": requested["review_id"],
+            "why": requested["reason"],
+            "reviewer": (decided or {}).get("reviewer"),
+            "decision": (decided or {}).get("decision"),
+            "reason": (decided or {}).get("reason"),
+        },
+        "execution": [
+            {
+                "type": r["type"],
+                "status": r["body"].get("status") or f"refused: {r['body'].get('reason')}",
+                "result": r["body"].get("result"),
+                "detail": r["body"].get("error") or r["body"].get("detail"),
+                "at": r["occurred_at"],
+            }
+            for r in executed
+        ],
+        "steps": [{"at": r["occurred_at"], "type": r["type"], "topic": r["topic"]} for r in chain],
+    }
+
+
+def _decision(record: dict[str, Any]) -> dict[str, Any]:
+    body = record["body"]
+    kind = record["type"].split(".")[2]  # approved | blocked | escalated
+    approval = body.get("approval") or {}
+    by_reviewer = str(approval.get("approved_by", "")).startswith("review:")
+    return {
+        "decision": kind,
+        "at": record["occurred_at"],
+        "stage": body.get("stage") or ("review" if by_reviewer else "proposal"),
+        "policy_version": body.get("policy_version") or approval.get("policy_version"),
+        "rule": body.get("rule"),
+        "reason": body.get("reason"),
+        "approved_by": approval.get("approved_by"),
+        "rules": body.get("rules", []),
+    }
+
+
+def _outcome(decisions: list[dict[str, Any]], decided: dict[str, Any] | None, executed: list[dict[str, Any]]) -> str:
+    if executed:
+        last = executed[-1]["body"]
+        return f"executed: {last['status']}" if "status" in last else f"refused: {last.get('reason')}"
+    if not decisions:
+        return "proposed, not decided yet"
+    last = decisions[-1]
+    if last["decision"] == "escalated" and decided is None:
+        return "awaiting review"
+    return {"approved": "approved, not executed yet", "blocked": f"blocked by {last['rule']}"}.get(
+        last["decision"], last["decision"]
+    )
+
+
+def render(explanation: dict[str, Any]) -> str:
+    """The explanation as text for a person reading a terminal."""
+    e = explanation
+    lines = [f"action {e['action_id']} (tenant {e['tenant']}): {e['outcome']}"]
+    if e["upstream"]:
+        lines.append(f"  started by {e['upstream']['type']} at {e['upstream']['at']}")
+    if e["plan"]:
+        plan = e["plan"]
+        lines.append(f"  planned by the {plan['planner']} from “{plan['query']}”:")
+        lines += [f"    evidence {p['chunk_id']} — {p['quote'][:120]}" for p in plan["evidence"]]
+        lines += [f"    remembered ({m['kind']}) {m['text'][:120]}" for m in plan["memories"]]
+    if e["proposal"]:
+        p = e["proposal"]
+        lines.append(f"  proposed {p['tool']} to {p['to']}: “{p['subject']}” (confidence {p['confidence']})")
+        lines.append(f"    rationale: {p['rationale'][:300]}")
+    for d in e["decisions"]:
+        lines.append(
+            f"  {d['decision']} at {d['stage']} under policy {d['policy_version']}: {d['reason'] or d['approved_by']}"
+        )
+        lines += [f"    {h['outcome']:8} {h['rule']}: {h['detail'][:160]}" for h in d["rules"]]
+    if e["review"]:
+        r = e["review"]
+        lines.append(
+            f"  review {r['review_id']} because {r['why']}: {r['decision'] or 'pending'} by {r['reviewer'] or '-'}"
+            + (f" — {r['reason']}" if r["reason"] else "")
+        )
+    for x in e["execution"]:
+        lines.append(f"  executor: {x['status']} {x['detail'] or ''} {x['result'] or ''}".rstrip())
+    return "\n".join(lines)
