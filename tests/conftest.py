@@ -100,6 +100,18 @@ class Herald:
         path.write_text("".join(json.dumps(c) + "\n" for c in contacts))
         self.command("herald-ingest", "seed", "--tenant", tenant, "--contacts", str(path))
 
+    def retrieval_settings(self):  # type: ignore[no-untyped-def]
+        """The retrieval service's settings for this session, for tests that use its code in process."""
+        from herald_retrieval.settings import Settings
+
+        config = self.services.config
+        return Settings(
+            common=CommonSettings(pg_dsn=self.pg_dsn, tenants_dir=self.tenants_dir),
+            weaviate_http_port=config.weaviate_http_port,
+            weaviate_grpc_port=config.weaviate_grpc_port,
+            collection=self.services.extra_env["HERALD_RETRIEVAL_COLLECTION"],
+        )
+
     def load_kb(self, tenant: str, directory: Path = SAMPLE_KB) -> None:
         self.command("herald-retrieval", "load-kb", "--tenant", tenant, "--dir", str(directory))
 

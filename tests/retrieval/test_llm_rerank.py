@@ -12,14 +12,12 @@ import grpc
 import pytest
 
 from herald_core.grpc.herald.v1 import retrieval_pb2, retrieval_pb2_grpc
-from herald_core.settings import CommonSettings
 from herald_retrieval.adapters.embedder import OnnxEmbedder
 from herald_retrieval.adapters.llm_rerank import LlmReranker, ranking_order
 from herald_retrieval.adapters.weaviate_store import SearchFilters
 from herald_retrieval.app import knowledge_base
 from herald_retrieval.knowledge import KnowledgeIndexer
 from herald_retrieval.search import Searcher
-from herald_retrieval.settings import Settings
 from support import messages_api
 
 pytestmark = [pytest.mark.weaviate, pytest.mark.postgres]
@@ -40,13 +38,7 @@ def test_the_models_ranking_is_checked_before_it_is_followed() -> None:
 
 @pytest.fixture
 async def searcher(herald) -> AsyncIterator[tuple[Searcher, str]]:  # type: ignore[no-untyped-def]
-    config = herald.services.config
-    settings = Settings(
-        common=CommonSettings(pg_dsn=herald.pg_dsn, tenants_dir=herald.tenants_dir),
-        weaviate_http_port=config.weaviate_http_port,
-        weaviate_grpc_port=config.weaviate_grpc_port,
-        collection=herald.services.extra_env["HERALD_RETRIEVAL_COLLECTION"],
-    )
+    settings = herald.retrieval_settings()
     tenant = f"rr{secrets.token_hex(3)}"
     embedder = OnnxEmbedder()
     async with knowledge_base(settings) as (store, registry):

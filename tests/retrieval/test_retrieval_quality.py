@@ -7,10 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from herald_core.settings import CommonSettings
 from herald_retrieval.eval_harness import evaluate
 from herald_retrieval.evaluation import ChunkRef, LabelledQuery, load_queries, ndcg_at, recall_at, reciprocal_rank
-from herald_retrieval.settings import Settings
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "acme"
 
@@ -54,13 +52,7 @@ def test_the_shipped_query_set_is_large_labelled_and_points_at_real_documents() 
 @pytest.mark.weaviate
 @pytest.mark.postgres
 async def test_hybrid_search_is_at_least_as_good_as_either_retriever_alone(herald) -> None:  # type: ignore[no-untyped-def]
-    config = herald.services.config
-    settings = Settings(
-        common=CommonSettings(pg_dsn=herald.pg_dsn, tenants_dir=herald.tenants_dir),
-        weaviate_http_port=config.weaviate_http_port,
-        weaviate_grpc_port=config.weaviate_grpc_port,
-        collection=herald.services.extra_env["HERALD_RETRIEVAL_COLLECTION"],
-    )
+    settings = herald.retrieval_settings()
     report = await evaluate(settings, SAMPLES / "kb", SAMPLES / "eval" / "retrieval.jsonl", alphas=(settings.alpha,))
     systems = report["systems"]
     hybrid = systems[f"hybrid a={settings.alpha:.2f}"]

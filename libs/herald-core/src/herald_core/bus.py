@@ -197,6 +197,47 @@ async def read_to_end(consumer: AIOKafkaConsumer) -> AsyncIterator[ConsumerRecor
                 yield record
 
 
+class TopicFollower:
+    """Reads a topic (a compacted one: a table of state) from its beginning to its end at start, then follows it;
+    `apply` sees every record in order. For state every replica must hold whole: policies, kill switches."""
+
+    def __init__(
+        self, common: CommonSettings, spec: TopicSpec, apply: Callable[[ConsumerRecord[bytes, bytes]], None], name: str
+    ) -> None:
+        self.common = common
+        self.spec = spec
+        self.apply = apply
+        self.name = name
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.started = False
+
+    async def start(self) -> None:
+        self._consumer = await tail_reader(self.common, self.spec, from_beginning=True)
+        async for record in read_to_end(self._consumer):
+            self._apply(record)
+        self._task = asyncio.create_task(self._follow(self._consumer), name=self.name)
+        self.started = True
+
+    async def _follow(self, consumer: AIOKafkaConsumer) -> None:
+        async for record in consumer:
+            self._apply(record)
+
+    def _apply(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        try:
+            self.apply(record)
+        except Exception:  # one bad record never stops the follower
+            log.exception("record could not be applied", follower=self.name, offset=record.offset)
+
+    async def ready(self) -> bool:
+        return self.started
+
+    async def stop(self) -> None:
+        await cancel_and_wait(self._task)
+        if self._consumer:
+            await self._consumer.stop()
+
+
 async def cancel_and_wait(task: asyncio.Task[None] | None) -> None:
     """Stop a background task and wait until it has stopped."""
     if task is not None:

@@ -11,13 +11,12 @@ side effect.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka import ConsumerRecord
 from prometheus_client import Gauge
 
-from herald_core.bus import Outbound, Unreadable, cancel_and_wait, read_record, read_to_end, tail_reader
+from herald_core.bus import Outbound, TopicFollower, Unreadable, read_record
 from herald_core.contracts import KillSwitchChanged
 from herald_core.envelope import Envelope
 from herald_core.observability import get_logger
@@ -42,34 +41,17 @@ class Stop:
 
 class KillSwitch:
     def __init__(self, common: CommonSettings, service: str) -> None:
-        self.common = common
-        self.service = service
         self._stops: dict[str, Stop] = {}
-        self._consumer: AIOKafkaConsumer | None = None
-        self._task: asyncio.Task[None] | None = None
-        self.started = False
+        self.follower = TopicFollower(common, CONTROL, self._apply, f"{service}-kill-switch")
 
     async def start(self) -> None:
-        self._consumer = await tail_reader(self.common, CONTROL, from_beginning=True)
-        async for record in read_to_end(self._consumer):
-            self._apply(record)
-        self._task = asyncio.create_task(self._follow(self._consumer), name=f"{self.service}-kill-switch")
-        self.started = True
-
-    async def ready(self) -> bool:
-        return self.started
+        await self.follower.start()
 
     async def stop(self) -> None:
-        await cancel_and_wait(self._task)
-        if self._consumer:
-            await self._consumer.stop()
+        await self.follower.stop()
 
-    async def _follow(self, consumer: AIOKafkaConsumer) -> None:
-        async for record in consumer:
-            try:
-                self._apply(record)
-            except Exception:  # one bad record never stops the switch from following
-                log.exception("control record could not be applied", offset=record.offset)
+    async def ready(self) -> bool:
+        return await self.follower.ready()
 
     def _apply(self, record: ConsumerRecord[bytes, bytes]) -> None:
         read = read_record(record, CONTROL)

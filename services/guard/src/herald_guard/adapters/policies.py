@@ -10,14 +10,13 @@ stays. A tenant that never published a policy gets the one its configuration imp
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka import ConsumerRecord
 from prometheus_client import Counter, Gauge
 
-from herald_core.bus import Unreadable, cancel_and_wait, read_record, read_to_end, tail_reader
+from herald_core.bus import TopicFollower, Unreadable, read_record
 from herald_core.contracts import PolicyPublished
 from herald_core.observability import get_logger
 from herald_core.policy import Policy, PolicyRefused, admit, default_policy
@@ -39,37 +38,20 @@ class Refusal:
 
 class PolicyBook:
     def __init__(self, common: CommonSettings) -> None:
-        self.common = common
         self._live: dict[str, Policy] = {}
         self._defaults: dict[str, tuple[str, Policy]] = {}  # tenant → (config fingerprint, policy)
         self.refusals: dict[str, list[Refusal]] = {}
-        self._consumer: AIOKafkaConsumer | None = None
-        self._task: asyncio.Task[None] | None = None
-        self.started = False
+        # the whole history first (at start): no decision is made under a policy older than the published one
+        self.follower = TopicFollower(common, POLICY, self._apply, "guard-policy-book")
 
     async def start(self) -> None:
-        self._consumer = await tail_reader(self.common, POLICY, from_beginning=True)
-        # the whole history first: no decision is made under a policy older than the published one
-        async for record in read_to_end(self._consumer):
-            self._apply(record)
-        self._task = asyncio.create_task(self._follow(self._consumer), name="guard-policy-book")
-        self.started = True
-        log.info("policies loaded", tenants=sorted(self._live))
-
-    async def ready(self) -> bool:
-        return self.started
+        await self.follower.start()
 
     async def stop(self) -> None:
-        await cancel_and_wait(self._task)
-        if self._consumer:
-            await self._consumer.stop()
+        await self.follower.stop()
 
-    async def _follow(self, consumer: AIOKafkaConsumer) -> None:
-        async for record in consumer:
-            try:
-                self._apply(record)
-            except Exception:  # one bad record never stops the book from following
-                log.exception("policy record could not be applied", offset=record.offset)
+    async def ready(self) -> bool:
+        return await self.follower.ready()
 
     def _apply(self, record: ConsumerRecord[bytes, bytes]) -> None:
         read = read_record(record, POLICY)
