@@ -167,3 +167,67 @@ def test_decisions_name_the_policy_version_they_were_made_under() -> None:
         "content.recipient_is_contact",
         "escalation.unsure",
     ]
+
+
+WINDOWED = """\
+tenant: acme
+version: 1
+send_window: {start: "08:00", end: "18:00", days: [mon, tue, wed, thu, fri]}
+rules:
+  - {id: escalation.vip, when: action.contact.vip, then: escalate}
+"""
+
+
+@pytest.mark.parametrize(
+    ("at", "timezone", "expect", "release"),
+    [
+        # Wednesday 2026-11-25 15:00 UTC is 09:00 in Chicago: open
+        ("2026-11-25T15:00:00+00:00", "America/Chicago", "approve", None),
+        # 13:00 UTC is 07:00 in Chicago: held until 08:00 local the same day
+        ("2026-11-25T13:00:00+00:00", "America/Chicago", "defer", "2026-11-25T14:00:00+00:00"),
+        # Friday 18:30 in Berlin: held until Monday 08:00
+        ("2026-11-27T17:30:00+00:00", "Europe/Berlin", "defer", "2026-11-30T07:00:00+00:00"),
+        # no time zone on the contact: the tenant's (UTC here)
+        ("2026-11-25T07:59:00+00:00", "", "defer", "2026-11-25T08:00:00+00:00"),
+        # an unknown zone falls back to the tenant's too
+        ("2026-11-25T09:00:00+00:00", "Mars/Olympus", "approve", None),
+    ],
+)
+def test_a_send_window_defers_until_it_opens_in_the_contacts_time_zone(at, timezone, expect, release) -> None:  # type: ignore[no-untyped-def]
+    from datetime import datetime
+
+    from herald_core.contracts import ActionProposed
+    from herald_core.policy_cases import SAMPLE_ACTION
+
+    action = ActionProposed.model_validate(
+        {**SAMPLE_ACTION, "tenant": "acme", "contact": {**SAMPLE_ACTION["contact"], "timezone": timezone or None}}
+    )
+    tenant = TENANT.model_copy(update={"timezone": "UTC"})
+    verdict = evaluate(
+        load_policy(WINDOWED), action, tenant, stage="proposal", suppression_reason=None, now=datetime.fromisoformat(at)
+    )
+    assert verdict.outcome == expect, verdict.reason
+    assert verdict.release_at == (datetime.fromisoformat(release) if release else None)
+
+
+def test_an_escalation_or_a_block_wins_over_a_deferral() -> None:
+    from datetime import datetime
+
+    night = datetime.fromisoformat("2026-11-25T03:00:00+00:00")
+    cases = load_cases(
+        "cases:\n"
+        "  - {name: vip at night, action: {contact: {vip: true, timezone: UTC}}, expect: escalate}\n"
+        "  - {name: opted out at night, action: {contact: {timezone: UTC}}, suppressed: unsubscribe, expect: block}\n"
+        "  - {name: plain at night, action: {contact: {timezone: UTC}}, expect: defer,"
+        " rules: [schedule.send_window]}\n"
+    )
+    cases = PolicyCases(cases=tuple(c.model_copy(update={"at": night}) for c in cases.cases))
+    assert all(r.passed for r in run_cases(load_policy(WINDOWED), cases)), [
+        r.failure for r in run_cases(load_policy(WINDOWED), cases)
+    ]
+
+
+def test_a_window_that_closes_before_it_opens_is_refused_with_its_line() -> None:
+    with pytest.raises(PolicyError) as refused:
+        load_policy('tenant: acme\nversion: 1\nsend_window:\n  start: "18:00"\n  end: "08:00"\n')
+    assert any(p.line == 4 and "start must be before end" in p.message for p in refused.value.problems)

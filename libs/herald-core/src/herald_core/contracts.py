@@ -207,7 +207,7 @@ class ActionProposed(Contract):
 
 class RuleHit(Contract):
     rule: str = Field(description="Rule id, e.g. `consent.opt_out`.")
-    outcome: Literal["pass", "block", "escalate"] = Field(description="What the rule decided.")
+    outcome: Literal["pass", "block", "escalate", "defer"] = Field(description="What the rule decided.")
     detail: str = Field(description="The inputs and reason, in words.")
 
 
@@ -219,7 +219,9 @@ class ActionBlocked(Contract):
     rule: str = Field(description="The rule that blocked it.")
     reason: str = Field(description="Why, in words.")
     rules: tuple[RuleHit, ...] = Field(description="Every rule evaluated, with its result.")
-    stage: Literal["proposal", "review"] = Field(description="Blocked on proposal, or at re-check after review.")
+    stage: Literal["proposal", "review", "release"] = Field(
+        description="Blocked on proposal, at re-check after review, or when a deferred action was released."
+    )
     policy_version: str | None = Field(default=None, description="The tenant's policy the decision was made under.")
 
 
@@ -231,6 +233,18 @@ class ActionEscalated(Contract):
     review_id: str = Field(description="The review item opened for it.")
     reason: str = Field(description="Why a human must decide.")
     rules: tuple[RuleHit, ...] = Field(description="Every rule evaluated, with its result.")
+    policy_version: str | None = Field(default=None, description="The tenant's policy the decision was made under.")
+
+
+class ActionDeferred(Contract):
+    TYPE: ClassVar[str] = "herald.action.deferred.v1"
+    action_id: str = Field(description="The deferred action.")
+    workflow_id: str = Field(description="Its workflow run.")
+    contact_id: ContactId = Field(description="The contact.")
+    release_at: datetime = Field(description="When the guard decides it again (UTC): the send window's next opening.")
+    reason: str = Field(description="Why it waits, in words.")
+    rules: tuple[RuleHit, ...] = Field(description="Every rule evaluated, with its result.")
+    stage: Literal["proposal", "review", "release"] = Field(description="The decision that deferred it.")
     policy_version: str | None = Field(default=None, description="The tenant's policy the decision was made under.")
 
 
@@ -274,6 +288,9 @@ class ActionApproved(Contract):
     action: ActionProposed = Field(description="The action, exactly as signed.")
     approval: Approval = Field(description="The guard's signed approval.")
     rules: tuple[RuleHit, ...] = Field(description="Every rule evaluated, with its result.")
+    stage: Literal["proposal", "review", "release"] | None = Field(
+        default=None, description="Approved on proposal, after review, or when a deferred action was released."
+    )
 
 
 # ---------------------------------------------------------------- executor
@@ -443,6 +460,7 @@ MESSAGE_TYPES: dict[str, type[Contract]] = {
         ActionProposed,
         ActionBlocked,
         ActionEscalated,
+        ActionDeferred,
         ReviewRequested,
         ReviewDecided,
         ActionApproved,

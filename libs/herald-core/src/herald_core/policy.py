@@ -48,17 +48,30 @@ import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, time, timedelta
 from functools import cached_property
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import cel
 import yaml
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from herald_core.contracts import ActionProposed, ContactFacts, PolicyPublished, RuleHit, SendEmailInput
 from herald_core.tenants import TenantConfig
 
-Outcome = Literal["approve", "block", "escalate"]
+Outcome = Literal["approve", "block", "escalate", "defer"]
+Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+DAYS: tuple[Day, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 RuleId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$", description="e.g. `content.banned_phrases`")]
 BUILT_IN_RULES = ("control.kill_switch", "consent.opt_out", "content.recipient_is_contact", "tenant.matches")
 
@@ -149,6 +162,32 @@ Rule = Annotated[
 ]
 
 
+class SendWindow(BaseModel):
+    """When the tenant's emails may go out, in each contact's own time zone (else the tenant's)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    start: time = Field(description="Opening time, local (e.g. `08:00`).")
+    end: time = Field(description="Closing time, local, after the opening (e.g. `20:00`).")
+    days: tuple[Day, ...] = Field(default=DAYS, min_length=1, description="The days it opens (default: every day).")
+
+    @model_validator(mode="after")
+    def _opens_before_it_closes(self) -> SendWindow:
+        if self.start >= self.end:
+            raise ValueError("start must be before end")
+        return self
+
+    def next_opening(self, local: datetime) -> datetime | None:
+        """None when `local` is inside the window, else when it next opens (in `local`'s time zone)."""
+        if DAYS[local.weekday()] in self.days and self.start <= local.time().replace(tzinfo=None) < self.end:
+            return None
+        for ahead in range(8):
+            day = (local + timedelta(days=ahead)).date()
+            opening = datetime.combine(day, self.start, tzinfo=local.tzinfo)
+            if DAYS[day.weekday()] in self.days and opening > local:
+                return opening
+        raise AssertionError("a window with a day opens within a week")
+
+
 class PolicyDocument(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     tenant: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -156,6 +195,9 @@ class PolicyDocument(BaseModel):
         ge=1, description="Raised with every change; the guard refuses a version not above the live one."
     )
     description: str = ""
+    send_window: SendWindow | None = Field(
+        default=None, description="Outside it, an action is deferred (held, then decided again at the opening)."
+    )
     rules: tuple[Rule, ...] = ()
 
     @field_validator("rules")
@@ -352,6 +394,7 @@ class Verdict:
     reason: str
     rules: tuple[RuleHit, ...]
     policy_version: str
+    release_at: datetime | None = None  # when a deferred action is decided again (UTC)
 
 
 def facts_for(action: ActionProposed, tenant: TenantConfig, stage: str) -> dict[str, Any]:
@@ -410,6 +453,7 @@ def evaluate(
     suppression_reason: str | None,
     grounding: Grounding | None = None,
     kill_switch: str | None = None,
+    now: datetime | None = None,
 ) -> Verdict:
     """Every rule's result for one action: the built-in ones, then the policy's, in order.
 
@@ -422,6 +466,11 @@ def evaluate(
         if not rule.enabled or (rule.then == "escalate" and stage != "proposal"):
             continue
         hits.append(_apply(rule, policy, context, facts, grounding))
+    release_at = None
+    window = policy.document.send_window
+    if window is not None:
+        hit, release_at = _send_window(window, action, tenant, now or datetime.now(UTC))
+        hits.append(hit)
     blocks = [h for h in hits if h.outcome == "block"]
     if blocks:
         return Verdict("block", blocks[0].rule, blocks[0].detail, tuple(hits), policy.version)
@@ -429,7 +478,31 @@ def evaluate(
     if escalations:
         reason = "; ".join(h.detail for h in escalations)
         return Verdict("escalate", escalations[0].rule, reason, tuple(hits), policy.version)
+    deferrals = [h for h in hits if h.outcome == "defer"]
+    if deferrals and release_at is not None:
+        return Verdict("defer", deferrals[0].rule, deferrals[0].detail, tuple(hits), policy.version, release_at)
     return Verdict("approve", None, "all rules passed", tuple(hits), policy.version)
+
+
+def _zone(name: str | None) -> ZoneInfo | None:
+    try:
+        return ZoneInfo(name) if name else None
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+def _send_window(
+    window: SendWindow, action: ActionProposed, tenant: TenantConfig, now: datetime
+) -> tuple[RuleHit, datetime | None]:
+    zone = _zone(action.contact.timezone) or _zone(tenant.timezone) or ZoneInfo("UTC")
+    local = now.astimezone(zone)
+    opening = window.next_opening(local)
+    days = ",".join(window.days) if len(window.days) < 7 else "every day"
+    span = f"{window.start:%H:%M}-{window.end:%H:%M} ({days}) in {zone.key}"
+    if opening is None:
+        return _hit(rule="schedule.send_window", outcome="pass", detail=f"inside the send window {span}"), None
+    detail = f"outside the send window {span} (local time {local:%a %H:%M}); held until {opening.isoformat()}"
+    return _hit(rule="schedule.send_window", outcome="defer", detail=detail), opening.astimezone(UTC)
 
 
 def _built_in(
@@ -471,7 +544,7 @@ def _grounded(rule: GroundingRule, grounding: Grounding | None) -> RuleHit:
     return _hit(rule=rule.id, outcome="pass", detail=f"{grounding.claims} claim(s) checked, none unsupported")
 
 
-def _hit(*, rule: str, outcome: Literal["pass", "block", "escalate"], detail: str) -> RuleHit:
+def _hit(*, rule: str, outcome: Literal["pass", "block", "escalate", "defer"], detail: str) -> RuleHit:
     """A rule's result, built without re-validation (its values come from a validated policy)."""
     return RuleHit.model_construct(rule=rule, outcome=outcome, detail=detail)
 

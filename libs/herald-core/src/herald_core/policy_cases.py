@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
 import yaml
@@ -42,6 +43,7 @@ class PolicyCase(BaseModel):
     action: dict[str, Any] = Field(default_factory=dict, description="Fields over the sample action.")
     suppressed: str | None = Field(default=None, description="The contact has opted out, for this reason.")
     stage: Literal["proposal", "review"] = "proposal"
+    at: datetime | None = Field(default=None, description="When the decision is made (UTC); default: now.")
     unsupported_claims: tuple[dict[str, str], ...] = Field(
         default=(), description="What the grounding API says the draft claims without evidence ({kind, text})."
     )
@@ -145,7 +147,13 @@ def run_cases(policy: Policy, cases: PolicyCases) -> list[CaseResult]:
             claims=len(case.unsupported_claims),
         )
         verdict = evaluate(
-            policy, action, tenant, stage=case.stage, suppression_reason=case.suppressed, grounding=grounding
+            policy,
+            action,
+            tenant,
+            stage=case.stage,
+            suppression_reason=case.suppressed,
+            grounding=grounding,
+            now=case.at,
         )
         fired = {h.rule for h in verdict.rules if h.outcome != "pass"}
         failure = None

@@ -94,7 +94,7 @@ DECISION = TopicSpec(
     ("guard",),
     ("planner",),
     PIPELINE_PARTITIONS,
-    message_types=("herald.action.blocked.v1", "herald.action.escalated.v1"),
+    message_types=("herald.action.blocked.v1", "herald.action.escalated.v1", "herald.action.deferred.v1"),
     doc="The guard's non-approving decisions (blocked by a rule, escalated to review), so workflows learn of them.",
 )
 REVIEW = TopicSpec(

@@ -9,6 +9,7 @@ Handlers, by topic:
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from importlib.resources import files
@@ -19,11 +20,12 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter
 
-from herald_core.bus import ConsumerWorker, Inbound, Outbound, Rejected
+from herald_core.bus import ConsumerWorker, Inbound, Outbound, Rejected, TransactionalProducer, cancel_and_wait
 from herald_core.consent import CONSENT_MIGRATIONS, ConsentFeed
 from herald_core.contracts import (
     ActionApproved,
     ActionBlocked,
+    ActionDeferred,
     ActionEscalated,
     ActionProposed,
     Approval,
@@ -34,6 +36,7 @@ from herald_core.contracts import (
 )
 from herald_core.control import KillSwitch
 from herald_core.db import create_pool, migrate, readiness
+from herald_core.envelope import Envelope
 from herald_core.ids import new_id
 from herald_core.observability import add_ops_routes, get_logger
 from herald_core.policy import evaluate, needs_grounding
@@ -50,12 +53,13 @@ from herald_core.topics import (
 )
 from herald_guard.adapters.grounding import GroundingClient
 from herald_guard.adapters.policies import PolicyBook
-from herald_guard.adapters.store import CapRequest, Decision, GuardStore, windows
+from herald_guard.adapters.store import CapRequest, Decision, Deferral, DeferredActions, GuardStore, windows
 from herald_guard.logic import action_hash
 from herald_guard.settings import Settings
 
 SOURCE = "herald/guard"
 DECISIONS = Counter("herald_guard_decisions_total", "Guard decisions.", ["decision", "rule", "stage"])
+RELEASED = Counter("herald_guard_released_total", "Held actions decided again when their window opened.")
 log = get_logger("herald.guard")
 
 
@@ -69,6 +73,7 @@ class Guard:
         policies: PolicyBook,
         grounding: GroundingClient,
         kill_switch: KillSwitch,
+        deferred: DeferredActions,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -77,6 +82,7 @@ class Guard:
         self.policies = policies
         self.grounding = grounding
         self.kill_switch = kill_switch
+        self.deferred = deferred
         keys_dir = Path(settings.common.keys_dir)
         self.signer = load_signer(keys_dir / f"{settings.signing_key_id}.pem", settings.signing_key_id)
 
@@ -107,7 +113,14 @@ class Guard:
             return await self._record(msg, action, "review", verdict)
         return await self._decide(msg, action, stage="review", approved_by=f"review:{decided.reviewer}")
 
-    async def _decide(self, msg: Inbound, action: ActionProposed, *, stage: str, approved_by: str) -> list[Outbound]:
+    def now(self) -> datetime:
+        """The guard's clock (`clock_offset_seconds` moves it, for drills and tests of held actions)."""
+        return datetime.now(UTC) + timedelta(seconds=self.settings.clock_offset_seconds)
+
+    async def _decide(
+        self, msg: Inbound, action: ActionProposed, *, stage: str, approved_by: str, held_at: str | None = None
+    ) -> list[Outbound]:
+        """Decide `action` at `stage`; `held_at` is the stage it was deferred at, when this is its release."""
         tenant = self.tenants.get(msg.envelope.tenant)
         if tenant is None:
             raise Rejected(f"unknown tenant {msg.envelope.tenant!r}")
@@ -119,11 +132,16 @@ class Guard:
             policy,
             action,
             tenant,
-            stage=stage,  # type: ignore[arg-type]
+            stage=held_at or stage,  # type: ignore[arg-type]
             suppression_reason=reason,
             grounding=grounding,
             kill_switch=f"{stop.reason} (set by {stop.set_by}, {stop.scope})" if stop else None,
+            now=self.now(),
         )
+        if verdict.outcome == "defer" and held_at is not None:
+            assert verdict.release_at is not None
+            await self.deferred.reschedule(action.action_id, held_at, verdict.release_at)  # still closed: wait on
+            return []
         decision = Decision(
             verdict.outcome,
             verdict.rule,
@@ -133,7 +151,20 @@ class Guard:
             new_id() if verdict.outcome == "escalate" else None,
             action_hash(action),
             verdict.policy_version,
+            verdict.release_at,
         )
+        deferral = None
+        if verdict.outcome == "defer":
+            assert verdict.release_at is not None
+            deferral = Deferral(
+                action.action_id,
+                stage,
+                action.tenant,
+                verdict.release_at,
+                approved_by,
+                action.model_dump_json(),
+                msg.envelope.model_dump_json(),
+            )
 
         def approve() -> Approval:
             return self.signer.approve(
@@ -150,7 +181,16 @@ class Guard:
                 "contact_day", f"contact_day:{action.contact.contact_id}", day, tenant.limits.emails_per_contact_per_day
             ),
         ]
-        return await self._record(msg, action, stage, decision, caps, approve)
+        return await self._record(msg, action, stage, decision, caps, approve, deferral)
+
+    async def release(self, held: Deferral) -> list[Outbound]:
+        """Decide a held action again, now that its window has opened (the same rules, under the live policy)."""
+        action = ActionProposed.model_validate_json(held.action_json)
+        envelope = Envelope.model_validate_json(held.envelope_json)
+        key = contact_key(action.tenant, action.contact.contact_id)
+        msg = Inbound(PROPOSED_ACTION, -1, -1, key, envelope, action, ())
+        structlog.contextvars.bind_contextvars(action_id=action.action_id)
+        return await self._decide(msg, action, stage="release", approved_by=held.approved_by, held_at=held.stage)
 
     async def _record(
         self,
@@ -160,6 +200,7 @@ class Guard:
         decision: Decision,
         caps: list[CapRequest] | None = None,
         approve: Callable[[], Approval | None] = lambda: None,
+        deferral: Deferral | None = None,
     ) -> list[Outbound]:
         """Record the decision (or find the one already made for this action and stage) and say it."""
         final = await self.store.record(
@@ -170,6 +211,7 @@ class Guard:
             decision=decision,
             caps=caps or [],
             approve=approve,
+            deferral=deferral,
         )
         DECISIONS.labels(final.outcome, final.rule or "-", stage).inc()
         log.info("decided", decision=final.outcome, rule=final.rule, stage=stage)
@@ -183,8 +225,26 @@ class Guard:
 
         if decision.outcome == "approve":
             assert decision.approval is not None
-            body = ActionApproved(action=action, approval=decision.approval, rules=decision.rules)
+            body = ActionApproved(
+                action=action,
+                approval=decision.approval,
+                rules=decision.rules,
+                stage=stage,  # type: ignore[arg-type]
+            )
             return [Outbound(APPROVED_ACTION, key, env(ActionApproved), body)]  # type: ignore[arg-type]
+        if decision.outcome == "defer":
+            assert decision.release_at is not None
+            deferred = ActionDeferred(
+                action_id=action.action_id,
+                workflow_id=action.workflow_id,
+                contact_id=action.contact.contact_id,
+                release_at=decision.release_at,
+                reason=decision.reason,
+                rules=decision.rules,
+                stage=stage,  # type: ignore[arg-type]
+                policy_version=decision.policy_version,
+            )
+            return [Outbound(DECISION, key, env(ActionDeferred), deferred)]  # type: ignore[arg-type]
         if decision.outcome == "escalate":
             assert decision.review_id is not None
             request = ReviewRequested(
@@ -216,6 +276,43 @@ class Guard:
         return [Outbound(DECISION, key, env(ActionBlocked), blocked)]  # type: ignore[arg-type]
 
 
+class Releaser:
+    """Every `interval` seconds, decides again the held actions whose window has opened, and publishes the
+    decisions. Rows are leased, so replicas share the work; a release published twice is harmless (the
+    decision is recorded once per action and stage, and its approval carries the same nonce)."""
+
+    def __init__(self, guard: Guard, producer: TransactionalProducer, interval: float) -> None:
+        self.guard = guard
+        self.producer = producer
+        self.interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.producer.start()
+        self._task = asyncio.create_task(self._run(), name="guard-releaser")
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                due = await self.guard.deferred.lease_due(self.guard.now())
+                if due:
+                    await self.guard.feed.caught_up()
+                for held in due:
+                    outputs = await self.guard.release(held)
+                    if outputs:
+                        await self.producer.publish(outputs)
+                        await self.guard.deferred.remove(held.action_id, held.stage)
+                        RELEASED.inc()
+                        log.info("held action released", action_id=held.action_id, decision=outputs[0].envelope.type)
+            except Exception as exc:  # the lease runs out and the next round tries again
+                log.warning("release round failed", error=repr(exc)[:300])
+            await asyncio.sleep(self.interval)
+
+    async def stop(self) -> None:
+        await cancel_and_wait(self._task)
+        await self.producer.stop()
+
+
 async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     settings = settings or Settings()
     common = settings.common
@@ -226,8 +323,16 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     grounding = GroundingClient(settings.retrieval_target, settings.grounding_timeout_seconds)
     kill_switch = KillSwitch(common, "guard")
     guard = Guard(
-        settings, GuardStore(pool), feed, TenantDirectory(common.tenants_dir), policies, grounding, kill_switch
+        settings,
+        GuardStore(pool),
+        feed,
+        TenantDirectory(common.tenants_dir),
+        policies,
+        grounding,
+        kill_switch,
+        DeferredActions(pool),
     )
+    releaser = Releaser(guard, TransactionalProducer(common, "guard", name="releaser"), settings.release_poll_seconds)
     worker = ConsumerWorker(
         common,
         "guard",
@@ -267,6 +372,14 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
         )
 
     runtime = ServiceRuntime("guard", http, settings.ops_host, settings.ops_port)
-    runtime.on_start += [feed.start, policies.start, kill_switch.start, worker.start]
-    runtime.on_stop += [pool.close, grounding.close, feed.stop, policies.stop, kill_switch.stop, worker.stop]
+    runtime.on_start += [feed.start, policies.start, kill_switch.start, worker.start, releaser.start]
+    runtime.on_stop += [
+        pool.close,
+        grounding.close,
+        feed.stop,
+        policies.stop,
+        kill_switch.stop,
+        worker.stop,
+        releaser.stop,
+    ]
     return runtime

@@ -16,3 +16,7 @@ class Settings(ServiceSettings):
     concurrency: int = 16  # messages of different contacts handled at once
     retrieval_target: str = Field(default="127.0.0.1:8202", description="host:port of the grounding API (gRPC).")
     grounding_timeout_seconds: float = 5.0
+    release_poll_seconds: float = Field(default=1.0, gt=0, description="How often held actions are looked at.")
+    clock_offset_seconds: float = Field(
+        default=0.0, description="Moves the guard's clock (send windows, releases) for drills; 0 in production."
+    )

@@ -19,6 +19,7 @@ from prometheus_client import Counter
 from herald_core.bus import ConsumerWorker, Inbound, Outbound, Rejected, TransientError
 from herald_core.contracts import (
     ActionBlocked,
+    ActionDeferred,
     ActionEscalated,
     ActionExecuted,
     ActionProposed,
@@ -179,6 +180,8 @@ class Planner:
             await self._advance(body.workflow_id, "blocked", {"rule": body.rule, "reason": body.reason})
         elif isinstance(body, ActionEscalated):
             await self._advance(body.workflow_id, "escalated", {"review_id": body.review_id, "reason": body.reason})
+        elif isinstance(body, ActionDeferred):
+            await self._advance(body.workflow_id, "deferred", {"release_at": body.release_at.isoformat()})
         return []
 
     async def on_executed(self, msg: Inbound) -> list[Outbound]:

@@ -5,6 +5,7 @@ Workflow `new_lead_first_touch`:
     started ──► proposed ──► completed            (executed)
                    │  ├────► blocked              (a guard rule)
                    │  ├────► failed / in_doubt    (the executor)
+                   │  ├────► deferred ──► …       (outside the send window; decided again when it opens)
                    │  └────► awaiting_review ──► completed | blocked
                    └ skipped                      (no address to write to)
 """
@@ -33,6 +34,14 @@ TRANSITIONS: dict[tuple[str, str], str] = {
     ("awaiting_review", "in_doubt"): "in_doubt",
     ("proposed", "refused"): "failed",
     ("awaiting_review", "refused"): "failed",
+    ("proposed", "deferred"): "deferred",
+    ("awaiting_review", "deferred"): "deferred",
+    ("deferred", "succeeded"): "completed",
+    ("deferred", "blocked"): "blocked",
+    ("deferred", "escalated"): "awaiting_review",
+    ("deferred", "failed"): "failed",
+    ("deferred", "in_doubt"): "in_doubt",
+    ("deferred", "refused"): "failed",
 }
 
 

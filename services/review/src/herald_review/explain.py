@@ -11,7 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 UPSTREAM = ("herald.contact.created.v1", "herald.contact.updated.v1", "herald.message.replied.v1")
-DECISIONS = ("herald.action.approved.v1", "herald.action.blocked.v1", "herald.action.escalated.v1")
+DECISIONS = (
+    "herald.action.approved.v1",
+    "herald.action.blocked.v1",
+    "herald.action.escalated.v1",
+    "herald.action.deferred.v1",
+)
 EXECUTION = ("herald.action.executed.v1", "herald.action.refused.v1")
 
 
@@ -106,11 +111,12 @@ def _decision(record: dict[str, Any]) -> dict[str, Any]:
     return {
         "decision": kind,
         "at": record["occurred_at"],
-        "stage": body.get("stage") or ("review" if by_reviewer else "proposal"),
+        "stage": body.get("stage") or ("review" if by_reviewer else "proposal"),  # older approvals had no stage
         "policy_version": body.get("policy_version") or approval.get("policy_version"),
         "rule": body.get("rule"),
         "reason": body.get("reason"),
         "approved_by": approval.get("approved_by"),
+        "release_at": body.get("release_at"),
         "rules": body.get("rules", []),
     }
 
@@ -124,6 +130,8 @@ def _outcome(decisions: list[dict[str, Any]], decided: dict[str, Any] | None, ex
     last = decisions[-1]
     if last["decision"] == "escalated" and decided is None:
         return "awaiting review"
+    if last["decision"] == "deferred":
+        return f"deferred until {last['release_at']}"
     return {"approved": "approved, not executed yet", "blocked": f"blocked by {last['rule']}"}.get(
         last["decision"], last["decision"]
     )

@@ -29,6 +29,20 @@ class Decision:
     review_id: str | None
     action_hash: str
     policy_version: str | None = None
+    release_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Deferral:
+    """What the releaser needs to decide a held action again."""
+
+    action_id: str
+    stage: str
+    tenant: str
+    release_at: datetime
+    approved_by: str
+    action_json: str
+    envelope_json: str
 
 
 @dataclass(frozen=True)
@@ -65,6 +79,7 @@ class GuardStore:
         decision: Decision,
         caps: list[CapRequest],
         approve: Callable[[], Approval | None],
+        deferral: Deferral | None = None,
     ) -> Decision:
         """Record `decision`; an approval first reserves every cap, and turns into a block on the first cap hit.
 
@@ -91,8 +106,9 @@ class GuardStore:
                         final = replace(decision, approval=approve())
                 recorded = await conn.fetchval(
                     "INSERT INTO guard.decisions(action_id, stage, tenant, contact_id, outcome, rule, reason, rules, "
-                    "action_hash, approval, review_id, policy_version) "
-                    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING RETURNING true",
+                    "action_hash, approval, review_id, policy_version, release_at) "
+                    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT DO NOTHING "
+                    "RETURNING true",
                     action_id,
                     stage,
                     tenant,
@@ -105,7 +121,20 @@ class GuardStore:
                     final.approval.model_dump_json() if final.approval else None,
                     final.review_id,
                     final.policy_version,
+                    final.release_at,
                 )
+                if recorded and final.outcome == "defer" and deferral is not None:
+                    await conn.execute(
+                        "INSERT INTO guard.deferred(action_id, stage, tenant, release_at, approved_by, action, "
+                        "envelope) VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb) ON CONFLICT DO NOTHING",
+                        deferral.action_id,
+                        deferral.stage,
+                        deferral.tenant,
+                        deferral.release_at,
+                        deferral.approved_by,
+                        deferral.action_json,
+                        deferral.envelope_json,
+                    )
             except BaseException:
                 await transaction.rollback()
                 raise
@@ -117,6 +146,36 @@ class GuardStore:
                 "SELECT * FROM guard.decisions WHERE action_id = $1 AND stage = $2", action_id, stage
             )
             return _decision(row)
+
+
+class DeferredActions:
+    """Held actions, leased to one releaser at a time (a replica that dies mid-release loses its lease)."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def lease_due(self, now: datetime, limit: int = 50, lease_seconds: float = 30.0) -> list[Deferral]:
+        rows = await self.pool.fetch(
+            "UPDATE guard.deferred SET leased_until = now() + make_interval(secs => $3) WHERE (action_id, stage) IN "
+            "(SELECT action_id, stage FROM guard.deferred WHERE release_at <= $1 "
+            "AND (leased_until IS NULL OR leased_until < now()) ORDER BY release_at LIMIT $2 FOR UPDATE SKIP LOCKED) "
+            "RETURNING action_id, stage, tenant, release_at, approved_by, action::text, envelope::text",
+            now,
+            limit,
+            lease_seconds,
+        )
+        return [Deferral(*r) for r in rows]
+
+    async def reschedule(self, action_id: str, stage: str, release_at: datetime) -> None:
+        await self.pool.execute(
+            "UPDATE guard.deferred SET release_at = $3, leased_until = NULL WHERE action_id = $1 AND stage = $2",
+            action_id,
+            stage,
+            release_at,
+        )
+
+    async def remove(self, action_id: str, stage: str) -> None:
+        await self.pool.execute("DELETE FROM guard.deferred WHERE action_id = $1 AND stage = $2", action_id, stage)
 
 
 async def _reserve(conn: asyncpg.Connection, tenant: str, caps: list[CapRequest]) -> CapRequest | None:
@@ -153,4 +212,5 @@ def _decision(row: asyncpg.Record) -> Decision:
         review_id=row["review_id"],
         action_hash=row["action_hash"],
         policy_version=row["policy_version"],
+        release_at=row["release_at"],
     )
