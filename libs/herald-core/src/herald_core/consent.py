@@ -190,10 +190,11 @@ class ConsentFeed:
                     await asyncio.wait_for(self._advanced.wait(), remaining)
 
     async def suppression(self, tenant: str, contact_id: str, email: str | None, channel: str = "email") -> str | None:
-        """The reason the contact (or its address) must not be contacted, or None."""
+        """The reason the contact (or its address) must not be contacted on `channel`, or None. A withdrawal for
+        `all` channels covers this one too; one for another channel does not."""
         row = await self.pool.fetchrow(
-            f'SELECT reason FROM "{self.schema}".suppression WHERE tenant = $1 AND channel = $2 AND suppressed '
-            "AND (contact_id = $3 OR (email IS NOT NULL AND lower(email) = lower($4))) LIMIT 1",
+            f"SELECT reason FROM \"{self.schema}\".suppression WHERE tenant = $1 AND channel IN ($2, 'all') "
+            "AND suppressed AND (contact_id = $3 OR (email IS NOT NULL AND lower(email) = lower($4))) LIMIT 1",
             tenant,
             channel,
             contact_id,

@@ -34,7 +34,18 @@ class Contract(BaseModel):
 
 
 class Channel(StrEnum):
+    """A channel Herald acts on."""
+
     EMAIL = "email"
+
+
+class ConsentChannel(StrEnum):
+    """A channel consent is given or withdrawn for; `all` covers every channel (do-not-contact, erasure)."""
+
+    EMAIL = "email"
+    SMS = "sms"
+    PHONE = "phone"
+    ALL = "all"
 
 
 # ---------------------------------------------------------------- herald.events.v1
@@ -86,7 +97,9 @@ class ConsentWithdrawn(Contract):
     TYPE: ClassVar[str] = "herald.consent.withdrawn.v1"
     contact_id: ContactId = Field(description="The contact who withdrew consent.")
     email: EmailAddress | None = Field(default=None, description="The address concerned, if known.")
-    channel: Channel = Field(default=Channel.EMAIL, description="The channel consent was withdrawn for.")
+    channel: ConsentChannel = Field(
+        default=ConsentChannel.EMAIL, description="The channel consent was withdrawn for (`all`: every channel)."
+    )
     reason: ConsentReason = Field(description="Why: unsubscribe, complaint, hard bounce, manual do-not-contact …")
     upstream_source: str = Field(description="Where the fact came from.")
     upstream_event_id: str = Field(description="The upstream system's id of the event.")
@@ -96,7 +109,7 @@ class ConsentWithdrawn(Contract):
 class ConsentGranted(Contract):
     TYPE: ClassVar[str] = "herald.consent.granted.v1"
     contact_id: ContactId = Field(description="The contact who (re-)granted consent.")
-    channel: Channel = Field(default=Channel.EMAIL, description="The channel.")
+    channel: ConsentChannel = Field(default=ConsentChannel.EMAIL, description="The channel (`all`: every channel).")
     upstream_source: str = Field(description="Where the fact came from.")
     upstream_event_id: str = Field(description="The upstream system's id of the event.")
     occurred_at: datetime = Field(description="When it happened (UTC).")

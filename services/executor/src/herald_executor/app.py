@@ -77,7 +77,9 @@ class Executor:
         tenant = self.tenants.get(action.tenant)
         if tenant is None:
             return [self._refused(msg, approved, "tenant_mismatch", f"unknown tenant {action.tenant}")]
-        suppressed = await self.feed.suppression(action.tenant, action.contact.contact_id, action.input.to)
+        suppressed = await self.feed.suppression(
+            action.tenant, action.contact.contact_id, action.input.to, action.channel.value
+        )
         if suppressed:
             return [self._refused(msg, approved, "consent_withdrawn", f"contact is suppressed: {suppressed}")]
         stop = self.kill_switch.engaged(action.tenant)

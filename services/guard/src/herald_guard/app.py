@@ -124,7 +124,9 @@ class Guard:
         tenant = self.tenants.get(msg.envelope.tenant)
         if tenant is None:
             raise Rejected(f"unknown tenant {msg.envelope.tenant!r}")
-        reason = await self.feed.suppression(action.tenant, action.contact.contact_id, action.input.to)
+        reason = await self.feed.suppression(
+            action.tenant, action.contact.contact_id, action.input.to, action.channel.value
+        )
         policy = self.policies.for_tenant(tenant)
         stop = self.kill_switch.engaged(tenant.tenant_id)
         grounding = await self.grounding.check(action) if needs_grounding(policy) and not stop else None
