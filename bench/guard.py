@@ -8,9 +8,6 @@ Postgres counters. Results: bench/results/guard-<timestamp>.json and .png (and g
 
 from __future__ import annotations
 
-import json
-import os
-import platform
 import random
 import statistics
 import time
@@ -20,13 +17,12 @@ from typing import Any
 
 import yaml
 
+from bench.results import machine, save
 from herald_core.contracts import ActionProposed
 from herald_core.policy import evaluate, load_policy
 from herald_core.policy_cases import SAMPLE_ACTION
 from herald_core.tenants import TenantConfig
-from herald_stack.config import REPO_ROOT
 
-RESULTS = REPO_ROOT / "bench" / "results"
 DIRECTION_P99_MS = 1.0  # at 100 rules, in process
 CONDITIONS = [
     "action.contact.vip && action.contact.deal_value_minor >= {n}",
@@ -138,15 +134,11 @@ def main() -> None:
         print(f"  {row['rules']:>5} rules: p50 {row['p50_ms']:.3f} ms, p99 {row['p99_ms']:.3f} ms")
     result = {
         "started_at": started_at,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "machine": machine(),
         "in_process": rows,
         "direction_p99_ms_at_100_rules": DIRECTION_P99_MS,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    for name in (f"guard-{started_at}", "guard-latest"):
-        (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2))
-        plot(result, RESULTS / f"{name}.png")
-    print(f"results: {RESULTS / f'guard-{started_at}.json'} and .png")
+    save(f"guard-{started_at}", "guard-latest", result, plot)
 
 
 if __name__ == "__main__":

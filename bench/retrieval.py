@@ -20,9 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
-import platform
 import random
 import re
 import secrets
@@ -32,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.results import machine, save
 from herald_core.contracts import DocumentIndexed, MediaType
 from herald_core.observability import configure_logging
 from herald_core.settings import CommonSettings
@@ -45,7 +43,6 @@ from herald_retrieval.settings import Settings
 from herald_stack.cli import up
 from herald_stack.config import REPO_ROOT, StackConfig
 
-RESULTS = REPO_ROOT / "bench" / "results"
 SAMPLES = REPO_ROOT / "samples" / "acme"
 DIRECTION_MS = {"without embedding": 15.0, "with embedding": 40.0}
 COMPANIES = ["Northwind", "Globex", "Initech", "Umbrella", "Stark Freight", "Wayne Retail", "Hooli", "Vandelay"]
@@ -222,7 +219,7 @@ def main() -> None:
     )
     result = {
         "started_at": started_at,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "machine": machine(),
         **asyncio.run(run(settings, args.chunks, args.rounds)),
     }
     for name, stats in result["latency_ms"].items():
@@ -232,11 +229,7 @@ def main() -> None:
         f"  quality with {result['generated_documents']} generated distractor documents: "
         f"{result['quality_with_distractors']}"
     )
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    for name in (f"retrieval-{started_at}", "retrieval-latest"):
-        (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2))
-        plot(result, RESULTS / f"{name}.png")
-    print(f"results: {RESULTS / f'retrieval-{started_at}.json'} and .png")
+    save(f"retrieval-{started_at}", "retrieval-latest", result, plot)
 
 
 if __name__ == "__main__":

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import platform
 import secrets
 import statistics
 import sys
@@ -31,6 +29,7 @@ import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from bench.results import machine, save
 from herald_core.bus import ConsumerWorker, Inbound, Outbound, ensure_topics
 from herald_core.contracts import ActionExecuted, ActionProposed, ContactCreated, ContactFacts, SendEmailInput
 from herald_core.envelope import Envelope, new_traceparent
@@ -49,8 +48,6 @@ from herald_core.topics import (
 from herald_stack.cli import up
 from herald_stack.config import REPO_ROOT, StackConfig
 from herald_stack.services import ServiceSet
-
-RESULTS = REPO_ROOT / "bench" / "results"
 
 
 def _sample_action(n: int) -> ActionProposed:
@@ -452,7 +449,7 @@ def main() -> None:
         )
     result = {
         "started_at": started_at,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "machine": machine(),
         "raw_hop": raw,
         "herald_hop": hop,
         "pipeline": pipe,
@@ -461,11 +458,7 @@ def main() -> None:
             "pipeline_vs_raw": round(pipe["per_second"] / raw["per_second"], 3),
         },
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    for name in (f"bench-{started_at}", "latest"):
-        (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2))
-        plot(result, RESULTS / f"{name}.png")
-    print(f"results: {RESULTS / f'bench-{started_at}.json'} and .png")
+    save(f"bench-{started_at}", "latest", result, plot)
 
 
 if __name__ == "__main__":

@@ -39,19 +39,10 @@ class Stop:
     set_by: str
 
 
-class KillSwitch:
+class KillSwitch(TopicFollower):
     def __init__(self, common: CommonSettings, service: str) -> None:
         self._stops: dict[str, Stop] = {}
-        self.follower = TopicFollower(common, CONTROL, self._apply, f"{service}-kill-switch")
-
-    async def start(self) -> None:
-        await self.follower.start()
-
-    async def stop(self) -> None:
-        await self.follower.stop()
-
-    async def ready(self) -> bool:
-        return await self.follower.ready()
+        super().__init__(common, CONTROL, self._apply, f"{service}-kill-switch")
 
     def _apply(self, record: ConsumerRecord[bytes, bytes]) -> None:
         read = read_record(record, CONTROL)

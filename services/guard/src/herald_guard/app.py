@@ -176,7 +176,7 @@ class Guard:
                 ttl=timedelta(seconds=self.settings.approval_ttl_seconds),
             )
 
-        hour, day = windows(datetime.now(UTC))
+        hour, day = windows(self.now())
         caps = [
             CapRequest("tenant_hour", "tenant_hour", hour, tenant.limits.emails_per_hour),
             CapRequest(

@@ -3,8 +3,8 @@ Weaviate knowledge base, and the knowledge intake.
 
 Handlers, by topic:
     herald.knowledge.v1        → KnowledgeIntake.on_knowledge (answers on herald.knowledge-indexed.v1)
-    herald.events.v1           → MemoryKeeper.on_events (replies, meetings)
-    herald.executed.v1         → MemoryKeeper.on_executed (emails sent)
+    herald.events.v1           → MemoryKeeper.on_interaction (replies, meetings)
+    herald.executed.v1         → MemoryKeeper.on_interaction (emails sent)
     herald.review-decision.v1  → MemoryKeeper.on_review_decision (reviewers' feedback)
 """
 
@@ -185,9 +185,7 @@ class RetrievalService(retrieval_pb2_grpc.RetrievalServicer):
         await _check_tenant(request.tenant, context)
         if not request.query.strip():
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "query is empty")
-        k = request.k or 5
-        if not 1 <= k <= 50:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "k must be between 1 and 50")
+        k = await _check_k(request.k, 5, context)
         mode = MODES.get(request.mode)
         rerank = RERANKS.get(request.rerank, self.settings.rerank)
         if mode is None:
@@ -272,9 +270,7 @@ class RetrievalService(retrieval_pb2_grpc.RetrievalServicer):
         await _check_tenant(request.tenant, context)
         if not request.contact_id.strip():
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "contact_id is required")
-        k = request.k or 8
-        if not 1 <= k <= 50:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "k must be between 1 and 50")
+        k = await _check_k(request.k, 8, context)
         if len(request.query) > 2000:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "query over 2,000 characters")
         with RECALL_SECONDS.time():
@@ -292,6 +288,14 @@ def _memory_to_proto(m: Memory) -> retrieval_pb2.Memory:
         score=m.score,
         contact_id=m.contact_id,
     )
+
+
+async def _check_k(k: int, default: int, context: grpc.aio.ServicerContext) -> int:
+    """How many results a request asks for (0 means `default`), within 1..50."""
+    k = k or default
+    if not 1 <= k <= 50:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "k must be between 1 and 50")
+    return k
 
 
 async def _check_tenant(tenant: str, context: grpc.aio.ServicerContext) -> None:
@@ -351,7 +355,7 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
         common,
         "retrieval",
         "memory",
-        {EVENTS: memory.on_events, EXECUTED: memory.on_executed, REVIEW_DECISION: memory.on_review_decision},
+        {EVENTS: memory.on_interaction, EXECUTED: memory.on_interaction, REVIEW_DECISION: memory.on_review_decision},
         max_batch=100,
     )
     sweeper = MemorySweeper(memory, settings.memory_sweep_seconds)

@@ -12,8 +12,8 @@
 first) and the long-term memories most relevant to the query, fused by reciprocal rank.
 
 Handlers, by topic:
-    herald.events.v1           → on_events           (EmailReplied, MeetingBooked)
-    herald.executed.v1         → on_executed         (a sent email)
+    herald.events.v1           → on_interaction      (EmailReplied, MeetingBooked)
+    herald.executed.v1         → on_interaction      (a sent email)
     herald.review-decision.v1  → on_review_decision  (a reviewer's reason)
 """
 
@@ -94,12 +94,11 @@ class MemoryKeeper:
         self.embedder = embedder
         self.alpha = alpha
 
-    async def on_events(self, msg: Inbound) -> list[Outbound]:
-        await self._record(msg)
-        return []
-
-    async def on_executed(self, msg: Inbound) -> list[Outbound]:
-        await self._record(msg)
+    async def on_interaction(self, msg: Inbound) -> list[Outbound]:
+        """Remember an interaction with a contact; other messages on these topics say nothing to memory."""
+        interaction = interaction_of(msg)
+        if interaction is not None and await self.interactions.record(msg.envelope.tenant, interaction):
+            MEMORIES.labels("medium", interaction.kind).inc()
         return []
 
     async def on_review_decision(self, msg: Inbound) -> list[Outbound]:
@@ -108,11 +107,6 @@ class MemoryKeeper:
             await self.remember(msg.envelope.tenant, [feedback])
             log.info("reviewer feedback remembered", memory_id=feedback.memory_id)
         return []
-
-    async def _record(self, msg: Inbound) -> None:
-        interaction = interaction_of(msg)
-        if interaction is not None and await self.interactions.record(msg.envelope.tenant, interaction):
-            MEMORIES.labels("medium", interaction.kind).inc()
 
     async def remember(self, tenant: str, memories: list[Memory]) -> None:
         """Write long-term memories (embedded here)."""

@@ -36,22 +36,13 @@ class Refusal:
     at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
 
 
-class PolicyBook:
+class PolicyBook(TopicFollower):
     def __init__(self, common: CommonSettings) -> None:
         self._live: dict[str, Policy] = {}
-        self._defaults: dict[str, tuple[str, Policy]] = {}  # tenant → (config fingerprint, policy)
+        self._defaults: dict[str, tuple[TenantConfig, Policy]] = {}  # tenant → (the configuration, its policy)
         self.refusals: dict[str, list[Refusal]] = {}
         # the whole history first (at start): no decision is made under a policy older than the published one
-        self.follower = TopicFollower(common, POLICY, self._apply, "guard-policy-book")
-
-    async def start(self) -> None:
-        await self.follower.start()
-
-    async def stop(self) -> None:
-        await self.follower.stop()
-
-    async def ready(self) -> bool:
-        return await self.follower.ready()
+        super().__init__(common, POLICY, self._apply, "guard-policy-book")
 
     def _apply(self, record: ConsumerRecord[bytes, bytes]) -> None:
         read = read_record(record, POLICY)
@@ -87,10 +78,9 @@ class PolicyBook:
         live = self._live.get(tenant.tenant_id)
         if live is not None:
             return live
-        fingerprint = tenant.model_dump_json()
         cached = self._defaults.get(tenant.tenant_id)
-        if cached is None or cached[0] != fingerprint:
-            cached = (fingerprint, default_policy(tenant))
+        if cached is None or cached[0] != tenant:
+            cached = (tenant, default_policy(tenant))
             self._defaults[tenant.tenant_id] = cached
         return cached[1]
 
