@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from email.message import Message
@@ -246,6 +247,25 @@ def herald_command(herald, *args: str) -> subprocess.CompletedProcess[str]:  # t
         text=True,
         timeout=300,
     )
+
+
+def live_policies(herald, tenant: str) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+    """What each guard replica says is the tenant's live policy (its own `/v1/policies` view)."""
+    answers = []
+    for replica in herald.services.replicas.values():
+        if replica.service == "guard":
+            url = f"http://127.0.0.1:{replica.ops_port}/v1/policies/{tenant}"
+            with urllib.request.urlopen(url, timeout=5) as response:
+                answers.append(json.loads(response.read()))
+    return answers
+
+
+async def on_every_guard(herald, tenant: str, version_prefix: str) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+    def check() -> list[dict[str, Any]] | None:
+        answers = live_policies(herald, tenant)
+        return answers if answers and all(a["version"].startswith(version_prefix) for a in answers) else None
+
+    return await eventually(check, timeout=20, what=f"policy {version_prefix} on every guard")
 
 
 # ---- a loopback server speaking Anthropic's Messages API, for the real `anthropic` SDK

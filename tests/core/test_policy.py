@@ -5,14 +5,16 @@ publications may replace a live policy."""
 from __future__ import annotations
 
 import hashlib
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from herald_core.contracts import PolicyPublished
-from herald_core.policy import PolicyError, PolicyRefused, admit, default_policy, evaluate, load_policy
+from herald_core.policy import PolicyError, PolicyRefused, admit, default_policy, evaluate, limits_for, load_policy
 from herald_core.policy_cases import PolicyCases, load_cases, run_cases
 from herald_core.tenants import TenantConfig
+from support import email_action
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "acme" / "policy"
 POLICY = load_policy((SAMPLES / "policy.yaml").read_text())
@@ -231,3 +233,52 @@ def test_a_window_that_closes_before_it_opens_is_refused_with_its_line() -> None
     with pytest.raises(PolicyError) as refused:
         load_policy('tenant: acme\nversion: 1\nsend_window:\n  start: "18:00"\n  end: "08:00"\n')
     assert any(p.line == 4 and "start must be before end" in p.message for p in refused.value.problems)
+
+
+LIMITED = """\
+tenant: acme
+version: 1
+limits:
+  - {id: limits.contact_weekly, scope: contact, max: 3, per: 7d}
+  - {id: limits.campaign_daily, scope: campaign, channel: email, max: 100, per: 1d, reason: launch pacing}
+  - {id: limits.send_email_rate, tool: send_email, max: 20, per: 1m}
+  - {id: limits.sms_hourly, channel: sms, max: 5, per: 1h}
+"""
+
+
+def _action(contact_id: str = "c1", campaign_id: str | None = None):  # type: ignore[no-untyped-def]
+    return email_action("acme", contact_id=contact_id, email=f"{contact_id}@x.example").model_copy(
+        update={"campaign_id": campaign_id}
+    )
+
+
+def test_limits_count_per_scope_channel_and_tool_next_to_the_tenants_own_caps() -> None:
+    policy = load_policy(LIMITED)
+    counted = {limit.id: (key, limit.per) for limit, key in limits_for(policy, TENANT, _action("c1", "spring"))}
+    assert counted == {
+        "limits.tenant_emails_per_hour": ("limits.tenant_emails_per_hour", timedelta(hours=1)),
+        "limits.contact_emails_per_day": ("limits.contact_emails_per_day/contact/c1", timedelta(days=1)),
+        "limits.contact_weekly": ("limits.contact_weekly/contact/c1", timedelta(days=7)),  # every channel
+        "limits.campaign_daily": ("limits.campaign_daily/campaign/spring", timedelta(days=1)),
+        "limits.send_email_rate": ("limits.send_email_rate", timedelta(minutes=1)),
+    }  # the sms budget does not count an email
+    without_campaign = {limit.id for limit, _ in limits_for(policy, TENANT, _action("c2"))}
+    assert "limits.campaign_daily" not in without_campaign and "limits.contact_weekly" in without_campaign
+    described = {limit.id: limit.describe() for limit in policy.document.limits}
+    assert described["limits.campaign_daily"] == "100 per 1d per campaign, email"
+
+
+@pytest.mark.parametrize(
+    ("limit", "words"),
+    [
+        ("{id: limits.x, max: 3, per: 40d}", "between 1s and 31d"),
+        ("{id: limits.x, max: -1, per: 1h}", "greater than or equal to 0"),
+        ("{id: limits.x, max: 3, per: soon}", "duration"),
+        ("{id: limits.x, max: 3, per: 1h, scope: planet}", "'tenant', 'campaign' or 'contact'"),
+        ("{id: limits.tenant_emails_per_hour, max: 3, per: 1h}", "built in"),
+    ],
+)
+def test_a_bad_limit_is_refused_with_its_line(limit: str, words: str) -> None:
+    with pytest.raises(PolicyError) as refused:
+        load_policy(f"tenant: acme\nversion: 1\nlimits:\n  - {limit}\n")
+    assert any(p.line == 4 and words in p.message for p in refused.value.problems), refused.value.problems

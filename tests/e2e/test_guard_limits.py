@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import secrets
 import urllib.request
-from datetime import UTC, datetime
 
 import pytest
 
@@ -38,20 +37,12 @@ def _decisions_made(ops_port: int) -> float:
     )
 
 
-async def _clear_of_hour_boundary() -> None:
-    """The cap counts per clock hour: start well inside one, so the race is about one window."""
-    now = datetime.now(UTC)
-    if now.minute == 59 and now.second > 0:
-        await asyncio.sleep(61 - now.second)
-
-
 async def test_hourly_cap_is_exact_with_two_racing_guards(herald) -> None:  # type: ignore[no-untyped-def]
     assert sum(1 for r in herald.services.replicas.values() if r.service == "guard") >= 2
     tenant = herald.add_tenant(
         f"cap{secrets.token_hex(3)}", limits={"emails_per_hour": CAP, "emails_per_contact_per_day": 1}
     )
     run = secrets.token_hex(3)
-    await _clear_of_hour_boundary()
     proposals = (_proposal(tenant, run, n) for n in range(PROPOSALS))
     await publish_many(herald.bootstrap, herald.topic(PROPOSED_ACTION), proposals)
 

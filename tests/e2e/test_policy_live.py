@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,16 @@ from herald_core.contracts import ActionApproved, ActionBlocked, ActionEscalated
 from herald_core.envelope import Envelope
 from herald_core.grpc.herald.v1 import retrieval_pb2, retrieval_pb2_grpc
 from herald_core.topics import APPROVED_ACTION, DECISION, POLICY, PROPOSED_ACTION, contact_key, tenant_key
-from support import email_action, envelope, eventually, herald_command, publish, read_topic
+from support import (
+    email_action,
+    envelope,
+    eventually,
+    herald_command,
+    live_policies,
+    on_every_guard,
+    publish,
+    read_topic,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.postgres]
 
@@ -47,24 +55,6 @@ rules:
   - id: escalation.unsure
     when: action.confidense < 0.95
 """
-
-
-def live_policies(herald, tenant: str) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
-    answers = []
-    for replica in herald.services.replicas.values():
-        if replica.service == "guard":
-            url = f"http://127.0.0.1:{replica.ops_port}/v1/policies/{tenant}"
-            with urllib.request.urlopen(url, timeout=5) as response:
-                answers.append(json.loads(response.read()))
-    return answers
-
-
-async def on_both_guards(herald, tenant: str, version_prefix: str) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
-    def check() -> list[dict[str, Any]] | None:
-        answers = live_policies(herald, tenant)
-        return answers if len(answers) >= 2 and all(a["version"].startswith(version_prefix) for a in answers) else None
-
-    return await eventually(check, timeout=20, what=f"policy {version_prefix} on every guard")
 
 
 async def decide(herald, tenant: str, body_text: str, confidence: float = 0.99, evidence=()):  # type: ignore[no-untyped-def]
@@ -103,7 +93,7 @@ async def test_a_published_policy_changes_decisions_on_every_replica_without_a_r
     v1.write_text(V1.format(tenant=tenant))
     applied = herald_command(herald, "policy", "apply", str(v1), "--by", "compliance@acmerelay.example")
     assert applied.returncode == 0, applied.stderr
-    (first, _) = await on_both_guards(herald, tenant, "v1-")
+    (first, _) = await on_every_guard(herald, tenant, "v1-")
     assert first["published"] and first["sha256"] == hashlib.sha256(v1.read_text().encode()).hexdigest()
 
     blocked = await decide(herald, tenant, "Start your risk-free trial today.")
@@ -116,7 +106,7 @@ async def test_a_published_policy_changes_decisions_on_every_replica_without_a_r
     diff = herald_command(herald, "policy", "diff", str(v2))
     assert diff.returncode == 0 and "+ escalation.unsure" in diff.stdout and "- content.banned_phrases" in diff.stdout
     assert herald_command(herald, "policy", "apply", str(v2), "--note", "review unsure drafts").returncode == 0
-    (second, _) = await on_both_guards(herald, tenant, "v2-")
+    (second, _) = await on_every_guard(herald, tenant, "v2-")
     escalated = await decide(herald, tenant, "Start your risk-free trial today.", confidence=0.9)
     assert isinstance(escalated, ActionEscalated) and escalated.policy_version == second["version"]
     approved = await decide(herald, tenant, "A short note.", confidence=0.99)
@@ -130,7 +120,7 @@ async def test_bad_and_stale_policies_are_refused_and_the_live_one_stays(herald,
     v2 = tmp_path / "v2.yaml"
     v2.write_text(V2.format(tenant=tenant))
     assert herald_command(herald, "policy", "apply", str(v2)).returncode == 0
-    await on_both_guards(herald, tenant, "v2-")
+    await on_every_guard(herald, tenant, "v2-")
 
     # the command refuses a broken file, naming the line, and publishes nothing
     broken = tmp_path / "broken.yaml"
@@ -191,7 +181,7 @@ async def test_the_grounding_rule_blocks_an_injected_discount_and_passes_a_suppo
     policy = tmp_path / "policy.yaml"
     policy.write_text(GROUNDED.format(tenant=tenant))
     assert herald_command(herald, "policy", "apply", str(policy)).returncode == 0
-    await on_both_guards(herald, tenant, "v1-")
+    await on_every_guard(herald, tenant, "v1-")
 
     async with grpc.aio.insecure_channel(herald.services.retrieval_target) as channel:
         stub = retrieval_pb2_grpc.RetrievalStub(channel)

@@ -9,11 +9,10 @@ import os
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from test_policy_live import on_both_guards
 
 from herald_core.contracts import ActionApproved, ActionDeferred
 from herald_core.topics import APPROVED_ACTION, DECISION, PROPOSED_ACTION, contact_key
-from support import email_action, envelope, eventually, herald_command, mails_to, publish, read_topic
+from support import email_action, envelope, eventually, herald_command, mails_to, on_every_guard, publish, read_topic
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.postgres, pytest.mark.smtp]
 
@@ -56,7 +55,7 @@ async def test_a_held_action_survives_a_restart_and_is_sent_once_when_its_window
     policy = tmp_path / "policy.yaml"
     policy.write_text(source)
     assert herald_command(herald, "policy", "apply", str(policy)).returncode == 0
-    await on_both_guards(herald, tenant, "v1-")
+    await on_every_guard(herald, tenant, "v1-")
 
     action = email_action(tenant, contact_id="w1", email=f"w1@{tenant}.example", timezone="UTC")
     env = envelope(tenant, action, source="test/planner")

@@ -206,6 +206,9 @@ class ActionProposed(Contract):
     action_id: str = Field(description="Unique id of the action (ULID); idempotency key downstream.")
     tenant: TenantId = Field(description="The tenant it acts for; signed with the action so it cannot be moved.")
     workflow_id: str = Field(description="The workflow run that proposed it.")
+    campaign_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")] | None = Field(
+        default=None, description="The campaign the action belongs to (campaign caps, first-send review)."
+    )
     tool: Literal["send_email"] = Field(description="The tool to run.")
     input: SendEmailInput = Field(description="The tool's typed input.")
     contact: ContactFacts = Field(description="The contact as the planner saw it (VIP, deal value, …).")

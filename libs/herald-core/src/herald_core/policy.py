@@ -24,9 +24,19 @@ policy can switch off (consent, the recipient is the contact, the action is the 
         field: draft.body
         pattern: (?i)\b(layoffs?|lawsuits?)\b
         then: escalate
+    limits:                           # caps over sliding windows, exact across guard replicas
+      - id: limits.contact_weekly
+        scope: contact                        # tenant | campaign | contact
+        channel: any                          # email | sms | phone | any (a cross-channel budget)
+        max: 3
+        per: 7d                               # 30s, 15m, 1h, 7d (at most 31d)
+      - id: limits.send_email_rate
+        tool: send_email                      # a per-tool rate limit
+        max: 20
+        per: 1m
 
 Facts a CEL condition can read:
-    action.tool, action.channel, action.confidence, action.rationale, action.evidence_count
+    action.tool, action.channel, action.campaign_id, action.confidence, action.rationale, action.evidence_count
     action.contact.{contact_id, email, first_name, last_name, company, job_title, industry,
                     lifecycle_stage, timezone, vip, deal_value_minor}
     draft.{to, subject, body, body_chars, words}
@@ -57,6 +67,7 @@ import cel
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -74,6 +85,7 @@ Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 DAYS: tuple[Day, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 RuleId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$", description="e.g. `content.banned_phrases`")]
 BUILT_IN_RULES = ("control.kill_switch", "consent.opt_out", "content.recipient_is_contact", "tenant.matches")
+_TENANT_LIMIT_IDS = ("limits.tenant_emails_per_hour", "limits.contact_emails_per_day")
 
 
 class _Rule(BaseModel):
@@ -188,6 +200,85 @@ class SendWindow(BaseModel):
         raise AssertionError("a window with a day opens within a week")
 
 
+_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+LONGEST_LIMIT_WINDOW = timedelta(days=31)
+
+
+def _duration(value: Any) -> Any:
+    """`30s`, `15m`, `1h`, `7d` → a timedelta (anything else is left to pydantic's own timedelta parsing)."""
+    if isinstance(value, str) and (match := _DURATION.match(value)):
+        return timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    return value
+
+
+class Limit(BaseModel):
+    """A frequency cap over a sliding window (`max` approvals in any `per`), exact across guard replicas:
+    the guard reserves it in Postgres after the rules pass, under a lock per counted key.
+
+    `scope` says what is counted separately: the whole tenant, each campaign, or each contact; `channel`
+    narrows it to one channel (`any` makes a cross-channel budget); `tool` makes it a per-tool rate limit."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    id: RuleId
+    max: int = Field(ge=0, description="Most approvals in any window of length `per`.")
+    per: Annotated[timedelta, BeforeValidator(_duration)] = Field(
+        description="The sliding window: `30s`, `15m`, `1h`, `7d` (at most 31 days)."
+    )
+    scope: Literal["tenant", "campaign", "contact"] = "tenant"
+    channel: Literal["email", "sms", "phone", "any"] = "any"
+    tool: str | None = Field(default=None, description="Only actions of this tool count (a per-tool rate limit).")
+    reason: str | None = Field(default=None, max_length=500)
+
+    @field_validator("per")
+    @classmethod
+    def _window(cls, per: timedelta) -> timedelta:
+        if not timedelta(seconds=1) <= per <= LONGEST_LIMIT_WINDOW:
+            raise ValueError("a window is between 1s and 31d")
+        return per
+
+    def counted_key(self, action: ActionProposed) -> str | None:
+        """The counter this action adds to, or None when the limit does not apply to it."""
+        if self.tool is not None and action.tool != self.tool:
+            return None
+        if self.channel != "any" and action.channel.value != self.channel:
+            return None
+        if self.scope == "tenant":
+            return self.id
+        if self.scope == "campaign":
+            return None if action.campaign_id is None else f"{self.id}/campaign/{action.campaign_id}"
+        return f"{self.id}/contact/{action.contact.contact_id}"
+
+    def describe(self) -> str:
+        seconds = int(self.per.total_seconds())
+        unit, size = next((u, n) for u, n in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)) if seconds % n == 0)
+        narrowed = "".join(
+            [f", {self.channel}" if self.channel != "any" else "", f", {self.tool}" if self.tool else ""]
+        )
+        return f"{self.max} per {seconds // size}{unit} per {self.scope}{narrowed}"
+
+
+def tenant_limits(tenant: TenantConfig) -> tuple[Limit, ...]:
+    """The caps in the tenant's configuration (the platform's ceiling; a policy's limits add to them)."""
+    return (
+        Limit(
+            id="limits.tenant_emails_per_hour",
+            max=tenant.limits.emails_per_hour,
+            per=timedelta(hours=1),
+            channel="email",
+            reason="the tenant's hourly email cap",
+        ),
+        Limit(
+            id="limits.contact_emails_per_day",
+            max=tenant.limits.emails_per_contact_per_day,
+            per=timedelta(days=1),
+            scope="contact",
+            channel="email",
+            reason="the per-contact daily email cap",
+        ),
+    )
+
+
 class PolicyDocument(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     tenant: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -199,18 +290,28 @@ class PolicyDocument(BaseModel):
         default=None, description="Outside it, an action is deferred (held, then decided again at the opening)."
     )
     rules: tuple[Rule, ...] = ()
+    limits: tuple[Limit, ...] = Field(
+        default=(), description="Frequency caps over sliding windows, on top of the tenant configuration's caps."
+    )
 
-    @field_validator("rules")
+    @field_validator("rules", "limits")
     @classmethod
-    def _unique_ids(cls, rules: tuple[Rule, ...]) -> tuple[Rule, ...]:
+    def _unique_ids(cls, items: tuple[Rule | Limit, ...]) -> tuple[Rule | Limit, ...]:
         seen: set[str] = set()
-        for rule in rules:
-            if rule.id in seen:
-                raise ValueError(f"rule id {rule.id!r} appears twice")
-            if rule.id in BUILT_IN_RULES:
-                raise ValueError(f"rule id {rule.id!r} is built in and cannot be redefined")
-            seen.add(rule.id)
-        return rules
+        for item in items:
+            if item.id in seen:
+                raise ValueError(f"id {item.id!r} appears twice")
+            if item.id in BUILT_IN_RULES or item.id in _TENANT_LIMIT_IDS:
+                raise ValueError(f"id {item.id!r} is built in and cannot be redefined")
+            seen.add(item.id)
+        return items
+
+    @model_validator(mode="after")
+    def _limits_are_not_rules(self) -> PolicyDocument:
+        clash = {r.id for r in self.rules} & {limit.id for limit in self.limits}
+        if clash:
+            raise ValueError(f"ids used by both a rule and a limit: {', '.join(sorted(clash))}")
+        return self
 
 
 @dataclass(frozen=True)
@@ -382,6 +483,16 @@ class Grounding:
     error: str | None = None
 
 
+def limits_for(policy: Policy, tenant: TenantConfig, action: ActionProposed) -> list[tuple[Limit, str]]:
+    """Every cap an approval of `action` counts against, with the key it is counted under."""
+    applicable = []
+    for limit in (*tenant_limits(tenant), *policy.document.limits):
+        key = limit.counted_key(action)
+        if key is not None:
+            applicable.append((limit, key))
+    return applicable
+
+
 def needs_grounding(policy: Policy) -> bool:
     """Whether deciding under `policy` needs the grounding API's answer."""
     return any(isinstance(r, GroundingRule) and r.enabled for r in policy.document.rules)
@@ -405,6 +516,7 @@ def facts_for(action: ActionProposed, tenant: TenantConfig, stage: str) -> dict[
         "action": {
             "tool": action.tool,
             "channel": action.channel.value,
+            "campaign_id": action.campaign_id or "",
             "confidence": float(action.confidence),
             "rationale": action.rationale,
             "evidence_count": len(action.evidence),

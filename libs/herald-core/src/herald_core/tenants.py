@@ -26,8 +26,10 @@ class Sender(BaseModel):
 
 class Limits(BaseModel):
     model_config = ConfigDict(frozen=True)
-    emails_per_hour: int = Field(default=500, ge=0, description="Tenant-wide email cap per clock hour.")
-    emails_per_contact_per_day: int = Field(default=1, ge=0, description="Per-contact email cap per day.")
+    emails_per_hour: int = Field(default=500, ge=0, description="Tenant-wide email cap in any hour (a sliding window).")
+    emails_per_contact_per_day: int = Field(
+        default=1, ge=0, description="Per-contact email cap in any 24 hours (a sliding window)."
+    )
 
 
 class Escalation(BaseModel):

@@ -10,6 +10,7 @@ Handlers, by topic:
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from importlib.resources import files
@@ -39,7 +40,7 @@ from herald_core.db import create_pool, migrate, readiness
 from herald_core.envelope import Envelope
 from herald_core.ids import new_id
 from herald_core.observability import add_ops_routes, get_logger
-from herald_core.policy import evaluate, needs_grounding
+from herald_core.policy import LONGEST_LIMIT_WINDOW, evaluate, limits_for, needs_grounding
 from herald_core.runtime import ServiceRuntime
 from herald_core.signing import load_signer
 from herald_core.tenants import TenantDirectory
@@ -53,7 +54,14 @@ from herald_core.topics import (
 )
 from herald_guard.adapters.grounding import GroundingClient
 from herald_guard.adapters.policies import PolicyBook
-from herald_guard.adapters.store import CapRequest, Decision, Deferral, DeferredActions, GuardStore, windows
+from herald_guard.adapters.store import (
+    CapRequest,
+    Decision,
+    Deferral,
+    DeferredActions,
+    GuardStore,
+    forget_old_reservations,
+)
 from herald_guard.logic import action_hash
 from herald_guard.settings import Settings
 
@@ -176,12 +184,11 @@ class Guard:
                 ttl=timedelta(seconds=self.settings.approval_ttl_seconds),
             )
 
-        hour, day = windows(self.now())
         caps = [
-            CapRequest("tenant_hour", "tenant_hour", hour, tenant.limits.emails_per_hour),
             CapRequest(
-                "contact_day", f"contact_day:{action.contact.contact_id}", day, tenant.limits.emails_per_contact_per_day
-            ),
+                limit.id, counter, limit.per, limit.max, limit.describe() + (f" ({limit.reason})" * bool(limit.reason))
+            )
+            for limit, counter in limits_for(policy, tenant, action)
         ]
         return await self._record(msg, action, stage, decision, caps, approve, deferral)
 
@@ -213,6 +220,7 @@ class Guard:
             decision=decision,
             caps=caps or [],
             approve=approve,
+            now=self.now(),
             deferral=deferral,
         )
         DECISIONS.labels(final.outcome, final.rule or "-", stage).inc()
@@ -281,7 +289,8 @@ class Guard:
 class Releaser:
     """Every `interval` seconds, decides again the held actions whose window has opened, and publishes the
     decisions. Rows are leased, so replicas share the work; a release published twice is harmless (the
-    decision is recorded once per action and stage, and its approval carries the same nonce)."""
+    decision is recorded once per action and stage, and its approval carries the same nonce). Every ten
+    minutes it also drops cap reservations older than any window."""
 
     def __init__(self, guard: Guard, producer: TransactionalProducer, interval: float) -> None:
         self.guard = guard
@@ -294,8 +303,12 @@ class Releaser:
         self._task = asyncio.create_task(self._run(), name="guard-releaser")
 
     async def _run(self) -> None:
+        swept = 0.0
         while True:
             try:
+                if time.monotonic() - swept > 600:
+                    swept = time.monotonic()
+                    await forget_old_reservations(self.guard.store.pool, self.guard.now(), LONGEST_LIMIT_WINDOW)
                 due = await self.guard.deferred.lease_due(self.guard.now())
                 if due:
                     await self.guard.feed.caught_up()

@@ -1,9 +1,11 @@
-"""The guard's Postgres: decisions recorded once per action and stage, caps reserved atomically.
+"""The guard's Postgres: decisions recorded once per action and stage, caps reserved exactly.
 
-Recording the decision and reserving the counters happen in one database transaction, and the
+Recording the decision and reserving the caps happen in one database transaction, and the
 decision row is the idempotency key: a redelivered proposal finds its decision and re-emits it
-without counting the email twice. Several guard replicas racing on one tenant's hourly cap stay
-exact because the increment is a single conditional upsert (`… DO UPDATE … WHERE count < cap`).
+without counting the email twice. A cap is a sliding window: its count is the reservations made
+inside the last `per`; several guard replicas racing on one counter stay exact because each
+reservation first takes a transaction-scoped advisory lock on that counter (all of an action's
+counters in one order, so two reservations never wait on each other in a cycle).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import asyncpg
 
@@ -47,16 +49,13 @@ class Deferral:
 
 @dataclass(frozen=True)
 class CapRequest:
-    counter: str  # tenant_hour | contact_day
-    key: str
-    window_start: datetime
+    """One cap an approval counts against: at most `cap` reservations on `counter` in any `per`."""
+
+    rule: str
+    counter: str
+    per: timedelta
     cap: int
-
-
-def windows(now: datetime) -> tuple[datetime, datetime]:
-    hour = now.replace(minute=0, second=0, microsecond=0)
-    day = hour.replace(hour=0)
-    return hour, day
+    description: str
 
 
 class GuardStore:
@@ -79,6 +78,7 @@ class GuardStore:
         decision: Decision,
         caps: list[CapRequest],
         approve: Callable[[], Approval | None],
+        now: datetime,
         deferral: Deferral | None = None,
     ) -> Decision:
         """Record `decision`; an approval first reserves every cap, and turns into a block on the first cap hit.
@@ -92,9 +92,9 @@ class GuardStore:
             try:
                 final = decision
                 if decision.outcome == "approve":
-                    hit = await _reserve(conn, tenant, caps)
+                    hit = await _reserve(conn, tenant, action_id, caps, now)
                     if hit is not None:
-                        blocked = cap_hit(hit.counter, hit.cap)
+                        blocked = cap_hit(hit.rule, hit.description)
                         final = replace(
                             decision,
                             outcome="block",
@@ -178,28 +178,37 @@ class DeferredActions:
         await self.pool.execute("DELETE FROM guard.deferred WHERE action_id = $1 AND stage = $2", action_id, stage)
 
 
-async def _reserve(conn: asyncpg.Connection, tenant: str, caps: list[CapRequest]) -> CapRequest | None:
-    """Increment every counter below its cap, or none of them; return the cap that was full."""
-    savepoint = conn.transaction()
-    await savepoint.start()
+async def _reserve(
+    conn: asyncpg.Connection, tenant: str, action_id: str, caps: list[CapRequest], now: datetime
+) -> CapRequest | None:
+    """Reserve `action_id` on every counter below its cap, or on none of them; return the cap that was full.
+
+    Runs inside the caller's transaction: the counter locks are held until it commits or rolls back."""
+    for counter in sorted({cap.counter for cap in caps}):
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"guard/{tenant}/{counter}")
     for cap in caps:
-        if cap.cap <= 0:
-            await savepoint.rollback()
-            return cap
-        ok = await conn.fetchval(
-            "INSERT INTO guard.send_counters(tenant, counter, window_start, count) VALUES ($1, $2, $3, 1) "
-            "ON CONFLICT (tenant, counter, window_start) DO UPDATE SET count = send_counters.count + 1 "
-            "WHERE send_counters.count < $4 RETURNING true",
+        used = await conn.fetchval(
+            "SELECT count(*) FROM guard.limit_reservations WHERE tenant = $1 AND counter = $2 "
+            "AND reserved_at > $3 AND action_id <> $4",
             tenant,
-            cap.key,
-            cap.window_start,
-            cap.cap,
+            cap.counter,
+            now - cap.per,
+            action_id,
         )
-        if not ok:
-            await savepoint.rollback()
+        if used >= cap.cap:
             return cap
-    await savepoint.commit()
+    await conn.executemany(
+        "INSERT INTO guard.limit_reservations(tenant, counter, action_id, reserved_at) VALUES ($1, $2, $3, $4) "
+        "ON CONFLICT DO NOTHING",
+        [(tenant, cap.counter, action_id, now) for cap in caps],
+    )
     return None
+
+
+async def forget_old_reservations(pool: asyncpg.Pool, now: datetime, older_than: timedelta) -> int:
+    """Drop reservations no window can reach any more; returns how many."""
+    status = await pool.execute("DELETE FROM guard.limit_reservations WHERE reserved_at < $1", now - older_than)
+    return int(status.split()[-1])
 
 
 def _decision(row: asyncpg.Record) -> Decision:
