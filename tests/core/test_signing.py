@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 
 from herald_core.contracts import ActionApproved, ActionProposed, ContactFacts, SendEmailInput
-from herald_core.signing import VerificationError, generate_keypair, load_signer, load_verifier
+from herald_core.signing import (
+    KeyRing,
+    VerificationError,
+    generate_keypair,
+    load_signer,
+    load_verifier,
+    rotate_keys,
+)
 
 
 def _action() -> ActionProposed:
@@ -75,3 +82,32 @@ def test_forged_key_is_refused(keys: Path, tmp_path_factory: pytest.TempPathFact
     with pytest.raises(VerificationError) as err:
         load_verifier(keys).verify(ActionApproved(action=_action(), approval=forged, rules=()))
     assert err.value.reason == "bad_signature"
+
+
+def test_keys_rotate_without_a_restart_and_the_old_key_counts_until_its_grace_ends(keys: Path) -> None:
+    guard, executor = KeyRing(keys, "guard-a", interval=0), KeyRing(keys, interval=0)
+    issued = datetime.now(UTC)
+
+    def approved(signer) -> ActionApproved:  # type: ignore[no-untyped-def]
+        approval = signer.approve(_action(), approved_by="guard", policy_version="v1", ttl=timedelta(days=1))
+        return ActionApproved(action=_action(), approval=approval, rules=())
+
+    before = approved(guard.signer())
+    assert before.approval.key_id == "guard-a"
+    executor.verify(before)
+
+    new, old = rotate_keys(keys, timedelta(minutes=10), replacing="guard-a", now=issued)
+    assert old == "guard-a" and new != old
+    after = approved(guard.signer())  # the same KeyRing, no restart: the new key signs
+    assert after.approval.key_id == new
+    executor.verify(after)
+    executor.verify(before, now=issued + timedelta(minutes=9))  # within the grace period
+    with pytest.raises(VerificationError) as refused:
+        executor.verify(before, now=issued + timedelta(minutes=10))
+    assert refused.value.reason == "retired_key"
+    executor.verify(after, now=issued + timedelta(minutes=10))
+
+    newer, replaced = rotate_keys(keys, timedelta(0), now=issued + timedelta(minutes=1))
+    assert replaced == new and guard.signer().key_id == newer
+    with pytest.raises(VerificationError, match="grace period ended"):
+        executor.verify(after, now=issued + timedelta(minutes=1))

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx
 import pytest
 
 from herald_core.contracts import ActionApproved, ActionBlocked, ActionEscalated, EvidenceRef, PolicyPublished
@@ -57,11 +58,12 @@ rules:
 """
 
 
-async def decide(herald, tenant: str, body_text: str, confidence: float = 0.99, evidence=()):  # type: ignore[no-untyped-def]
+async def decide(herald, tenant: str, body_text: str, confidence: float = 0.99, evidence=(), campaign_id=None):  # type: ignore[no-untyped-def]
     """Propose one email and return the guard's answer for it (approved, blocked or escalated)."""
     contact_id = os.urandom(4).hex()
     action = email_action(tenant, contact_id=contact_id, email=f"{contact_id}@buyers.example", body_text=body_text)
-    action = action.model_copy(update={"confidence": confidence, "evidence": tuple(evidence)})
+    update = {"confidence": confidence, "evidence": tuple(evidence), "campaign_id": campaign_id}
+    action = action.model_copy(update=update)
     key = contact_key(tenant, contact_id)
     env = envelope(tenant, action, source="test/planner")
     await publish(herald.bootstrap, herald.prefix, PROPOSED_ACTION, key, env, action)
@@ -199,3 +201,41 @@ async def test_the_grounding_rule_blocks_an_injected_discount_and_passes_a_suppo
     assert "none unsupported" in next(h.detail for h in supported.rules if h.rule == "content.grounded")
     unbacked = await decide(herald, tenant, "Growth is $49 per seat per month.", evidence=())
     assert isinstance(unbacked, ActionBlocked) and "$49" in unbacked.reason
+
+
+NEW_CAMPAIGN = """\
+tenant: {tenant}
+version: 1
+rules:
+  - id: escalation.new_campaign
+    when: campaign.first_send
+    then: escalate
+    reason: the first email of a new campaign gets a human's eye
+"""
+
+
+async def test_the_first_send_of_a_new_campaign_waits_for_a_reviewer_and_later_sends_do_not(herald, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    tenant = herald.add_tenant(f"camp{os.urandom(3).hex()}")
+    policy = tmp_path / "campaign.yaml"
+    policy.write_text(NEW_CAMPAIGN.format(tenant=tenant))
+    assert herald_command(herald, "policy", "apply", str(policy)).returncode == 0
+    await on_every_guard(herald, tenant, "v1-")
+
+    first = await decide(herald, tenant, "Spring is here.", campaign_id="spring-launch")
+    assert isinstance(first, ActionEscalated), first
+    assert [h.rule for h in first.rules if h.outcome == "escalate"] == ["escalation.new_campaign"]
+    assert isinstance(await decide(herald, tenant, "A one-off note."), ActionApproved)  # not a campaign
+
+    async with httpx.AsyncClient(base_url=herald.services.review_url, timeout=30) as review:
+        ok = await review.post(f"/v1/reviews/{first.review_id}/approve", json={"reviewer": "dana@acme.example"})
+        assert ok.status_code == 200, ok.text
+
+    async def launched() -> bool:
+        records = await read_topic(herald.bootstrap, herald.topic(APPROVED_ACTION), timeout=2)
+        return any(r.tenant == tenant and first.action_id in (r.value or b"").decode() for r in records)
+
+    await eventually(launched, timeout=30, what="the reviewed first send approved")
+    later = await decide(herald, tenant, "Spring, again.", campaign_id="spring-launch")
+    assert isinstance(later, ActionApproved), later
+    assert next(h for h in later.rules if h.rule == "escalation.new_campaign").outcome == "pass"
+    assert isinstance(await decide(herald, tenant, "Autumn is near.", campaign_id="autumn"), ActionEscalated)

@@ -129,6 +129,24 @@ def _bad_cloudevents(tenant: str) -> dict[str, tuple[dict[str, Any], int, str, s
         "unknown_tenant": ({"event": {**good, "tenant": "nosuchtenant"}}, 404, "unknown_tenant", "unknown"),
         "unsupported_type": ({"event": {**good, "type": "com.acme.nope"}}, 422, "unsupported_type", tenant),
         "invalid_data": ({"event": {**good, "data": {"reason": "x"}}}, 422, "invalid_schema", tenant),
+        "erasure_with_a_plain_address": (
+            {
+                "event": {
+                    **good,
+                    "type": "herald.contact.erased.v1",
+                    "data": {
+                        "contact_id": "424242",
+                        "email_sha256": "lead@northwind.example",  # the address itself, not its hash
+                        "upstream_source": "dsar-portal",
+                        "upstream_event_id": "dsar-1",
+                        "occurred_at": "2026-11-25T10:00:00Z",
+                    },
+                }
+            },
+            422,
+            "invalid_schema",
+            tenant,
+        ),
         "extra_field": (
             {"event": {**good, "data": {**good["data"], "surprise": 1}}},
             422,

@@ -10,7 +10,9 @@ import typer
 from rich.console import Console
 
 from herald_cli import audit, control, kb, policy
+from herald_core.policy import parse_duration
 from herald_core.settings import CommonSettings
+from herald_core.signing import rotate_keys
 
 app = typer.Typer(help="Herald's command line. Reads HERALD_* settings (Kafka bootstrap, topic prefix).")
 kb_app = typer.Typer(help="A tenant's knowledge base: add, replace and delete documents.")
@@ -130,6 +132,32 @@ def audit_verify(
 ) -> None:
     """Check every seal and link of the audit's hash chain; name each record where it breaks."""
     raise typer.Exit(asyncio.run(audit.check(CommonSettings(), file, Console())))
+
+
+keys_app = typer.Typer(help="The guard's signing keys.")
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    grace: Annotated[
+        str, typer.Option(help="How long approvals signed with the old key stay valid: 30s, 15m, 1h, 1d.")
+    ] = "1h",
+    replacing: Annotated[
+        str,
+        typer.Option(
+            envvar="HERALD_GUARD_SIGNING_KEY_ID", help="The guard's configured key, when none was made current yet."
+        ),
+    ] = "guard-local-1",
+) -> None:
+    """Make a new signing key current; the guards sign with it within a second, and the executors honour the
+    old key's approvals until the grace period ends."""
+    try:
+        period = parse_duration(grace)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--grace") from exc
+    new, old = rotate_keys(Path(CommonSettings().keys_dir), period, replacing=replacing)
+    Console().print(f"signing with {new}" + (f"; {old} retired after {period}" if old else ""))
 
 
 @app.command("explain")

@@ -1,12 +1,19 @@
 """Following `herald.consent.v1` into a service's own suppression table, with proof of freshness.
 
 The guard and the executor each keep the latest consent state per (tenant, contact, channel)
-in their own schema. Before deciding or sending, they call `caught_up()`: it reads the consent
-topic's end offsets and waits until the feed has applied everything up to them, so an opt-out
-committed before that moment is always seen — "nothing is sent after its opt-out is recorded".
+in their own schema. Before each decision and each send, they call `caught_up()`: it reads the
+consent topic's end offsets and waits until the feed has applied everything up to them, so an
+opt-out committed before that moment is always seen — an opt-out at offset X blocks every action
+checked after X was written. Concurrent callers share one end-offsets request, provided it began
+after they called, so the check costs one broker round trip per wave of actions, not per action.
+
+An erasure (`ContactErased`) replaces every suppression row of the contact by one hashed entry
+(contact id and address as SHA-256, reason `erasure`, all channels) and runs the service's own
+`on_erasure` in the same transaction, which removes the contact's data from the service's tables.
 
 Tables (created by `CONSENT_MIGRATIONS`, applied in the service's schema):
-    <schema>.suppression(tenant, contact_id, channel, suppressed, reason, email, source_offset, updated_at)
+    <schema>.suppression(tenant, contact_id, channel, suppressed, reason, email, email_sha256, source_offset,
+                         updated_at)
     <schema>.consent_offsets(partition PRIMARY KEY, next_offset)
 """
 
@@ -14,7 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
@@ -32,16 +42,32 @@ from herald_core.bus import (
     read_record,
     send_dead_letter,
 )
-from herald_core.contracts import ConsentGranted, ConsentWithdrawn
+from herald_core.contracts import ConsentGranted, ConsentWithdrawn, ContactErased
 from herald_core.settings import CommonSettings
 from herald_core.topics import CONSENT
 
 log = structlog.get_logger("herald.consent")
 
+#: a service's own erasure, run in the consent feed's transaction: (connection, tenant, contact_id, hashed id)
+OnErasure = Callable[[asyncpg.Connection, str, str, str], Awaitable[None]]
+
+
+def address_hash(email: str) -> str:
+    """What an erasure keeps of an address: SHA-256 (hex) of it, lower-cased."""
+    return hashlib.sha256(email.strip().lower().encode()).hexdigest()
+
+
+def contact_hash(tenant: str, contact_id: str) -> str:
+    """What an erasure keeps of a contact id, in place of the id (`sha256:<hex>`)."""
+    return "sha256:" + hashlib.sha256(f"{tenant}:{contact_id}".encode()).hexdigest()
+
 
 class ConsentFeed:
-    def __init__(self, common: CommonSettings, pool: asyncpg.Pool, schema: str) -> None:
+    def __init__(
+        self, common: CommonSettings, pool: asyncpg.Pool, schema: str, on_erasure: OnErasure | None = None
+    ) -> None:
         self.common = common
+        self.on_erasure = on_erasure
         self.pool = pool
         self.schema = schema
         self.topic = CONSENT.full_name(common.topic_prefix)
@@ -50,6 +76,8 @@ class ConsentFeed:
         self._task: asyncio.Task[None] | None = None
         self._positions: dict[TopicPartition, int] = {}
         self._advanced = asyncio.Condition()
+        self._reading: asyncio.Task[tuple[datetime, dict[TopicPartition, int]]] | None = None
+        self._reading_number = 0  # how many end-offsets readings have begun
         self.started = False
 
     async def start(self) -> None:
@@ -111,6 +139,8 @@ class ConsentFeed:
                 readable: list[Inbound] = []
                 for records in batch.values():
                     for record in records:
+                        if record.value is None:
+                            continue  # a tombstone: compaction removing an erased contact's older records
                         read = read_record(record, CONSENT)
                         if isinstance(read, Unreadable):
                             # before the offsets are stored, so a crash cannot lose it
@@ -153,6 +183,10 @@ class ConsentFeed:
 
     async def _apply(self, conn: asyncpg.Connection, inbound: Inbound) -> None:
         body = inbound.body
+        tenant = inbound.envelope.tenant
+        if isinstance(body, ContactErased):
+            await self._erase(conn, tenant, body, inbound.offset)
+            return
         if isinstance(body, ConsentWithdrawn):
             suppressed, reason, email = True, body.reason.value, body.email
         elif isinstance(body, ConsentGranted):
@@ -166,7 +200,7 @@ class ConsentFeed:
             "ON CONFLICT (tenant, contact_id, channel) DO UPDATE SET suppressed = EXCLUDED.suppressed, "
             "reason = EXCLUDED.reason, email = COALESCE(EXCLUDED.email, suppression.email), "
             "source_offset = EXCLUDED.source_offset, updated_at = now()",
-            inbound.envelope.tenant,
+            tenant,
             body.contact_id,
             body.channel.value,
             suppressed,
@@ -175,11 +209,35 @@ class ConsentFeed:
             inbound.offset,
         )
 
-    async def caught_up(self, timeout: float = 10.0) -> None:
-        """Return once every consent record committed before this call has been applied."""
-        assert self._consumer is not None
-        partitions = list(self._positions)
-        ends = await self._consumer.end_offsets(partitions)
+    async def _erase(self, conn: asyncpg.Connection, tenant: str, erased: ContactErased, offset: int) -> None:
+        hashed = contact_hash(tenant, erased.contact_id)
+        await conn.execute(
+            f'DELETE FROM "{self.schema}".suppression WHERE tenant = $1 AND (contact_id = $2 '
+            "OR (email IS NOT NULL AND $3::text IS NOT NULL AND encode(sha256(convert_to(lower(email), 'UTF8')), "
+            "'hex') = $3))",
+            tenant,
+            erased.contact_id,
+            erased.email_sha256,
+        )
+        await conn.execute(
+            f'INSERT INTO "{self.schema}".suppression'
+            "(tenant, contact_id, channel, suppressed, reason, email, email_sha256, source_offset, updated_at) "
+            "VALUES ($1, $2, 'all', true, 'erasure', NULL, $3, $4, now()) "
+            "ON CONFLICT (tenant, contact_id, channel) DO UPDATE SET email_sha256 = EXCLUDED.email_sha256, "
+            "source_offset = EXCLUDED.source_offset, updated_at = now()",
+            tenant,
+            hashed,
+            erased.email_sha256,
+            offset,
+        )
+        if self.on_erasure is not None:
+            await self.on_erasure(conn, tenant, erased.contact_id, hashed)
+        log.info("contact erased", tenant=tenant, contact=hashed)
+
+    async def caught_up(self, timeout: float = 10.0) -> datetime:
+        """Return once every consent record committed before this call has been applied; the result is
+        when the end offsets waited for were read (what a decision records as its consent check time)."""
+        read_at, ends = await asyncio.wait_for(self._end_offsets_read_after(self._reading_number), timeout)
         deadline = time.monotonic() + timeout
         async with self._advanced:
             while any(self._positions[tp] < end for tp, end in ends.items()):
@@ -188,17 +246,38 @@ class ConsentFeed:
                     raise TimeoutError("consent feed is behind the consent topic")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._advanced.wait(), remaining)
+        return read_at
+
+    async def _end_offsets_read_after(self, begun_before: int) -> tuple[datetime, dict[TopicPartition, int]]:
+        """End offsets from a reading that began after `begun_before` readings had begun (shared by callers)."""
+        while True:
+            reading = self._reading
+            if reading is not None and self._reading_number > begun_before:
+                return await asyncio.shield(reading)
+            if reading is None or reading.done():
+                self._reading_number += 1
+                self._reading = asyncio.create_task(self._read_end_offsets())
+            else:  # a reading that began before this call: wait it out, then begin (or join) a newer one
+                await asyncio.wait([reading])
+
+    async def _read_end_offsets(self) -> tuple[datetime, dict[TopicPartition, int]]:
+        assert self._consumer is not None
+        read_at = datetime.now(UTC)
+        return read_at, await self._consumer.end_offsets(list(self._positions))
 
     async def suppression(self, tenant: str, contact_id: str, email: str | None, channel: str = "email") -> str | None:
         """The reason the contact (or its address) must not be contacted on `channel`, or None. A withdrawal for
         `all` channels covers this one too; one for another channel does not."""
         row = await self.pool.fetchrow(
             f"SELECT reason FROM \"{self.schema}\".suppression WHERE tenant = $1 AND channel IN ($2, 'all') "
-            "AND suppressed AND (contact_id = $3 OR (email IS NOT NULL AND lower(email) = lower($4))) LIMIT 1",
+            "AND suppressed AND (contact_id IN ($3, $5) OR (email IS NOT NULL AND lower(email) = lower($4)) "
+            "OR email_sha256 = $6) LIMIT 1",
             tenant,
             channel,
             contact_id,
             email,
+            contact_hash(tenant, contact_id),
+            address_hash(email) if email else None,
         )
         return None if row is None else str(row["reason"])
 

@@ -115,6 +115,24 @@ class ConsentGranted(Contract):
     occurred_at: datetime = Field(description="When it happened (UTC).")
 
 
+Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+
+
+class ContactErased(Contract):
+    """A data subject's erasure (GDPR art. 17): every Herald store drops the contact's personal data; the
+    guard and the executor keep only a hashed suppression entry, so the address is never written to again.
+    The address travels as its hash only (`herald_core.consent.address_hash`)."""
+
+    TYPE: ClassVar[str] = "herald.contact.erased.v1"
+    contact_id: ContactId = Field(description="The erased contact's id in the tenant's CRM.")
+    email_sha256: Sha256Hex | None = Field(
+        default=None, description="SHA-256 (hex) of the contact's lower-cased email address, if it had one."
+    )
+    upstream_source: str = Field(description="Where the request came from, e.g. `hubspot` (privacy deletion).")
+    upstream_event_id: str = Field(description="The upstream system's id of the request.")
+    occurred_at: datetime = Field(description="When it was requested (UTC).")
+
+
 # ---------------------------------------------------------------- message events (what the contact did)
 
 
@@ -339,6 +357,7 @@ class ActionRefused(Contract):
     reason: Literal[
         "bad_signature",
         "unknown_key",
+        "retired_key",
         "expired",
         "replayed",
         "consent_withdrawn",
@@ -470,6 +489,7 @@ MESSAGE_TYPES: dict[str, type[Contract]] = {
         ContactUpdated,
         ConsentWithdrawn,
         ConsentGranted,
+        ContactErased,
         EmailReplied,
         MeetingBooked,
         PlanCreated,

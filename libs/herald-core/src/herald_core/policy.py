@@ -41,6 +41,7 @@ Facts a CEL condition can read:
                     lifecycle_stage, timezone, vip, deal_value_minor}
     draft.{to, subject, body, body_chars, words}
     tenant.{id, name, timezone}
+    campaign.{id, first_send}               first_send: no send of this campaign approved yet
     stage                                   "proposal" or "review"
 
 Rules run in order; every rule's result is recorded (pass, block, escalate). Block wins over
@@ -203,6 +204,14 @@ class SendWindow(BaseModel):
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 LONGEST_LIMIT_WINDOW = timedelta(days=31)
+
+
+def parse_duration(text: str) -> timedelta:
+    """`30s`, `15m`, `1h`, `7d` → a timedelta; anything else is a ValueError."""
+    match = _DURATION.match(text)
+    if match is None:
+        raise ValueError(f"not a duration like 30s, 15m, 1h or 7d: {text!r}")
+    return timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
 
 
 def _duration(value: Any) -> Any:
@@ -508,7 +517,9 @@ class Verdict:
     release_at: datetime | None = None  # when a deferred action is decided again (UTC)
 
 
-def facts_for(action: ActionProposed, tenant: TenantConfig, stage: str) -> dict[str, Any]:
+def facts_for(
+    action: ActionProposed, tenant: TenantConfig, stage: str, campaign_first_send: bool = False
+) -> dict[str, Any]:
     """The names a CEL condition can read, for one action."""
     contact = action.contact.model_dump(mode="json")
     body = action.input.body_text
@@ -530,6 +541,7 @@ def facts_for(action: ActionProposed, tenant: TenantConfig, stage: str) -> dict[
             "words": len(body.split()),
         },
         "tenant": {"id": tenant.tenant_id, "name": tenant.name, "timezone": tenant.timezone},
+        "campaign": {"id": action.campaign_id or "", "first_send": campaign_first_send and bool(action.campaign_id)},
         "stage": stage,
     }
 
@@ -566,13 +578,15 @@ def evaluate(
     grounding: Grounding | None = None,
     kill_switch: str | None = None,
     now: datetime | None = None,
+    campaign_first_send: bool = False,
 ) -> Verdict:
     """Every rule's result for one action: the built-in ones, then the policy's, in order.
 
     `grounding` is the grounding API's answer for the draft, when the policy has a grounding rule;
-    without it such a rule fails closed."""
+    without it such a rule fails closed. `campaign_first_send`: no send of the action's campaign has
+    been approved yet (the guard knows; `campaign.first_send` in conditions)."""
     hits = _built_in(action, tenant, suppression_reason, kill_switch)
-    facts = facts_for(action, tenant, stage)
+    facts = facts_for(action, tenant, stage, campaign_first_send)
     context = cel.Context(variables=facts)
     for rule in policy.document.rules:
         if not rule.enabled or (rule.then == "escalate" and stage != "proposal"):

@@ -43,6 +43,7 @@ class PolicyCase(BaseModel):
     action: dict[str, Any] = Field(default_factory=dict, description="Fields over the sample action.")
     suppressed: str | None = Field(default=None, description="The contact has opted out, for this reason.")
     stage: Literal["proposal", "review"] = "proposal"
+    first_send: bool = Field(default=False, description="The action is its campaign's first send (none approved yet).")
     at: datetime | None = Field(default=None, description="When the decision is made (UTC); default: now.")
     unsupported_claims: tuple[dict[str, str], ...] = Field(
         default=(), description="What the grounding API says the draft claims without evidence ({kind, text})."
@@ -154,6 +155,7 @@ def run_cases(policy: Policy, cases: PolicyCases) -> list[CaseResult]:
             suppression_reason=case.suppressed,
             grounding=grounding,
             now=case.at,
+            campaign_first_send=case.first_send,
         )
         fired = {h.rule for h in verdict.rules if h.outcome != "pass"}
         failure = None

@@ -4,14 +4,23 @@ What is signed is the canonical JSON of the action together with the approval's 
 (key id, nonce, issue and expiry times, approver, policy version): sorted keys, no spaces,
 UTF-8. Changing any byte of the action (recipient, subject, body) or stretching the expiry
 breaks the signature.
+
+Keys rotate without a restart (`herald keys rotate --grace 30m`, `rotate_keys`): the keys directory
+holds `<key_id>.pem` / `<key_id>.pub.pem` pairs, a `current` file naming the key the guard signs
+with, and a `<key_id>.retired` file (an ISO time) for each rotated-out key. The guard's `KeyRing`
+signs with the current key; the executor's trusts every public key until its retirement time,
+the grace period in which approvals signed before the rotation are still honoured. Both re-read
+the directory when it changes.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import os
 import secrets
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -78,12 +87,17 @@ class VerificationError(Exception):
 @dataclass(frozen=True)
 class Verifier:
     public_keys: dict[str, Ed25519PublicKey]
+    retired: dict[str, datetime] = field(default_factory=dict)  # key id → when its approvals stop counting
 
     def verify(self, approved: ActionApproved, *, now: datetime | None = None) -> None:
         approval = approved.approval
         key = self.public_keys.get(approval.key_id)
         if key is None:
             raise VerificationError("unknown_key", f"no trusted guard key with id {approval.key_id!r}")
+        retired_at = self.retired.get(approval.key_id)
+        if retired_at is not None and (now or datetime.now(UTC)) >= retired_at:
+            detail = f"key {approval.key_id!r} was rotated out; its grace period ended at {retired_at.isoformat()}"
+            raise VerificationError("retired_key", detail)
         fields = approval.model_dump(mode="json", exclude={"signature"})
         # the signer wrote times as isoformat of whole seconds; re-derive exactly that text
         fields["issued_at"] = approval.issued_at.isoformat()
@@ -123,7 +137,7 @@ def load_signer(private_key_path: Path, key_id: str | None = None) -> Signer:
 
 
 def load_verifier(public_key_dir: Path) -> Verifier:
-    """Trust every `<key_id>.pub.pem` in the directory (old keys stay valid while present)."""
+    """Trust every `<key_id>.pub.pem` in the directory, each until its `<key_id>.retired` time if it has one."""
     keys: dict[str, Ed25519PublicKey] = {}
     for path in sorted(public_key_dir.glob("*.pub.pem")):
         key = serialization.load_pem_public_key(path.read_bytes())
@@ -131,4 +145,67 @@ def load_verifier(public_key_dir: Path) -> Verifier:
             keys[path.name.removesuffix(".pub.pem")] = key
     if not keys:
         raise ValueError(f"no Ed25519 public keys (*.pub.pem) in {public_key_dir}")
-    return Verifier(keys)
+    retired = {
+        path.name.removesuffix(".retired"): datetime.fromisoformat(path.read_text().strip())
+        for path in public_key_dir.glob("*.retired")
+    }
+    return Verifier(keys, retired)
+
+
+CURRENT = "current"
+
+
+def rotate_keys(
+    directory: Path, grace: timedelta, *, replacing: str | None = None, now: datetime | None = None
+) -> tuple[str, str | None]:
+    """Make a new key current; the one it replaces (the `current` one, else `replacing`: the guard's configured
+    key) is retired after `grace`. Returns (new id, old id)."""
+    now = now or datetime.now(UTC)
+    current = directory / CURRENT
+    old = current.read_text().strip() if current.exists() else replacing
+    new = f"guard-{now:%Y%m%d%H%M%S}-{secrets.token_hex(2)}"
+    generate_keypair(directory, new)
+    if old:
+        (directory / f"{old}.retired").write_text((now + grace).isoformat())
+    staged = directory / f".{CURRENT}.{new}"
+    staged.write_text(new)
+    os.replace(staged, current)  # atomic: a reader sees the old id or the new one, never half
+    return new, old
+
+
+class KeyRing:
+    """The keys directory, re-read when it changes (at most once per `interval` seconds): the guard signs
+    with the `current` key (else `default_key_id`), the executor verifies with every trusted one."""
+
+    def __init__(self, directory: Path, default_key_id: str | None = None, interval: float = 1.0) -> None:
+        self.directory = directory
+        self.default_key_id = default_key_id
+        self.interval = interval
+        self._checked = 0.0
+        self._stamp: int | None = None
+        self._signer: Signer | None = None
+        self._verifier: Verifier | None = None
+
+    def _fresh(self) -> None:
+        if self._stamp is not None and time.monotonic() - self._checked < self.interval:
+            return
+        self._checked = time.monotonic()
+        stamp = os.stat(self.directory).st_mtime_ns  # a key added, retired or made current changes it
+        if stamp != self._stamp:
+            self._stamp, self._signer, self._verifier = stamp, None, None
+
+    def signer(self) -> Signer:
+        self._fresh()
+        if self._signer is None:
+            current = self.directory / CURRENT
+            key_id = current.read_text().strip() if current.exists() else self.default_key_id
+            if not key_id:
+                raise ValueError(f"no current key in {self.directory} and no default key id")
+            self._signer = load_signer(self.directory / f"{key_id}.pem", key_id)
+        return self._signer
+
+    def verify(self, approved: ActionApproved, *, now: datetime | None = None) -> None:
+        self._fresh()
+        if self._verifier is None:
+            self._verifier = load_verifier(self.directory)
+        self._verifier.verify(approved, now=now)

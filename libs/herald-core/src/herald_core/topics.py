@@ -65,6 +65,7 @@ EVENTS = TopicSpec(
         "herald.contact.created.v1",
         "herald.contact.updated.v1",
         "herald.consent.withdrawn.v1",
+        "herald.contact.erased.v1",
         "herald.message.replied.v1",
         "herald.meeting.booked.v1",
     ),
@@ -142,8 +143,8 @@ CONSENT = TopicSpec(
     PIPELINE_PARTITIONS,
     retention_ms=None,
     compacted=True,
-    message_types=("herald.consent.withdrawn.v1", "herald.consent.granted.v1"),
-    doc="Latest consent state per contact and channel (compacted).",
+    message_types=("herald.consent.withdrawn.v1", "herald.consent.granted.v1", "herald.contact.erased.v1"),
+    doc="Latest consent state per contact and channel (compacted); an erasure is keyed on channel `all`.",
 )
 KNOWLEDGE = TopicSpec(
     "herald.knowledge.v1",

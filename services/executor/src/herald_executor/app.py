@@ -2,7 +2,7 @@
 
 Handlers, by topic:
     herald.approved-action.v1  → on_approved_action   (the only topic the executor reads for work)
-    herald.consent.v1          → the consent feed, caught up before every batch (the last check)
+    herald.consent.v1          → the consent feed, caught up before every send (the last check)
 
 Before any side effect, in this order: the signature and expiry (`herald_core.signing`), the
 tenant, consent at this moment, then a claim in the idempotency ledger. Anything refused is
@@ -25,10 +25,10 @@ from herald_core.control import KillSwitch
 from herald_core.db import create_pool, migrate, readiness
 from herald_core.observability import add_ops_routes, get_logger
 from herald_core.runtime import ServiceRuntime
-from herald_core.signing import VerificationError, Verifier, load_verifier
+from herald_core.signing import KeyRing, VerificationError
 from herald_core.tenants import TenantDirectory
 from herald_core.topics import APPROVED_ACTION, EXECUTED, contact_key
-from herald_executor.adapters.ledger import Ledger
+from herald_executor.adapters.ledger import Ledger, erase_contact
 from herald_executor.adapters.smtp import NotSentError, PermanentSendError, SmtpSender
 from herald_executor.logic import ledger_verdict, message_id, render_email
 from herald_executor.settings import Settings
@@ -42,7 +42,7 @@ class Executor:
     def __init__(
         self,
         settings: Settings,
-        verifier: Verifier,
+        verifier: KeyRing,
         ledger: Ledger,
         feed: ConsentFeed,
         sender: SmtpSender,
@@ -77,6 +77,7 @@ class Executor:
         tenant = self.tenants.get(action.tenant)
         if tenant is None:
             return [self._refused(msg, approved, "tenant_mismatch", f"unknown tenant {action.tenant}")]
+        consent_checked_at = await self.feed.caught_up()
         suppressed = await self.feed.suppression(
             action.tenant, action.contact.contact_id, action.input.to, action.channel.value
         )
@@ -95,6 +96,7 @@ class Executor:
             nonce=approved.approval.nonce,
             partition=msg.partition,
             offset=msg.offset,
+            consent_checked_at=consent_checked_at,
         )
         verdict = ledger_verdict(existing, nonce=approved.approval.nonce, partition=msg.partition, offset=msg.offset)
         if verdict == "replayed":
@@ -178,12 +180,12 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     common = settings.common
     pool = await create_pool(common.pg_dsn, max_size=settings.concurrency + 4)
     await migrate(pool, "executor", Path(str(files("herald_executor") / "migrations")), CONSENT_MIGRATIONS)
-    feed = ConsentFeed(common, pool, "executor")
+    feed = ConsentFeed(common, pool, "executor", on_erasure=erase_contact)
     sender = SmtpSender(settings, pool_size=settings.concurrency)
     kill_switch = KillSwitch(common, "executor")
     executor = Executor(
         settings,
-        load_verifier(Path(common.keys_dir)),
+        KeyRing(Path(common.keys_dir)),
         Ledger(pool),
         feed,
         sender,
@@ -197,7 +199,6 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
         "actions",
         {APPROVED_ACTION: executor.on_approved_action},
         max_batch=100,
-        before_batch=feed.caught_up,
         concurrency=settings.concurrency,
     )
 

@@ -4,7 +4,7 @@ requests out. The only path to the executor.
 Handlers, by topic:
     herald.proposed-action.v1  → on_proposed_action
     herald.review-decision.v1  → on_review_decision
-    herald.consent.v1          → the consent feed (suppression list), caught up before every batch
+    herald.consent.v1          → the consent feed (suppression list), caught up before every decision
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from herald_core.ids import new_id
 from herald_core.observability import add_ops_routes, get_logger
 from herald_core.policy import LONGEST_LIMIT_WINDOW, evaluate, limits_for, needs_grounding
 from herald_core.runtime import ServiceRuntime
-from herald_core.signing import load_signer
+from herald_core.signing import KeyRing
 from herald_core.tenants import TenantDirectory
 from herald_core.topics import (
     APPROVED_ACTION,
@@ -60,6 +60,7 @@ from herald_guard.adapters.store import (
     Deferral,
     DeferredActions,
     GuardStore,
+    erase_contact,
     forget_old_reservations,
 )
 from herald_guard.logic import action_hash
@@ -91,8 +92,8 @@ class Guard:
         self.grounding = grounding
         self.kill_switch = kill_switch
         self.deferred = deferred
-        keys_dir = Path(settings.common.keys_dir)
-        self.signer = load_signer(keys_dir / f"{settings.signing_key_id}.pem", settings.signing_key_id)
+        self.keys = KeyRing(Path(settings.common.keys_dir), settings.signing_key_id)
+        self.keys.signer()  # a guard without its key must not start
 
     async def on_proposed_action(self, msg: Inbound) -> list[Outbound]:
         action = msg.body_as(ActionProposed)
@@ -132,12 +133,16 @@ class Guard:
         tenant = self.tenants.get(msg.envelope.tenant)
         if tenant is None:
             raise Rejected(f"unknown tenant {msg.envelope.tenant!r}")
+        consent_checked_at = await self.feed.caught_up()
         reason = await self.feed.suppression(
             action.tenant, action.contact.contact_id, action.input.to, action.channel.value
         )
         policy = self.policies.for_tenant(tenant)
         stop = self.kill_switch.engaged(tenant.tenant_id)
         grounding = await self.grounding.check(action) if needs_grounding(policy) and not stop else None
+        first_send = action.campaign_id is not None and not await self.store.campaign_launched(
+            action.tenant, action.campaign_id
+        )
         verdict = evaluate(
             policy,
             action,
@@ -147,6 +152,7 @@ class Guard:
             grounding=grounding,
             kill_switch=f"{stop.reason} (set by {stop.set_by}, {stop.scope})" if stop else None,
             now=self.now(),
+            campaign_first_send=first_send,
         )
         if verdict.outcome == "defer" and held_at is not None:
             assert verdict.release_at is not None
@@ -177,7 +183,7 @@ class Guard:
             )
 
         def approve() -> Approval:
-            return self.signer.approve(
+            return self.keys.signer().approve(
                 action,
                 approved_by=approved_by,
                 policy_version=verdict.policy_version,
@@ -190,7 +196,7 @@ class Guard:
             )
             for limit, counter in limits_for(policy, tenant, action)
         ]
-        return await self._record(msg, action, stage, decision, caps, approve, deferral)
+        return await self._record(msg, action, stage, decision, caps, approve, deferral, consent_checked_at)
 
     async def release(self, held: Deferral) -> list[Outbound]:
         """Decide a held action again, now that its window has opened (the same rules, under the live policy)."""
@@ -210,6 +216,7 @@ class Guard:
         caps: list[CapRequest] | None = None,
         approve: Callable[[], Approval | None] = lambda: None,
         deferral: Deferral | None = None,
+        consent_checked_at: datetime | None = None,
     ) -> list[Outbound]:
         """Record the decision (or find the one already made for this action and stage) and say it."""
         final = await self.store.record(
@@ -222,6 +229,8 @@ class Guard:
             approve=approve,
             now=self.now(),
             deferral=deferral,
+            consent_checked_at=consent_checked_at,
+            campaign_id=action.campaign_id,
         )
         DECISIONS.labels(final.outcome, final.rule or "-", stage).inc()
         log.info("decided", decision=final.outcome, rule=final.rule, stage=stage)
@@ -310,8 +319,6 @@ class Releaser:
                     swept = time.monotonic()
                     await forget_old_reservations(self.guard.store.pool, self.guard.now(), LONGEST_LIMIT_WINDOW)
                 due = await self.guard.deferred.lease_due(self.guard.now())
-                if due:
-                    await self.guard.feed.caught_up()
                 for held in due:
                     outputs = await self.guard.release(held)
                     if outputs:
@@ -333,7 +340,7 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     common = settings.common
     pool = await create_pool(common.pg_dsn, max_size=settings.concurrency + 4)
     await migrate(pool, "guard", Path(str(files("herald_guard") / "migrations")), CONSENT_MIGRATIONS)
-    feed = ConsentFeed(common, pool, "guard")
+    feed = ConsentFeed(common, pool, "guard", on_erasure=erase_contact)
     policies = PolicyBook(common)
     grounding = GroundingClient(settings.retrieval_target, settings.grounding_timeout_seconds)
     kill_switch = KillSwitch(common, "guard")
@@ -353,7 +360,6 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
         "guard",
         "decisions",
         {PROPOSED_ACTION: guard.on_proposed_action, REVIEW_DECISION: guard.on_review_decision},
-        before_batch=feed.caught_up,
         concurrency=settings.concurrency,
     )
 

@@ -11,7 +11,7 @@ from herald_core.settings import ServiceSettings
 class Settings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="HERALD_GUARD_", extra="ignore")
 
-    signing_key_id: str = "guard-local-1"
+    signing_key_id: str = "guard-local-1"  # used until `herald keys rotate` writes a `current` key
     approval_ttl_seconds: int = 900
     concurrency: int = 16  # messages of different contacts handled at once
     retrieval_target: str = Field(default="127.0.0.1:8202", description="host:port of the grounding API (gRPC).")

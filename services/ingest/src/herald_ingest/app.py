@@ -29,13 +29,13 @@ from prometheus_client import Counter
 from pydantic import TypeAdapter, ValidationError
 
 from herald_core.bus import Outbound, TransactionalProducer
-from herald_core.contracts import Contract, EventRejected
+from herald_core.contracts import ContactErased, ContactFacts, Contract, EventRejected
 from herald_core.db import create_pool, migrate, readiness
 from herald_core.envelope import Envelope
 from herald_core.observability import add_ops_routes, get_logger
 from herald_core.runtime import ServiceRuntime
 from herald_core.tenants import TenantConfig, TenantDirectory
-from herald_core.topics import contact_key
+from herald_core.topics import EVENTS, contact_key
 from herald_ingest.adapters.contacts import PostgresContacts
 from herald_ingest.adapters.dedup import EventKey, SeenEvents
 from herald_ingest.logic import (
@@ -151,6 +151,9 @@ class Ingest:
         usable: list[HubSpotEvent] = []
         for event in candidates:
             contact = known.get(str(event.object_id))
+            if contact is None and classify(event) == "erased":
+                # an erasure of a contact this store never held still reaches every other store
+                contact = known[str(event.object_id)] = ContactFacts(contact_id=str(event.object_id))
             if contact is None:
                 rejected.append((event, "unknown_contact", f"unknown contact {event.object_id}"))
                 continue
@@ -325,6 +328,10 @@ class Ingest:
             await self.producer.publish(messages, audit_only=audit_only)
         except Exception as exc:  # whatever the failure (a broker outage, a fenced producer), nothing was published
             raise Unavailable(f"Kafka did not take the events: {exc!r}") from exc
+        # once the erasure is on Kafka (so every other store follows), this store forgets the contact too
+        for message in messages:
+            if isinstance(message.body, ContactErased) and message.topic is EVENTS:
+                await self.contacts.erase(message.envelope.tenant, message.body.contact_id)
 
     def _count_accepted(self, tenant: str, accepted: Sequence[Outbound], duplicates: int) -> None:
         for out in accepted:

@@ -14,10 +14,12 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from herald_core.bus import Outbound
+from herald_core.consent import address_hash
 from herald_core.contracts import (
     ConsentReason,
     ConsentWithdrawn,
     ContactCreated,
+    ContactErased,
     ContactFacts,
     ContactId,
     ContactUpdated,
@@ -35,7 +37,7 @@ SEED = "herald-seed"
 
 #: what `POST /v1/events` accepts, CloudEvents type → the contract its `data` must match
 CLOUDEVENT_TYPES: dict[str, type[Contract]] = {
-    m.TYPE: m for m in (ContactCreated, ContactUpdated, ConsentWithdrawn, EmailReplied, MeetingBooked)
+    m.TYPE: m for m in (ContactCreated, ContactUpdated, ConsentWithdrawn, ContactErased, EmailReplied, MeetingBooked)
 }
 
 
@@ -52,6 +54,10 @@ class ContactDirectory(Protocol):
 
     async def record_property(self, tenant: str, contact_id: str, field: str, value: str | bool | None) -> None:
         """Keep a changed property (a `CONTACT_PROPERTIES` target); a real CRM adapter may ignore it."""
+        ...
+
+    async def erase(self, tenant: str, contact_id: str) -> None:
+        """Forget the contact and everything recorded about it (an erasure)."""
         ...
 
 
@@ -176,13 +182,15 @@ class HubSpotEvent(BaseModel):
         return datetime.fromtimestamp(self.occurred_at / 1000, UTC)
 
 
-Kind = Literal["created", "updated", "consent_withdrawn"]
+Kind = Literal["created", "updated", "consent_withdrawn", "erased"]
 
 
 def classify(event: HubSpotEvent) -> Kind | None:
     """What a HubSpot event means to Herald, or None for subscriptions Herald does not take."""
     if event.subscription_type == "contact.creation":
         return "created"
+    if event.subscription_type == "contact.privacyDeletion":
+        return "erased"
     if event.subscription_type == "contact.propertyChange":
         if event.property_name == "hs_email_optout" and (event.property_value or "").strip().lower() == "true":
             return "consent_withdrawn"
@@ -197,6 +205,14 @@ def to_contract(event: HubSpotEvent, contact: ContactFacts) -> Contract:
     if kind == "created":
         return ContactCreated(
             contact=contact, upstream_source=HUBSPOT, upstream_event_id=upstream_id, occurred_at=event.occurred
+        )
+    if kind == "erased":
+        return ContactErased(
+            contact_id=contact.contact_id,
+            email_sha256=address_hash(contact.email) if contact.email else None,
+            upstream_source=HUBSPOT,
+            upstream_event_id=upstream_id,
+            occurred_at=event.occurred,
         )
     if kind == "consent_withdrawn":
         return ConsentWithdrawn(
@@ -279,7 +295,7 @@ def contact_of(contract: Contract) -> ContactId:
     """The contact a contract is about (its Kafka key and envelope subject)."""
     if isinstance(contract, ContactCreated | ContactUpdated):
         return contract.contact.contact_id
-    if isinstance(contract, ConsentWithdrawn | EmailReplied | MeetingBooked):
+    if isinstance(contract, ConsentWithdrawn | ContactErased | EmailReplied | MeetingBooked):
         return contract.contact_id
     raise TypeError(f"ingest does not publish {type(contract).__name__}")
 
@@ -297,7 +313,8 @@ def continue_trace(traceparent: str | None) -> str:
 
 def messages_for(tenant: str, contract: Contract, traceparent: str) -> list[Outbound]:
     """An upstream event's messages: a new chain (correlation id) on herald.events.v1, and a
-    withdrawal also on the compacted herald.consent.v1 (keyed per contact and channel)."""
+    withdrawal or an erasure also on the compacted herald.consent.v1 (keyed per contact and channel;
+    an erasure covers every channel)."""
     contact_id = contact_of(contract)
     envelope = Envelope.new_chain(
         source=SOURCE, type=contract.TYPE, subject=f"contact/{contact_id}", tenant=tenant, traceparent=traceparent
@@ -306,6 +323,8 @@ def messages_for(tenant: str, contract: Contract, traceparent: str) -> list[Outb
     if isinstance(contract, ConsentWithdrawn):
         key = f"{tenant}:{contact_id}:{contract.channel.value}".encode()
         messages.append(Outbound(CONSENT, key, envelope, contract))
+    if isinstance(contract, ContactErased):
+        messages.append(Outbound(CONSENT, f"{tenant}:{contact_id}:all".encode(), envelope, contract))
     return messages
 
 

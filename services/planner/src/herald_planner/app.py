@@ -25,6 +25,7 @@ from herald_core.contracts import (
     ActionProposed,
     ActionRefused,
     ContactCreated,
+    ContactErased,
     ContactFacts,
     EvidenceRef,
     MemoryRef,
@@ -65,6 +66,10 @@ class Planner:
         self.llm = llm
 
     async def on_events(self, msg: Inbound) -> list[Outbound]:
+        if isinstance(msg.body, ContactErased):
+            forgotten = await self.runs.forget(msg.envelope.tenant, msg.body.contact_id)
+            log.info("contact erased: workflow runs forgotten", runs=forgotten)
+            return []
         if not isinstance(msg.body, ContactCreated):
             return []  # updates and consent changes start nothing here; the guard enforces consent
         contact = msg.body.contact

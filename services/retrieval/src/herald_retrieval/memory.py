@@ -12,7 +12,7 @@
 first) and the long-term memories most relevant to the query, fused by reciprocal rank.
 
 Handlers, by topic:
-    herald.events.v1           → on_interaction      (EmailReplied, MeetingBooked)
+    herald.events.v1           → on_interaction      (EmailReplied, MeetingBooked; ContactErased forgets)
     herald.executed.v1         → on_interaction      (a sent email)
     herald.review-decision.v1  → on_review_decision  (a reviewer's reason)
 """
@@ -26,7 +26,14 @@ from collections.abc import Sequence
 from prometheus_client import Counter
 
 from herald_core.bus import Inbound, Outbound
-from herald_core.contracts import ActionExecuted, EmailReplied, ExecutionStatus, MeetingBooked, ReviewDecided
+from herald_core.contracts import (
+    ActionExecuted,
+    ContactErased,
+    EmailReplied,
+    ExecutionStatus,
+    MeetingBooked,
+    ReviewDecided,
+)
 from herald_core.observability import get_logger
 from herald_retrieval.adapters.embedder import OnnxEmbedder
 from herald_retrieval.adapters.interactions import InteractionLog
@@ -65,7 +72,15 @@ def feedback_of(msg: Inbound) -> Memory | None:
         f"Reviewer feedback ({decided.decision.value}) on the email “{decided.action.input.subject}”"
         f"{f' to a {who}' if who else ''}: {decided.reason}"
     )
-    return Memory(f"feedback-{decided.review_id}", "long", "reviewer_feedback", text[:2000], decided.decided_at, "")
+    return Memory(
+        f"feedback-{decided.review_id}",
+        "long",
+        "reviewer_feedback",
+        text[:2000],
+        decided.decided_at,
+        "",
+        about=contact.contact_id,
+    )
 
 
 def summary_of(contact_id: str, interactions: Sequence[Memory]) -> Memory:
@@ -95,11 +110,21 @@ class MemoryKeeper:
         self.alpha = alpha
 
     async def on_interaction(self, msg: Inbound) -> list[Outbound]:
-        """Remember an interaction with a contact; other messages on these topics say nothing to memory."""
+        """Remember an interaction with a contact (or forget the contact, on its erasure); other messages on
+        these topics say nothing to memory."""
+        if isinstance(msg.body, ContactErased):
+            await self.forget(msg.envelope.tenant, msg.body.contact_id)
+            return []
         interaction = interaction_of(msg)
         if interaction is not None and await self.interactions.record(msg.envelope.tenant, interaction):
             MEMORIES.labels("medium", interaction.kind).inc()
         return []
+
+    async def forget(self, tenant: str, contact_id: str) -> None:
+        """An erasure: every tier's memories of the contact, and the feedback learnt from its emails."""
+        rows = await self.interactions.forget(tenant, contact_id)
+        memories = await self.store.forget_contact(tenant, contact_id)
+        log.info("contact forgotten", interactions=rows, memories=memories)
 
     async def on_review_decision(self, msg: Inbound) -> list[Outbound]:
         feedback = feedback_of(msg)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -15,7 +16,16 @@ class Ledger:
         self.pool = pool
 
     async def claim(
-        self, *, action_id: str, tenant: str, contact_id: str, tool: str, nonce: str, partition: int, offset: int
+        self,
+        *,
+        action_id: str,
+        tenant: str,
+        contact_id: str,
+        tool: str,
+        nonce: str,
+        partition: int,
+        offset: int,
+        consent_checked_at: datetime | None = None,
     ) -> LedgerRow | None:
         """Claim the action; return None if claimed now, else the row that was already there."""
         async with self.pool.acquire() as conn, conn.transaction():
@@ -37,7 +47,7 @@ class Ledger:
                     return LedgerRow(nonce, seen["source_partition"], seen["source_offset"], "sent", nonce_reused=True)
             claimed = await conn.fetchval(
                 "INSERT INTO executor.ledger(action_id, tenant, contact_id, tool, nonce, source_partition, "
-                "source_offset, state) VALUES ($1, $2, $3, $4, $5, $6, $7, 'claimed') "
+                "source_offset, state, consent_checked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'claimed', $8) "
                 "ON CONFLICT (action_id) DO NOTHING RETURNING true",
                 action_id,
                 tenant,
@@ -46,6 +56,7 @@ class Ledger:
                 nonce,
                 partition,
                 offset,
+                consent_checked_at,
             )
             if claimed:
                 return None
@@ -75,3 +86,15 @@ class Ledger:
             "the send may or may not have happened', finished_at = now() WHERE action_id = $1 AND state = 'claimed'",
             action_id,
         )
+
+
+async def erase_contact(conn: asyncpg.Connection, tenant: str, contact_id: str, hashed: str) -> None:
+    """An erasure: the ledger keeps every action id (a redelivered approval must never send again) under the
+    hashed contact id; an SMTP reply may quote the address, so results keep only the Message-ID."""
+    await conn.execute(
+        "UPDATE executor.ledger SET contact_id = $3, result = result - 'smtp_reply' "
+        "WHERE tenant = $1 AND contact_id = $2",
+        tenant,
+        contact_id,
+        hashed,
+    )

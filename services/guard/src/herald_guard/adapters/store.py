@@ -62,6 +62,13 @@ class GuardStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
+    async def campaign_launched(self, tenant: str, campaign_id: str) -> bool:
+        """Whether a send of the campaign has been approved (its first send is behind it)."""
+        found = await self.pool.fetchval(
+            "SELECT true FROM guard.campaigns WHERE tenant = $1 AND campaign_id = $2", tenant, campaign_id
+        )
+        return bool(found)
+
     async def find(self, action_id: str, stage: str) -> Decision | None:
         row = await self.pool.fetchrow(
             "SELECT * FROM guard.decisions WHERE action_id = $1 AND stage = $2", action_id, stage
@@ -80,6 +87,8 @@ class GuardStore:
         approve: Callable[[], Approval | None],
         now: datetime,
         deferral: Deferral | None = None,
+        consent_checked_at: datetime | None = None,
+        campaign_id: str | None = None,
     ) -> Decision:
         """Record `decision`; an approval first reserves every cap, and turns into a block on the first cap hit.
 
@@ -106,8 +115,8 @@ class GuardStore:
                         final = replace(decision, approval=approve())
                 recorded = await conn.fetchval(
                     "INSERT INTO guard.decisions(action_id, stage, tenant, contact_id, outcome, rule, reason, rules, "
-                    "action_hash, approval, review_id, policy_version, release_at) "
-                    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT DO NOTHING "
+                    "action_hash, approval, review_id, policy_version, release_at, consent_checked_at) "
+                    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT DO NOTHING "
                     "RETURNING true",
                     action_id,
                     stage,
@@ -122,7 +131,16 @@ class GuardStore:
                     final.review_id,
                     final.policy_version,
                     final.release_at,
+                    consent_checked_at,
                 )
+                if recorded and final.outcome == "approve" and campaign_id is not None:
+                    await conn.execute(
+                        "INSERT INTO guard.campaigns(tenant, campaign_id, first_action_id) VALUES ($1, $2, $3) "
+                        "ON CONFLICT DO NOTHING",
+                        tenant,
+                        campaign_id,
+                        action_id,
+                    )
                 if recorded and final.outcome == "defer" and deferral is not None:
                     await conn.execute(
                         "INSERT INTO guard.deferred(action_id, stage, tenant, release_at, approved_by, action, "
@@ -209,6 +227,29 @@ async def forget_old_reservations(pool: asyncpg.Pool, now: datetime, older_than:
     """Drop reservations no window can reach any more; returns how many."""
     status = await pool.execute("DELETE FROM guard.limit_reservations WHERE reserved_at < $1", now - older_than)
     return int(status.split()[-1])
+
+
+async def erase_contact(conn: asyncpg.Connection, tenant: str, contact_id: str, hashed: str) -> None:
+    """An erasure: held actions for the contact are dropped (never sent); decisions keep their ids, outcome
+    and approval (a redelivered proposal must still find its decision) under the hashed contact id, without
+    the rules' details (which quote the address and the draft)."""
+    await conn.execute(
+        "DELETE FROM guard.deferred WHERE tenant = $1 AND action->'contact'->>'contact_id' = $2", tenant, contact_id
+    )
+    await conn.execute(
+        "UPDATE guard.decisions SET contact_id = $3, rules = '[]'::jsonb, reason = 'erased' "
+        "WHERE tenant = $1 AND contact_id = $2",
+        tenant,
+        contact_id,
+        hashed,
+    )
+    await conn.execute(
+        "UPDATE guard.limit_reservations SET counter = regexp_replace(counter, '/contact/.*$', '/contact/' || $3) "
+        "WHERE tenant = $1 AND right(counter, length('/contact/' || $2)) = '/contact/' || $2",
+        tenant,
+        contact_id,
+        hashed,
+    )
 
 
 def _decision(row: asyncpg.Record) -> Decision:

@@ -61,6 +61,10 @@ class PostgresContacts:
             value,
         )
 
+    async def erase(self, tenant: str, contact_id: str) -> None:
+        """Forget the contact (an erasure): the row and everything in it."""
+        await self.pool.execute("DELETE FROM ingest.contacts WHERE tenant = $1 AND contact_id = $2", tenant, contact_id)
+
     async def upsert(self, tenant: str, contacts: Sequence[SeedContact]) -> int:
         placeholders = ", ".join(f"${i + 3}" for i in range(len(_COLUMNS)))
         updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _COLUMNS)

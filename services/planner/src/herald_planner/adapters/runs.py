@@ -72,6 +72,13 @@ class WorkflowRuns:
         value = await self.pool.fetchval("SELECT state FROM planner.workflow_runs WHERE workflow_id = $1", workflow_id)
         return None if value is None else str(value)
 
+    async def forget(self, tenant: str, contact_id: str) -> int:
+        """An erasure: the contact's runs (their history and stored messages quote the contact) go."""
+        status = await self.pool.execute(
+            "DELETE FROM planner.workflow_runs WHERE tenant = $1 AND contact_id = $2", tenant, contact_id
+        )
+        return int(status.split()[-1])
+
     async def workflow_of_action(self, action_id: str) -> str | None:
         value = await self.pool.fetchval(
             "SELECT workflow_id FROM planner.workflow_runs WHERE action_id = $1", action_id

@@ -37,6 +37,12 @@ class InteractionLog:
         )
         return bool(status == "INSERT 0 1")
 
+    async def forget(self, tenant: str, contact_id: str) -> int:
+        status = await self.pool.execute(
+            "DELETE FROM retrieval.interactions WHERE tenant = $1 AND contact_id = $2", tenant, contact_id
+        )
+        return int(status.split()[-1])
+
     async def recent(self, tenant: str, contact_id: str, limit: int) -> list[Memory]:
         """The contact's interactions that have not expired, newest first."""
         rows = await self.pool.fetch(

@@ -35,6 +35,7 @@ class Memory:
     occurred_at: datetime
     contact_id: str  # "" for a memory that holds for the whole tenant
     score: float = 0.0
+    about: str = ""  # the contact a tenant-wide memory was learnt from, if any
 
 
 class WeaviateMemoryStore:
@@ -44,13 +45,17 @@ class WeaviateMemoryStore:
         self.memories = TenantCollections(client, collection)
 
     async def ensure_schema(self) -> None:
-        if await self.client.collections.exists(self.name):
-            return
-
         def exact(name: str) -> Property:  # matched whole, never split into words
             return Property(
                 name=name, data_type=DataType.TEXT, skip_vectorization=True, tokenization=Tokenization.FIELD
             )
+
+        if await self.client.collections.exists(self.name):
+            collection = self.client.collections.get(self.name)
+            config = await collection.config.get()
+            if "about" not in {p.name for p in config.properties}:  # a collection made before erasure existed
+                await collection.config.add_property(exact("about"))
+            return
 
         await self.client.collections.create(
             self.name,
@@ -60,6 +65,7 @@ class WeaviateMemoryStore:
                 exact("memory_id"),
                 exact("scope"),
                 exact("kind"),
+                exact("about"),  # the contact a tenant-wide memory came from (reviewer feedback), for erasure
                 Property(name="text", data_type=DataType.TEXT),
                 Property(name="occurred_at", data_type=DataType.DATE),
             ],
@@ -75,6 +81,7 @@ class WeaviateMemoryStore:
                     "memory_id": m.memory_id,
                     "scope": contact_scope(m.contact_id) if m.contact_id else TENANT_SCOPE,
                     "kind": m.kind,
+                    "about": m.about,
                     "text": m.text,
                     "occurred_at": m.occurred_at,
                 },
@@ -107,6 +114,15 @@ class WeaviateMemoryStore:
                 filters=where, limit=k, sort=Sort.by_property("occurred_at", ascending=False)
             )
         return [_memory(o) for o in response.objects]
+
+    async def forget_contact(self, tenant: str, contact_id: str) -> int:
+        """Delete the contact's memories and the tenant-wide ones learnt from it; how many went."""
+        collection = await self.memories.of(tenant)
+        where = Filter.by_property("scope").equal(contact_scope(contact_id)) | Filter.by_property("about").equal(
+            contact_id
+        )
+        result = await collection.data.delete_many(where=where)
+        return int(result.successful)
 
     async def delete_tenant(self, tenant: str) -> None:
         await self.memories.remove(tenant)

@@ -1,5 +1,9 @@
 """The audit index in Postgres (schema `review`): every audit record, findable by tenant, contact,
-action, rule and time. The rows are derived from the records alone (headers and JSON body)."""
+action, rule and time. The rows are derived from the records alone (headers and JSON body).
+
+An erasure (`herald.contact.erased.v1` on the audit) redacts the index: every row of a chain that
+touched the contact keeps its ids, type and time, but not its body, and names the contact by its
+hash; the contact's review items are removed from the queue (the guard blocks their actions)."""
 
 from __future__ import annotations
 
@@ -11,6 +15,8 @@ from typing import Any
 import asyncpg
 from aiokafka import ConsumerRecord
 
+from herald_core.consent import contact_hash
+from herald_core.contracts import ContactErased
 from herald_core.envelope import Envelope
 
 _COLUMNS = (
@@ -63,6 +69,21 @@ class AuditIndex:
                 "$12, $13::jsonb) ON CONFLICT DO NOTHING",
                 rows,
             )
+        for row in rows:
+            if row[3] == ContactErased.TYPE and row[9]:
+                await self.erase(row[5], row[9])
+
+    async def erase(self, tenant: str, contact_id: str) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "UPDATE review.audit_index SET body = NULL, contact_id = $3 WHERE tenant = $1 AND (contact_id = $2 "
+                "OR correlation_id IN (SELECT correlation_id FROM review.audit_index WHERE tenant = $1 "
+                "AND contact_id = $2))",
+                tenant,
+                contact_id,
+                contact_hash(tenant, contact_id),
+            )
+            await conn.execute("DELETE FROM review.items WHERE tenant = $1 AND contact_id = $2", tenant, contact_id)
 
     async def chain_of_action(self, action_id: str) -> list[dict[str, Any]]:
         """Every record of the chain (same correlation id) that the action belongs to, oldest first."""
