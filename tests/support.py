@@ -25,9 +25,11 @@ import uvicorn
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from fastapi import FastAPI, Request
 
+from herald_core.bus import Outbound, TransactionalProducer
 from herald_core.contracts import ActionProposed, ContactFacts, Contract, SendEmailInput
 from herald_core.envelope import Envelope
 from herald_core.ids import new_id
+from herald_core.settings import CommonSettings
 from herald_core.topics import TopicSpec
 
 C = TypeVar("C", bound=Contract)
@@ -116,6 +118,19 @@ async def publish(bootstrap: str, prefix: str, spec: TopicSpec, key: bytes, enve
     await publish_raw(
         bootstrap, spec.full_name(prefix), body.model_dump_json().encode(), key=key, headers=envelope.to_headers()
     )
+
+
+async def publish_audited(
+    bootstrap: str, prefix: str, spec: TopicSpec, key: bytes, envelope: Envelope, body: Contract
+) -> None:
+    """Publish as a Herald service does: the message and its audit copy in one Kafka transaction."""
+    common = CommonSettings(kafka_bootstrap=bootstrap, topic_prefix=prefix)
+    producer = TransactionalProducer(common, "test", name=f"test-{new_id()}")
+    await producer.start()
+    try:
+        await producer.publish([Outbound(spec, key, envelope, body)])
+    finally:
+        await producer.stop()
 
 
 _recipients: dict[Path, str] = {}  # message file → its envelope recipients; files never change once delivered
@@ -249,15 +264,19 @@ def herald_command(herald, *args: str) -> subprocess.CompletedProcess[str]:  # t
     )
 
 
-def live_policies(herald, tenant: str) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
-    """What each guard replica says is the tenant's live policy (its own `/v1/policies` view)."""
+def from_every_guard(herald, path: str) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+    """Each guard replica's JSON answer at `path` on its ops port."""
     answers = []
     for replica in herald.services.replicas.values():
         if replica.service == "guard":
-            url = f"http://127.0.0.1:{replica.ops_port}/v1/policies/{tenant}"
-            with urllib.request.urlopen(url, timeout=5) as response:
+            with urllib.request.urlopen(f"http://127.0.0.1:{replica.ops_port}{path}", timeout=5) as response:
                 answers.append(json.loads(response.read()))
     return answers
+
+
+def live_policies(herald, tenant: str) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+    """What each guard replica says is the tenant's live policy (its own `/v1/policies` view)."""
+    return from_every_guard(herald, f"/v1/policies/{tenant}")
 
 
 async def on_every_guard(herald, tenant: str, version_prefix: str) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]

@@ -22,10 +22,12 @@ from support import (
     email_action,
     envelope,
     eventually,
+    from_every_guard,
     herald_command,
     live_policies,
     on_every_guard,
     publish,
+    publish_audited,
     read_topic,
 )
 
@@ -66,7 +68,8 @@ async def decide(herald, tenant: str, body_text: str, confidence: float = 0.99, 
     action = action.model_copy(update=update)
     key = contact_key(tenant, contact_id)
     env = envelope(tenant, action, source="test/planner")
-    await publish(herald.bootstrap, herald.prefix, PROPOSED_ACTION, key, env, action)
+    # as the planner does, with the proposal's audit copy (what explain and backtests read)
+    await publish_audited(herald.bootstrap, herald.prefix, PROPOSED_ACTION, key, env, action)
 
     def answer(records):  # type: ignore[no-untyped-def]
         for r in records:
@@ -239,3 +242,81 @@ async def test_the_first_send_of_a_new_campaign_waits_for_a_reviewer_and_later_s
     assert isinstance(later, ActionApproved), later
     assert next(h for h in later.rules if h.rule == "escalation.new_campaign").outcome == "pass"
     assert isinstance(await decide(herald, tenant, "Autumn is near.", campaign_id="autumn"), ActionEscalated)
+
+
+def shadow_reports(herald, tenant: str) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+    return from_every_guard(herald, f"/v1/policies/{tenant}/shadow")
+
+
+async def test_a_shadow_policy_is_decided_beside_the_live_one_and_only_its_differences_recorded(
+    herald, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    tenant = herald.add_tenant(f"shadow{os.urandom(3).hex()}")
+    v1, v2 = tmp_path / "v1.yaml", tmp_path / "v2.yaml"
+    v1.write_text(V1.format(tenant=tenant))
+    v2.write_text(V2.format(tenant=tenant))
+    assert herald_command(herald, "policy", "apply", str(v1)).returncode == 0
+    await on_every_guard(herald, tenant, "v1-")
+    tried = herald_command(herald, "policy", "apply", str(v2), "--shadow")
+    assert tried.returncode == 0 and "shadow" in tried.stderr, tried.stderr
+    await eventually(
+        lambda: all((r["shadow"] or "").startswith("v2-") for r in shadow_reports(herald, tenant)),
+        timeout=20,
+        what="the shadow policy on every guard",
+    )
+
+    blocked = await decide(herald, tenant, "Start your risk-free trial today.")  # live blocks; v2 would approve
+    unsure = await decide(herald, tenant, "A plain note.", confidence=0.5)  # live approves; v2 would escalate
+    agreed = await decide(herald, tenant, "A plain note.", confidence=0.99)  # both approve
+    assert isinstance(blocked, ActionBlocked) and isinstance(unsure, ActionApproved)
+    assert isinstance(agreed, ActionApproved)
+
+    def recorded() -> dict[str, tuple[str, str]] | None:
+        found = {
+            d["action_id"]: (d["live_outcome"], d["shadow_outcome"])
+            for d in shadow_reports(herald, tenant)[0]["differences"]
+        }
+        return found if len(found) >= 2 else None
+
+    differences = await eventually(recorded, timeout=20, what="the shadow's differences")
+    assert differences == {
+        blocked.action_id: ("block", "approve"),
+        unsure.action.action_id: ("approve", "escalate"),
+    }
+
+    # promoted: the same text applied live ends the shadow
+    v2.write_text(V2.format(tenant=tenant))
+    assert herald_command(herald, "policy", "apply", str(v2)).returncode == 0
+    await on_every_guard(herald, tenant, "v2-")
+    assert all(r["shadow"] is None for r in shadow_reports(herald, tenant))
+
+
+async def test_a_backtest_replays_recorded_proposals_and_reports_what_would_change(herald, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    tenant = herald.add_tenant(f"back{os.urandom(3).hex()}")
+    v1, v2 = tmp_path / "v1.yaml", tmp_path / "v2.yaml"
+    v1.write_text(V1.format(tenant=tenant))
+    v2.write_text(V2.format(tenant=tenant))
+    assert herald_command(herald, "policy", "apply", str(v1)).returncode == 0
+    await on_every_guard(herald, tenant, "v1-")
+    blocked = await decide(herald, tenant, "Start your risk-free trial today.")
+    unsure = await decide(herald, tenant, "A plain note.", confidence=0.5)
+    agreed = await decide(herald, tenant, "A plain note.", confidence=0.99)
+
+    async def indexed() -> bool:  # the decisions have reached the audit index the backtest reads
+        async with httpx.AsyncClient(base_url=herald.services.review_url, timeout=30) as review:
+            response = await review.get("/v1/audit/proposals", params={"tenant": tenant, "since": "2026-01-01T00:00"})
+        return sum(1 for p in response.json() if p["decision"]) >= 3
+
+    await eventually(indexed, timeout=30, what="three decided proposals in the audit index")
+    ran = herald_command(herald, "policy", "backtest", "--policy", str(v2), "--since", "1h", "--json")
+    assert ran.returncode == 0, ran.stderr
+    report = json.loads(ran.stdout)
+    assert report["proposals"] == 3 and report["changed"] == 2
+    assert report["changes"] == {"block → approve": 1, "approve → escalate": 1}
+    assert {c["action_id"]: c["candidate"]["rule"] for c in report["changes_by_action"]} == {
+        blocked.action_id: None,
+        unsure.action.action_id: "escalation.unsure",
+    }
+    assert agreed.action.action_id not in ran.stdout
+    said = herald_command(herald, "policy", "backtest", "--policy", str(v2), "--since", "1h")
+    assert said.returncode == 0 and "3 recorded proposals" in said.stdout and "2 would change" in said.stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -95,9 +96,57 @@ def policy_apply(
     path: PolicyFile,
     note: Annotated[str | None, typer.Option(help="Why it changes (kept on the audit).")] = None,
     by: Annotated[str | None, typer.Option("--by", help="Who publishes it (default: the login name).")] = None,
+    shadow: Annotated[
+        bool, typer.Option("--shadow", help="Decide beside the live policy and record differences; never enforce.")
+    ] = False,
 ) -> None:
     """Validate, then publish the policy; every guard replica applies it without a restart."""
-    raise typer.Exit(asyncio.run(policy.apply(CommonSettings(), path, note, by, Console(stderr=True))))
+    raise typer.Exit(asyncio.run(policy.apply(CommonSettings(), path, note, by, Console(stderr=True), shadow)))
+
+
+@policy_app.command("backtest")
+def policy_backtest(
+    candidate: Annotated[Path, typer.Option("--policy", help="The candidate policy file.")],
+    since: Annotated[str, typer.Option(help="How far back: 30m, 24h, 7d (or an ISO time).")] = "7d",
+    until: Annotated[str | None, typer.Option(help="Up to this ISO time (default: now).")] = None,
+    review_url: Annotated[
+        str, typer.Option(envvar="HERALD_REVIEW_URL", help="The review service's API (the audit index).")
+    ] = "http://127.0.0.1:8105",
+    retrieval_target: Annotated[
+        str,
+        typer.Option(
+            envvar=["HERALD_RETRIEVAL_TARGET", "HERALD_GUARD_RETRIEVAL_TARGET"],
+            help="The grounding API (gRPC host:port), when the candidate has a grounding rule.",
+        ),
+    ] = "127.0.0.1:8202",
+    as_json: Annotated[bool, typer.Option("--json", help="The report as JSON.")] = False,
+    show: Annotated[int, typer.Option(help="At most this many changed actions listed.")] = 20,
+) -> None:
+    """What would have been decided otherwise: the tenant's recorded proposals, decided again under the candidate."""
+    now = datetime.now(UTC)
+    try:
+        start = now - parse_duration(since)
+    except ValueError:
+        try:
+            start = datetime.fromisoformat(since)
+        except ValueError as exc:
+            raise typer.BadParameter("a duration like 7d or an ISO time", param_hint="--since") from exc
+    end = datetime.fromisoformat(until) if until else None
+    code = asyncio.run(
+        policy.backtest(
+            CommonSettings(),
+            candidate,
+            start,
+            end,
+            review_url,
+            retrieval_target,
+            as_json,
+            show,
+            Console(),
+            Console(stderr=True),
+        )
+    )
+    raise typer.Exit(code)
 
 
 @policy_app.command("show")

@@ -1,4 +1,5 @@
-"""`herald policy …`: check a tenant's policy file, test it, compare it with the live one, publish it.
+"""`herald policy …`: check a tenant's policy file, test it, compare it with the live one, backtest it
+against recorded proposals, publish it (live or in shadow).
 
 The live policy is the latest accepted publication on the compacted `herald.policy.v1`; every guard
 replica follows that topic, so `apply` changes decisions without a restart or a deploy.
@@ -9,18 +10,32 @@ from __future__ import annotations
 import difflib
 import getpass
 import hashlib
+import json
+from datetime import datetime
 from pathlib import Path
 
+import httpx
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from herald_core.bus import Outbound, TransactionalProducer, Unreadable, read_record, read_to_end, tail_reader
+from herald_core.backtest import replay, summary
+from herald_core.bus import (
+    Outbound,
+    TransactionalProducer,
+    TransientError,
+    Unreadable,
+    read_record,
+    read_to_end,
+    tail_reader,
+)
 from herald_core.contracts import PolicyPublished
 from herald_core.envelope import Envelope
-from herald_core.policy import Policy, PolicyError, PolicyRefused, admit, load_policy
+from herald_core.grounding import GroundingClient
+from herald_core.policy import Policy, PolicyError, PolicyRefused, admit, load_policy, needs_grounding
 from herald_core.policy_cases import load_cases, run_cases
 from herald_core.settings import CommonSettings
+from herald_core.tenants import TenantDirectory
 from herald_core.topics import POLICY, tenant_key
 
 SOURCE = "herald/cli"
@@ -87,6 +102,8 @@ async def live(common: CommonSettings, tenant: str) -> Policy | None:
             read_ = read_record(record, POLICY)
             if isinstance(read_, Unreadable) or not isinstance(read_.body, PolicyPublished):
                 continue
+            if read_.body.mode != "live":
+                continue
             try:
                 current = admit(read_.body, read_.envelope.tenant, current) or current
             except PolicyRefused:
@@ -126,7 +143,12 @@ async def diff(common: CommonSettings, path: Path, console: Console) -> int:
 
 
 async def apply(
-    common: CommonSettings, path: Path, note: str | None, published_by: str | None, console: Console
+    common: CommonSettings,
+    path: Path,
+    note: str | None,
+    published_by: str | None,
+    console: Console,
+    shadow: bool = False,
 ) -> int:
     candidate = read(path, console)
     if candidate is None:
@@ -148,6 +170,7 @@ async def apply(
         sha256=hashlib.sha256(candidate.source.encode()).hexdigest(),
         published_by=published_by or getpass.getuser(),
         note=note,
+        mode="shadow" if shadow else "live",
     )
     envelope = Envelope.new_chain(
         source=SOURCE, type=PolicyPublished.TYPE, tenant=candidate.tenant, subject=f"policy/{candidate.tenant}"
@@ -155,12 +178,14 @@ async def apply(
     producer = TransactionalProducer(common, "cli", name=f"policy-{envelope.id}")
     await producer.start()
     try:
-        await producer.publish([Outbound(POLICY, tenant_key(candidate.tenant), envelope, body)])
+        key = f"{candidate.tenant}:shadow".encode() if shadow else tenant_key(candidate.tenant)
+        await producer.publish([Outbound(POLICY, key, envelope, body)])
     finally:
         await producer.stop()
     for line in differences(current, candidate):
         console.print(line, highlight=False)
-    console.print(f"[green]published[/green] {candidate.tenant} {candidate.version}", highlight=False)
+    said = "published in shadow (decided beside the live policy, not enforced)" if shadow else "published"
+    console.print(f"[green]{said}[/green] {candidate.tenant} {candidate.version}", highlight=False)
     return 0
 
 
@@ -171,4 +196,81 @@ async def show(common: CommonSettings, tenant: str, console: Console) -> int:
         return 1
     console.print(f"# {tenant} {current.version}", highlight=False)
     console.print(current.source, highlight=False, markup=False)
+    return 0
+
+
+async def backtest(
+    common: CommonSettings,
+    path: Path,
+    since: datetime,
+    until: datetime | None,
+    review_url: str,
+    retrieval_target: str,
+    as_json: bool,
+    show: int,
+    out: Console,
+    err: Console,
+) -> int:
+    """Replay the tenant's recorded proposals against the candidate policy; report what would have changed."""
+    candidate = read(path, err)
+    if candidate is None:
+        return 1
+    tenant = TenantDirectory(common.tenants_dir).get(candidate.tenant)
+    if tenant is None:
+        err.print(f"[red]no tenant {candidate.tenant!r} in {common.tenants_dir}[/red]")
+        return 1
+    params = {"tenant": candidate.tenant, "since": since.isoformat()}
+    if until is not None:
+        params["until"] = until.isoformat()
+    try:
+        async with httpx.AsyncClient(timeout=120) as client:
+            response = await client.get(f"{review_url.rstrip('/')}/v1/audit/proposals", params=params)
+        response.raise_for_status()
+    except httpx.HTTPError as exc:
+        err.print(f"[red]the review service at {review_url} did not give the recorded proposals: {exc}[/red]")
+        return 2
+    grounding = GroundingClient(retrieval_target, timeout=10) if needs_grounding(candidate) else None
+    try:
+        results = await replay(candidate, tenant, response.json(), grounding.check if grounding else None)
+    except TransientError as exc:
+        err.print(f"[red]the grounding API at {retrieval_target} did not answer: {exc}[/red]")
+        return 2
+    finally:
+        if grounding is not None:
+            await grounding.close()
+    report = summary(results)
+    changed = [r for r in results if r.changed]
+    if as_json:
+        report["changes_by_action"] = [
+            {
+                "action_id": r.action_id,
+                "contact_id": r.contact_id,
+                "proposed_at": r.proposed_at.isoformat(),
+                "live": {"outcome": r.live_outcome, "rule": r.live_rule},
+                "candidate": {"outcome": r.outcome, "rule": r.rule, "reason": r.reason},
+            }
+            for r in changed
+        ]
+        out.print(json.dumps(report, indent=2), markup=False, highlight=False, soft_wrap=True)
+        return 0
+    out.print(
+        f"{candidate.tenant} {candidate.version} against {report['proposals']} recorded proposals since "
+        f"{since.isoformat()}: {report['changed']} would change",
+        highlight=False,
+    )
+    for change, count in sorted(report["changes"].items()):
+        out.print(f"  {change}: {count}", highlight=False)
+    if report["caps_kept"]:
+        out.print(f"  ({report['caps_kept']} stopped by a cap, kept: caps are not replayed)", highlight=False)
+    if changed:
+        table = Table("action", "proposed", "live", "candidate", "why")
+        for r in changed[:show]:
+            table.add_row(
+                r.action_id,
+                f"{r.proposed_at:%Y-%m-%d %H:%M}",
+                f"{r.live_outcome} {r.live_rule or ''}".strip(),
+                f"{r.outcome} {r.rule or ''}".strip(),
+                r.reason[:120],
+            )
+        out.print(table)
     return 0

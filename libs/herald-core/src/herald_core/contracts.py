@@ -383,6 +383,11 @@ class PolicyPublished(Contract):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of `source`, hex.")
     published_by: str = Field(min_length=1, max_length=200, description="Who published it.")
     note: str | None = Field(default=None, max_length=2000, description="Why it changed.")
+    mode: Literal["live", "shadow"] = Field(
+        default="live",
+        description="`shadow`: decided beside the live policy, differences recorded, never enforced "
+        "(keyed `<tenant>:shadow`; applying the same text live ends the shadow).",
+    )
 
 
 # ---------------------------------------------------------------- control

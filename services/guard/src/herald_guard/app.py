@@ -38,9 +38,18 @@ from herald_core.contracts import (
 from herald_core.control import KillSwitch
 from herald_core.db import create_pool, migrate, readiness
 from herald_core.envelope import Envelope
+from herald_core.grounding import GroundingClient
 from herald_core.ids import new_id
 from herald_core.observability import add_ops_routes, get_logger
-from herald_core.policy import LONGEST_LIMIT_WINDOW, evaluate, limits_for, needs_grounding
+from herald_core.policy import (
+    LONGEST_LIMIT_WINDOW,
+    Grounding,
+    Policy,
+    Verdict,
+    evaluate,
+    limits_for,
+    needs_grounding,
+)
 from herald_core.runtime import ServiceRuntime
 from herald_core.signing import KeyRing
 from herald_core.tenants import TenantDirectory
@@ -52,7 +61,6 @@ from herald_core.topics import (
     REVIEW_DECISION,
     contact_key,
 )
-from herald_guard.adapters.grounding import GroundingClient
 from herald_guard.adapters.policies import PolicyBook
 from herald_guard.adapters.store import (
     CapRequest,
@@ -68,6 +76,11 @@ from herald_guard.settings import Settings
 
 SOURCE = "herald/guard"
 DECISIONS = Counter("herald_guard_decisions_total", "Guard decisions.", ["decision", "rule", "stage"])
+SHADOW_DIFFERENCES = Counter(
+    "herald_guard_shadow_differences_total",
+    "Decisions a tenant's shadow policy would have made otherwise, by live and shadow outcome.",
+    ["live", "shadow"],
+)
 RELEASED = Counter("herald_guard_released_total", "Held actions decided again when their window opened.")
 log = get_logger("herald.guard")
 
@@ -143,17 +156,30 @@ class Guard:
         first_send = action.campaign_id is not None and not await self.store.campaign_launched(
             action.tenant, action.campaign_id
         )
-        verdict = evaluate(
-            policy,
-            action,
-            tenant,
-            stage=held_at or stage,  # type: ignore[arg-type]
-            suppression_reason=reason,
-            grounding=grounding,
-            kill_switch=f"{stop.reason} (set by {stop.set_by}, {stop.scope})" if stop else None,
-            now=self.now(),
-            campaign_first_send=first_send,
-        )
+        now = self.now()
+
+        def under(candidate: Policy, grounding: Grounding | None) -> Verdict:
+            return evaluate(
+                candidate,
+                action,
+                tenant,
+                stage=held_at or stage,  # type: ignore[arg-type]
+                suppression_reason=reason,
+                grounding=grounding,
+                kill_switch=f"{stop.reason} (set by {stop.set_by}, {stop.scope})" if stop else None,
+                now=now,
+                campaign_first_send=first_send,
+            )
+
+        verdict = under(policy, grounding)
+        shadow = self.policies.shadow(tenant.tenant_id)
+        if shadow is not None:  # tried beside the live policy, never enforced
+            if grounding is None and needs_grounding(shadow) and not stop:
+                grounding = await self.grounding.check(action)
+            tried = under(shadow, grounding)
+            if (tried.outcome, tried.rule) != (verdict.outcome, verdict.rule):
+                SHADOW_DIFFERENCES.labels(verdict.outcome, tried.outcome).inc()
+                await self.store.record_shadow_difference(action.action_id, stage, action.tenant, verdict, tried)
         if verdict.outcome == "defer" and held_at is not None:
             assert verdict.release_at is not None
             await self.deferred.reschedule(action.action_id, held_at, verdict.release_at)  # still closed: wait on
@@ -390,6 +416,15 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
                 "source": policy.source,
                 "refused": refused,
             }
+        )
+
+    @http.get("/v1/policies/{tenant}/shadow")
+    async def shadow_report(tenant: str, limit: int = 100) -> JSONResponse:
+        """The tenant's shadow policy, and the latest decisions it would have made otherwise."""
+        shadow = policies.shadow(tenant)
+        differences = await guard.store.shadow_differences(tenant, max(1, min(limit, 1000)))
+        return JSONResponse(
+            {"tenant": tenant, "shadow": shadow.version if shadow else None, "differences": differences}
         )
 
     runtime = ServiceRuntime("guard", http, settings.ops_host, settings.ops_port)

@@ -157,6 +157,13 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
             limit=min(max(limit, 1), 1000),
         )
 
+    @http.get("/v1/audit/proposals")
+    async def recorded_proposals(
+        tenant: str, since: datetime, until: datetime | None = None, limit: int = 10_000
+    ) -> list[dict[str, Any]]:
+        """A tenant's recorded proposals with the first decision on each (what `herald policy backtest` replays)."""
+        return await index.proposals(tenant, since, until, min(max(limit, 1), 100_000))
+
     @http.post("/v1/kill-switch")
     async def kill_switch(body: KillSwitchRequest) -> dict[str, Any]:
         """Stop (or resume) every action of one tenant, or of all: the guard and the executor follow within a second."""

@@ -6,6 +6,10 @@ on every replica, without a restart. A policy that does not load (its problems h
 numbers) or whose version is not above the live one is refused and logged, and the live one
 stays. A tenant that never published a policy gets the one its configuration implies
 (`herald_core.policy.default_policy`).
+
+A publication in `shadow` mode becomes the tenant's shadow policy: the guard decides every action
+under it too, records where it would have decided otherwise, and enforces only the live one. A
+newer shadow replaces it; the same text applied live ends it (it was promoted).
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ class Refusal:
 class PolicyBook(TopicFollower):
     def __init__(self, common: CommonSettings) -> None:
         self._live: dict[str, Policy] = {}
+        self._shadow: dict[str, Policy] = {}
         self._defaults: dict[str, tuple[TenantConfig, Policy]] = {}  # tenant → (the configuration, its policy)
         self.refusals: dict[str, list[Refusal]] = {}
         # the whole history first (at start): no decision is made under a policy older than the published one
@@ -53,6 +58,9 @@ class PolicyBook(TopicFollower):
         published = read.body
         if not isinstance(published, PolicyPublished):
             return
+        if published.mode == "shadow":
+            self._apply_shadow(published, read.envelope.tenant)
+            return
         try:
             policy = admit(published, read.envelope.tenant, self._live.get(published.tenant))
         except PolicyRefused as exc:
@@ -61,11 +69,28 @@ class PolicyBook(TopicFollower):
         if policy is None:
             return
         self._live[policy.tenant] = policy
+        if (shadow := self._shadow.get(policy.tenant)) is not None and shadow.sha256 == policy.sha256:
+            del self._shadow[policy.tenant]  # promoted: nothing left to compare
         LIVE_VERSION.labels(policy.tenant).set(policy.document.version)
         POLICIES.labels("applied").inc()
         log.info(
             "policy applied", tenant=policy.tenant, policy_version=policy.version, published_by=published.published_by
         )
+
+    def _apply_shadow(self, published: PolicyPublished, envelope_tenant: str) -> None:
+        try:
+            policy = admit(published, envelope_tenant, self._shadow.get(published.tenant))
+        except PolicyRefused as exc:
+            self._refuse(published.tenant, published.version, f"shadow: {exc}")
+            return
+        if policy is not None:
+            self._shadow[policy.tenant] = policy
+            POLICIES.labels("shadowed").inc()
+            log.info("shadow policy applied", tenant=policy.tenant, policy_version=policy.version)
+
+    def shadow(self, tenant: str) -> Policy | None:
+        """The policy decided beside the live one for `tenant`, if one is being tried."""
+        return self._shadow.get(tenant)
 
     def _refuse(self, tenant: str, version: int | None, reason: str) -> None:
         POLICIES.labels("refused").inc()

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 import asyncpg
 
 from herald_core.contracts import Approval, RuleHit
+from herald_core.policy import Verdict
 from herald_guard.logic import cap_hit
 
 
@@ -61,6 +62,35 @@ class CapRequest:
 class GuardStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
+
+    async def record_shadow_difference(
+        self, action_id: str, stage: str, tenant: str, live: Verdict, shadow: Verdict
+    ) -> None:
+        await self.pool.execute(
+            "INSERT INTO guard.shadow_differences(action_id, stage, tenant, live_version, live_outcome, live_rule, "
+            "shadow_version, shadow_outcome, shadow_rule, shadow_reason) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
+            action_id,
+            stage,
+            tenant,
+            live.policy_version,
+            live.outcome,
+            live.rule,
+            shadow.policy_version,
+            shadow.outcome,
+            shadow.rule,
+            shadow.reason[:2000],
+        )
+
+    async def shadow_differences(self, tenant: str, limit: int = 100) -> list[dict[str, object]]:
+        rows = await self.pool.fetch(
+            "SELECT action_id, stage, live_version, live_outcome, live_rule, shadow_version, shadow_outcome, "
+            "shadow_rule, shadow_reason, decided_at FROM guard.shadow_differences WHERE tenant = $1 "
+            "ORDER BY decided_at DESC LIMIT $2",
+            tenant,
+            limit,
+        )
+        return [{**dict(r), "decided_at": r["decided_at"].isoformat()} for r in rows]
 
     async def campaign_launched(self, tenant: str, campaign_id: str) -> bool:
         """Whether a send of the campaign has been approved (its first send is behind it)."""

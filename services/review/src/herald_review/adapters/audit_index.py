@@ -19,6 +19,12 @@ from herald_core.consent import contact_hash
 from herald_core.contracts import ContactErased
 from herald_core.envelope import Envelope
 
+DECISION_TYPES = (
+    "herald.action.approved.v1",
+    "herald.action.blocked.v1",
+    "herald.action.escalated.v1",
+    "herald.action.deferred.v1",
+)
 _COLUMNS = (
     'partition, "offset", message_id, type, topic, tenant, correlation_id, causation_id, action_id, contact_id, '
     "rule, occurred_at, body"
@@ -94,6 +100,33 @@ class AuditIndex:
             action_id,
         )
         return [_row(r) for r in rows]
+
+    async def proposals(self, tenant: str, since: datetime, until: datetime | None, limit: int) -> list[dict[str, Any]]:
+        """The tenant's recorded proposals in a period (oldest first), each with the first decision made on it
+        (approved, blocked, escalated or deferred; none if it was never decided): what a backtest replays."""
+        rows = await self.pool.fetch(
+            "SELECT p.body AS action, p.occurred_at, d.type AS decision_type, d.body AS decision "
+            "FROM review.audit_index p LEFT JOIN LATERAL (SELECT type, body FROM review.audit_index d "
+            "WHERE d.tenant = p.tenant AND d.action_id = p.action_id AND d.type = ANY($4::text[]) "
+            'ORDER BY d.occurred_at, d.partition, d."offset" LIMIT 1) d ON true '
+            "WHERE p.tenant = $1 AND p.type = 'herald.action.proposed.v1' AND p.body IS NOT NULL "
+            "AND p.occurred_at >= $2 AND ($3::timestamptz IS NULL OR p.occurred_at < $3) "
+            "ORDER BY p.occurred_at LIMIT $5",
+            tenant,
+            since,
+            until,
+            list(DECISION_TYPES),
+            limit,
+        )
+        return [
+            {
+                "action": json.loads(r["action"]),
+                "occurred_at": r["occurred_at"].isoformat(),
+                "decision_type": r["decision_type"],
+                "decision": json.loads(r["decision"]) if r["decision"] else None,
+            }
+            for r in rows
+        ]
 
     async def search(
         self,

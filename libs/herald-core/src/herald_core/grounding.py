@@ -1,6 +1,7 @@
-"""The guard's port to the retrieval service's grounding API (gRPC `herald.v1.Retrieval/Ground`).
+"""A client of the retrieval service's grounding API (gRPC `herald.v1.Retrieval/Ground`), for the guard
+and for `herald policy backtest`.
 
-Asked only when the tenant's policy has a grounding rule. An outage (unavailable, deadline)
+The guard asks only when the tenant's policy has a grounding rule. An outage (unavailable, deadline)
 is transient: the proposal is read again later rather than decided without the check. Any
 other refusal becomes a grounding result that says so, and the rule fails closed on it.
 """
@@ -20,7 +21,7 @@ TRANSIENT = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grp
 class GroundingClient:
     def __init__(self, target: str, timeout: float) -> None:
         self.channel = grpc.aio.insecure_channel(target)
-        self.stub = retrieval_pb2_grpc.RetrievalStub(self.channel)
+        self.stub = retrieval_pb2_grpc.RetrievalStub(self.channel)  # type: ignore[no-untyped-call]  # generated
         self.timeout = timeout
 
     async def check(self, action: ActionProposed) -> Grounding:
