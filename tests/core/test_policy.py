@@ -11,7 +11,16 @@ from pathlib import Path
 import pytest
 
 from herald_core.contracts import PolicyPublished
-from herald_core.policy import PolicyError, PolicyRefused, admit, default_policy, evaluate, limits_for, load_policy
+from herald_core.policy import (
+    BreakerReading,
+    PolicyError,
+    PolicyRefused,
+    admit,
+    default_policy,
+    evaluate,
+    limits_for,
+    load_policy,
+)
 from herald_core.policy_cases import PolicyCases, load_cases, run_cases
 from herald_core.tenants import TenantConfig
 from support import email_action
@@ -282,3 +291,36 @@ def test_a_bad_limit_is_refused_with_its_line(limit: str, words: str) -> None:
     with pytest.raises(PolicyError) as refused:
         load_policy(f"tenant: acme\nversion: 1\nlimits:\n  - {limit}\n")
     assert any(p.line == 4 and words in p.message for p in refused.value.problems), refused.value.problems
+
+
+BREAKING = """\
+tenant: acme
+version: 1
+breakers:
+  - {id: breaker.bounces, max_rate: 0.1, min_sends: 10, window: 1h, scope: campaign, reason: bounces are up}
+  - {id: breaker.complaints, reasons: [complaint], max_rate: 0.01, min_sends: 50, window: 1d, then: block}
+"""
+
+
+@pytest.mark.parametrize(
+    ("campaign", "readings", "stage", "expect", "words"),
+    [
+        ("spring", {"breaker.bounces": BreakerReading(sends=9, problems=5)}, "proposal", "approve", "fewer than 10"),
+        ("spring", {"breaker.bounces": BreakerReading(sends=10, problems=1)}, "proposal", "approve", "10.0% ≤ 10.0%"),
+        ("spring", {"breaker.bounces": BreakerReading(sends=10, problems=2)}, "proposal", "escalate", "bounces are up"),
+        ("spring", {"breaker.bounces": BreakerReading(sends=10, problems=2)}, "review", "approve", ""),
+        (None, {"breaker.bounces": BreakerReading(sends=10, problems=9)}, "proposal", "approve", "not a campaign"),
+        (None, {"breaker.complaints": BreakerReading(sends=100, problems=2)}, "review", "block", "2.0% > 1.0%"),
+    ],
+)
+def test_a_breaker_opens_over_its_rate_once_there_are_enough_sends(campaign, readings, stage, expect, words) -> None:  # type: ignore[no-untyped-def]
+    verdict = evaluate(
+        load_policy(BREAKING),
+        _action("c1", campaign),
+        TENANT,
+        stage=stage,
+        suppression_reason=None,
+        breakers=readings,
+    )
+    assert verdict.outcome == expect, verdict
+    assert words in " ".join(h.detail for h in verdict.rules)

@@ -50,6 +50,8 @@ log = structlog.get_logger("herald.consent")
 
 #: a service's own erasure, run in the consent feed's transaction: (connection, tenant, contact_id, hashed id)
 OnErasure = Callable[[asyncpg.Connection, str, str, str], Awaitable[None]]
+#: a service's own use of a withdrawal (the guard counts bounces and complaints), in the same transaction
+OnWithdrawn = Callable[[asyncpg.Connection, str, ConsentWithdrawn, int], Awaitable[None]]
 
 
 def address_hash(email: str) -> str:
@@ -64,10 +66,16 @@ def contact_hash(tenant: str, contact_id: str) -> str:
 
 class ConsentFeed:
     def __init__(
-        self, common: CommonSettings, pool: asyncpg.Pool, schema: str, on_erasure: OnErasure | None = None
+        self,
+        common: CommonSettings,
+        pool: asyncpg.Pool,
+        schema: str,
+        on_erasure: OnErasure | None = None,
+        on_withdrawn: OnWithdrawn | None = None,
     ) -> None:
         self.common = common
         self.on_erasure = on_erasure
+        self.on_withdrawn = on_withdrawn
         self.pool = pool
         self.schema = schema
         self.topic = CONSENT.full_name(common.topic_prefix)
@@ -189,6 +197,8 @@ class ConsentFeed:
             return
         if isinstance(body, ConsentWithdrawn):
             suppressed, reason, email = True, body.reason.value, body.email
+            if self.on_withdrawn is not None:
+                await self.on_withdrawn(conn, tenant, body, inbound.offset)
         elif isinstance(body, ConsentGranted):
             suppressed, reason, email = False, "granted", None
         else:

@@ -24,6 +24,13 @@ policy can switch off (consent, the recipient is the contact, the action is the 
         field: draft.body
         pattern: (?i)\b(layoffs?|lawsuits?)\b
         then: escalate
+    breakers:                         # bounce / complaint rate over the window: stop automatic sending
+      - id: breaker.bounces
+        reasons: [hard_bounce, complaint]
+        max_rate: 0.05
+        min_sends: 20
+        window: 1h
+        scope: campaign                       # tenant | campaign
     limits:                           # caps over sliding windows, exact across guard replicas
       - id: limits.contact_weekly
         scope: contact                        # tenant | campaign | contact
@@ -267,6 +274,39 @@ class Limit(BaseModel):
         return f"{self.max} per {seconds // size}{unit} per {self.scope}{narrowed}"
 
 
+class Breaker(BaseModel):
+    """A circuit breaker: when the rate of delivery problems (hard bounces, complaints …) among the sends of
+    the last `window` goes over `max_rate`, automatic sending stops for the tenant (or the campaign) — each
+    action goes to a reviewer (`then: escalate`, the default) or is blocked — until the rate falls again."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    id: RuleId
+    reasons: tuple[Literal["hard_bounce", "complaint", "unsubscribe"], ...] = Field(
+        default=("hard_bounce", "complaint"), min_length=1, description="Which consent withdrawals count."
+    )
+    max_rate: float = Field(gt=0, le=1, description="Problems per send above which the breaker opens.")
+    min_sends: int = Field(default=20, ge=1, description="Below this many sends in the window it stays closed.")
+    window: Annotated[timedelta, BeforeValidator(_duration)] = Field(description="`1h`, `1d` … (at most 31d).")
+    scope: Literal["tenant", "campaign"] = "tenant"
+    then: Literal["block", "escalate"] = "escalate"
+    reason: str | None = Field(default=None, max_length=500)
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, window: timedelta) -> timedelta:
+        if not timedelta(minutes=1) <= window <= LONGEST_LIMIT_WINDOW:
+            raise ValueError("a window is between 1m and 31d")
+        return window
+
+
+@dataclass(frozen=True)
+class BreakerReading:
+    """What the guard counted for one breaker: sends and problems in its window (and scope)."""
+
+    sends: int
+    problems: int
+
+
 def tenant_limits(tenant: TenantConfig) -> tuple[Limit, ...]:
     """The caps in the tenant's configuration (the platform's ceiling; a policy's limits add to them)."""
     return (
@@ -302,10 +342,11 @@ class PolicyDocument(BaseModel):
     limits: tuple[Limit, ...] = Field(
         default=(), description="Frequency caps over sliding windows, on top of the tenant configuration's caps."
     )
+    breakers: tuple[Breaker, ...] = Field(default=(), description="Circuit breakers on bounce and complaint rates.")
 
-    @field_validator("rules", "limits")
+    @field_validator("rules", "limits", "breakers")
     @classmethod
-    def _unique_ids(cls, items: tuple[Rule | Limit, ...]) -> tuple[Rule | Limit, ...]:
+    def _unique_ids(cls, items: tuple[Rule | Limit | Breaker, ...]) -> tuple[Rule | Limit | Breaker, ...]:
         seen: set[str] = set()
         for item in items:
             if item.id in seen:
@@ -317,9 +358,10 @@ class PolicyDocument(BaseModel):
 
     @model_validator(mode="after")
     def _limits_are_not_rules(self) -> PolicyDocument:
-        clash = {r.id for r in self.rules} & {limit.id for limit in self.limits}
+        ids = [r.id for r in self.rules] + [limit.id for limit in self.limits] + [b.id for b in self.breakers]
+        clash = {i for i in ids if ids.count(i) > 1}
         if clash:
-            raise ValueError(f"ids used by both a rule and a limit: {', '.join(sorted(clash))}")
+            raise ValueError(f"ids used twice among rules, limits and breakers: {', '.join(sorted(clash))}")
         return self
 
 
@@ -579,12 +621,14 @@ def evaluate(
     kill_switch: str | None = None,
     now: datetime | None = None,
     campaign_first_send: bool = False,
+    breakers: Mapping[str, BreakerReading] | None = None,
 ) -> Verdict:
     """Every rule's result for one action: the built-in ones, then the policy's, in order.
 
     `grounding` is the grounding API's answer for the draft, when the policy has a grounding rule;
     without it such a rule fails closed. `campaign_first_send`: no send of the action's campaign has
-    been approved yet (the guard knows; `campaign.first_send` in conditions)."""
+    been approved yet (the guard knows; `campaign.first_send` in conditions). `breakers`: the guard's
+    counts for each of the policy's breakers (a breaker without a reading stays closed)."""
     hits = _built_in(action, tenant, suppression_reason, kill_switch)
     facts = facts_for(action, tenant, stage, campaign_first_send)
     context = cel.Context(variables=facts)
@@ -592,6 +636,11 @@ def evaluate(
         if not rule.enabled or (rule.then == "escalate" and stage != "proposal"):
             continue
         hits.append(_apply(rule, policy, context, facts, grounding))
+    readings = breakers or {}
+    for breaker in policy.document.breakers:
+        if breaker.then == "escalate" and stage != "proposal":
+            continue
+        hits.append(_breaker(breaker, readings.get(breaker.id), action))
     release_at = None
     window = policy.document.send_window
     if window is not None:
@@ -629,6 +678,23 @@ def _send_window(
         return _hit(rule="schedule.send_window", outcome="pass", detail=f"inside the send window {span}"), None
     detail = f"outside the send window {span} (local time {local:%a %H:%M}); held until {opening.isoformat()}"
     return _hit(rule="schedule.send_window", outcome="defer", detail=detail), opening.astimezone(UTC)
+
+
+def _breaker(breaker: Breaker, reading: BreakerReading | None, action: ActionProposed) -> RuleHit:
+    where = f"campaign {action.campaign_id}" if breaker.scope == "campaign" else "the tenant"
+    if breaker.scope == "campaign" and action.campaign_id is None:
+        return _hit(rule=breaker.id, outcome="pass", detail="not a campaign action")
+    if reading is None or reading.sends < breaker.min_sends:
+        sends = reading.sends if reading else 0
+        return _hit(
+            rule=breaker.id, outcome="pass", detail=f"{sends} sends from {where}, fewer than {breaker.min_sends}"
+        )
+    rate = reading.problems / reading.sends
+    counted = f"{reading.problems} {'/'.join(breaker.reasons)} in {reading.sends} sends from {where}"
+    if rate > breaker.max_rate:
+        detail = f"{breaker.reason or 'circuit breaker open'}: {counted} ({rate:.1%} > {breaker.max_rate:.1%})"
+        return _hit(rule=breaker.id, outcome=breaker.then, detail=detail)
+    return _hit(rule=breaker.id, outcome="pass", detail=f"{counted} ({rate:.1%} ≤ {breaker.max_rate:.1%})")
 
 
 def _built_in(

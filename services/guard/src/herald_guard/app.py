@@ -70,6 +70,7 @@ from herald_guard.adapters.store import (
     GuardStore,
     erase_contact,
     forget_old_reservations,
+    record_delivery_problem,
 )
 from herald_guard.logic import action_hash
 from herald_guard.settings import Settings
@@ -157,6 +158,13 @@ class Guard:
             action.tenant, action.campaign_id
         )
         now = self.now()
+        shadow = self.policies.shadow(tenant.tenant_id)
+        breakers = {b.id: b for p in (policy, shadow) if p is not None for b in p.document.breakers}
+        readings = (
+            await self.store.breaker_readings(action.tenant, list(breakers.values()), action.campaign_id, now)
+            if breakers
+            else None
+        )
 
         def under(candidate: Policy, grounding: Grounding | None) -> Verdict:
             return evaluate(
@@ -169,10 +177,10 @@ class Guard:
                 kill_switch=f"{stop.reason} (set by {stop.set_by}, {stop.scope})" if stop else None,
                 now=now,
                 campaign_first_send=first_send,
+                breakers=readings,
             )
 
         verdict = under(policy, grounding)
-        shadow = self.policies.shadow(tenant.tenant_id)
         if shadow is not None:  # tried beside the live policy, never enforced
             if grounding is None and needs_grounding(shadow) and not stop:
                 grounding = await self.grounding.check(action)
@@ -366,7 +374,7 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     common = settings.common
     pool = await create_pool(common.pg_dsn, max_size=settings.concurrency + 4)
     await migrate(pool, "guard", Path(str(files("herald_guard") / "migrations")), CONSENT_MIGRATIONS)
-    feed = ConsentFeed(common, pool, "guard", on_erasure=erase_contact)
+    feed = ConsentFeed(common, pool, "guard", on_erasure=erase_contact, on_withdrawn=record_delivery_problem)
     policies = PolicyBook(common)
     grounding = GroundingClient(settings.retrieval_target, settings.grounding_timeout_seconds)
     kill_switch = KillSwitch(common, "guard")

@@ -11,14 +11,14 @@ counters in one order, so two reservations never wait on each other in a cycle).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import asyncpg
 
-from herald_core.contracts import Approval, RuleHit
-from herald_core.policy import Verdict
+from herald_core.contracts import Approval, ConsentWithdrawn, RuleHit
+from herald_core.policy import Breaker, BreakerReading, Verdict
 from herald_guard.logic import cap_hit
 
 
@@ -92,6 +92,32 @@ class GuardStore:
         )
         return [{**dict(r), "decided_at": r["decided_at"].isoformat()} for r in rows]
 
+    async def breaker_readings(
+        self, tenant: str, breakers: Sequence[Breaker], campaign_id: str | None, now: datetime
+    ) -> dict[str, BreakerReading]:
+        """Sends (approvals) and delivery problems in each breaker's window, for the tenant or the campaign.
+        A problem counts for a campaign when the campaign had approved a send to that contact."""
+        readings = {}
+        for breaker in breakers:
+            campaign = campaign_id if breaker.scope == "campaign" else None
+            if breaker.scope == "campaign" and campaign is None:
+                continue
+            since = now - breaker.window
+            row = await self.pool.fetchrow(
+                "SELECT (SELECT count(*) FROM guard.decisions WHERE tenant = $1 AND outcome = 'approve' "
+                "AND decided_at > $2 AND ($3::text IS NULL OR campaign_id = $3)) AS sends, "
+                "(SELECT count(*) FROM guard.delivery_problems p WHERE p.tenant = $1 AND p.occurred_at > $2 "
+                "AND p.reason = ANY($4::text[]) AND ($3::text IS NULL OR EXISTS (SELECT 1 FROM guard.decisions d "
+                "WHERE d.tenant = p.tenant AND d.contact_id = p.contact_id AND d.campaign_id = $3 "
+                "AND d.outcome = 'approve'))) AS problems",
+                tenant,
+                since,
+                campaign,
+                list(breaker.reasons),
+            )
+            readings[breaker.id] = BreakerReading(int(row["sends"]), int(row["problems"]))
+        return readings
+
     async def campaign_launched(self, tenant: str, campaign_id: str) -> bool:
         """Whether a send of the campaign has been approved (its first send is behind it)."""
         found = await self.pool.fetchval(
@@ -145,8 +171,8 @@ class GuardStore:
                         final = replace(decision, approval=approve())
                 recorded = await conn.fetchval(
                     "INSERT INTO guard.decisions(action_id, stage, tenant, contact_id, outcome, rule, reason, rules, "
-                    "action_hash, approval, review_id, policy_version, release_at, consent_checked_at) "
-                    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT DO NOTHING "
+                    "action_hash, approval, review_id, policy_version, release_at, consent_checked_at, campaign_id) "
+                    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) ON CONFLICT DO NOTHING "
                     "RETURNING true",
                     action_id,
                     stage,
@@ -162,6 +188,7 @@ class GuardStore:
                     final.policy_version,
                     final.release_at,
                     consent_checked_at,
+                    campaign_id,
                 )
                 if recorded and final.outcome == "approve" and campaign_id is not None:
                     await conn.execute(
@@ -279,6 +306,28 @@ async def erase_contact(conn: asyncpg.Connection, tenant: str, contact_id: str, 
         tenant,
         contact_id,
         hashed,
+    )
+    await conn.execute(
+        "UPDATE guard.delivery_problems SET contact_id = $3 WHERE tenant = $1 AND contact_id = $2",
+        tenant,
+        contact_id,
+        hashed,
+    )
+
+
+async def record_delivery_problem(
+    conn: asyncpg.Connection, tenant: str, withdrawn: ConsentWithdrawn, offset: int
+) -> None:
+    """A withdrawal from the consent feed, kept for the circuit breakers (bounces, complaints, unsubscribes)."""
+    await conn.execute(
+        "INSERT INTO guard.delivery_problems(tenant, upstream_source, upstream_event_id, contact_id, reason, "
+        "occurred_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        tenant,
+        withdrawn.upstream_source,
+        withdrawn.upstream_event_id,
+        withdrawn.contact_id,
+        withdrawn.reason.value,
+        withdrawn.occurred_at,
     )
 
 
