@@ -313,7 +313,7 @@ async def messages_api(reply: dict[str, Any]) -> AsyncIterator[tuple[str, list[d
             "content": reply["content"],
             "stop_reason": reply.get("stop_reason", "tool_use"),
             "stop_sequence": None,
-            "usage": {"input_tokens": 321, "output_tokens": 87},
+            "usage": reply.get("usage", {"input_tokens": 321, "output_tokens": 87}),
         }
 
     port = _free_port()

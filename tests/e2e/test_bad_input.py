@@ -15,7 +15,16 @@ from test_first_touch import SECRET, _contact, _creation, post_hubspot
 from herald_core.contracts import EventRejected
 from herald_core.envelope import Envelope
 from herald_core.ids import new_id
-from herald_core.topics import AUDIT, CONSENT, EVENTS, EXECUTED, PROPOSED_ACTION, REVIEW, REVIEW_DECISION
+from herald_core.topics import (
+    AUDIT,
+    CONSENT,
+    EVENTS,
+    EXECUTED,
+    LLM_USAGE,
+    PROPOSED_ACTION,
+    REVIEW,
+    REVIEW_DECISION,
+)
 from support import hubspot_signature, publish_raw, read_topic
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.postgres]
@@ -207,6 +216,7 @@ async def test_cloudevent_structured_and_binary_and_bad_ones(herald, edge) -> No
         ("planner", EVENTS),
         ("guard", PROPOSED_ACTION),
         ("guard", REVIEW_DECISION),
+        ("guard", LLM_USAGE),
         ("review", REVIEW),
         ("retrieval", EVENTS),
         ("retrieval", EXECUTED),

@@ -62,6 +62,7 @@ async def test_draft_comes_from_the_forced_tool_call(monkeypatch: pytest.MonkeyP
         await drafter.client.close()
     assert draft.subject == "Jordan, 62% faster exceptions at Northwind?"
     assert draft.confidence == 0.82
+    assert draft.usage is not None and (draft.usage.input_tokens, draft.usage.output_tokens) == (321, 87)
     assert "62%" in draft.body_text
     sent = received[0]
     credentials = sent["headers"].get("x-api-key") or sent["headers"].get("authorization", "")

@@ -8,7 +8,7 @@ JSON Schema and the AsyncAPI document are generated from these models (`make sch
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -234,6 +234,9 @@ class ActionProposed(Contract):
     evidence: tuple[EvidenceRef, ...] = Field(description="Passages the draft is grounded in.")
     confidence: float = Field(ge=0, le=1, description="The planner's confidence in the draft.")
     rationale: str = Field(description="Why the planner proposes this, for reviewers and `herald explain`.")
+    drafted_by: Literal["llm", "template"] | None = Field(
+        default=None, description="Who wrote the draft: the LLM or a template (the LLM budget applies to the first)."
+    )
 
 
 # ---------------------------------------------------------------- guard decisions
@@ -401,6 +404,33 @@ class KillSwitchChanged(Contract):
     set_by: Annotated[str, StringConstraints(min_length=1, max_length=200)] = Field(description="Who set it.")
 
 
+class LlmBudgetChanged(Contract):
+    """The guard's word that a tenant's LLM token budget for a day is spent: planners draft from templates
+    for the rest of that (UTC) day, and the guard sends LLM drafts to review."""
+
+    TYPE: ClassVar[str] = "herald.control.llm-budget.v1"
+    tenant: TenantId = Field(description="The tenant.")
+    day: date = Field(description="The UTC day the budget is for.")
+    exhausted: bool = Field(description="The day's budget is spent.")
+    used_tokens: int = Field(ge=0, description="Tokens reported for the day so far.")
+    budget_tokens: int = Field(ge=0, description="The policy's tokens per day.")
+
+
+# ---------------------------------------------------------------- LLM usage
+
+
+class LlmUsageReported(Contract):
+    """Tokens one LLM call used, reported by the service that made it (what the daily budget counts)."""
+
+    TYPE: ClassVar[str] = "herald.llm.usage.v1"
+    workflow_id: str | None = Field(default=None, description="The workflow run the call was for.")
+    purpose: Annotated[str, StringConstraints(min_length=1, max_length=50)] = Field(description="e.g. `draft`.")
+    model: Annotated[str, StringConstraints(min_length=1, max_length=100)] = Field(description="The model called.")
+    input_tokens: int = Field(ge=0, description="Input tokens the API reported.")
+    output_tokens: int = Field(ge=0, description="Output tokens the API reported.")
+    occurred_at: datetime = Field(description="When the call returned (UTC).")
+
+
 # ---------------------------------------------------------------- the knowledge base
 
 MAX_DOCUMENT_BYTES = 2 * 1024 * 1024
@@ -509,6 +539,8 @@ MESSAGE_TYPES: dict[str, type[Contract]] = {
         ActionRefused,
         PolicyPublished,
         KillSwitchChanged,
+        LlmBudgetChanged,
+        LlmUsageReported,
         DocumentSubmitted,
         DocumentDeleted,
         DocumentIndexed,

@@ -12,12 +12,13 @@ side effect.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from aiokafka import ConsumerRecord
 from prometheus_client import Gauge
 
 from herald_core.bus import Outbound, TopicFollower, Unreadable, read_record
-from herald_core.contracts import KillSwitchChanged
+from herald_core.contracts import KillSwitchChanged, LlmBudgetChanged
 from herald_core.envelope import Envelope
 from herald_core.observability import get_logger
 from herald_core.settings import CommonSettings
@@ -46,9 +47,11 @@ class KillSwitch(TopicFollower):
 
     def _apply(self, record: ConsumerRecord[bytes, bytes]) -> None:
         read = read_record(record, CONTROL)
-        if isinstance(read, Unreadable) or not isinstance(read.body, KillSwitchChanged):
-            log.error("unreadable control record ignored", offset=record.offset)
+        if isinstance(read, Unreadable):
+            log.error("unreadable control record ignored", offset=record.offset, reason=read.reason)
             return
+        if not isinstance(read.body, KillSwitchChanged):
+            return  # another control (an LLM budget) is another follower's
         change = read.body
         scope = change.tenant or GLOBAL
         if change.tenant and read.envelope.tenant != change.tenant:
@@ -79,3 +82,32 @@ def kill_switch_message(tenant: str | None, engaged: bool, reason: str, set_by: 
         subject=f"kill-switch/{tenant or GLOBAL}",
     )
     return Outbound(CONTROL, control_key(tenant), envelope, body)
+
+
+def budget_key(tenant: str) -> bytes:
+    return f"budget:{tenant}".encode()
+
+
+class LlmBudgets(TopicFollower):
+    """Which tenants have spent today's LLM budget (`LlmBudgetChanged` on the control topic, from the guard)."""
+
+    def __init__(self, common: CommonSettings, service: str) -> None:
+        self._latest: dict[str, LlmBudgetChanged] = {}
+        super().__init__(common, CONTROL, self._apply, f"{service}-llm-budgets")
+
+    def _apply(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        read = read_record(record, CONTROL)
+        if isinstance(read, Unreadable) or not isinstance(read.body, LlmBudgetChanged):
+            return
+        if read.envelope.tenant != read.body.tenant:
+            log.error("LLM budget record for another tenant's envelope ignored", tenant=read.body.tenant)
+            return
+        self._latest[read.body.tenant] = read.body
+        log.info("LLM budget", tenant=read.body.tenant, exhausted=read.body.exhausted, day=str(read.body.day))
+
+    def exhausted(self, tenant: str) -> LlmBudgetChanged | None:
+        """Today's (UTC) spent budget of `tenant`, or None while there is budget left."""
+        latest = self._latest.get(tenant)
+        if latest is not None and latest.exhausted and latest.day == datetime.now(UTC).date():
+            return latest
+        return None

@@ -31,6 +31,8 @@ policy can switch off (consent, the recipient is the contact, the action is the 
         min_sends: 20
         window: 1h
         scope: campaign                       # tenant | campaign
+    llm_budget:                       # past it: templates, and LLM drafts go to review (budget.llm_daily)
+      tokens_per_day: 200000
     limits:                           # caps over sliding windows, exact across guard replicas
       - id: limits.contact_weekly
         scope: contact                        # tenant | campaign | contact
@@ -92,7 +94,13 @@ Outcome = Literal["approve", "block", "escalate", "defer"]
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 DAYS: tuple[Day, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 RuleId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$", description="e.g. `content.banned_phrases`")]
-BUILT_IN_RULES = ("control.kill_switch", "consent.opt_out", "content.recipient_is_contact", "tenant.matches")
+BUILT_IN_RULES = (
+    "control.kill_switch",
+    "consent.opt_out",
+    "content.recipient_is_contact",
+    "tenant.matches",
+    "budget.llm_daily",
+)
 _TENANT_LIMIT_IDS = ("limits.tenant_emails_per_hour", "limits.contact_emails_per_day")
 
 
@@ -274,6 +282,14 @@ class Limit(BaseModel):
         return f"{self.max} per {seconds // size}{unit} per {self.scope}{narrowed}"
 
 
+class LlmBudget(BaseModel):
+    """Tokens the tenant's LLM calls may use per UTC day. Past it, planners draft from templates and the guard
+    sends any LLM draft to a reviewer (`budget.llm_daily`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    tokens_per_day: int = Field(ge=0, description="Input plus output tokens, all LLM calls of the tenant.")
+
+
 class Breaker(BaseModel):
     """A circuit breaker: when the rate of delivery problems (hard bounces, complaints …) among the sends of
     the last `window` goes over `max_rate`, automatic sending stops for the tenant (or the campaign) — each
@@ -343,6 +359,7 @@ class PolicyDocument(BaseModel):
         default=(), description="Frequency caps over sliding windows, on top of the tenant configuration's caps."
     )
     breakers: tuple[Breaker, ...] = Field(default=(), description="Circuit breakers on bounce and complaint rates.")
+    llm_budget: LlmBudget | None = Field(default=None, description="The tenant's daily LLM token budget.")
 
     @field_validator("rules", "limits", "breakers")
     @classmethod
@@ -622,13 +639,15 @@ def evaluate(
     now: datetime | None = None,
     campaign_first_send: bool = False,
     breakers: Mapping[str, BreakerReading] | None = None,
+    llm_tokens_today: int | None = None,
 ) -> Verdict:
     """Every rule's result for one action: the built-in ones, then the policy's, in order.
 
     `grounding` is the grounding API's answer for the draft, when the policy has a grounding rule;
     without it such a rule fails closed. `campaign_first_send`: no send of the action's campaign has
     been approved yet (the guard knows; `campaign.first_send` in conditions). `breakers`: the guard's
-    counts for each of the policy's breakers (a breaker without a reading stays closed)."""
+    counts for each of the policy's breakers (a breaker without a reading stays closed). `llm_tokens_today`:
+    the tenant's LLM tokens reported today, checked against the policy's `llm_budget` for LLM drafts."""
     hits = _built_in(action, tenant, suppression_reason, kill_switch)
     facts = facts_for(action, tenant, stage, campaign_first_send)
     context = cel.Context(variables=facts)
@@ -636,6 +655,12 @@ def evaluate(
         if not rule.enabled or (rule.then == "escalate" and stage != "proposal"):
             continue
         hits.append(_apply(rule, policy, context, facts, grounding))
+    budget = policy.document.llm_budget
+    if budget is not None and action.drafted_by == "llm" and stage == "proposal":
+        used = llm_tokens_today or 0
+        spent = used > budget.tokens_per_day
+        detail = f"{used} LLM tokens reported today, budget {budget.tokens_per_day}"
+        hits.append(_hit(rule="budget.llm_daily", outcome="escalate" if spent else "pass", detail=detail))
     readings = breakers or {}
     for breaker in policy.document.breakers:
         if breaker.then == "escalate" and stage != "proposal":

@@ -18,7 +18,7 @@ class Key(StrEnum):
     TENANT_ACTION = "tenant:action"
     TENANT_DOCUMENT = "tenant:document"
     TENANT = "tenant"
-    SCOPE = "global|tenant:<id>"
+    SCOPE = "global|tenant:<id>|budget:<id>"
     ANY = "any"
 
 
@@ -182,15 +182,25 @@ POLICY = TopicSpec(
 CONTROL = TopicSpec(
     "herald.control.v1",
     Key.SCOPE,
-    ("cli", "review"),
-    ("guard", "executor"),
+    ("cli", "review", "guard"),
+    ("guard", "executor", "planner"),
     1,
     retention_ms=None,
     compacted=True,
     pipeline=False,
-    message_types=("herald.control.kill-switch.v1",),
-    doc="Kill switches, global and per tenant (compacted: the latest per scope); the guard and the executor read "
-    "it from the beginning and follow it, and stop acting for what a switch covers within a second.",
+    message_types=("herald.control.kill-switch.v1", "herald.control.llm-budget.v1"),
+    doc="Kill switches, global and per tenant, and spent LLM budgets (`budget:<tenant>`) (compacted: the latest "
+    "per scope); the guard and the executor follow it and stop acting for what a switch covers within a second; "
+    "the planner drafts from templates while a tenant's budget for the day is spent.",
+)
+LLM_USAGE = TopicSpec(
+    "herald.llm-usage.v1",
+    Key.TENANT,
+    ("planner",),
+    ("guard",),
+    PIPELINE_PARTITIONS,
+    message_types=("herald.llm.usage.v1",),
+    doc="Tokens of every LLM call, per tenant; the guard sums them against the policy's daily budget.",
 )
 AUDIT = TopicSpec(
     "herald.audit.v1",
@@ -232,6 +242,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     KNOWLEDGE_INDEXED,
     POLICY,
     CONTROL,
+    LLM_USAGE,
     AUDIT,
     AUDIT_SEALED,
 )

@@ -4,6 +4,7 @@ requests out. The only path to the executor.
 Handlers, by topic:
     herald.proposed-action.v1  → on_proposed_action
     herald.review-decision.v1  → on_review_decision
+    herald.llm-usage.v1        → on_llm_usage (the daily LLM budget; says when it is spent)
     herald.consent.v1          → the consent feed (suppression list), caught up before every decision
 """
 
@@ -30,12 +31,14 @@ from herald_core.contracts import (
     ActionEscalated,
     ActionProposed,
     Approval,
+    LlmBudgetChanged,
+    LlmUsageReported,
     ReviewDecided,
     ReviewDecision,
     ReviewRequested,
     RuleHit,
 )
-from herald_core.control import KillSwitch
+from herald_core.control import KillSwitch, budget_key
 from herald_core.db import create_pool, migrate, readiness
 from herald_core.envelope import Envelope
 from herald_core.grounding import GroundingClient
@@ -55,7 +58,9 @@ from herald_core.signing import KeyRing
 from herald_core.tenants import TenantDirectory
 from herald_core.topics import (
     APPROVED_ACTION,
+    CONTROL,
     DECISION,
+    LLM_USAGE,
     PROPOSED_ACTION,
     REVIEW,
     REVIEW_DECISION,
@@ -77,6 +82,7 @@ from herald_guard.settings import Settings
 
 SOURCE = "herald/guard"
 DECISIONS = Counter("herald_guard_decisions_total", "Guard decisions.", ["decision", "rule", "stage"])
+LLM_TOKENS = Counter("herald_guard_llm_tokens_total", "LLM tokens reported, by tenant.", ["tenant"])
 SHADOW_DIFFERENCES = Counter(
     "herald_guard_shadow_differences_total",
     "Decisions a tenant's shadow policy would have made otherwise, by live and shadow outcome.",
@@ -136,6 +142,26 @@ class Guard:
             return await self._record(msg, action, "review", verdict)
         return await self._decide(msg, action, stage="review", approved_by=f"review:{decided.reviewer}")
 
+    async def on_llm_usage(self, msg: Inbound) -> list[Outbound]:
+        """Count an LLM call's tokens; the report that takes the tenant past its budget announces it."""
+        usage = msg.body_as(LlmUsageReported)
+        tenant = self.tenants.get(msg.envelope.tenant)
+        if tenant is None:
+            raise Rejected(f"unknown tenant {msg.envelope.tenant!r}")
+        day = usage.occurred_at.astimezone(UTC).date()
+        tokens = usage.input_tokens + usage.output_tokens
+        used = await self.store.record_llm_usage(msg.envelope.id, tenant.tenant_id, day, tokens)
+        LLM_TOKENS.labels(tenant.tenant_id).inc(tokens)
+        budget = self.policies.for_tenant(tenant).document.llm_budget
+        if budget is None or used <= budget.tokens_per_day or used - tokens > budget.tokens_per_day:
+            return []  # no budget, still within it, or already announced by an earlier report
+        spent = LlmBudgetChanged(
+            tenant=tenant.tenant_id, day=day, exhausted=True, used_tokens=used, budget_tokens=budget.tokens_per_day
+        )
+        envelope = msg.envelope.caused(source=SOURCE, type=LlmBudgetChanged.TYPE, subject=f"llm-budget/{day}")
+        log.warning("LLM budget spent", used=used, budget=budget.tokens_per_day, day=str(day))
+        return [Outbound(CONTROL, budget_key(tenant.tenant_id), envelope, spent)]
+
     def now(self) -> datetime:
         """The guard's clock (`clock_offset_seconds` moves it, for drills and tests of held actions)."""
         return datetime.now(UTC) + timedelta(seconds=self.settings.clock_offset_seconds)
@@ -166,6 +192,12 @@ class Guard:
             else None
         )
 
+        llm_tokens = (
+            await self.store.llm_tokens(action.tenant, now.date())
+            if action.drafted_by == "llm" and any(p and p.document.llm_budget for p in (policy, shadow))
+            else None
+        )
+
         def under(candidate: Policy, grounding: Grounding | None) -> Verdict:
             return evaluate(
                 candidate,
@@ -178,6 +210,7 @@ class Guard:
                 now=now,
                 campaign_first_send=first_send,
                 breakers=readings,
+                llm_tokens_today=llm_tokens,
             )
 
         verdict = under(policy, grounding)
@@ -393,7 +426,11 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
         common,
         "guard",
         "decisions",
-        {PROPOSED_ACTION: guard.on_proposed_action, REVIEW_DECISION: guard.on_review_decision},
+        {
+            PROPOSED_ACTION: guard.on_proposed_action,
+            REVIEW_DECISION: guard.on_review_decision,
+            LLM_USAGE: guard.on_llm_usage,
+        },
         concurrency=settings.concurrency,
     )
 

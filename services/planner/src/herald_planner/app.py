@@ -28,17 +28,19 @@ from herald_core.contracts import (
     ContactErased,
     ContactFacts,
     EvidenceRef,
+    LlmUsageReported,
     MemoryRef,
     PlanCreated,
     PlanStep,
     SendEmailInput,
 )
+from herald_core.control import LlmBudgets
 from herald_core.db import create_pool, migrate, readiness
 from herald_core.ids import new_id
 from herald_core.observability import add_ops_routes, get_logger
 from herald_core.runtime import ServiceRuntime
 from herald_core.tenants import TenantDirectory
-from herald_core.topics import DECISION, EVENTS, EXECUTED, PLAN, PROPOSED_ACTION, contact_key
+from herald_core.topics import DECISION, EVENTS, EXECUTED, LLM_USAGE, PLAN, PROPOSED_ACTION, contact_key, tenant_key
 from herald_planner.adapters.llm import LlmDrafter, llm_configured
 from herald_planner.adapters.retrieval import RetrievalClient
 from herald_planner.adapters.runs import WorkflowRuns
@@ -58,12 +60,14 @@ class Planner:
         retrieval: RetrievalClient,
         tenants: TenantDirectory,
         llm: LlmDrafter | None,
+        budgets: LlmBudgets,
     ) -> None:
         self.settings = settings
         self.runs = runs
         self.retrieval = retrieval
         self.tenants = tenants
         self.llm = llm
+        self.budgets = budgets
 
     async def on_events(self, msg: Inbound) -> list[Outbound]:
         if isinstance(msg.body, ContactErased):
@@ -107,7 +111,9 @@ class Planner:
         except Exception as exc:
             # the run stays `started` with this event as its trigger; the batch is read again later
             raise TransientError(f"retrieval unavailable: {exc!r}") from exc
-        draft, planner_kind = await self._draft(contact, evidence, memories, tenant.name, tenant.sender.name)
+        draft, planner_kind = await self._draft(
+            tenant.tenant_id, contact, evidence, memories, tenant.name, tenant.sender.name
+        )
         action_id = new_id()
         key = contact_key(tenant.tenant_id, contact.contact_id)
         subject = f"contact/{contact.contact_id}"
@@ -136,10 +142,15 @@ class Planner:
             evidence=tuple(evidence),
             confidence=draft.confidence,
             rationale=draft.rationale,
+            drafted_by=planner_kind,  # type: ignore[arg-type]
         )
         plan_env = msg.envelope.caused(source=SOURCE, type=PlanCreated.TYPE, subject=subject)
         action_env = plan_env.caused(source=SOURCE, type=ActionProposed.TYPE, subject=subject)
         outputs = [Outbound(PLAN, key, plan_env, plan), Outbound(PROPOSED_ACTION, key, action_env, action)]
+        if draft.usage is not None:  # the guard counts it against the tenant's daily LLM budget
+            usage_env = plan_env.caused(source=SOURCE, type=LlmUsageReported.TYPE, subject=subject)
+            usage = draft.usage.model_copy(update={"workflow_id": workflow_id})
+            outputs.append(Outbound(LLM_USAGE, tenant_key(tenant.tenant_id), usage_env, usage))
         await self.runs.set_state(
             workflow_id,
             "proposed",
@@ -164,13 +175,17 @@ class Planner:
 
     async def _draft(
         self,
+        tenant_id: str,
         contact: ContactFacts,
         evidence: list[EvidenceRef],
         memories: list[MemoryRef],
         company_name: str,
         sender: str,
     ) -> tuple[Draft, str]:
-        if self.llm is not None:
+        spent = self.budgets.exhausted(tenant_id) if self.llm is not None else None
+        if spent is not None:
+            log.info("LLM budget for today spent; drafting from the template", used=spent.used_tokens)
+        if self.llm is not None and spent is None:
             try:
                 draft = await self.llm.draft(contact, evidence, memories, company_name=company_name, sender=sender)
                 return draft, "llm"
@@ -219,7 +234,8 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     llm = LlmDrafter(settings.anthropic_model, settings.anthropic_max_tokens) if llm_configured() else None
     if llm is None:
         log.info("ANTHROPIC_API_KEY not set: drafting from templates")
-    planner = Planner(settings, WorkflowRuns(pool), retrieval, TenantDirectory(common.tenants_dir), llm)
+    budgets = LlmBudgets(common, "planner")
+    planner = Planner(settings, WorkflowRuns(pool), retrieval, TenantDirectory(common.tenants_dir), llm, budgets)
     worker = ConsumerWorker(
         common,
         "planner",
@@ -233,8 +249,8 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     )
 
     http = FastAPI(title="herald-planner")
-    add_ops_routes(http, {"postgres": readiness(pool), "consumer": worker.ready})
+    add_ops_routes(http, {"postgres": readiness(pool), "llm_budgets": budgets.ready, "consumer": worker.ready})
     runtime = ServiceRuntime("planner", http, settings.ops_host, settings.ops_port)
-    runtime.on_start += [worker.start]
-    runtime.on_stop += [pool.close, retrieval.close, worker.stop]
+    runtime.on_start += [budgets.start, worker.start]
+    runtime.on_stop += [pool.close, retrieval.close, budgets.stop, worker.stop]
     return runtime

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from jinja2 import Environment, StrictUndefined
 
-from herald_core.contracts import ContactFacts, EvidenceRef, MemoryRef
+from herald_core.contracts import ContactFacts, EvidenceRef, LlmUsageReported, MemoryRef
 
 WORKFLOW = "new_lead_first_touch"
 
@@ -66,6 +66,7 @@ class Draft:
     body_text: str
     confidence: float
     rationale: str
+    usage: LlmUsageReported | None = None  # the tokens an LLM draft cost
 
 
 _env = Environment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)  # noqa: S701 - plain text

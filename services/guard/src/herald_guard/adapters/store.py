@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import asyncpg
 
@@ -117,6 +117,30 @@ class GuardStore:
             )
             readings[breaker.id] = BreakerReading(int(row["sends"]), int(row["problems"]))
         return readings
+
+    async def record_llm_usage(self, message_id: str, tenant: str, day: date, tokens: int) -> int:
+        """Count one report (once, whatever the redeliveries); returns the tenant's tokens for that day."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO guard.llm_usage(message_id, tenant, day, tokens) VALUES ($1, $2, $3, $4) "
+                "ON CONFLICT DO NOTHING",
+                message_id,
+                tenant,
+                day,
+                tokens,
+            )
+            return await self._llm_tokens(conn, tenant, day)
+
+    async def llm_tokens(self, tenant: str, day: date) -> int:
+        async with self.pool.acquire() as conn:
+            return await self._llm_tokens(conn, tenant, day)
+
+    @staticmethod
+    async def _llm_tokens(conn: asyncpg.Connection, tenant: str, day: date) -> int:
+        total = await conn.fetchval(
+            "SELECT coalesce(sum(tokens), 0) FROM guard.llm_usage WHERE tenant = $1 AND day = $2", tenant, day
+        )
+        return int(total)
 
     async def campaign_launched(self, tenant: str, campaign_id: str) -> bool:
         """Whether a send of the campaign has been approved (its first send is behind it)."""

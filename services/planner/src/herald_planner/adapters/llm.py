@@ -8,11 +8,12 @@ fact that is not in them. Without a key the planner drafts from templates and sa
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from typing import Any
 
 from anthropic import AsyncAnthropic
 
-from herald_core.contracts import ContactFacts, EvidenceRef, MemoryRef
+from herald_core.contracts import ContactFacts, EvidenceRef, LlmUsageReported, MemoryRef
 from herald_planner.logic import Draft
 
 DRAFT_TOOL: dict[str, Any] = {
@@ -81,5 +82,12 @@ class LlmDrafter:
                     body_text=str(data["body_text"]),
                     confidence=float(data.get("confidence", 0.6)),
                     rationale=f"LLM draft ({self.model}) grounded in {len(evidence)} passage(s)",
+                    usage=LlmUsageReported(
+                        purpose="draft",
+                        model=self.model,
+                        input_tokens=response.usage.input_tokens,
+                        output_tokens=response.usage.output_tokens,
+                        occurred_at=datetime.now(UTC),
+                    ),
                 )
         raise ValueError("the model did not call draft_email")
