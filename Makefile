@@ -67,6 +67,7 @@ generate: uv ## regenerate JSON Schemas, the AsyncAPI document and the Strimzi t
 bench: up ## throughput and latency against raw aiokafka, guard decisions, search at 10k chunks; JSON + PNG in bench/results/
 	$(UV) run python -m bench.run
 	$(UV) run python -m bench.guard
+	$(UV) run python -m bench.guard_kafka
 	$(UV) run python -m bench.retrieval
 
 .PHONY: bench-retrieval

@@ -80,6 +80,9 @@ class ConsentFeed:
         self.schema = schema
         self.topic = CONSENT.full_name(common.topic_prefix)
         self._consumer: AIOKafkaConsumer | None = None
+        # end offsets are asked on a connection of their own: the broker answers one request per connection
+        # at a time, and the follower's long-poll fetch would hold a freshness check up to its wait
+        self._offsets: AIOKafkaConsumer | None = None
         self._dlq_producer: AIOKafkaProducer | None = None
         self._task: asyncio.Task[None] | None = None
         self._positions: dict[TopicPartition, int] = {}
@@ -112,6 +115,10 @@ class ConsentFeed:
                 await consumer.seek_to_beginning(tp)
                 self._positions[tp] = 0
         self._consumer = consumer
+        self._offsets = AIOKafkaConsumer(
+            bootstrap_servers=self.common.kafka_bootstrap, group_id=None, isolation_level="read_committed"
+        )
+        await self._offsets.start()
         self._dlq_producer = AIOKafkaProducer(bootstrap_servers=self.common.kafka_bootstrap, enable_idempotence=True)
         await self._dlq_producer.start()
         self._task = asyncio.create_task(self._follow(), name=f"{self.schema}-consent-feed")
@@ -135,6 +142,8 @@ class ConsentFeed:
         await cancel_and_wait(self._task)
         if self._consumer:
             await self._consumer.stop()
+        if self._offsets:
+            await self._offsets.stop()
         if self._dlq_producer:
             await self._dlq_producer.stop()
 
@@ -271,9 +280,9 @@ class ConsentFeed:
                 await asyncio.wait([reading])
 
     async def _read_end_offsets(self) -> tuple[datetime, dict[TopicPartition, int]]:
-        assert self._consumer is not None
+        assert self._offsets is not None
         read_at = datetime.now(UTC)
-        return read_at, await self._consumer.end_offsets(list(self._positions))
+        return read_at, await self._offsets.end_offsets(list(self._positions))
 
     async def suppression(self, tenant: str, contact_id: str, email: str | None, channel: str = "email") -> str | None:
         """The reason the contact (or its address) must not be contacted on `channel`, or None. A withdrawal for

@@ -282,24 +282,37 @@ async def _reserve(
 ) -> CapRequest | None:
     """Reserve `action_id` on every counter below its cap, or on none of them; return the cap that was full.
 
-    Runs inside the caller's transaction: the counter locks are held until it commits or rolls back."""
-    for counter in sorted({cap.counter for cap in caps}):
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"guard/{tenant}/{counter}")
-    for cap in caps:
-        used = await conn.fetchval(
-            "SELECT count(*) FROM guard.limit_reservations WHERE tenant = $1 AND counter = $2 "
-            "AND reserved_at > $3 AND action_id <> $4",
-            tenant,
-            cap.counter,
-            now - cap.per,
-            action_id,
-        )
-        if used >= cap.cap:
+    Runs inside the caller's transaction: the counter locks are held until it commits or rolls back. Three
+    statements, whatever the number of caps (the locks are held for as short a time as the counting takes)."""
+    if not caps:
+        return None
+    counters = sorted({cap.counter for cap in caps})
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended('guard/' || $1 || '/' || c, 0)) "
+        "FROM unnest($2::text[]) WITH ORDINALITY AS t(c, n) ORDER BY n",
+        tenant,
+        counters,
+    )
+    rows = await conn.fetch(
+        "SELECT c.n, (SELECT count(*) FROM guard.limit_reservations r WHERE r.tenant = $1 AND r.counter = c.counter "
+        "AND r.reserved_at > c.since AND r.action_id <> $2) AS used "
+        "FROM unnest($3::text[], $4::timestamptz[]) WITH ORDINALITY AS c(counter, since, n)",
+        tenant,
+        action_id,
+        [cap.counter for cap in caps],
+        [now - cap.per for cap in caps],
+    )
+    used = {int(row["n"]) - 1: int(row["used"]) for row in rows}
+    for index, cap in enumerate(caps):
+        if used[index] >= cap.cap:
             return cap
-    await conn.executemany(
-        "INSERT INTO guard.limit_reservations(tenant, counter, action_id, reserved_at) VALUES ($1, $2, $3, $4) "
-        "ON CONFLICT DO NOTHING",
-        [(tenant, cap.counter, action_id, now) for cap in caps],
+    await conn.execute(
+        "INSERT INTO guard.limit_reservations(tenant, counter, action_id, reserved_at) "
+        "SELECT $1, c, $2, $3 FROM unnest($4::text[]) AS c ON CONFLICT DO NOTHING",
+        tenant,
+        action_id,
+        now,
+        counters,
     )
     return None
 
