@@ -15,7 +15,7 @@ runner = CliRunner()
 def test_the_shipped_policy_validates_and_passes_its_own_tests() -> None:
     validated = runner.invoke(app, ["policy", "validate", str(SAMPLES / "policy.yaml")])
     assert validated.exit_code == 0, validated.output
-    assert "ok acme v1-" in validated.output and "11 rule(s)" in validated.output
+    assert "ok acme v1-" in validated.output and "12 rule(s)" in validated.output
     tested = runner.invoke(app, ["policy", "test", str(SAMPLES / "policy.yaml"), str(SAMPLES / "tests.yaml")])
     assert tested.exit_code == 0, tested.output
     assert "0 failed" in tested.output

@@ -176,6 +176,7 @@ def test_decisions_name_the_policy_version_they_were_made_under() -> None:
     assert [h.rule for h in verdict.rules] == [
         "consent.opt_out",
         "content.recipient_is_contact",
+        "content.sender_and_unsubscribe",
         "escalation.unsure",
     ]
 
@@ -324,3 +325,12 @@ def test_a_breaker_opens_over_its_rate_once_there_are_enough_sends(campaign, rea
     )
     assert verdict.outcome == expect, verdict
     assert words in " ".join(h.detail for h in verdict.rules)
+
+
+def test_a_tenant_without_a_working_unsubscribe_link_sends_nothing() -> None:
+    broken = TENANT.model_copy(update={"unsubscribe_url": "http://acmerelay.example/unsubscribe"})
+    verdict = evaluate(
+        load_policy("tenant: acme\nversion: 1\n"), _action(), broken, stage="proposal", suppression_reason=None
+    )
+    assert verdict.outcome == "block" and verdict.rule == "content.sender_and_unsubscribe"
+    assert "not an https or mailto URL" in verdict.reason

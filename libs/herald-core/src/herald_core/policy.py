@@ -19,6 +19,8 @@ policy can switch off (consent, the recipient is the contact, the action is the 
         max_body_chars: 4000
       - id: content.grounded
         kind: grounding                       # prices, percentages, dates, competitor claims need evidence
+      - id: content.other_peoples_data
+        kind: personal_data                   # addresses other than the recipient's and the tenant's, phones
       - id: escalation.sensitive_topic
         kind: pattern                         # Python regex in one field, compiled once
         field: draft.body
@@ -99,6 +101,7 @@ BUILT_IN_RULES = (
     "consent.opt_out",
     "content.recipient_is_contact",
     "tenant.matches",
+    "content.sender_and_unsubscribe",
     "budget.llm_daily",
 )
 _TENANT_LIMIT_IDS = ("limits.tenant_emails_per_hour", "limits.contact_emails_per_day")
@@ -173,6 +176,19 @@ class MaxLengthRule(_Rule):
     max_subject_chars: int | None = Field(default=None, ge=1)
 
 
+class PersonalDataRule(_Rule):
+    """Another person's data in a draft: email addresses other than the recipient's and the tenant's own
+    (its sender's domain and `allow_domains`), and, with `phones`, phone numbers (9 digits or more)."""
+
+    kind: Literal["personal_data"]
+    allow_domains: tuple[Annotated[str, Field(min_length=3, max_length=253)], ...] = ()
+    phones: bool = True
+
+
+_EMAIL_IN_TEXT = re.compile(r"[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+_PHONE_IN_TEXT = re.compile(r"(?<![\w.])\+?\d[\d ().-]{7,}\d(?!\w)")
+
+
 def _kind(value: Any) -> str:
     """A rule's kind; a rule with a `when` and no kind is a condition."""
     if isinstance(value, dict):
@@ -185,7 +201,8 @@ Rule = Annotated[
     | Annotated[BannedPhrasesRule, Tag("banned_phrases")]
     | Annotated[PatternRule, Tag("pattern")]
     | Annotated[GroundingRule, Tag("grounding")]
-    | Annotated[MaxLengthRule, Tag("max_length")],
+    | Annotated[MaxLengthRule, Tag("max_length")]
+    | Annotated[PersonalDataRule, Tag("personal_data")],
     Discriminator(_kind),
 ]
 
@@ -599,7 +616,12 @@ def facts_for(
             "body_chars": len(body),
             "words": len(body.split()),
         },
-        "tenant": {"id": tenant.tenant_id, "name": tenant.name, "timezone": tenant.timezone},
+        "tenant": {
+            "id": tenant.tenant_id,
+            "name": tenant.name,
+            "timezone": tenant.timezone,
+            "sender": str(tenant.sender.address),
+        },
         "campaign": {"id": action.campaign_id or "", "first_send": campaign_first_send and bool(action.campaign_id)},
         "stage": stage,
     }
@@ -746,6 +768,14 @@ def _built_in(
     if action.tenant != tenant.tenant_id:
         detail = f"action is for {action.tenant}, message is from {tenant.tenant_id}"
         hits.append(RuleHit(rule="tenant.matches", outcome="block", detail=detail))
+    # every email goes out with the tenant's sender address and a working unsubscribe link (the executor adds
+    # both, with one-click List-Unsubscribe); a tenant configured without them sends nothing
+    if not tenant.unsubscribe_url.startswith(("https://", "mailto:")):
+        detail = f"the tenant's unsubscribe link {tenant.unsubscribe_url!r} is not an https or mailto URL"
+        hits.append(RuleHit(rule="content.sender_and_unsubscribe", outcome="block", detail=detail))
+    else:
+        detail = f"from {tenant.sender.address}, unsubscribe at {tenant.unsubscribe_url}"
+        hits.append(RuleHit(rule="content.sender_and_unsubscribe", outcome="pass", detail=detail))
     return hits
 
 
@@ -759,6 +789,26 @@ def _grounded(rule: GroundingRule, grounding: Grounding | None) -> RuleHit:
         detail = f"{rule.reason or 'claims no evidence passage supports'}: {listed}"
         return _hit(rule=rule.id, outcome=rule.then, detail=detail[:1000])
     return _hit(rule=rule.id, outcome="pass", detail=f"{grounding.claims} claim(s) checked, none unsupported")
+
+
+def _personal_data(rule: PersonalDataRule, facts: dict[str, Any]) -> RuleHit:
+    draft = facts["draft"]
+    text = f"{draft['subject']}\n{draft['body']}"
+    own = {str(draft["to"]).lower(), str(facts["action"]["contact"].get("email") or "").lower()}
+    domains = {d.lower().lstrip("@") for d in rule.allow_domains} | {facts["tenant"]["sender"].split("@")[-1].lower()}
+    found = [
+        m.group(0)
+        for m in _EMAIL_IN_TEXT.finditer(text)
+        if m.group(0).lower() not in own and m.group(0).split("@")[-1].lower() not in domains
+    ]
+    if rule.phones:
+        found += [m.group(0) for m in _PHONE_IN_TEXT.finditer(text) if sum(c.isdigit() for c in m.group(0)) >= 9]
+    if found:
+        listed = ", ".join(sorted(set(found))[:3])
+        return _hit(
+            rule=rule.id, outcome=rule.then, detail=f"{rule.reason or 'personal data of someone else'}: {listed}"
+        )
+    return _hit(rule=rule.id, outcome="pass", detail="no one else's address or phone number")
 
 
 def _hit(*, rule: str, outcome: Literal["pass", "block", "escalate", "defer"], detail: str) -> RuleHit:
@@ -778,6 +828,8 @@ def _apply(rule: Rule, policy: Policy, context: Any, facts: dict[str, Any], grou
         detail = f"{reason or 'condition holds'} (when {rule.when})" if fired else f"not ({rule.when})"
         return _hit(rule=rule.id, outcome=rule.then if fired else "pass", detail=detail[:1000])
     draft = facts["draft"]
+    if isinstance(rule, PersonalDataRule):
+        return _personal_data(rule, facts)
     if isinstance(rule, BannedPhrasesRule):
         found = sorted({m.group(0).lower() for m in rule.pattern.finditer(f"{draft['subject']}\n{draft['body']}")})
         if found:
