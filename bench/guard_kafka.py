@@ -17,21 +17,19 @@ import hashlib
 import json
 import random
 import secrets
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.guard import policy_source
 from bench.results import machine, save
-from bench.run import _create, _percentiles, _stage_times
-from herald_core.bus import Outbound, TransactionalProducer, ensure_topics
+from bench.run import _create, _percentiles, _stage_times, isolated_services
+from herald_core.bus import Outbound, TransactionalProducer
 from herald_core.contracts import ActionProposed, ContactFacts, EvidenceRef, PolicyPublished, SendEmailInput
 from herald_core.envelope import Envelope
 from herald_core.ids import new_id
@@ -39,7 +37,6 @@ from herald_core.settings import CommonSettings
 from herald_core.topics import APPROVED_ACTION, DECISION, POLICY, PROPOSED_ACTION, contact_key, tenant_key
 from herald_stack.cli import up
 from herald_stack.config import StackConfig
-from herald_stack.services import ServiceSet
 
 TENANT = "benchguard"
 DIRECTION_P99_MS = 5.0
@@ -153,37 +150,13 @@ async def raw_baseline(bootstrap: str, prefix: str, rate: float, count: int) -> 
 
 
 async def guard_latency(config: StackConfig, rules_list: list[int], rate: float, count: int) -> dict[str, Any]:
-    session = secrets.token_hex(4)
-    prefix = f"g{session}."
-    admin = await asyncpg.connect(config.pg_dsn)
-    await admin.execute(f'CREATE DATABASE "herald_gbench_{session}"')
-    await admin.close()
-    pg_dsn = config.pg_dsn.rsplit("/", 1)[0] + f"/herald_gbench_{session}"
-    common = CommonSettings(kafka_bootstrap=config.kafka_bootstrap, topic_prefix=prefix, pg_dsn=pg_dsn)
-    await ensure_topics(common)
-    workdir = Path(tempfile.mkdtemp(prefix="herald-gbench-"))
-    (workdir / "tenants").mkdir()
-    (workdir / "tenants" / f"{TENANT}.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "tenant_id": TENANT,
-                "name": "Bench",
-                "sender": {"name": "Bench", "address": "bench@acmerelay.example"},
-                "unsubscribe_url": "https://acmerelay.example/unsubscribe",
-                "limits": {"emails_per_hour": 1_000_000, "emails_per_contact_per_day": 1000},
-                "escalation": {"vip": False},
-            }
-        )
+    services = await isolated_services(
+        config, TENANT, {"emails_per_hour": 1_000_000, "emails_per_contact_per_day": 1000}, 9400, escalate_vips=False
     )
-    services = ServiceSet(
-        config,
-        prefix,
-        pg_dsn,
-        workdir / "tenants",
-        workdir / "logs",
-        base_port=9400,
-        extra_env={"HERALD_LOG_LEVEL": "WARNING"},
+    common = CommonSettings(
+        kafka_bootstrap=config.kafka_bootstrap, topic_prefix=services.topic_prefix, pg_dsn=services.pg_dsn
     )
+    prefix = services.topic_prefix
     rows = []
     try:
         services.start_all(services=("guard",))

@@ -21,16 +21,27 @@ from email.parser import BytesParser
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 import uvicorn
+import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from fastapi import FastAPI, Request
 
 from herald_core.bus import Outbound, TransactionalProducer
-from herald_core.contracts import ActionProposed, ContactFacts, Contract, SendEmailInput
+from herald_core.contracts import (
+    ActionApproved,
+    ActionBlocked,
+    ActionDeferred,
+    ActionEscalated,
+    ActionProposed,
+    ContactFacts,
+    Contract,
+    SendEmailInput,
+)
 from herald_core.envelope import Envelope
 from herald_core.ids import new_id
 from herald_core.settings import CommonSettings
-from herald_core.topics import TopicSpec
+from herald_core.topics import APPROVED_ACTION, DECISION, TopicSpec
 
 C = TypeVar("C", bound=Contract)
 
@@ -131,6 +142,44 @@ async def publish_audited(
         await producer.publish([Outbound(spec, key, envelope, body)])
     finally:
         await producer.stop()
+
+
+async def post_event(
+    herald, tenant: str, type_: str, data: dict[str, Any], source: str = "test/upstream"
+) -> httpx.Response:  # type: ignore[no-untyped-def]
+    """One structured CloudEvent to the ingest edge (`POST /v1/events`), as an upstream system sends it."""
+    event = {
+        "specversion": "1.0",
+        "id": f"ce-{os.urandom(6).hex()}",
+        "source": source,
+        "type": type_,
+        "tenant": tenant,
+        "datacontenttype": "application/json",
+        "data": data,
+    }
+    async with httpx.AsyncClient(timeout=30) as client:
+        return await client.post(
+            f"{herald.services.ingest_url}/v1/events",
+            content=json.dumps(event),
+            headers={"Content-Type": "application/cloudevents+json"},
+        )
+
+
+async def guard_answer(herald, tenant: str, action_id: str, timeout: float = 30) -> Contract:  # type: ignore[no-untyped-def]
+    """The guard's decision on an action once it is on Kafka: approved, blocked, escalated or deferred."""
+    models = {m.TYPE: m for m in (ActionApproved, ActionBlocked, ActionEscalated, ActionDeferred)}
+
+    async def look() -> Contract | None:
+        for spec in (DECISION, APPROVED_ACTION):
+            for r in await read_topic(herald.bootstrap, herald.topic(spec), timeout=2):
+                if r.tenant != tenant or (r.type or "") not in models:
+                    continue
+                body = r.json()
+                if action_id in (body.get("action_id"), (body.get("action") or {}).get("action_id")):
+                    return r.body(models[r.type or ""])
+        return None
+
+    return await eventually(look, timeout=timeout, what=f"the guard's decision on {action_id}")
 
 
 _recipients: dict[Path, str] = {}  # message file → its envelope recipients; files never change once delivered
@@ -285,6 +334,20 @@ async def on_every_guard(herald, tenant: str, version_prefix: str) -> list[dict[
         return answers if answers and all(a["version"].startswith(version_prefix) for a in answers) else None
 
     return await eventually(check, timeout=20, what=f"policy {version_prefix} on every guard")
+
+
+async def tenant_with_policy(herald, name: str, policy: str, directory: Path, **tenant: object) -> str:  # type: ignore[no-untyped-def]
+    """A new tenant (`name` + a random suffix, `tenant` overriding its file) whose policy — `policy` with
+    `{tenant}` filled in — is applied with `herald policy apply` and live on every guard."""
+    tenant_id = herald.add_tenant(f"{name}{os.urandom(3).hex()}", **tenant)
+    source = policy.replace("{tenant}", tenant_id)
+    path = directory / f"{tenant_id}-policy.yaml"
+    path.write_text(source)
+    applied = herald_command(herald, "policy", "apply", str(path))
+    assert applied.returncode == 0, applied.stderr
+    version = yaml.safe_load(source)["version"]
+    await on_every_guard(herald, tenant_id, f"v{version}-")
+    return tenant_id
 
 
 # ---- a loopback server speaking Anthropic's Messages API, for the real `anthropic` SDK

@@ -13,12 +13,12 @@ from typing import Any
 import asyncpg
 import pytest
 from test_first_touch import PORTAL, _creation, post_hubspot
-from test_memory import post_event, recall, reply
+from test_memory import recall, reply
 
 from herald_core.consent import address_hash, contact_hash
-from herald_core.contracts import ActionApproved, ActionBlocked
-from herald_core.topics import APPROVED_ACTION, DECISION, PROPOSED_ACTION, contact_key
-from support import contact_record, email_action, envelope, eventually, mails_to, publish, read_topic
+from herald_core.contracts import ActionBlocked
+from herald_core.topics import PROPOSED_ACTION, contact_key
+from support import contact_record, email_action, envelope, eventually, guard_answer, mails_to, post_event, publish
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.postgres, pytest.mark.weaviate, pytest.mark.smtp]
 
@@ -123,13 +123,6 @@ async def test_an_erased_contact_leaves_no_personal_data_and_stays_suppressed(he
     env = envelope(tenant, action, source="test/planner")
     await publish(herald.bootstrap, herald.prefix, PROPOSED_ACTION, contact_key(tenant, f"new-{run}"), env, action)
 
-    async def decided():  # type: ignore[no-untyped-def]
-        for spec, model in ((DECISION, ActionBlocked), (APPROVED_ACTION, ActionApproved)):
-            for r in await read_topic(herald.bootstrap, herald.topic(spec), timeout=2):
-                if r.tenant == tenant and r.type == model.TYPE and action.action_id in (r.value or b"").decode():
-                    return r.body(model)
-        return None
-
-    blocked = await eventually(decided, timeout=30, what="the decision for the erased address")
+    blocked = await guard_answer(herald, tenant, action.action_id)
     assert isinstance(blocked, ActionBlocked) and blocked.rule == "consent.opt_out", blocked
     assert "erasure" in blocked.reason

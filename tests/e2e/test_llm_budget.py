@@ -11,17 +11,16 @@ import pytest
 from test_first_touch import _creation, post_hubspot
 
 from herald_core.contracts import ActionEscalated, LlmBudgetChanged, PlanCreated
-from herald_core.topics import CONTROL, DECISION, PLAN, PROPOSED_ACTION, contact_key
+from herald_core.topics import CONTROL, PLAN, PROPOSED_ACTION, contact_key
 from support import (
     contact_record,
     email_action,
     envelope,
-    eventually,
-    herald_command,
+    guard_answer,
     messages_api,
-    on_every_guard,
     publish,
     read_topic,
+    tenant_with_policy,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.postgres, pytest.mark.weaviate]
@@ -36,12 +35,8 @@ DRAFT = {
 
 
 async def test_a_spent_llm_budget_turns_the_planner_to_templates_and_llm_drafts_to_review(herald, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    tenant = herald.add_tenant(f"llm{secrets.token_hex(3)}")
+    tenant = await tenant_with_policy(herald, "llm", POLICY, tmp_path)
     herald.load_kb(tenant)
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(POLICY.format(tenant=tenant))
-    assert herald_command(herald, "policy", "apply", str(policy)).returncode == 0
-    await on_every_guard(herald, tenant, "v1-")
     run = secrets.token_hex(3)
     first, second = (contact_record(int(f"6{n}{int(run, 16) % 100000:05d}")) for n in (1, 2))
     herald.seed_contacts(tenant, [first, second], tmp_path)
@@ -108,12 +103,7 @@ async def test_a_spent_llm_budget_turns_the_planner_to_templates_and_llm_drafts_
         action,
     )
 
-    async def escalated():  # type: ignore[no-untyped-def]
-        for r in await read_topic(herald.bootstrap, herald.topic(DECISION), timeout=2):
-            if r.tenant == tenant and r.type == ActionEscalated.TYPE and action.action_id in r.value.decode():
-                return r.body(ActionEscalated)
-        return None
-
-    held = await eventually(escalated, timeout=30, what="the LLM draft escalated")
+    held = await guard_answer(herald, tenant, action.action_id)
+    assert isinstance(held, ActionEscalated), held
     hit = next(h for h in held.rules if h.rule == "budget.llm_daily")
     assert hit.outcome == "escalate" and "1200 LLM tokens reported today, budget 1000" in hit.detail

@@ -5,7 +5,6 @@ in test_bad_input)."""
 
 from __future__ import annotations
 
-import json
 import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,7 +18,7 @@ from test_first_touch import _contact, _creation, post_hubspot
 from herald_core.contracts import ActionExecuted, ActionProposed, ExecutionStatus, PlanCreated
 from herald_core.grpc.herald.v1 import retrieval_pb2, retrieval_pb2_grpc
 from herald_core.topics import EXECUTED, PLAN, PROPOSED_ACTION, contact_key
-from support import envelope, eventually, publish, read_topic
+from support import envelope, eventually, post_event, publish, read_topic
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.postgres, pytest.mark.weaviate, pytest.mark.smtp]
 
@@ -32,24 +31,6 @@ def tenant(herald):  # type: ignore[no-untyped-def]
     tenant = herald.add_tenant(f"mem{secrets.token_hex(3)}")
     herald.load_kb(tenant)
     return tenant
-
-
-async def post_event(herald, tenant: str, type_: str, data: dict[str, Any]) -> httpx.Response:  # type: ignore[no-untyped-def]
-    event = {
-        "specversion": "1.0",
-        "id": f"ce-{secrets.token_hex(6)}",
-        "source": "mail/gmail-sync",
-        "type": type_,
-        "tenant": tenant,
-        "datacontenttype": "application/json",
-        "data": data,
-    }
-    async with httpx.AsyncClient(timeout=30) as client:
-        return await client.post(
-            f"{herald.services.ingest_url}/v1/events",
-            content=json.dumps(event),
-            headers={"Content-Type": "application/cloudevents+json"},
-        )
 
 
 def reply(contact_id: str, subject: str, occurred_at: datetime) -> dict[str, Any]:

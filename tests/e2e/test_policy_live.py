@@ -17,18 +17,20 @@ import pytest
 from herald_core.contracts import ActionApproved, ActionBlocked, ActionEscalated, EvidenceRef, PolicyPublished
 from herald_core.envelope import Envelope
 from herald_core.grpc.herald.v1 import retrieval_pb2, retrieval_pb2_grpc
-from herald_core.topics import APPROVED_ACTION, DECISION, POLICY, PROPOSED_ACTION, contact_key, tenant_key
+from herald_core.topics import APPROVED_ACTION, POLICY, PROPOSED_ACTION, contact_key, tenant_key
 from support import (
     email_action,
     envelope,
     eventually,
     from_every_guard,
+    guard_answer,
     herald_command,
     live_policies,
     on_every_guard,
     publish,
     publish_audited,
     read_topic,
+    tenant_with_policy,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.postgres]
@@ -71,25 +73,7 @@ async def decide(herald, tenant: str, body_text: str, confidence: float = 0.99, 
     # as the planner does, with the proposal's audit copy (what explain and backtests read)
     await publish_audited(herald.bootstrap, herald.prefix, PROPOSED_ACTION, key, env, action)
 
-    def answer(records):  # type: ignore[no-untyped-def]
-        for r in records:
-            if r.tenant != tenant:
-                continue
-            body = r.json()
-            if body.get("action_id") == action.action_id or body.get("action", {}).get("action_id") == action.action_id:
-                model = {t.TYPE: t for t in (ActionBlocked, ActionEscalated, ActionApproved)}.get(r.type or "")
-                if model is not None:
-                    return r.body(model)
-        return None
-
-    async def look():  # type: ignore[no-untyped-def]
-        for spec in (DECISION, APPROVED_ACTION):
-            decided = answer(await read_topic(herald.bootstrap, herald.topic(spec), timeout=2))
-            if decided is not None:
-                return decided
-        return None
-
-    return await eventually(look, timeout=30, what="the guard's decision")
+    return await guard_answer(herald, tenant, action.action_id)
 
 
 async def test_a_published_policy_changes_decisions_on_every_replica_without_a_restart(herald, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -121,11 +105,7 @@ async def test_a_published_policy_changes_decisions_on_every_replica_without_a_r
 
 
 async def test_bad_and_stale_policies_are_refused_and_the_live_one_stays(herald, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    tenant = herald.add_tenant(f"polbad{os.urandom(3).hex()}")
-    v2 = tmp_path / "v2.yaml"
-    v2.write_text(V2.format(tenant=tenant))
-    assert herald_command(herald, "policy", "apply", str(v2)).returncode == 0
-    await on_every_guard(herald, tenant, "v2-")
+    tenant = await tenant_with_policy(herald, "polbad", V2, tmp_path)
 
     # the command refuses a broken file, naming the line, and publishes nothing
     broken = tmp_path / "broken.yaml"
@@ -218,11 +198,7 @@ rules:
 
 
 async def test_the_first_send_of_a_new_campaign_waits_for_a_reviewer_and_later_sends_do_not(herald, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    tenant = herald.add_tenant(f"camp{os.urandom(3).hex()}")
-    policy = tmp_path / "campaign.yaml"
-    policy.write_text(NEW_CAMPAIGN.format(tenant=tenant))
-    assert herald_command(herald, "policy", "apply", str(policy)).returncode == 0
-    await on_every_guard(herald, tenant, "v1-")
+    tenant = await tenant_with_policy(herald, "camp", NEW_CAMPAIGN, tmp_path)
 
     first = await decide(herald, tenant, "Spring is here.", campaign_id="spring-launch")
     assert isinstance(first, ActionEscalated), first
@@ -251,12 +227,9 @@ def shadow_reports(herald, tenant: str) -> list[dict[str, Any]]:  # type: ignore
 async def test_a_shadow_policy_is_decided_beside_the_live_one_and_only_its_differences_recorded(
     herald, tmp_path
 ) -> None:  # type: ignore[no-untyped-def]
-    tenant = herald.add_tenant(f"shadow{os.urandom(3).hex()}")
-    v1, v2 = tmp_path / "v1.yaml", tmp_path / "v2.yaml"
-    v1.write_text(V1.format(tenant=tenant))
+    tenant = await tenant_with_policy(herald, "shadow", V1, tmp_path)
+    v2 = tmp_path / "v2.yaml"
     v2.write_text(V2.format(tenant=tenant))
-    assert herald_command(herald, "policy", "apply", str(v1)).returncode == 0
-    await on_every_guard(herald, tenant, "v1-")
     tried = herald_command(herald, "policy", "apply", str(v2), "--shadow")
     assert tried.returncode == 0 and "shadow" in tried.stderr, tried.stderr
     await eventually(
@@ -292,12 +265,9 @@ async def test_a_shadow_policy_is_decided_beside_the_live_one_and_only_its_diffe
 
 
 async def test_a_backtest_replays_recorded_proposals_and_reports_what_would_change(herald, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    tenant = herald.add_tenant(f"back{os.urandom(3).hex()}")
-    v1, v2 = tmp_path / "v1.yaml", tmp_path / "v2.yaml"
-    v1.write_text(V1.format(tenant=tenant))
+    tenant = await tenant_with_policy(herald, "back", V1, tmp_path)
+    v2 = tmp_path / "v2.yaml"
     v2.write_text(V2.format(tenant=tenant))
-    assert herald_command(herald, "policy", "apply", str(v1)).returncode == 0
-    await on_every_guard(herald, tenant, "v1-")
     blocked = await decide(herald, tenant, "Start your risk-free trial today.")
     unsure = await decide(herald, tenant, "A plain note.", confidence=0.5)
     agreed = await decide(herald, tenant, "A plain note.", confidence=0.99)

@@ -68,32 +68,22 @@ async def replay(
         action = ActionProposed.model_validate(record["action"])
         proposed_at = datetime.fromisoformat(record["occurred_at"])
         live_outcome, live_rule, live_reason = _live(record)
-        if live_rule is not None and live_rule.startswith("limits."):
-            results.append(
-                Replayed(
-                    action.action_id,
-                    action.contact.contact_id,
-                    proposed_at,
-                    live_outcome,
-                    live_rule,
-                    live_outcome,
-                    live_rule,
-                    live_reason,
-                    kept=True,
-                )
+        kept = live_rule is not None and live_rule.startswith("limits.")
+        if kept:
+            outcome, rule, reason = live_outcome, live_rule, live_reason
+        else:
+            answer = await grounding(action) if grounding is not None and needs_grounding(candidate) else None
+            verdict = evaluate(
+                candidate,
+                action,
+                tenant,
+                stage="proposal",
+                suppression_reason=live_reason if live_rule == "consent.opt_out" else None,
+                kill_switch=live_reason if live_rule == "control.kill_switch" else None,
+                grounding=answer,
+                now=proposed_at,
             )
-            continue
-        answer = await grounding(action) if grounding is not None and needs_grounding(candidate) else None
-        verdict = evaluate(
-            candidate,
-            action,
-            tenant,
-            stage="proposal",
-            suppression_reason=live_reason if live_rule == "consent.opt_out" else None,
-            kill_switch=live_reason if live_rule == "control.kill_switch" else None,
-            grounding=answer,
-            now=proposed_at,
-        )
+            outcome, rule, reason = verdict.outcome, verdict.rule, verdict.reason
         results.append(
             Replayed(
                 action.action_id,
@@ -101,9 +91,10 @@ async def replay(
                 proposed_at,
                 live_outcome,
                 live_rule,
-                verdict.outcome,
-                verdict.rule,
-                verdict.reason,
+                outcome,
+                rule,
+                reason,
+                kept=kept,
             )
         )
     return results
