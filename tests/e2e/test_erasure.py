@@ -17,8 +17,18 @@ from test_memory import recall, reply
 
 from herald_core.consent import address_hash, contact_hash
 from herald_core.contracts import ActionBlocked
-from herald_core.topics import PROPOSED_ACTION, contact_key
-from support import contact_record, email_action, envelope, eventually, guard_answer, mails_to, post_event, publish
+from herald_core.topics import CONSENT, PROPOSED_ACTION, contact_key
+from support import (
+    contact_record,
+    email_action,
+    envelope,
+    eventually,
+    guard_answer,
+    mails_to,
+    post_event,
+    publish,
+    read_topic,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.postgres, pytest.mark.weaviate, pytest.mark.smtp]
 
@@ -117,6 +127,12 @@ async def test_an_erased_contact_leaves_no_personal_data_and_stays_suppressed(he
     finally:
         await conn.close()
     assert "herald.contact.erased.v1" in {r["type"] for r in audit_types}
+    # the compacted consent topic: the erasure under `all`, and tombstones that clear the other channels' records
+    consent = [r for r in await read_topic(herald.bootstrap, herald.topic(CONSENT), timeout=5) if r.key]
+    mine = {r.key: r.value for r in consent if r.key.startswith(f"{tenant}:{contact_id}:".encode())}
+    assert {k: v is None for k, v in mine.items()} == {
+        f"{tenant}:{contact_id}:{channel}".encode(): channel != "all" for channel in ("all", "email", "sms", "phone")
+    }
 
     # the address, even under a new contact id, gets nothing
     action = email_action(tenant, contact_id=f"new-{run}", email=str(contact["email"]))

@@ -266,7 +266,7 @@ class TransactionalProducer:
         self._queue: asyncio.Queue[
             tuple[
                 list[Outbound],
-                list[tuple[TopicSpec, bytes | None, bytes, list[tuple[str, bytes]]]],
+                list[tuple[TopicSpec, bytes | None, bytes | None, list[tuple[str, bytes]]]],
                 asyncio.Future[None],
             ]
         ] = asyncio.Queue()
@@ -312,11 +312,16 @@ class TransactionalProducer:
         self,
         messages: Sequence[Outbound],
         audit_only: Sequence[tuple[bytes | None, Envelope, Contract]] = (),
+        tombstones: Sequence[tuple[TopicSpec, bytes]] = (),
     ) -> None:
-        """Publish `messages` (each with its audit copy) and `audit_only` records, all or nothing."""
+        """Publish `messages` (each with its audit copy), `audit_only` records and `tombstones` (a key with no
+        value: compaction then removes the key's earlier records), all or nothing."""
         if self._flusher is None or self._flusher.done():
             raise RuntimeError(f"{self.service} publisher is not running")
-        raw = [(AUDIT, key, body.model_dump_json().encode(), env.to_headers()) for key, env, body in audit_only]
+        raw: list[tuple[TopicSpec, bytes | None, bytes | None, list[tuple[str, bytes]]]] = [
+            (AUDIT, key, body.model_dump_json().encode(), env.to_headers()) for key, env, body in audit_only
+        ]
+        raw += [(spec, key, None, []) for spec, key in tombstones]
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         await self._queue.put((list(messages), raw, done))
         await done

@@ -35,7 +35,7 @@ from herald_core.envelope import Envelope
 from herald_core.observability import add_ops_routes, get_logger
 from herald_core.runtime import ServiceRuntime
 from herald_core.tenants import TenantConfig, TenantDirectory
-from herald_core.topics import EVENTS, contact_key
+from herald_core.topics import CONSENT, EVENTS, contact_key
 from herald_ingest.adapters.contacts import PostgresContacts
 from herald_ingest.adapters.dedup import EventKey, SeenEvents
 from herald_ingest.logic import (
@@ -324,8 +324,15 @@ class Ingest:
         here could still commit, and the sender's retry would then publish the events twice."""
         if not self.producer.started:  # publishing on a stopped producer would wait forever
             raise Unavailable("the Kafka producer is not running")
+        # an erasure also clears the contact's earlier consent records (and the addresses in them) by compaction
+        tombstones = [
+            (CONSENT, f"{message.envelope.tenant}:{message.body.contact_id}:{channel}".encode())
+            for message in messages
+            if isinstance(message.body, ContactErased) and message.topic is EVENTS
+            for channel in ("email", "sms", "phone")
+        ]
         try:
-            await self.producer.publish(messages, audit_only=audit_only)
+            await self.producer.publish(messages, audit_only=audit_only, tombstones=tombstones)
         except Exception as exc:  # whatever the failure (a broker outage, a fenced producer), nothing was published
             raise Unavailable(f"Kafka did not take the events: {exc!r}") from exc
         # once the erasure is on Kafka (so every other store follows), this store forgets the contact too
