@@ -73,6 +73,12 @@ async def test_executor_killed_mid_batch_sends_each_email_at_most_once(herald) -
     counts = [len(mails_to(herald.maildir, a)) for a in addresses]
     assert max(counts) == 1, "an email was sent twice"
     in_doubt = {a for a, statuses in results.items() if statuses == {"in_doubt"}}
+    # an in-doubt report says why, typed for whoever picks it up: a human must check
+    for r in records:
+        if r.type == ActionExecuted.TYPE and r.headers.get("ce_tenant") == tenant:
+            executed = ActionExecuted.model_validate_json(r.value)
+            if executed.status.value == "in_doubt":
+                assert executed.failure is not None and executed.failure.kind.value == "needs_human"
     for action_id, address, count in zip(action_ids, addresses, counts, strict=True):
         if action_id in in_doubt:
             continue  # surfaced for a human; at most one email, never a repeat

@@ -69,6 +69,9 @@ async def test_draft_comes_from_the_forced_tool_call(monkeypatch: pytest.MonkeyP
     assert credentials.endswith("sk-ant-loopback"), sorted(sent["headers"])
     assert sent["body"]["tool_choice"] == {"type": "tool", "name": "draft_email"}
     assert [t["name"] for t in sent["body"]["tools"]] == ["draft_email"]
+    # the subject the model may write is the one the executor accepts: one line, at most 200 characters
+    subject = sent["body"]["tools"][0]["input_schema"]["properties"]["subject"]
+    assert subject["maxLength"] == 200 and subject["pattern"] == "^[^\\r\\n]*$"
     assert "customers/logistics-northwind#000" in sent["body"]["messages"][0]["content"]
     # what memory recalled goes with the request: the model is told to follow reviewers' feedback
     assert "never quote per-seat prices in a first email" in sent["body"]["messages"][0]["content"]

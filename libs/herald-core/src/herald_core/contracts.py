@@ -339,6 +339,24 @@ class ExecutionStatus(StrEnum):
     IN_DOUBT = "in_doubt"
 
 
+class FailureKind(StrEnum):
+    """How a tool failed, which says what to do next."""
+
+    RETRYABLE = "retryable"  # the downstream may answer later: try again with backoff
+    PERMANENT = "permanent"  # it will never work as asked: do not retry
+    NEEDS_HUMAN = "needs_human"  # the outcome is unknown or a judgement is needed: surface to review
+
+
+class ToolFailure(Contract):
+    """A tool's typed failure (`herald_core.tools`)."""
+
+    kind: FailureKind = Field(description="retryable, permanent or needs_human.")
+    code: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")] = Field(
+        description="e.g. `invalid_input`, `smtp_rejected`, `in_doubt`."
+    )
+    message: Annotated[str, StringConstraints(max_length=2000)] = Field(description="What happened, in words.")
+
+
 class ActionExecuted(Contract):
     TYPE: ClassVar[str] = "herald.action.executed.v1"
     action_id: str = Field(description="The action.")
@@ -348,6 +366,7 @@ class ActionExecuted(Contract):
     status: ExecutionStatus = Field(description="succeeded, failed, or in_doubt (a crash mid-send; never retried).")
     result: dict[str, Any] = Field(default_factory=dict, description="The tool's output, e.g. the Message-ID.")
     error: str | None = Field(default=None, description="What went wrong, if anything.")
+    failure: ToolFailure | None = Field(default=None, description="The typed failure, when it did not succeed.")
     summary: str | None = Field(
         default=None, max_length=500, description="What was done, in words (e.g. the subject of the email sent)."
     )

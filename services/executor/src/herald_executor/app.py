@@ -20,7 +20,14 @@ from prometheus_client import Counter
 
 from herald_core.bus import ConsumerWorker, Inbound, Outbound, TransientError
 from herald_core.consent import CONSENT_MIGRATIONS, ConsentFeed
-from herald_core.contracts import ActionApproved, ActionExecuted, ActionRefused, ExecutionStatus
+from herald_core.contracts import (
+    ActionApproved,
+    ActionExecuted,
+    ActionRefused,
+    ExecutionStatus,
+    FailureKind,
+    ToolFailure,
+)
 from herald_core.control import KillSwitch
 from herald_core.db import create_pool, migrate, readiness
 from herald_core.observability import add_ops_routes, get_logger
@@ -106,7 +113,8 @@ class Executor:
                 self._executed(msg, approved, ExecutionStatus.SUCCEEDED, await self.ledger.result(action.action_id))
             ]
         if verdict == "report_failed":
-            return [self._executed(msg, approved, ExecutionStatus.FAILED, {}, "failed earlier")]
+            failed = ToolFailure(kind=FailureKind.PERMANENT, code="failed_earlier", message="failed earlier")
+            return [self._executed(msg, approved, ExecutionStatus.FAILED, {}, "failed earlier", failed)]
         if verdict == "surface_in_doubt":
             await self.ledger.mark_in_doubt(action.action_id)
             log.warning("action in doubt after a restart; not repeated")
@@ -117,6 +125,11 @@ class Executor:
                     ExecutionStatus.IN_DOUBT,
                     {},
                     "the executor stopped mid-send; not repeated, needs a human check",
+                    ToolFailure(
+                        kind=FailureKind.NEEDS_HUMAN,
+                        code="in_doubt",
+                        message="the executor stopped mid-send; whether the email left is unknown",
+                    ),
                 )
             ]
 
@@ -135,7 +148,8 @@ class Executor:
             raise TransientError(str(exc)) from exc
         except PermanentSendError as exc:
             await self.ledger.finish(action.action_id, "failed", None, str(exc))
-            return [self._executed(msg, approved, ExecutionStatus.FAILED, {}, str(exc))]
+            rejected = ToolFailure(kind=FailureKind.PERMANENT, code="smtp_rejected", message=str(exc)[:2000])
+            return [self._executed(msg, approved, ExecutionStatus.FAILED, {}, str(exc), rejected)]
         result = {"message_id": message_id(action.action_id, self.settings.message_id_domain), "smtp_reply": reply}
         await self.ledger.finish(action.action_id, "sent", result, None)
         log.info("email sent", message_id=result["message_id"])
@@ -148,6 +162,7 @@ class Executor:
         status: ExecutionStatus,
         result: dict[str, object],
         error: str | None = None,
+        failure: ToolFailure | None = None,
     ) -> Outbound:
         action = approved.action
         OUTCOMES.labels(action.tool, status.value).inc()
@@ -159,6 +174,7 @@ class Executor:
             status=status,
             result=result,
             error=error,
+            failure=failure,
             summary=f"email “{action.input.subject}” to {action.input.to}"[:500],
         )
         env = msg.envelope.caused(source=SOURCE, type=ActionExecuted.TYPE)

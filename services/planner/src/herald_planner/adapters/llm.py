@@ -14,21 +14,30 @@ from typing import Any
 from anthropic import AsyncAnthropic
 
 from herald_core.contracts import ContactFacts, EvidenceRef, LlmUsageReported, MemoryRef
+from herald_core.tools import anthropic_tool
 from herald_planner.logic import Draft
 
-DRAFT_TOOL: dict[str, Any] = {
-    "name": "draft_email",
-    "description": "Return the first-touch email to send to the lead.",
-    "input_schema": {
-        "type": "object",
-        "properties": {
-            "subject": {"type": "string", "maxLength": 200},
-            "body_text": {"type": "string", "maxLength": 20000},
-            "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+
+def _draft_tool() -> dict[str, Any]:
+    """The `send_email` tool's subject and body, exactly as the registry (and so the executor) constrains
+    them, and the model's confidence in the draft."""
+    email = anthropic_tool("send_email")["input_schema"]["properties"]
+    return {
+        "name": "draft_email",
+        "description": "Return the first-touch email to send to the lead.",
+        "input_schema": {
+            "type": "object",
+            "properties": {
+                "subject": email["subject"],
+                "body_text": email["body_text"],
+                "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+            },
+            "required": ["subject", "body_text", "confidence"],
         },
-        "required": ["subject", "body_text", "confidence"],
-    },
-}
+    }
+
+
+DRAFT_TOOL = _draft_tool()
 
 
 def llm_configured() -> bool:

@@ -1,0 +1,65 @@
+"""The tool registry: one typed input and output per tool, the Anthropic schema made from them, and every
+kind of bad input refused as a permanent failure that names the field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from herald_core.tools import TOOLS, FailureKind, ToolInputInvalid, anthropic_tool, validate_input
+
+GOOD: dict[str, dict[str, Any]] = {
+    "send_email": {"to": "jordan@northwind.example", "subject": "Hello", "body_text": "Hi Jordan"},
+    "update_crm_record": {"contact_id": "5100001", "properties": {"lifecycle_stage": "opportunity"}},
+    "schedule_meeting": {
+        "contact_id": "5100001",
+        "attendee_email": "jordan@northwind.example",
+        "title": "Acme Relay walkthrough",
+        "starts_at": "2026-12-01T15:00:00-06:00",
+        "duration_minutes": 30,
+    },
+    "generate_image": {"template": "banner", "headline": "Carrier exceptions, handled"},
+    "fetch_campaign_stats": {"campaign_id": "spring-launch"},
+}
+
+
+def test_every_tool_has_an_anthropic_schema_and_only_reads_need_no_approval() -> None:
+    assert set(TOOLS) == set(GOOD)
+    for name in TOOLS:
+        tool = anthropic_tool(name)
+        assert tool["name"] == name and tool["description"]
+        assert tool["input_schema"]["type"] == "object" and tool["input_schema"]["required"]
+        assert validate_input(name, GOOD[name])  # what the model would send validates
+    assert [n for n, spec in TOOLS.items() if not spec.needs_approval] == ["fetch_campaign_stats"]
+
+
+@pytest.mark.parametrize(
+    ("tool", "change", "field"),
+    [
+        ("send_email", {"subject": "Hello\r\nBcc: everyone@list.example"}, "subject"),
+        ("send_email", {"to": "jordan@northwind.example, boss@northwind.example"}, "to"),
+        ("send_email", {"to_name": "Jordan\nBcc: x@y.example"}, "to_name"),
+        ("send_email", {"body_text": "x" * 20_001}, "body_text"),
+        ("send_email", {"subject": None}, "subject"),
+        ("update_crm_record", {"properties": {"hs_password": "x"}}, "properties"),
+        ("update_crm_record", {"properties": {}}, "properties"),
+        ("schedule_meeting", {"starts_at": "2026-12-01T15:00:00"}, "starts_at"),  # no time zone
+        ("schedule_meeting", {"duration_minutes": "an hour"}, "duration_minutes"),
+        ("schedule_meeting", {"title": "Walkthrough\r\nATTENDEE:mailto:x@y.example"}, "title"),
+        ("generate_image", {"template": "poster"}, "template"),
+        ("fetch_campaign_stats", {"campaign_id": "../../etc"}, "campaign_id"),
+        ("send_email", {"surprise": True}, "surprise"),
+    ],
+)
+def test_a_bad_input_is_a_permanent_failure_naming_the_field(tool: str, change: dict[str, Any], field: str) -> None:
+    with pytest.raises(ToolInputInvalid) as refused:
+        validate_input(tool, {**GOOD[tool], **change})
+    failure = refused.value.failure
+    assert failure.kind is FailureKind.PERMANENT and failure.code == "invalid_input"
+    assert field in failure.message
+
+
+def test_an_unknown_tool_is_refused_with_the_known_ones() -> None:
+    with pytest.raises(ToolInputInvalid, match="known: fetch_campaign_stats, generate_image"):
+        validate_input("delete_everything", {})
