@@ -6,7 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
+from herald_core.contracts import TOOL_INPUTS, ActionProposed
+from herald_core.policy_cases import SAMPLE_ACTION
 from herald_core.tools import TOOLS, FailureKind, ToolInputInvalid, anthropic_tool, validate_input
 
 GOOD: dict[str, dict[str, Any]] = {
@@ -63,3 +66,23 @@ def test_a_bad_input_is_a_permanent_failure_naming_the_field(tool: str, change: 
 def test_an_unknown_tool_is_refused_with_the_known_ones() -> None:
     with pytest.raises(ToolInputInvalid, match="known: fetch_campaign_stats, generate_image"):
         validate_input("delete_everything", {})
+
+
+def test_an_action_carries_the_input_of_its_own_tool_and_nothing_else() -> None:
+    for name, data in GOOD.items():
+        action = ActionProposed.model_validate({**SAMPLE_ACTION, "tenant": "acme", "tool": name, "input": data})
+        assert type(action.input) is TOOL_INPUTS[name]
+        assert ActionProposed.model_validate_json(action.model_dump_json()) == action  # as it travels on Kafka
+        assert action.describe()
+    with pytest.raises(ValidationError, match="properties"):
+        ActionProposed.model_validate(
+            {**SAMPLE_ACTION, "tenant": "acme", "tool": "update_crm_record", "input": GOOD["send_email"]}
+        )
+    meeting = ActionProposed.model_validate(
+        {**SAMPLE_ACTION, "tenant": "acme", "tool": "schedule_meeting", "input": GOOD["schedule_meeting"]}
+    )
+    assert meeting.recipient == "jordan@northwind.example" and meeting.text[0] == "Acme Relay walkthrough"
+    crm = ActionProposed.model_validate(
+        {**SAMPLE_ACTION, "tenant": "acme", "tool": "update_crm_record", "input": GOOD["update_crm_record"]}
+    )
+    assert crm.recipient is None and "lifecycle_stage: opportunity" in crm.text[1]

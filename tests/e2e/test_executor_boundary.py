@@ -11,6 +11,7 @@ import pytest
 
 from herald_core.contracts import (
     ActionApproved,
+    ActionExecuted,
     ActionProposed,
     ActionRefused,
     ConsentReason,
@@ -19,7 +20,7 @@ from herald_core.contracts import (
 from herald_core.envelope import Envelope, new_traceparent
 from herald_core.ids import new_id
 from herald_core.signing import Signer, generate_keypair, load_signer
-from herald_core.topics import APPROVED_ACTION, AUDIT, CONSENT, EXECUTED, contact_key
+from herald_core.topics import APPROVED_ACTION, AUDIT, CONSENT, EXECUTED, PROPOSED_ACTION, contact_key
 from support import email_action, eventually, mails_to, publish, publish_raw, read_topic
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.postgres, pytest.mark.smtp]
@@ -199,3 +200,36 @@ async def test_malformed_approval_is_dead_lettered_and_executor_keeps_working(he
     approved = _approve(_guard(herald.keys_dir), _action(tenant))
     await _send_approval(herald, approved)
     await eventually(lambda: mails_to(herald.maildir, approved.action.input.to), what="the email after bad input")
+
+
+async def test_a_registry_tool_without_an_adapter_fails_typed_and_does_nothing(herald) -> None:  # type: ignore[no-untyped-def]
+    tenant = herald.add_tenant(f"crm{secrets.token_hex(3)}")
+    contact_id = f"c{secrets.token_hex(3)}"
+    action = email_action(tenant, contact_id=contact_id, email=f"{contact_id}@buyers.example")
+    action = ActionProposed.model_validate(
+        {
+            **action.model_dump(mode="json"),
+            "tool": "update_crm_record",
+            "input": {"contact_id": contact_id, "properties": {"lifecycle_stage": "opportunity"}},
+        }
+    )
+    env = Envelope(source="test/planner", type=ActionProposed.TYPE, tenant=tenant, correlation_id=new_id())
+    await publish(herald.bootstrap, herald.prefix, PROPOSED_ACTION, contact_key(tenant, contact_id), env, action)
+
+    def reported(records):  # type: ignore[no-untyped-def]
+        return [
+            ActionExecuted.model_validate_json(r.value)
+            for r in records
+            if r.type == ActionExecuted.TYPE and action.action_id.encode() in (r.value or b"")
+        ]
+
+    records = await read_topic(
+        herald.bootstrap, herald.topic(EXECUTED), timeout=60, until=lambda rs: bool(reported(rs))
+    )
+    (executed,) = reported(records)
+    assert executed.status.value == "failed" and executed.tool == "update_crm_record"
+    assert executed.failure is not None and (executed.failure.kind.value, executed.failure.code) == (
+        "permanent",
+        "tool_not_available",
+    )
+    assert executed.summary == "CRM update of lifecycle_stage"

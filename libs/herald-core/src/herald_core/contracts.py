@@ -12,7 +12,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 TenantId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
 ContactId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
@@ -219,6 +219,52 @@ class SendEmailInput(Contract):
     )
 
 
+OneLine = Annotated[str, StringConstraints(pattern=r"^[^\r\n]*$")]
+
+
+CrmProperty = Literal["lifecycle_stage", "lead_status", "job_title", "company", "industry", "next_step"]
+
+
+class UpdateCrmRecordInput(Contract):
+    contact_id: ContactId = Field(description="The contact to update (its id in the tenant's CRM).")
+    properties: dict[CrmProperty, Annotated[str, StringConstraints(max_length=500)] | None] = Field(
+        min_length=1, max_length=20, description="Properties to set (null clears one)."
+    )
+
+
+class ScheduleMeetingInput(Contract):
+    contact_id: ContactId = Field(description="The contact the meeting is with.")
+    attendee_email: EmailAddress = Field(description="Where the invite goes.")
+    attendee_name: Annotated[OneLine, StringConstraints(max_length=200)] | None = None
+    title: Annotated[OneLine, StringConstraints(min_length=1, max_length=200)] = Field(description="The event title.")
+    starts_at: AwareDatetime = Field(description="Start, with its time zone.")
+    duration_minutes: int = Field(ge=15, le=240, description="Length in minutes.")
+    description: Annotated[str, StringConstraints(max_length=2000)] = ""
+
+
+class GenerateImageInput(Contract):
+    template: Literal["banner", "square", "story"] = Field(description="Layout: 1200×628, 1080×1080 or 1080×1920.")
+    headline: Annotated[OneLine, StringConstraints(min_length=1, max_length=120)]
+    subhead: Annotated[OneLine, StringConstraints(max_length=200)] = ""
+
+
+class FetchCampaignStatsInput(Contract):
+    campaign_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")]
+    since: AwareDatetime | None = None
+    until: AwareDatetime | None = None
+
+
+ToolName = Literal["send_email", "update_crm_record", "schedule_meeting", "generate_image", "fetch_campaign_stats"]
+ToolInput = SendEmailInput | UpdateCrmRecordInput | ScheduleMeetingInput | GenerateImageInput | FetchCampaignStatsInput
+TOOL_INPUTS: dict[str, type[Contract]] = {
+    "send_email": SendEmailInput,
+    "update_crm_record": UpdateCrmRecordInput,
+    "schedule_meeting": ScheduleMeetingInput,
+    "generate_image": GenerateImageInput,
+    "fetch_campaign_stats": FetchCampaignStatsInput,
+}
+
+
 class ActionProposed(Contract):
     TYPE: ClassVar[str] = "herald.action.proposed.v1"
     action_id: str = Field(description="Unique id of the action (ULID); idempotency key downstream.")
@@ -227,8 +273,8 @@ class ActionProposed(Contract):
     campaign_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")] | None = Field(
         default=None, description="The campaign the action belongs to (campaign caps, first-send review)."
     )
-    tool: Literal["send_email"] = Field(description="The tool to run.")
-    input: SendEmailInput = Field(description="The tool's typed input.")
+    tool: ToolName = Field(description="The tool to run (`herald_core.tools`).")
+    input: ToolInput = Field(description="The tool's typed input (the model of `tool`).")
     contact: ContactFacts = Field(description="The contact as the planner saw it (VIP, deal value, …).")
     channel: Channel = Field(default=Channel.EMAIL, description="The channel the action uses.")
     evidence: tuple[EvidenceRef, ...] = Field(description="Passages the draft is grounded in.")
@@ -237,6 +283,57 @@ class ActionProposed(Contract):
     drafted_by: Literal["llm", "template"] | None = Field(
         default=None, description="Who wrote the draft: the LLM or a template (the LLM budget applies to the first)."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _input_of_its_tool(cls, data: Any) -> Any:
+        """Read `input` as the model of `tool` (not whichever model of the union happens to fit)."""
+        if isinstance(data, dict) and isinstance(data.get("input"), dict) and data.get("tool") in TOOL_INPUTS:
+            return {**data, "input": TOOL_INPUTS[data["tool"]].model_validate(data["input"])}
+        return data
+
+    @model_validator(mode="after")
+    def _input_matches_tool(self) -> ActionProposed:
+        if type(self.input) is not TOOL_INPUTS[self.tool]:
+            raise ValueError(f"input is a {type(self.input).__name__}, not the input of {self.tool}")
+        return self
+
+    @property
+    def recipient(self) -> str | None:
+        """The address the action writes to, if it writes to one (an email, an invite)."""
+        if isinstance(self.input, SendEmailInput):
+            return self.input.to
+        if isinstance(self.input, ScheduleMeetingInput):
+            return self.input.attendee_email
+        return None
+
+    @property
+    def text(self) -> tuple[str, str]:
+        """The words the action puts in front of someone, as (subject, body): what content rules read."""
+        match self.input:
+            case SendEmailInput():
+                return self.input.subject, self.input.body_text
+            case ScheduleMeetingInput():
+                return self.input.title, self.input.description
+            case GenerateImageInput():
+                return self.input.headline, self.input.subhead
+            case UpdateCrmRecordInput():
+                return "", "\n".join(f"{k}: {v}" for k, v in self.input.properties.items() if v)
+        return "", ""
+
+    def describe(self) -> str:
+        """The action in a few words (for summaries, memories and reviewers)."""
+        match self.input:
+            case SendEmailInput():
+                return f"email “{self.input.subject}” to {self.input.to}"
+            case ScheduleMeetingInput():
+                when = f"{self.input.starts_at:%Y-%m-%d %H:%M %Z}"
+                return f"meeting “{self.input.title}” with {self.input.attendee_email} at {when}"
+            case GenerateImageInput():
+                return f"{self.input.template} image “{self.input.headline}”"
+            case UpdateCrmRecordInput():
+                return f"CRM update of {', '.join(self.input.properties)}"
+        return f"{self.tool}"
 
 
 # ---------------------------------------------------------------- guard decisions

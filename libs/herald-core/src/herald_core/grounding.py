@@ -28,7 +28,7 @@ class GroundingClient:
         """Every claim of the draft (subject and body) against the evidence passages the planner attached."""
         request = retrieval_pb2.GroundRequest(
             tenant=action.tenant,
-            draft=f"{action.input.subject}\n\n{action.input.body_text}",
+            draft="\n\n".join(action.text),
             evidence_ids=[e.chunk_id for e in action.evidence],
         )
         try:

@@ -598,7 +598,7 @@ def facts_for(
 ) -> dict[str, Any]:
     """The names a CEL condition can read, for one action."""
     contact = action.contact.model_dump(mode="json")
-    body = action.input.body_text
+    subject, body = action.text
     return {
         "action": {
             "tool": action.tool,
@@ -610,8 +610,8 @@ def facts_for(
             "contact": {k: ("" if v is None else v) for k, v in contact.items()},
         },
         "draft": {
-            "to": action.input.to,
-            "subject": action.input.subject,
+            "to": action.recipient or "",
+            "subject": subject,
             "body": body,
             "body_chars": len(body),
             "words": len(body.split()),
@@ -760,8 +760,11 @@ def _built_in(
         else RuleHit(rule="consent.opt_out", outcome="pass", detail="no opt-out recorded")
     ]
     contact_email = (action.contact.email or "").lower()
-    if action.input.to.lower() != contact_email:
-        detail = f"recipient {action.input.to} is not the contact's address {contact_email or '-'}"
+    recipient = action.recipient
+    if recipient is None:
+        hits.append(RuleHit(rule="content.recipient_is_contact", outcome="pass", detail="writes to no one"))
+    elif recipient.lower() != contact_email:
+        detail = f"recipient {recipient} is not the contact's address {contact_email or '-'}"
         hits.append(RuleHit(rule="content.recipient_is_contact", outcome="block", detail=detail))
     else:
         hits.append(RuleHit(rule="content.recipient_is_contact", outcome="pass", detail="recipient is the contact"))

@@ -1,4 +1,5 @@
-"""The tool registry: every tool Herald's agents act through, with one typed input and one typed output.
+"""The tool registry: every tool Herald's agents act through, with one typed input (in the contracts, as
+`ActionProposed.input`) and one typed output.
 
 From these models come the Anthropic tool-use schema the planner offers the model (`anthropic_tool`)
 and the validation the executor applies before any side effect (`validate_input`); a tool's failure
@@ -17,9 +18,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from herald_core.contracts import ContactId, EmailAddress, FailureKind, SendEmailInput, ToolFailure
+from herald_core.contracts import (
+    ContactId,
+    CrmProperty,
+    FailureKind,
+    FetchCampaignStatsInput,
+    GenerateImageInput,
+    ScheduleMeetingInput,
+    SendEmailInput,
+    ToolFailure,
+    UpdateCrmRecordInput,
+)
 
 OneLine = Annotated[str, StringConstraints(pattern=r"^[^\r\n]*$")]
 
@@ -36,30 +47,10 @@ class SendEmailOutput(_Model):
     smtp_reply: str | None = Field(default=None, description="The SMTP server's reply to the message.")
 
 
-CrmProperty = Literal["lifecycle_stage", "lead_status", "job_title", "company", "industry", "next_step"]
-
-
-class UpdateCrmRecordInput(_Model):
-    contact_id: ContactId = Field(description="The contact to update (its id in the tenant's CRM).")
-    properties: dict[CrmProperty, Annotated[str, StringConstraints(max_length=500)] | None] = Field(
-        min_length=1, max_length=20, description="Properties to set (null clears one)."
-    )
-
-
 class UpdateCrmRecordOutput(_Model):
     contact_id: ContactId
     updated: tuple[CrmProperty, ...] = Field(description="The properties the CRM accepted.")
     crm: Literal["herald", "hubspot"] = Field(description="Which CRM adapter wrote them.")
-
-
-class ScheduleMeetingInput(_Model):
-    contact_id: ContactId = Field(description="The contact the meeting is with.")
-    attendee_email: EmailAddress = Field(description="Where the invite goes.")
-    attendee_name: Annotated[OneLine, StringConstraints(max_length=200)] | None = None
-    title: Annotated[OneLine, StringConstraints(min_length=1, max_length=200)] = Field(description="The event title.")
-    starts_at: AwareDatetime = Field(description="Start, with its time zone.")
-    duration_minutes: int = Field(ge=15, le=240, description="Length in minutes.")
-    description: Annotated[str, StringConstraints(max_length=2000)] = ""
 
 
 class ScheduleMeetingOutput(_Model):
@@ -70,12 +61,6 @@ class ScheduleMeetingOutput(_Model):
     invite_message_id: str = Field(description="Message-ID of the emailed invite.")
 
 
-class GenerateImageInput(_Model):
-    template: Literal["banner", "square", "story"] = Field(description="Layout: 1200×628, 1080×1080 or 1080×1920.")
-    headline: Annotated[OneLine, StringConstraints(min_length=1, max_length=120)]
-    subhead: Annotated[OneLine, StringConstraints(max_length=200)] = ""
-
-
 class GenerateImageOutput(_Model):
     asset_id: str = Field(description="The image's id in the tenant's asset store.")
     path: str = Field(description="Where the file is.")
@@ -83,12 +68,6 @@ class GenerateImageOutput(_Model):
     width: int
     height: int
     generated: Literal[True] = Field(default=True, description="Always true: the image is labelled as generated.")
-
-
-class FetchCampaignStatsInput(_Model):
-    campaign_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")]
-    since: AwareDatetime | None = None
-    until: AwareDatetime | None = None
 
 
 class VariantStats(_Model):

@@ -26,6 +26,7 @@ from herald_core.contracts import (
     ActionRefused,
     ExecutionStatus,
     FailureKind,
+    SendEmailInput,
     ToolFailure,
 )
 from herald_core.control import KillSwitch
@@ -86,7 +87,7 @@ class Executor:
             return [self._refused(msg, approved, "tenant_mismatch", f"unknown tenant {action.tenant}")]
         consent_checked_at = await self.feed.caught_up()
         suppressed = await self.feed.suppression(
-            action.tenant, action.contact.contact_id, action.input.to, action.channel.value
+            action.tenant, action.contact.contact_id, action.recipient, action.channel.value
         )
         if suppressed:
             return [self._refused(msg, approved, "consent_withdrawn", f"contact is suppressed: {suppressed}")]
@@ -94,6 +95,14 @@ class Executor:
         if stop:
             detail = f"kill switch on ({stop.scope}) by {stop.set_by}: {stop.reason}"
             return [self._refused(msg, approved, "kill_switch", detail)]
+
+        if not isinstance(action.input, SendEmailInput):  # no adapter for the other registry tools here yet
+            unavailable = ToolFailure(
+                kind=FailureKind.PERMANENT,
+                code="tool_not_available",
+                message=f"this executor has no adapter for {action.tool}; nothing was done",
+            )
+            return [self._executed(msg, approved, ExecutionStatus.FAILED, {}, unavailable.message, unavailable)]
 
         existing = await self.ledger.claim(
             action_id=action.action_id,
@@ -175,7 +184,7 @@ class Executor:
             result=result,
             error=error,
             failure=failure,
-            summary=f"email “{action.input.subject}” to {action.input.to}"[:500],
+            summary=action.describe()[:500],
         )
         env = msg.envelope.caused(source=SOURCE, type=ActionExecuted.TYPE)
         return Outbound(EXECUTED, contact_key(action.tenant, action.contact.contact_id), env, body)

@@ -175,7 +175,7 @@ class Guard:
             raise Rejected(f"unknown tenant {msg.envelope.tenant!r}")
         consent_checked_at = await self.feed.caught_up()
         reason = await self.feed.suppression(
-            action.tenant, action.contact.contact_id, action.input.to, action.channel.value
+            action.tenant, action.contact.contact_id, action.recipient, action.channel.value
         )
         policy = self.policies.for_tenant(tenant)
         stop = self.kill_switch.engaged(tenant.tenant_id)

@@ -69,7 +69,7 @@ def feedback_of(msg: Inbound) -> Memory | None:
     who = ", ".join(filter(None, [contact.job_title, contact.industry and f"in {contact.industry}"]))
     who += " (VIP)" if contact.vip else ""
     text = (
-        f"Reviewer feedback ({decided.decision.value}) on the email “{decided.action.input.subject}”"
+        f"Reviewer feedback ({decided.decision.value}) on the {decided.action.describe().split(' to ')[0]}"
         f"{f' to a {who}' if who else ''}: {decided.reason}"
     )
     return Memory(

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from herald_core.contracts import ActionProposed
+
 UPSTREAM = ("herald.contact.created.v1", "herald.contact.updated.v1", "herald.message.replied.v1")
 DECISIONS = (
     "herald.action.approved.v1",
@@ -37,6 +39,7 @@ def explain(records: list[dict[str, Any]], action_id: str) -> dict[str, Any] | N
     if not mine:
         return None
     proposal = next((r["body"] for r in mine if r["type"] == "herald.action.proposed.v1"), None)
+    proposed = ActionProposed.model_validate(proposal) if proposal is not None else None
     workflow_id = (proposal or {}).get("workflow_id")
     upstream = next((r for r in chain if r["type"] in UPSTREAM), None)
     plan = next(
@@ -70,12 +73,13 @@ def explain(records: list[dict[str, Any]], action_id: str) -> dict[str, Any] | N
             "memories": [{"kind": m["kind"], "text": m["text"][:400]} for m in plan.get("memories", [])],
         },
         "proposal": None
-        if proposal is None
+        if proposal is None or proposed is None
         else {
             "tool": proposal["tool"],
-            "to": proposal["input"]["to"],
-            "subject": proposal["input"]["subject"],
-            "body": proposal["input"]["body_text"],
+            "to": proposed.recipient,
+            "subject": proposed.text[0],
+            "body": proposed.text[1],
+            "input": proposal["input"],
             "confidence": proposal["confidence"],
             "rationale": proposal["rationale"],
         },
