@@ -6,12 +6,13 @@ restart. Unknown tenants are refused at the edge.
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
 import structlog
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from herald_core.contracts import EmailAddress
 
@@ -40,6 +41,26 @@ class Escalation(BaseModel):
     )
 
 
+class BrandKit(BaseModel):
+    """What generated images are made of: the tenant's colours and wordmark."""
+
+    model_config = ConfigDict(frozen=True)
+    palette: tuple[str, ...] = Field(
+        default=("#0B3D91", "#FFFFFF", "#F5A623"),
+        min_length=3,
+        description="Background, text and accent colours (#RRGGBB).",
+    )
+    wordmark: str | None = Field(default=None, max_length=60, description="Text in place of a logo (default: name).")
+
+    @field_validator("palette")
+    @classmethod
+    def _hex_colours(cls, palette: tuple[str, ...]) -> tuple[str, ...]:
+        for colour in palette:
+            if not re.fullmatch(r"#[0-9A-Fa-f]{6}", colour):
+                raise ValueError(f"{colour!r} is not a #RRGGBB colour")
+        return palette
+
+
 class TenantConfig(BaseModel):
     model_config = ConfigDict(frozen=True)
     tenant_id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -55,6 +76,7 @@ class TenantConfig(BaseModel):
     competitors: tuple[str, ...] = Field(
         default=(), description="Competitors a draft may only describe as evidence does."
     )
+    brand: BrandKit = Field(default_factory=BrandKit, description="Colours and wordmark of generated images.")
 
 
 class TenantDirectory:

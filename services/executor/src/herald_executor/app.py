@@ -11,6 +11,7 @@ published as `ActionRefused` (and so audited); nothing is sent.
 
 from __future__ import annotations
 
+import asyncio
 from importlib.resources import files
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from herald_core.contracts import (
     ActionRefused,
     ExecutionStatus,
     FailureKind,
+    GenerateImageInput,
     SendEmailInput,
     ToolFailure,
 )
@@ -34,8 +36,10 @@ from herald_core.db import create_pool, migrate, readiness
 from herald_core.observability import add_ops_routes, get_logger
 from herald_core.runtime import ServiceRuntime
 from herald_core.signing import KeyRing, VerificationError
-from herald_core.tenants import TenantDirectory
+from herald_core.tenants import TenantConfig, TenantDirectory
+from herald_core.tools import GenerateImageOutput
 from herald_core.topics import APPROVED_ACTION, EXECUTED, contact_key
+from herald_executor.adapters.images import AssetStore, render
 from herald_executor.adapters.ledger import Ledger, erase_contact
 from herald_executor.adapters.smtp import NotSentError, PermanentSendError, SmtpSender
 from herald_executor.logic import ledger_verdict, message_id, render_email
@@ -56,7 +60,9 @@ class Executor:
         sender: SmtpSender,
         tenants: TenantDirectory,
         kill_switch: KillSwitch,
+        assets: AssetStore,
     ) -> None:
+        self.assets = assets
         self.settings = settings
         self.verifier = verifier
         self.ledger = ledger
@@ -96,7 +102,7 @@ class Executor:
             detail = f"kill switch on ({stop.scope}) by {stop.set_by}: {stop.reason}"
             return [self._refused(msg, approved, "kill_switch", detail)]
 
-        if not isinstance(action.input, SendEmailInput):  # no adapter for the other registry tools here yet
+        if not isinstance(action.input, SendEmailInput | GenerateImageInput):  # the others have no adapter yet
             unavailable = ToolFailure(
                 kind=FailureKind.PERMANENT,
                 code="tool_not_available",
@@ -142,6 +148,8 @@ class Executor:
                 )
             ]
 
+        if isinstance(action.input, GenerateImageInput):
+            return [await self._generate_image(msg, approved, action.input, tenant)]
         email = render_email(
             action,
             sender_name=tenant.sender.name,
@@ -163,6 +171,22 @@ class Executor:
         await self.ledger.finish(action.action_id, "sent", result, None)
         log.info("email sent", message_id=result["message_id"])
         return [self._executed(msg, approved, ExecutionStatus.SUCCEEDED, result)]
+
+    async def _generate_image(
+        self, msg: Inbound, approved: ActionApproved, spec: GenerateImageInput, tenant: TenantConfig
+    ) -> Outbound:
+        """Render the branded image and store it under the action's id (claimed in the ledger already)."""
+        action = approved.action
+        data, width, height = await asyncio.to_thread(render, spec, tenant.brand, tenant.name, action.action_id)
+        path = self.assets.path(action.tenant, action.action_id)
+        digest = await asyncio.to_thread(self.assets.put, path, data)
+        output = GenerateImageOutput(
+            asset_id=action.action_id.lower(), path=str(path), sha256=digest, width=width, height=height
+        )
+        result = output.model_dump(mode="json")
+        await self.ledger.finish(action.action_id, "sent", result, None)
+        log.info("image generated", path=str(path))
+        return self._executed(msg, approved, ExecutionStatus.SUCCEEDED, result)
 
     def _executed(
         self,
@@ -216,6 +240,7 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
         sender,
         TenantDirectory(common.tenants_dir),
         kill_switch,
+        AssetStore(settings.assets_dir),
     )
     # small batches: each email is a side effect, and a crash should leave little to reconcile
     worker = ConsumerWorker(

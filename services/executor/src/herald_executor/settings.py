@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from herald_core.settings import ServiceSettings
@@ -18,3 +21,6 @@ class Settings(ServiceSettings):
     smtp_timeout_seconds: float = 10.0
     message_id_domain: str = "herald.local"
     concurrency: int = 8  # messages of different contacts handled at once
+    assets_dir: Path = Field(
+        default=Path("/var/lib/herald/assets"), description="The tenants' asset store (generated images)."
+    )
