@@ -225,7 +225,13 @@ def kubernetes_workloads() -> list[dict[str, Any]]:
                 "HERALD_GUARD_RETRIEVAL_TARGET": "herald-retrieval:8202",
                 "HERALD_LOG_LEVEL": "INFO",
             },
-        }
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "herald-assets", "labels": {"app.kubernetes.io/part-of": "herald"}},
+            "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "10Gi"}}},
+        },
     ]
     for w in WORKLOADS:
         name = f"herald-{w.service}"
@@ -254,6 +260,10 @@ def kubernetes_workloads() -> list[dict[str, Any]]:
             # the guard holds the signing key; the executor only the public keys
             mounts.append({"name": "keys", "mountPath": "/etc/herald/keys", "readOnly": True})
             volumes.append({"name": "keys", "secret": {"secretName": f"herald-{w.service}-keys"}})
+        if w.service == "executor":
+            # generated images; a ReadWriteMany claim shared by the replicas (and whatever serves the assets)
+            mounts.append({"name": "assets", "mountPath": "/var/lib/herald/assets"})
+            volumes.append({"name": "assets", "persistentVolumeClaim": {"claimName": "herald-assets"}})
         documents.append(
             {
                 "apiVersion": "apps/v1",
