@@ -37,14 +37,12 @@ async def test_an_approved_image_is_rendered_once_in_the_brand_and_labelled_gene
     approval = signer.approve(action, approved_by="guard", policy_version="test", ttl=timedelta(minutes=10))
     approved = ActionApproved(action=action, approval=approval, rules=())
     key = contact_key(tenant, contact_id)
-    await publish(
-        herald.bootstrap,
-        herald.prefix,
-        APPROVED_ACTION,
-        key,
-        envelope(tenant, approved, source="herald/guard"),
-        approved,
-    )
+
+    async def present() -> None:  # the approval, as the guard publishes it
+        env = envelope(tenant, approved, source="herald/guard")
+        await publish(herald.bootstrap, herald.prefix, APPROVED_ACTION, key, env, approved)
+
+    await present()
 
     def about(records, model):  # type: ignore[no-untyped-def]
         return [
@@ -66,14 +64,7 @@ async def test_an_approved_image_is_rendered_once_in_the_brand_and_labelled_gene
     assert stored["corner"] == (0x12, 0x34, 0x56)  # the brand's background
 
     # the same approval again (a replay): refused, nothing rendered
-    await publish(
-        herald.bootstrap,
-        herald.prefix,
-        APPROVED_ACTION,
-        key,
-        envelope(tenant, approved, source="herald/guard"),
-        approved,
-    )
+    await present()
     records = await read_topic(
         herald.bootstrap, herald.topic(EXECUTED), timeout=60, until=lambda rs: bool(about(rs, ActionRefused))
     )
