@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib.resources import files
 from pathlib import Path
@@ -46,6 +47,7 @@ from herald_core.ids import new_id
 from herald_core.observability import add_ops_routes, get_logger
 from herald_core.policy import (
     LONGEST_LIMIT_WINDOW,
+    BreakerReading,
     Grounding,
     Policy,
     Verdict,
@@ -55,7 +57,7 @@ from herald_core.policy import (
 )
 from herald_core.runtime import ServiceRuntime
 from herald_core.signing import KeyRing
-from herald_core.tenants import TenantDirectory
+from herald_core.tenants import TenantConfig, TenantDirectory
 from herald_core.topics import (
     APPROVED_ACTION,
     CONTROL,
@@ -90,6 +92,19 @@ SHADOW_DIFFERENCES = Counter(
 )
 RELEASED = Counter("herald_guard_released_total", "Held actions decided again when their window opened.")
 log = get_logger("herald.guard")
+
+
+@dataclass(frozen=True)
+class Circumstances:
+    """Everything a decision reads besides the policy and the action."""
+
+    consent_checked_at: datetime
+    suppression_reason: str | None
+    kill_switch: str | None
+    first_send: bool
+    breakers: dict[str, BreakerReading] | None
+    llm_tokens_today: int | None
+    now: datetime
 
 
 class Guard:
@@ -173,30 +188,10 @@ class Guard:
         tenant = self.tenants.get(msg.envelope.tenant)
         if tenant is None:
             raise Rejected(f"unknown tenant {msg.envelope.tenant!r}")
-        consent_checked_at = await self.feed.caught_up()
-        reason = await self.feed.suppression(
-            action.tenant, action.contact.contact_id, action.recipient, action.channel.value
-        )
         policy = self.policies.for_tenant(tenant)
-        stop = self.kill_switch.engaged(tenant.tenant_id)
-        grounding = await self.grounding.check(action) if needs_grounding(policy) and not stop else None
-        first_send = action.campaign_id is not None and not await self.store.campaign_launched(
-            action.tenant, action.campaign_id
-        )
-        now = self.now()
         shadow = self.policies.shadow(tenant.tenant_id)
-        breakers = {b.id: b for p in (policy, shadow) if p is not None for b in p.document.breakers}
-        readings = (
-            await self.store.breaker_readings(action.tenant, list(breakers.values()), action.campaign_id, now)
-            if breakers
-            else None
-        )
-
-        llm_tokens = (
-            await self.store.llm_tokens(action.tenant, now.date())
-            if action.drafted_by == "llm" and any(p and p.document.llm_budget for p in (policy, shadow))
-            else None
-        )
+        seen = await self._circumstances(action, tenant, [p for p in (policy, shadow) if p is not None])
+        grounding = await self.grounding.check(action) if needs_grounding(policy) and not seen.kill_switch else None
 
         def under(candidate: Policy, grounding: Grounding | None) -> Verdict:
             return evaluate(
@@ -204,18 +199,18 @@ class Guard:
                 action,
                 tenant,
                 stage=held_at or stage,  # type: ignore[arg-type]
-                suppression_reason=reason,
+                suppression_reason=seen.suppression_reason,
                 grounding=grounding,
-                kill_switch=f"{stop.reason} (set by {stop.set_by}, {stop.scope})" if stop else None,
-                now=now,
-                campaign_first_send=first_send,
-                breakers=readings,
-                llm_tokens_today=llm_tokens,
+                kill_switch=seen.kill_switch,
+                now=seen.now,
+                campaign_first_send=seen.first_send,
+                breakers=seen.breakers,
+                llm_tokens_today=seen.llm_tokens_today,
             )
 
         verdict = under(policy, grounding)
         if shadow is not None:  # tried beside the live policy, never enforced
-            if grounding is None and needs_grounding(shadow) and not stop:
+            if grounding is None and needs_grounding(shadow) and not seen.kill_switch:
                 grounding = await self.grounding.check(action)
             tried = under(shadow, grounding)
             if (tried.outcome, tried.rule) != (verdict.outcome, verdict.rule):
@@ -263,7 +258,35 @@ class Guard:
             )
             for limit, counter in limits_for(policy, tenant, action)
         ]
-        return await self._record(msg, action, stage, decision, caps, approve, deferral, consent_checked_at)
+        return await self._record(msg, action, stage, decision, caps, approve, deferral, seen.consent_checked_at)
+
+    async def _circumstances(
+        self, action: ActionProposed, tenant: TenantConfig, policies: list[Policy]
+    ) -> Circumstances:
+        """What a decision reads besides the policy and the action, gathered once for the live policy and the
+        shadow: consent (fresh up to now), the kill switch, the campaign, the breakers' counts, today's LLM tokens."""
+        consent_checked_at = await self.feed.caught_up()
+        reason = await self.feed.suppression(
+            action.tenant, action.contact.contact_id, action.recipient, action.channel.value
+        )
+        stop = self.kill_switch.engaged(tenant.tenant_id)
+        now = self.now()
+        breakers = {b.id: b for p in policies for b in p.document.breakers}
+        first_send = action.campaign_id is not None and not await self.store.campaign_launched(
+            action.tenant, action.campaign_id
+        )
+        budgeted = action.drafted_by == "llm" and any(p.document.llm_budget for p in policies)
+        return Circumstances(
+            consent_checked_at=consent_checked_at,
+            suppression_reason=reason,
+            kill_switch=f"{stop.reason} (set by {stop.set_by}, {stop.scope})" if stop else None,
+            first_send=first_send,
+            breakers=await self.store.breaker_readings(action.tenant, list(breakers.values()), action.campaign_id, now)
+            if breakers
+            else None,
+            llm_tokens_today=await self.store.llm_tokens(action.tenant, now.date()) if budgeted else None,
+            now=now,
+        )
 
     async def release(self, held: Deferral) -> list[Outbound]:
         """Decide a held action again, now that its window has opened (the same rules, under the live policy)."""
