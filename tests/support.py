@@ -264,6 +264,14 @@ async def publish_many(bootstrap: str, topic: str, messages: Iterable[tuple[byte
         await producer.stop()
 
 
+def part_of(mail: Message, subtype: str) -> str:
+    """The decoded text of a delivered message's `text/<subtype>` part."""
+    for part in mail.walk():
+        if part.get_content_type() == f"text/{subtype}":
+            return bytes(part.get_payload(decode=True)).decode(part.get_content_charset() or "utf-8")
+    raise AssertionError(f"no text/{subtype} part in {mail.get_content_type()}")
+
+
 def mails_to(maildir: Path, address: str) -> list[Message]:
     """Messages the SMTP server delivered to `address`, read back from its Maildir."""
     wanted = address.lower()

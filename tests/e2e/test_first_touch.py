@@ -13,7 +13,7 @@ import pytest
 
 from herald_core.contracts import ActionBlocked, ActionProposed
 from herald_core.topics import AUDIT, CONSENT, DECISION, EVENTS, EXECUTED, PLAN, PROPOSED_ACTION, REVIEW
-from support import contact_record, eventually, hubspot_signature, mails_to, read_topic
+from support import contact_record, eventually, hubspot_signature, mails_to, part_of, read_topic
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.postgres, pytest.mark.weaviate, pytest.mark.smtp]
 
@@ -86,8 +86,13 @@ async def test_signed_webhook_sends_one_grounded_email_with_the_chain_on_the_aud
     mails = await eventually(lambda: mails_to(herald.maildir, str(contact["email"])), timeout=60, what="the email")
     assert len(mails) == 1
     mail = mails[0]
-    body = mail.get_payload(decode=True).decode()
+    body = part_of(mail, "plain")
     assert "Jordan" in body and "Unsubscribe:" in body
+    # the same approved words as HTML (escaped, nothing added but structure) with the unsubscribe link
+    page = part_of(mail, "html")
+    assert mail.get_content_type() == "multipart/alternative" and "Jordan" in page
+    link = "".join(str(mail["List-Unsubscribe"]).split()).strip("<>")  # the header may be folded
+    assert f'href="{link.replace("&", "&amp;")}"' in page
 
     proposals = _of_tenant(
         await read_topic(

@@ -9,6 +9,7 @@ What the ledger row for an action id says about a newly read approval:
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -16,7 +17,7 @@ from email.utils import format_datetime, formataddr
 from typing import Literal
 from urllib.parse import urlencode
 
-from herald_core.contracts import ActionProposed
+from herald_core.contracts import ActionProposed, SendEmailInput
 
 LedgerVerdict = Literal["act", "report_sent", "report_failed", "surface_in_doubt", "replayed"]
 
@@ -51,6 +52,7 @@ def render_email(
     action: ActionProposed, *, sender_name: str, sender_address: str, unsubscribe_url: str, domain: str
 ) -> EmailMessage:
     email = action.input
+    assert isinstance(email, SendEmailInput)
     message = EmailMessage()
     message["From"] = formataddr((sender_name, sender_address))
     message["To"] = formataddr((email.to_name or "", email.to))
@@ -62,4 +64,25 @@ def render_email(
     message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message["X-Herald-Action-Id"] = action.action_id
     message.set_content(f"{email.body_text}\n\n--\nUnsubscribe: {link}\n")
+    message.add_alternative(html_body(email.body_text, link), subtype="html")
     return message
+
+
+def html_body(text: str, unsubscribe_link: str) -> str:
+    """The approved plain text as HTML, nothing added but structure: paragraphs, line breaks, `- ` lists, and the
+    unsubscribe link. Everything from the draft is escaped (a draft cannot inject markup or links)."""
+    blocks: list[str] = []
+    for paragraph in (p for p in text.replace("\r\n", "\n").split("\n\n") if p.strip()):
+        run: list[str] = []  # consecutive lines of one kind: list items or text
+        for line in [*paragraph.strip("\n").split("\n"), None]:
+            kind = None if line is None else line.startswith("- ")
+            if run and (line is None or kind != run[0].startswith("- ")):
+                if run[0].startswith("- "):
+                    blocks.append("<ul>" + "".join(f"<li>{html.escape(item[2:])}</li>" for item in run) + "</ul>")
+                else:
+                    blocks.append("<p>" + "<br>".join(html.escape(item) for item in run) + "</p>")
+                run = []
+            if line is not None:
+                run.append(line)
+    footer = f'<p style="color:#666;font-size:12px">--<br><a href="{html.escape(unsubscribe_link)}">Unsubscribe</a></p>'
+    return f"<!doctype html><html><body>{''.join(blocks)}{footer}</body></html>\n"
