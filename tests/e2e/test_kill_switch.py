@@ -12,7 +12,7 @@ import pytest
 
 from herald_core.contracts import ActionApproved, ActionBlocked, ActionRefused, KillSwitchChanged
 from herald_core.topics import APPROVED_ACTION, AUDIT, CONTROL, DECISION, EXECUTED, PROPOSED_ACTION, contact_key
-from support import email_action, envelope, eventually, herald_command, publish, publish_many, read_topic
+from support import email_action, envelope, eventually, guard_answer, herald_command, publish, publish_many, read_topic
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.postgres, pytest.mark.smtp]
 
@@ -106,12 +106,8 @@ async def test_the_global_switch_from_the_review_api_stops_every_tenant(herald) 
             env = envelope(tenant, action, source="test/planner")
             await publish(herald.bootstrap, herald.prefix, PROPOSED_ACTION, contact_key(tenant, "g1"), env, action)
 
-            async def blocked() -> ActionBlocked | None:
-                records = await read_topic(herald.bootstrap, herald.topic(DECISION), timeout=2)
-                found = [r.body(ActionBlocked) for r in records if r.tenant == tenant and r.type == ActionBlocked.TYPE]
-                return found[0] if found else None
-
-            decision = await eventually(blocked, timeout=30, what="the global block")
+            decision = await guard_answer(herald, tenant, action.action_id)
+            assert isinstance(decision, ActionBlocked), decision
             assert decision.rule == "control.kill_switch" and "incident 42" in decision.reason
             bad = await review.post("/v1/kill-switch", json={"engaged": True, "reason": "", "set_by": "x"})
             assert bad.status_code == 422

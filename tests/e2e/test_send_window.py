@@ -11,8 +11,18 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from herald_core.contracts import ActionApproved, ActionDeferred
-from herald_core.topics import APPROVED_ACTION, DECISION, PROPOSED_ACTION, contact_key
-from support import email_action, envelope, eventually, herald_command, mails_to, on_every_guard, publish, read_topic
+from herald_core.topics import APPROVED_ACTION, PROPOSED_ACTION, contact_key
+from support import (
+    email_action,
+    envelope,
+    eventually,
+    guard_answer,
+    herald_command,
+    mails_to,
+    on_every_guard,
+    publish,
+    read_topic,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.postgres, pytest.mark.smtp]
 
@@ -61,12 +71,8 @@ async def test_a_held_action_survives_a_restart_and_is_sent_once_when_its_window
     env = envelope(tenant, action, source="test/planner")
     await publish(herald.bootstrap, herald.prefix, PROPOSED_ACTION, contact_key(tenant, "w1"), env, action)
 
-    async def deferred() -> ActionDeferred | None:
-        records = await read_topic(herald.bootstrap, herald.topic(DECISION), timeout=2)
-        found = [r.body(ActionDeferred) for r in records if r.tenant == tenant and r.type == ActionDeferred.TYPE]
-        return found[0] if found else None
-
-    held = await eventually(deferred, timeout=30, what="the deferral")
+    held = await guard_answer(herald, tenant, action.action_id)
+    assert isinstance(held, ActionDeferred), held
     assert held.action_id == action.action_id and held.release_at == opening
     assert "outside the send window" in held.reason and held.rules[-1].rule == "schedule.send_window"
     await asyncio.sleep(2)

@@ -156,6 +156,23 @@ def transactional_producer(common: CommonSettings, transactional_id: str) -> AIO
     )
 
 
+def group_consumer(common: CommonSettings, group_id: str, *topics: str, max_records: int = 500) -> AIOKafkaConsumer:
+    """The consumer of a consume-transform-produce loop (not started): a group member reading committed
+    records only, its offsets committed with the outputs in one transaction."""
+    return AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=common.kafka_bootstrap,
+        group_id=group_id,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        auto_offset_reset="earliest",
+        max_poll_records=max_records,
+        # a read_committed fetch is not woken by a transaction's commit marker: without a short wait
+        # every hop would add up to the default 500 ms
+        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+    )
+
+
 async def tail_reader(common: CommonSettings, spec: TopicSpec, *, from_beginning: bool = False) -> AIOKafkaConsumer:
     """A started read_committed reader of every partition of `spec`, positioned at its current end
     (or at its beginning, to read a compacted topic's whole state first).
@@ -423,18 +440,7 @@ class ConsumerWorker:
         producer = transactional_producer(
             self.common, f"{self.common.topic_prefix}herald-{self.service}-{self.name}-{self.common.instance_id}"
         )
-        consumer = AIOKafkaConsumer(
-            *self.by_topic_name,
-            bootstrap_servers=self.common.kafka_bootstrap,
-            group_id=self.group_id,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-            auto_offset_reset="earliest",
-            max_poll_records=self.max_batch,
-            # a read_committed fetch is not woken by a transaction's commit marker: without a short wait
-            # every hop would add up to the default 500 ms
-            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
-        )
+        consumer = group_consumer(self.common, self.group_id, *self.by_topic_name, max_records=self.max_batch)
         await producer.start()
         await consumer.start()
         self._consumer, self._producer = consumer, producer

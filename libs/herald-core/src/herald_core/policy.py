@@ -71,7 +71,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -90,7 +90,7 @@ from pydantic import (
 )
 
 from herald_core.contracts import ActionProposed, ContactFacts, PolicyPublished, RuleHit, SendEmailInput
-from herald_core.tenants import TenantConfig
+from herald_core.tenants import Limits, TenantConfig
 
 Outcome = Literal["approve", "block", "escalate", "defer"]
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -248,8 +248,8 @@ def parse_duration(text: str) -> timedelta:
 
 def _duration(value: Any) -> Any:
     """`30s`, `15m`, `1h`, `7d` → a timedelta (anything else is left to pydantic's own timedelta parsing)."""
-    if isinstance(value, str) and (match := _DURATION.match(value)):
-        return timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    if isinstance(value, str) and _DURATION.match(value):
+        return parse_duration(value)
     return value
 
 
@@ -342,17 +342,23 @@ class BreakerReading:
 
 def tenant_limits(tenant: TenantConfig) -> tuple[Limit, ...]:
     """The caps in the tenant's configuration (the platform's ceiling; a policy's limits add to them)."""
+    return _configured_limits(tenant.limits)
+
+
+@lru_cache(maxsize=1024)
+def _configured_limits(limits: Limits) -> tuple[Limit, ...]:
+    """Built once per configuration, not on every decision."""
     return (
         Limit(
             id="limits.tenant_emails_per_hour",
-            max=tenant.limits.emails_per_hour,
+            max=limits.emails_per_hour,
             per=timedelta(hours=1),
             channel="email",
             reason="the tenant's hourly email cap",
         ),
         Limit(
             id="limits.contact_emails_per_day",
-            max=tenant.limits.emails_per_contact_per_day,
+            max=limits.emails_per_contact_per_day,
             per=timedelta(days=1),
             scope="contact",
             channel="email",

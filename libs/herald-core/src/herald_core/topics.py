@@ -276,6 +276,11 @@ def contact_key(tenant: str, contact_id: str) -> bytes:
     return f"{tenant}:{contact_id}".encode()
 
 
+def consent_key(tenant: str, contact_id: str, channel: str) -> bytes:
+    """The key of a contact's consent for one channel (or `all`) on the compacted consent topic."""
+    return f"{tenant}:{contact_id}:{channel}".encode()
+
+
 def tenant_key(tenant: str) -> bytes:
     return tenant.encode()
 

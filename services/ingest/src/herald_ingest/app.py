@@ -29,13 +29,13 @@ from prometheus_client import Counter
 from pydantic import TypeAdapter, ValidationError
 
 from herald_core.bus import Outbound, TransactionalProducer
-from herald_core.contracts import ContactErased, ContactFacts, Contract, EventRejected
+from herald_core.contracts import ContactFacts, Contract, EventRejected
 from herald_core.db import create_pool, migrate, readiness
 from herald_core.envelope import Envelope
 from herald_core.observability import add_ops_routes, get_logger
 from herald_core.runtime import ServiceRuntime
 from herald_core.tenants import TenantConfig, TenantDirectory
-from herald_core.topics import CONSENT, EVENTS, contact_key
+from herald_core.topics import contact_key
 from herald_ingest.adapters.contacts import PostgresContacts
 from herald_ingest.adapters.dedup import EventKey, SeenEvents
 from herald_ingest.logic import (
@@ -46,7 +46,9 @@ from herald_ingest.logic import (
     HubSpotEvent,
     apply_property,
     classify,
+    consent_tombstones,
     continue_trace,
+    erasures,
     messages_for,
     property_change,
     to_contract,
@@ -324,21 +326,14 @@ class Ingest:
         here could still commit, and the sender's retry would then publish the events twice."""
         if not self.producer.started:  # publishing on a stopped producer would wait forever
             raise Unavailable("the Kafka producer is not running")
-        # an erasure also clears the contact's earlier consent records (and the addresses in them) by compaction
-        tombstones = [
-            (CONSENT, f"{message.envelope.tenant}:{message.body.contact_id}:{channel}".encode())
-            for message in messages
-            if isinstance(message.body, ContactErased) and message.topic is EVENTS
-            for channel in ("email", "sms", "phone")
-        ]
+        erased = erasures(messages)
         try:
-            await self.producer.publish(messages, audit_only=audit_only, tombstones=tombstones)
+            await self.producer.publish(messages, audit_only=audit_only, tombstones=consent_tombstones(erased))
         except Exception as exc:  # whatever the failure (a broker outage, a fenced producer), nothing was published
             raise Unavailable(f"Kafka did not take the events: {exc!r}") from exc
         # once the erasure is on Kafka (so every other store follows), this store forgets the contact too
-        for message in messages:
-            if isinstance(message.body, ContactErased) and message.topic is EVENTS:
-                await self.contacts.erase(message.envelope.tenant, message.body.contact_id)
+        for tenant, contact_id in erased:
+            await self.contacts.erase(tenant, contact_id)
 
     def _count_accepted(self, tenant: str, accepted: Sequence[Outbound], duplicates: int) -> None:
         for out in accepted:

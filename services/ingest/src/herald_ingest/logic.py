@@ -29,7 +29,7 @@ from herald_core.contracts import (
     MeetingBooked,
 )
 from herald_core.envelope import Envelope, child_traceparent, new_traceparent
-from herald_core.topics import CONSENT, EVENTS, contact_key
+from herald_core.topics import CONSENT, EVENTS, TopicSpec, consent_key, contact_key
 
 SOURCE = "herald/ingest"
 HUBSPOT = "hubspot"
@@ -321,11 +321,26 @@ def messages_for(tenant: str, contract: Contract, traceparent: str) -> list[Outb
     )
     messages = [Outbound(EVENTS, contact_key(tenant, contact_id), envelope, contract)]
     if isinstance(contract, ConsentWithdrawn):
-        key = f"{tenant}:{contact_id}:{contract.channel.value}".encode()
+        key = consent_key(tenant, contact_id, contract.channel.value)
         messages.append(Outbound(CONSENT, key, envelope, contract))
     if isinstance(contract, ContactErased):
-        messages.append(Outbound(CONSENT, f"{tenant}:{contact_id}:all".encode(), envelope, contract))
+        messages.append(Outbound(CONSENT, consent_key(tenant, contact_id, "all"), envelope, contract))
     return messages
+
+
+def erasures(messages: Sequence[Outbound]) -> list[tuple[str, str]]:
+    """The (tenant, contact) pairs whose erasure `messages` publish."""
+    return [
+        (m.envelope.tenant, m.body.contact_id)
+        for m in messages
+        if isinstance(m.body, ContactErased) and m.topic is EVENTS
+    ]
+
+
+def consent_tombstones(erased: Sequence[tuple[str, str]]) -> list[tuple[TopicSpec, bytes]]:
+    """With an erasure: no value under the contact's channel keys, so compaction removes its earlier consent
+    records (and the addresses in them); the erasure itself stands under `all`."""
+    return [(CONSENT, consent_key(t, c, channel)) for t, c in erased for channel in ("email", "sms", "phone")]
 
 
 def validation_summary(exc: ValidationError, limit: int = 5) -> str:

@@ -100,9 +100,10 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     pool = await create_pool(common.pg_dsn)
     await migrate(pool, "review", Path(str(files("herald_review") / "migrations")))
     producer = TransactionalProducer(common, "review")
-    review = Review(ReviewQueue(pool), producer)
+    queue = ReviewQueue(pool)
+    review = Review(queue, producer)
     worker = ConsumerWorker(common, "review", "queue", {REVIEW: review.on_review})
-    index = AuditIndex(pool)
+    index = AuditIndex(pool, on_erasure=queue.forget)
     sealer = AuditSealer(common, index)
     http = FastAPI(title="herald-review", description="The reviewers' queue and decisions.")
 

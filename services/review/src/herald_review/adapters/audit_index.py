@@ -3,19 +3,19 @@ action, rule and time. The rows are derived from the records alone (headers and 
 
 An erasure (`herald.contact.erased.v1` on the audit) redacts the index: every row of a chain that
 touched the contact keeps its ids, type and time, but not its body, and names the contact by its
-hash; the contact's review items are removed from the queue (the guard blocks their actions)."""
+hash; the service's own `on_erasure` (the review queue's) runs in the same transaction."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 from aiokafka import ConsumerRecord
 
-from herald_core.consent import contact_hash
+from herald_core.consent import OnErasure, contact_hash
 from herald_core.contracts import ContactErased
 from herald_core.envelope import Envelope
 
@@ -31,7 +31,25 @@ _COLUMNS = (
 )
 
 
-def index_row(record: ConsumerRecord[bytes, bytes]) -> tuple[Any, ...] | None:
+class IndexRow(NamedTuple):
+    """One row of `review.audit_index`, in `_COLUMNS` order."""
+
+    partition: int
+    offset: int
+    message_id: str
+    type: str
+    topic: str
+    tenant: str
+    correlation_id: str
+    causation_id: str | None
+    action_id: str | None
+    contact_id: str | None
+    rule: str | None
+    occurred_at: datetime
+    body: str | None
+
+
+def index_row(record: ConsumerRecord[bytes, bytes]) -> IndexRow | None:
     """The index row of one audit record (None if its envelope cannot be read)."""
     headers = tuple(record.headers or ())
     try:
@@ -46,7 +64,7 @@ def index_row(record: ConsumerRecord[bytes, bytes]) -> tuple[Any, ...] | None:
     found = body if isinstance(body, dict) else {}
     action = found.get("action") if isinstance(found.get("action"), dict) else {}
     contact = found.get("contact") if isinstance(found.get("contact"), dict) else action.get("contact") or {}
-    return (
+    return IndexRow(
         record.partition,
         record.offset,
         envelope.id,
@@ -64,8 +82,9 @@ def index_row(record: ConsumerRecord[bytes, bytes]) -> tuple[Any, ...] | None:
 
 
 class AuditIndex:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, on_erasure: OnErasure | None = None) -> None:
         self.pool = pool
+        self.on_erasure = on_erasure
 
     async def add(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
         rows = [row for row in (index_row(r) for r in records) if row is not None]
@@ -76,10 +95,11 @@ class AuditIndex:
                 rows,
             )
         for row in rows:
-            if row[3] == ContactErased.TYPE and row[9]:
-                await self.erase(row[5], row[9])
+            if row.type == ContactErased.TYPE and row.contact_id:
+                await self.erase(row.tenant, row.contact_id)
 
     async def erase(self, tenant: str, contact_id: str) -> None:
+        hashed = contact_hash(tenant, contact_id)
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 "UPDATE review.audit_index SET body = NULL, contact_id = $3 WHERE tenant = $1 AND (contact_id = $2 "
@@ -87,9 +107,10 @@ class AuditIndex:
                 "AND contact_id = $2))",
                 tenant,
                 contact_id,
-                contact_hash(tenant, contact_id),
+                hashed,
             )
-            await conn.execute("DELETE FROM review.items WHERE tenant = $1 AND contact_id = $2", tenant, contact_id)
+            if self.on_erasure is not None:
+                await self.on_erasure(conn, tenant, contact_id, hashed)
 
     async def chain_of_action(self, action_id: str) -> list[dict[str, Any]]:
         """Every record of the chain (same correlation id) that the action belongs to, oldest first."""

@@ -64,6 +64,12 @@ class ReviewQueue:
             )
             yield None if row is None else _item(row)
 
+    @staticmethod
+    async def forget(conn: asyncpg.Connection, tenant: str, contact_id: str, hashed: str) -> None:
+        """An erasure: the contact's items leave the queue (the guard blocks their actions anyway)."""
+        del hashed  # the queue keeps nothing of an erased contact, not even its hash
+        await conn.execute("DELETE FROM review.items WHERE tenant = $1 AND contact_id = $2", tenant, contact_id)
+
 
 def _item(row: asyncpg.Record) -> dict[str, Any]:
     item = dict(row)

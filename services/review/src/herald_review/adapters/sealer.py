@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from prometheus_client import Counter
 
 from herald_core.audit import HASH, seal_headers
-from herald_core.bus import FETCH_MAX_WAIT_MS, BusNames, cancel_and_wait, transactional_producer
+from herald_core.bus import BusNames, cancel_and_wait, group_consumer, transactional_producer
 from herald_core.observability import get_logger
 from herald_core.settings import CommonSettings
 from herald_core.topics import AUDIT, AUDIT_SEALED
@@ -53,15 +53,7 @@ class AuditSealer:
             producer = transactional_producer(
                 self.common, f"{self.common.topic_prefix}herald-review-sealer-{self.common.instance_id}"
             )
-            consumer = AIOKafkaConsumer(
-                bootstrap_servers=self.common.kafka_bootstrap,
-                group_id=self.group_id,
-                enable_auto_commit=False,
-                isolation_level="read_committed",
-                auto_offset_reset="earliest",
-                max_poll_records=500,
-                fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
-            )
+            consumer = group_consumer(self.common, self.group_id)
             try:
                 await producer.start()
                 await consumer.start()
