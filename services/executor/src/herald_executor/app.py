@@ -11,7 +11,6 @@ published as `ActionRefused` (and so audited); nothing is sent.
 
 from __future__ import annotations
 
-import asyncio
 from importlib.resources import files
 from pathlib import Path
 
@@ -27,8 +26,6 @@ from herald_core.contracts import (
     ActionRefused,
     ExecutionStatus,
     FailureKind,
-    GenerateImageInput,
-    SendEmailInput,
     ToolFailure,
 )
 from herald_core.control import KillSwitch
@@ -36,13 +33,14 @@ from herald_core.db import create_pool, migrate, readiness
 from herald_core.observability import add_ops_routes, get_logger
 from herald_core.runtime import ServiceRuntime
 from herald_core.signing import KeyRing, VerificationError
-from herald_core.tenants import TenantConfig, TenantDirectory
-from herald_core.tools import GenerateImageOutput
+from herald_core.tenants import TenantDirectory
+from herald_core.tools import TOOLS
 from herald_core.topics import APPROVED_ACTION, EXECUTED, contact_key
-from herald_executor.adapters.images import AssetStore, render
+from herald_executor.adapters.images import AssetStore, ImageTool
 from herald_executor.adapters.ledger import Ledger, erase_contact
-from herald_executor.adapters.smtp import NotSentError, PermanentSendError, SmtpSender
-from herald_executor.logic import ledger_verdict, message_id, render_email
+from herald_executor.adapters.smtp import EmailTool, SmtpSender
+from herald_executor.execution import Discipline, ToolRunner
+from herald_executor.logic import ToolAdapter, ledger_verdict
 from herald_executor.settings import Settings
 
 SOURCE = "herald/executor"
@@ -57,17 +55,15 @@ class Executor:
         verifier: KeyRing,
         ledger: Ledger,
         feed: ConsentFeed,
-        sender: SmtpSender,
+        tools: ToolRunner,
         tenants: TenantDirectory,
         kill_switch: KillSwitch,
-        assets: AssetStore,
     ) -> None:
-        self.assets = assets
         self.settings = settings
         self.verifier = verifier
         self.ledger = ledger
         self.feed = feed
-        self.sender = sender
+        self.tools = tools
         self.tenants = tenants
         self.kill_switch = kill_switch
 
@@ -102,7 +98,7 @@ class Executor:
             detail = f"kill switch on ({stop.scope}) by {stop.set_by}: {stop.reason}"
             return [self._refused(msg, approved, "kill_switch", detail)]
 
-        if not isinstance(action.input, SendEmailInput | GenerateImageInput):  # the others have no adapter yet
+        if not self.tools.has(action.tool):
             unavailable = ToolFailure(
                 kind=FailureKind.PERMANENT,
                 code="tool_not_available",
@@ -130,63 +126,36 @@ class Executor:
         if verdict == "report_failed":
             failed = ToolFailure(kind=FailureKind.PERMANENT, code="failed_earlier", message="failed earlier")
             return [self._executed(msg, approved, ExecutionStatus.FAILED, {}, "failed earlier", failed)]
-        if verdict == "surface_in_doubt":
-            await self.ledger.mark_in_doubt(action.action_id)
-            log.warning("action in doubt after a restart; not repeated")
-            return [
-                self._executed(
-                    msg,
-                    approved,
-                    ExecutionStatus.IN_DOUBT,
-                    {},
-                    "the executor stopped mid-send; not repeated, needs a human check",
-                    ToolFailure(
-                        kind=FailureKind.NEEDS_HUMAN,
-                        code="in_doubt",
-                        message="the executor stopped mid-send; whether the email left is unknown",
-                    ),
-                )
-            ]
+        if verdict == "report_in_doubt":
+            return [self._in_doubt(msg, approved, await self.ledger.error(action.action_id))]
 
-        if isinstance(action.input, GenerateImageInput):
-            return [await self._generate_image(msg, approved, action.input, tenant)]
-        email = render_email(
-            action,
-            sender_name=tenant.sender.name,
-            sender_address=str(tenant.sender.address),
-            unsubscribe_url=tenant.unsubscribe_url,
-            domain=self.settings.message_id_domain,
-        )
-        try:
-            reply = await self.sender.send(email)
-        except NotSentError as exc:
-            # nothing reached the server: release the claim and read the batch again later
-            await self.ledger.release(action.action_id)
-            raise TransientError(str(exc)) from exc
-        except PermanentSendError as exc:
-            await self.ledger.finish(action.action_id, "failed", None, str(exc))
-            rejected = ToolFailure(kind=FailureKind.PERMANENT, code="smtp_rejected", message=str(exc)[:2000])
-            return [self._executed(msg, approved, ExecutionStatus.FAILED, {}, str(exc), rejected)]
-        result = {"message_id": message_id(action.action_id, self.settings.message_id_domain), "smtp_reply": reply}
-        await self.ledger.finish(action.action_id, "sent", result, None)
-        log.info("email sent", message_id=result["message_id"])
-        return [self._executed(msg, approved, ExecutionStatus.SUCCEEDED, result)]
+        if verdict == "resume":  # found claimed: a crash cut the call off; the downstream is asked first
+            outcome = await self.tools.resume(action, tenant)
+        else:
+            outcome = await self.tools.run(action, tenant)
+        match outcome.status:
+            case "done":
+                await self.ledger.finish(action.action_id, "sent", outcome.output, None)
+                log.info("action done", tool=action.tool)
+                return [self._executed(msg, approved, ExecutionStatus.SUCCEEDED, outcome.output or {})]
+            case "not_started":
+                # nothing happened downstream: release the claim and read the batch again later
+                await self.ledger.release(action.action_id)
+                raise TransientError(outcome.failure.message if outcome.failure else "not started")
+            case "failed":
+                assert outcome.failure is not None
+                await self.ledger.finish(action.action_id, "failed", None, outcome.failure.message)
+                return [
+                    self._executed(msg, approved, ExecutionStatus.FAILED, {}, outcome.failure.message, outcome.failure)
+                ]
+        assert outcome.failure is not None
+        await self.ledger.finish(action.action_id, "in_doubt", None, outcome.failure.message)
+        log.warning("action in doubt; not repeated", tool=action.tool)
+        return [self._in_doubt(msg, approved, outcome.failure.message)]
 
-    async def _generate_image(
-        self, msg: Inbound, approved: ActionApproved, spec: GenerateImageInput, tenant: TenantConfig
-    ) -> Outbound:
-        """Render the branded image and store it under the action's id (claimed in the ledger already)."""
-        action = approved.action
-        data, width, height = await asyncio.to_thread(render, spec, tenant.brand, tenant.name, action.action_id)
-        path = self.assets.path(action.tenant, action.action_id)
-        digest = await asyncio.to_thread(self.assets.put, path, data)
-        output = GenerateImageOutput(
-            asset_id=action.action_id.lower(), path=str(path), sha256=digest, width=width, height=height
-        )
-        result = output.model_dump(mode="json")
-        await self.ledger.finish(action.action_id, "sent", result, None)
-        log.info("image generated", path=str(path))
-        return self._executed(msg, approved, ExecutionStatus.SUCCEEDED, result)
+    def _in_doubt(self, msg: Inbound, approved: ActionApproved, why: str) -> Outbound:
+        failure = ToolFailure(kind=FailureKind.NEEDS_HUMAN, code="in_doubt", message=why[:2000])
+        return self._executed(msg, approved, ExecutionStatus.IN_DOUBT, {}, why, failure)
 
     def _executed(
         self,
@@ -224,6 +193,18 @@ class Executor:
         return Outbound(EXECUTED, msg.key or contact_key(msg.envelope.tenant, action.contact.contact_id), env, body)
 
 
+def discipline(settings: Settings) -> dict[str, Discipline]:
+    return {
+        tool: Discipline(
+            timeout_seconds=settings.tool_timeout_seconds.get(tool, 30.0),
+            concurrency=settings.tool_concurrency.get(tool, 2),
+            attempts=settings.tool_attempts,
+            max_backoff_seconds=settings.tool_max_backoff_seconds,
+        )
+        for tool in TOOLS
+    }
+
+
 async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     settings = settings or Settings()
     common = settings.common
@@ -232,15 +213,16 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     feed = ConsentFeed(common, pool, "executor", on_erasure=erase_contact)
     sender = SmtpSender(settings, pool_size=settings.concurrency)
     kill_switch = KillSwitch(common, "executor")
+    adapters: list[ToolAdapter] = [EmailTool(settings, sender), ImageTool(AssetStore(settings.assets_dir))]
+    tools = ToolRunner({a.tool: a for a in adapters}, discipline(settings))
     executor = Executor(
         settings,
         KeyRing(Path(common.keys_dir)),
         Ledger(pool),
         feed,
-        sender,
+        tools,
         TenantDirectory(common.tenants_dir),
         kill_switch,
-        AssetStore(settings.assets_dir),
     )
     # small batches: each email is a side effect, and a crash should leave little to reconcile
     worker = ConsumerWorker(

@@ -1,9 +1,10 @@
-"""The executor's decisions before a side effect, as pure functions.
+"""The executor's decisions before a side effect, as pure functions, and the port every tool adapter fulfils.
 
 What the ledger row for an action id says about a newly read approval:
 - no row: first sight, claim it and act;
-- same nonce, same Kafka position: the same record read again after a crash — never act again,
-  only re-report (`sent`), or surface it as in doubt (`claimed`: the crash may have been mid-send);
+- same nonce, same Kafka position: the same record read again after a crash — never act blindly again:
+  re-report what the ledger holds (`sent`, `failed`, `in_doubt`), or, found `claimed` (the crash cut a
+  call off), resume it: the tool's downstream is asked first (`ToolAdapter.reconcile`);
 - anything else: a replay of an approval (same or copied), refused.
 """
 
@@ -14,12 +15,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
-from typing import Literal
+from enum import StrEnum
+from typing import Literal, Protocol
 from urllib.parse import urlencode
 
-from herald_core.contracts import ActionProposed, SendEmailInput
+from pydantic import BaseModel
 
-LedgerVerdict = Literal["act", "report_sent", "report_failed", "surface_in_doubt", "replayed"]
+from herald_core.contracts import ActionProposed, FailureKind, SendEmailInput, ToolFailure
+from herald_core.tenants import TenantConfig
+
+LedgerVerdict = Literal["act", "report_sent", "report_failed", "report_in_doubt", "resume", "replayed"]
 
 
 @dataclass(frozen=True)
@@ -40,7 +45,52 @@ def ledger_verdict(row: LedgerRow | None, *, nonce: str, partition: int, offset:
         return "report_sent"
     if row.state == "failed":
         return "report_failed"
-    return "surface_in_doubt"
+    if row.state == "in_doubt":
+        return "report_in_doubt"
+    return "resume"
+
+
+class Reconciled(StrEnum):
+    """What a downstream says about an action whose call was cut off (a crash, a timeout)."""
+
+    DONE = "done"  # the side effect is there: report it, never repeat it
+    SAFE_TO_RUN = "safe_to_run"  # it is not there, or doing it again changes nothing: run it
+    UNKNOWN = "unknown"  # the downstream cannot tell: in doubt, surfaced to a human
+
+
+class ToolError(Exception):
+    """A tool's failure, typed. `may_have_applied` says whether the downstream may have acted: a retryable
+    failure is only retried when it certainly changed nothing (or repeating it changes nothing)."""
+
+    def __init__(
+        self,
+        kind: FailureKind,
+        code: str,
+        message: str,
+        *,
+        may_have_applied: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.code = code
+        self.may_have_applied = may_have_applied
+        self.retry_after = retry_after  # seconds the downstream asked us to wait (e.g. a 429's headers)
+
+    @property
+    def failure(self) -> ToolFailure:
+        return ToolFailure(kind=self.kind, code=self.code, message=str(self)[:2000])
+
+
+class ToolAdapter(Protocol):
+    """One tool's side effect. `run` does it once for the action (keyed by its action id wherever the
+    downstream allows), `reconcile` asks the downstream whether an interrupted call left it done."""
+
+    tool: str
+
+    async def run(self, action: ActionProposed, tenant: TenantConfig) -> BaseModel: ...
+
+    async def reconcile(self, action: ActionProposed, tenant: TenantConfig) -> tuple[Reconciled, BaseModel | None]: ...
 
 
 def message_id(action_id: str, domain: str) -> str:

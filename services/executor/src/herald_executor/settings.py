@@ -21,6 +21,18 @@ class Settings(ServiceSettings):
     smtp_timeout_seconds: float = 10.0
     message_id_domain: str = "herald.local"
     concurrency: int = 8  # messages of different contacts handled at once
+    tool_timeout_seconds: dict[str, float] = Field(
+        default={"send_email": 30.0, "update_crm_record": 15.0, "schedule_meeting": 30.0, "generate_image": 30.0},
+        description="How long one attempt of a tool may take; past it the call is reconciled, not repeated blindly.",
+    )
+    tool_concurrency: dict[str, int] = Field(
+        default={"send_email": 8, "update_crm_record": 4, "schedule_meeting": 2, "generate_image": 2},
+        description="Calls of a tool under way at once (a downstream's rate limits, this machine's CPU).",
+    )
+    tool_attempts: int = Field(
+        default=4, ge=1, description="Attempts of a retryable call before it is read again later."
+    )
+    tool_max_backoff_seconds: float = Field(default=5.0, description="Longest wait between two attempts.")
     assets_dir: Path = Field(
         default=Path("/var/lib/herald/assets"), description="The tenants' asset store (generated images)."
     )

@@ -4,6 +4,7 @@ tenant's asset store. The same action always renders the same bytes; every image
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import os
@@ -11,8 +12,10 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
-from herald_core.contracts import GenerateImageInput
-from herald_core.tenants import BrandKit
+from herald_core.contracts import ActionProposed, GenerateImageInput
+from herald_core.tenants import BrandKit, TenantConfig
+from herald_core.tools import GenerateImageOutput
+from herald_executor.logic import Reconciled
 
 SIZES = {"banner": (1200, 628), "square": (1080, 1080), "story": (1080, 1920)}
 LABEL = "Generated image"
@@ -80,3 +83,40 @@ class AssetStore:
         staged.write_bytes(data)
         os.replace(staged, path)
         return hashlib.sha256(data).hexdigest()
+
+
+class ImageTool:
+    """generate_image: render, then store under the action id (a repeat writes the same bytes to the same file)."""
+
+    tool = "generate_image"
+
+    def __init__(self, assets: AssetStore) -> None:
+        self.assets = assets
+
+    async def run(self, action: ActionProposed, tenant: TenantConfig) -> GenerateImageOutput:
+        spec = action.input
+        assert isinstance(spec, GenerateImageInput)
+        data, width, height = await asyncio.to_thread(render, spec, tenant.brand, tenant.name, action.action_id)
+        path = self.assets.path(action.tenant, action.action_id)
+        digest = await asyncio.to_thread(self.assets.put, path, data)
+        return GenerateImageOutput(
+            asset_id=action.action_id.lower(), path=str(path), sha256=digest, width=width, height=height
+        )
+
+    async def reconcile(
+        self, action: ActionProposed, tenant: TenantConfig
+    ) -> tuple[Reconciled, GenerateImageOutput | None]:
+        path = self.assets.path(action.tenant, action.action_id)
+        if not path.exists():  # files appear whole (a rename) or not at all
+            return Reconciled.SAFE_TO_RUN, None
+        data = await asyncio.to_thread(path.read_bytes)
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+        output = GenerateImageOutput(
+            asset_id=action.action_id.lower(),
+            path=str(path),
+            sha256=hashlib.sha256(data).hexdigest(),
+            width=width,
+            height=height,
+        )
+        return Reconciled.DONE, output

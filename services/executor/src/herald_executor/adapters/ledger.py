@@ -80,12 +80,9 @@ class Ledger:
         """Undo a claim whose side effect certainly did not start (the nonce stays seen for this record)."""
         await self.pool.execute("DELETE FROM executor.ledger WHERE action_id = $1 AND state = 'claimed'", action_id)
 
-    async def mark_in_doubt(self, action_id: str) -> None:
-        await self.pool.execute(
-            "UPDATE executor.ledger SET state = 'in_doubt', error = 'found claimed after a restart; "
-            "the send may or may not have happened', finished_at = now() WHERE action_id = $1 AND state = 'claimed'",
-            action_id,
-        )
+    async def error(self, action_id: str) -> str:
+        value = await self.pool.fetchval("SELECT error FROM executor.ledger WHERE action_id = $1", action_id)
+        return str(value or "in doubt")
 
 
 async def erase_contact(conn: asyncpg.Connection, tenant: str, contact_id: str, hashed: str) -> None:

@@ -4,8 +4,11 @@ Failures are told apart by when they happen, because that decides whether a retr
 - `NotSentError`: nothing reached the server (connect, greeting, login, a stale pooled connection):
   safe to try again later;
 - `PermanentSendError`: the server refused the message (5xx): not retried;
+- `DeferredError`: the server answered 4xx (try later): it did not take the message;
 - anything else during the mail transaction: the outcome is unknown, and the caller treats the
   action as in doubt rather than risk a second email.
+
+`EmailTool` is send_email's adapter (`herald_executor.logic.ToolAdapter`) over the sender.
 """
 
 from __future__ import annotations
@@ -17,6 +20,10 @@ from email.message import EmailMessage
 
 import aiosmtplib
 
+from herald_core.contracts import ActionProposed, FailureKind
+from herald_core.tenants import TenantConfig
+from herald_core.tools import SendEmailOutput
+from herald_executor.logic import Reconciled, ToolError, message_id, render_email
 from herald_executor.settings import Settings
 
 IDLE_CHECK_SECONDS = 5.0
@@ -28,6 +35,10 @@ class NotSentError(Exception):
 
 class PermanentSendError(Exception):
     """The server refused the message for good (5xx): not retried."""
+
+
+class DeferredError(Exception):
+    """The server answered 4xx: it did not take the message, and may later."""
 
 
 class SmtpSender:
@@ -77,6 +88,10 @@ class SmtpSender:
                 if 500 <= exc.code < 600:
                     self._idle.put_nowait((client, time.monotonic()))
                     raise PermanentSendError(f"{exc.code} {exc.message}") from exc
+                if 400 <= exc.code < 500:
+                    with contextlib.suppress(Exception):
+                        client.close()
+                    raise DeferredError(f"{exc.code} {exc.message}") from exc
                 with contextlib.suppress(Exception):
                     client.close()
                 raise
@@ -92,3 +107,35 @@ class SmtpSender:
             client, _ = self._idle.get_nowait()
             with contextlib.suppress(Exception):
                 await client.quit()
+
+
+class EmailTool:
+    """send_email: the approved draft rendered (plain + HTML, List-Unsubscribe) and handed to SMTP once."""
+
+    tool = "send_email"
+
+    def __init__(self, settings: Settings, sender: SmtpSender) -> None:
+        self.settings = settings
+        self.sender = sender
+
+    async def run(self, action: ActionProposed, tenant: TenantConfig) -> SendEmailOutput:
+        email = render_email(
+            action,
+            sender_name=tenant.sender.name,
+            sender_address=str(tenant.sender.address),
+            unsubscribe_url=tenant.unsubscribe_url,
+            domain=self.settings.message_id_domain,
+        )
+        try:
+            reply = await self.sender.send(email)
+        except (NotSentError, DeferredError) as exc:
+            raise ToolError(FailureKind.RETRYABLE, "smtp_unavailable", str(exc)) from exc
+        except PermanentSendError as exc:
+            raise ToolError(FailureKind.PERMANENT, "smtp_rejected", str(exc)) from exc
+        return SendEmailOutput(
+            message_id=message_id(action.action_id, self.settings.message_id_domain), smtp_reply=reply
+        )
+
+    async def reconcile(self, action: ActionProposed, tenant: TenantConfig) -> tuple[Reconciled, None]:
+        # SMTP cannot be asked whether it took a message: an interrupted send is for a human to check
+        return Reconciled.UNKNOWN, None
