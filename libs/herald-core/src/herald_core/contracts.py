@@ -151,6 +151,40 @@ class EmailReplied(Contract):
     occurred_at: datetime = Field(description="When the reply arrived (UTC).")
 
 
+class EngagementKind(StrEnum):
+    DELIVERED = "delivered"
+    OPENED = "opened"
+    CLICKED = "clicked"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+
+
+class EmailEngagement(Contract):
+    """What happened to one of Herald's emails after it left: delivered, opened, clicked, bounced, marked as
+    spam — from the sending provider's analytics or Herald's own bounce intake. Campaign statistics are
+    counted from these (`fetch_campaign_stats`)."""
+
+    TYPE: ClassVar[str] = "herald.message.engagement.v1"
+    contact_id: ContactId = Field(description="The contact the email went to.")
+    kind: EngagementKind = Field(description="delivered, opened, clicked, bounced or complained.")
+    message_id: Annotated[str, StringConstraints(min_length=3, max_length=500, pattern=r"^<[^<>\s]+>$")] = Field(
+        description="The Message-ID Herald gave the email (`<action id@domain>`)."
+    )
+    campaign_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")] | None = Field(
+        default=None, description="The campaign, when the sender knows it (else it is the sent action's)."
+    )
+    variant: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")] | None = Field(
+        default=None, description="The variant, when the sender knows it (else it is the sent action's)."
+    )
+    permanent: bool | None = Field(default=None, description="For a bounce: a hard (permanent) failure.")
+    url: Annotated[str, StringConstraints(max_length=2000)] | None = Field(
+        default=None, description="For a click: the link."
+    )
+    upstream_source: str = Field(description="Where the fact came from, e.g. `ses`, `herald-bounces`.")
+    upstream_event_id: str = Field(description="The upstream system's id of the event.")
+    occurred_at: datetime = Field(description="When it happened (UTC).")
+
+
 class MeetingBooked(Contract):
     TYPE: ClassVar[str] = "herald.meeting.booked.v1"
     contact_id: ContactId = Field(description="The contact the meeting is with.")
@@ -280,6 +314,9 @@ class ActionProposed(Contract):
     evidence: tuple[EvidenceRef, ...] = Field(description="Passages the draft is grounded in.")
     confidence: float = Field(ge=0, le=1, description="The planner's confidence in the draft.")
     rationale: str = Field(description="Why the planner proposes this, for reviewers and `herald explain`.")
+    variant: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")] | None = Field(
+        default=None, description="The campaign variant (A/B) the draft belongs to, for campaign statistics."
+    )
     drafted_by: Literal["llm", "template"] | None = Field(
         default=None, description="Who wrote the draft: the LLM or a template (the LLM budget applies to the first)."
     )
@@ -642,6 +679,7 @@ MESSAGE_TYPES: dict[str, type[Contract]] = {
         ConsentGranted,
         ContactErased,
         EmailReplied,
+        EmailEngagement,
         MeetingBooked,
         PlanCreated,
         ActionProposed,

@@ -59,7 +59,7 @@ EVENTS = TopicSpec(
     "herald.events.v1",
     Key.TENANT_CONTACT,
     ("ingest",),
-    ("planner", "retrieval"),
+    ("planner", "retrieval", "executor"),
     PIPELINE_PARTITIONS,
     message_types=(
         "herald.contact.created.v1",
@@ -67,9 +67,11 @@ EVENTS = TopicSpec(
         "herald.consent.withdrawn.v1",
         "herald.contact.erased.v1",
         "herald.message.replied.v1",
+        "herald.message.engagement.v1",
         "herald.meeting.booked.v1",
     ),
-    doc="Validated, de-duplicated upstream facts about contacts: CRM changes, consent, replies, meetings.",
+    doc="Validated, de-duplicated upstream facts about contacts: CRM changes, consent, replies, engagement "
+    "with Herald's emails, meetings.",
 )
 PLAN = TopicSpec(
     "herald.plan.v1",

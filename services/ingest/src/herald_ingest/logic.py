@@ -25,6 +25,7 @@ from herald_core.contracts import (
     ContactUpdated,
     Contract,
     EmailAddress,
+    EmailEngagement,
     EmailReplied,
     MeetingBooked,
 )
@@ -37,7 +38,16 @@ SEED = "herald-seed"
 
 #: what `POST /v1/events` accepts, CloudEvents type → the contract its `data` must match
 CLOUDEVENT_TYPES: dict[str, type[Contract]] = {
-    m.TYPE: m for m in (ContactCreated, ContactUpdated, ConsentWithdrawn, ContactErased, EmailReplied, MeetingBooked)
+    m.TYPE: m
+    for m in (
+        ContactCreated,
+        ContactUpdated,
+        ConsentWithdrawn,
+        ContactErased,
+        EmailReplied,
+        EmailEngagement,
+        MeetingBooked,
+    )
 }
 
 
@@ -295,7 +305,7 @@ def contact_of(contract: Contract) -> ContactId:
     """The contact a contract is about (its Kafka key and envelope subject)."""
     if isinstance(contract, ContactCreated | ContactUpdated):
         return contract.contact.contact_id
-    if isinstance(contract, ConsentWithdrawn | ContactErased | EmailReplied | MeetingBooked):
+    if isinstance(contract, ConsentWithdrawn | ContactErased | EmailReplied | EmailEngagement | MeetingBooked):
         return contract.contact_id
     raise TypeError(f"ingest does not publish {type(contract).__name__}")
 
