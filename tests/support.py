@@ -16,6 +16,7 @@ import time
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 from email.message import Message
 from email.parser import BytesParser
 from pathlib import Path
@@ -33,7 +34,9 @@ from herald_core.contracts import (
     ActionBlocked,
     ActionDeferred,
     ActionEscalated,
+    ActionExecuted,
     ActionProposed,
+    ActionRefused,
     ContactFacts,
     Contract,
     SendEmailInput,
@@ -41,7 +44,8 @@ from herald_core.contracts import (
 from herald_core.envelope import Envelope
 from herald_core.ids import new_id
 from herald_core.settings import CommonSettings
-from herald_core.topics import APPROVED_ACTION, DECISION, TopicSpec
+from herald_core.signing import load_signer
+from herald_core.topics import APPROVED_ACTION, DECISION, EXECUTED, TopicSpec, contact_key
 
 C = TypeVar("C", bound=Contract)
 
@@ -247,6 +251,53 @@ def email_action(
     )
 
 
+def tool_action(
+    tenant: str, tool: str, tool_input: dict[str, Any], *, contact_id: str, **fields: Any
+) -> ActionProposed:
+    """A proposal of any registry tool for one contact, as the planner would make it."""
+    base = email_action(tenant, contact_id=contact_id, email=f"{contact_id}@buyers.example")
+    return ActionProposed.model_validate({**base.model_dump(mode="json"), "tool": tool, "input": tool_input, **fields})
+
+
+def approve(herald, action: ActionProposed, ttl: timedelta = timedelta(minutes=10)) -> ActionApproved:  # type: ignore[no-untyped-def]
+    """The action signed as the guard signs it (the local guard key)."""
+    signer = load_signer(herald.keys_dir / "guard-local-1.pem", "guard-local-1")
+    approval = signer.approve(action, approved_by="guard", policy_version="test", ttl=ttl)
+    return ActionApproved(action=action, approval=approval, rules=())
+
+
+async def present(herald, approved: ActionApproved) -> None:  # type: ignore[no-untyped-def]
+    """Publish an approval on the approved-action topic, as the guard does."""
+    action = approved.action
+    env = envelope(action.tenant, approved, source="herald/guard")
+    await publish(
+        herald.bootstrap,
+        herald.prefix,
+        APPROVED_ACTION,
+        contact_key(action.tenant, action.contact.contact_id),
+        env,
+        approved,
+    )
+
+
+async def executor_answers(  # type: ignore[no-untyped-def]
+    herald, action_id: str, *, count: int = 1, timeout: float = 60
+) -> list[ActionExecuted | ActionRefused]:
+    """The executor's answers (ActionExecuted / ActionRefused) about one action, once there are `count`."""
+
+    def about(records):  # type: ignore[no-untyped-def]
+        return [
+            (ActionExecuted if r.type == ActionExecuted.TYPE else ActionRefused).model_validate_json(r.value)
+            for r in records
+            if r.type in (ActionExecuted.TYPE, ActionRefused.TYPE) and action_id.encode() in (r.value or b"")
+        ]
+
+    records = await read_topic(
+        herald.bootstrap, herald.topic(EXECUTED), timeout=timeout, until=lambda rs: len(about(rs)) >= count
+    )
+    return about(records)
+
+
 def envelope(tenant: str, body: Contract, *, source: str, subject: str | None = None) -> Envelope:
     """A new chain's envelope for `body`, from a test standing in for `source`."""
     return Envelope.new_chain(source=source, type=body.TYPE, tenant=tenant, subject=subject)
@@ -368,6 +419,21 @@ def _free_port() -> int:
 
 
 @contextlib.asynccontextmanager
+async def loopback(app: FastAPI) -> AsyncIterator[str]:
+    """Serve `app` on a free loopback port in this event loop (a downstream the services call); its base URL."""
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@contextlib.asynccontextmanager
 async def messages_api(reply: dict[str, Any]) -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
     received: list[dict[str, Any]] = []
     app = FastAPI()
@@ -387,13 +453,5 @@ async def messages_api(reply: dict[str, Any]) -> AsyncIterator[tuple[str, list[d
             "usage": reply.get("usage", {"input_tokens": 321, "output_tokens": 87}),
         }
 
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
-        await asyncio.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}", received
-    finally:
-        server.should_exit = True
-        await task
+    async with loopback(app) as url:
+        yield url, received

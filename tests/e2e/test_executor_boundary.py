@@ -202,15 +202,15 @@ async def test_malformed_approval_is_dead_lettered_and_executor_keeps_working(he
     await eventually(lambda: mails_to(herald.maildir, approved.action.input.to), what="the email after bad input")
 
 
-async def test_a_registry_tool_without_an_adapter_fails_typed_and_does_nothing(herald) -> None:  # type: ignore[no-untyped-def]
-    tenant = herald.add_tenant(f"crm{secrets.token_hex(3)}")
+async def test_a_read_tool_presented_as_an_action_fails_typed_and_does_nothing(herald) -> None:  # type: ignore[no-untyped-def]
+    tenant = herald.add_tenant(f"stats{secrets.token_hex(3)}")
     contact_id = f"c{secrets.token_hex(3)}"
     action = email_action(tenant, contact_id=contact_id, email=f"{contact_id}@buyers.example")
     action = ActionProposed.model_validate(
         {
             **action.model_dump(mode="json"),
-            "tool": "update_crm_record",
-            "input": {"contact_id": contact_id, "properties": {"lifecycle_stage": "opportunity"}},
+            "tool": "fetch_campaign_stats",
+            "input": {"campaign_id": "spring-launch"},
         }
     )
     env = Envelope(source="test/planner", type=ActionProposed.TYPE, tenant=tenant, correlation_id=new_id())
@@ -227,9 +227,8 @@ async def test_a_registry_tool_without_an_adapter_fails_typed_and_does_nothing(h
         herald.bootstrap, herald.topic(EXECUTED), timeout=60, until=lambda rs: bool(reported(rs))
     )
     (executed,) = reported(records)
-    assert executed.status.value == "failed" and executed.tool == "update_crm_record"
+    assert executed.status.value == "failed" and executed.tool == "fetch_campaign_stats"
     assert executed.failure is not None and (executed.failure.kind.value, executed.failure.code) == (
         "permanent",
-        "tool_not_available",
+        "read_only_tool",
     )
-    assert executed.summary == "CRM update of lifecycle_stage"

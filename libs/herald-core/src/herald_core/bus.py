@@ -18,9 +18,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
 import structlog
@@ -387,6 +387,14 @@ class TransientError(Exception):
     """A handler failure worth retrying (a dependency is down); the batch is read again later."""
 
 
+def rewind(consumer: AIOKafkaConsumer, batch: Mapping[TopicPartition, Sequence[ConsumerRecord[Any, Any]]]) -> None:
+    """Read a batch again from its first records. Not `seek_to_committed()`: that leaves a partition without a
+    committed offset (a new group, a first record at offset 0) where it is, past the records to read again."""
+    for tp, records in batch.items():
+        if records:
+            consumer.seek(tp, records[0].offset)
+
+
 class ConsumerWorker:
     """Consume topics, run a handler per message, commit outputs and offsets in one transaction.
 
@@ -481,7 +489,7 @@ class ConsumerWorker:
                 outputs, dead = await self._handle_batch(records)
             except TransientError as exc:
                 log.warning("transient failure; batch will be read again", error=str(exc))
-                await consumer.seek_to_committed()
+                rewind(consumer, batch)
                 await asyncio.sleep(1.0)
                 continue
             started = time.perf_counter()
@@ -494,8 +502,8 @@ class ConsumerWorker:
                     offsets = {tp: msgs[-1].offset + 1 for tp, msgs in batch.items()}
                     await producer.send_offsets_to_transaction(offsets, self.group_id)
             except Exception:
-                # the batch's side effects were idempotent; read it again from the committed offsets
-                await consumer.seek_to_committed()
+                # the batch's side effects were idempotent; read it again
+                rewind(consumer, batch)
                 raise
             TRANSACTION_SECONDS.labels(self.service).observe(time.perf_counter() - started)
             self.processed += len(records)

@@ -9,10 +9,11 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
+from typing import Literal
 
 import structlog
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from herald_core.contracts import EmailAddress
 
@@ -61,6 +62,23 @@ class BrandKit(BaseModel):
         return palette
 
 
+class CrmConnection(BaseModel):
+    """Where `update_crm_record` writes: Herald's own contact store (Postgres), or the tenant's HubSpot."""
+
+    model_config = ConfigDict(frozen=True)
+    kind: Literal["herald", "hubspot"] = Field(default="herald", description="The CRM adapter.")
+    hubspot_base_url: str = Field(default="https://api.hubapi.com", description="HubSpot's API root.")
+    hubspot_token_file: Path | None = Field(
+        default=None, description="A file holding the HubSpot private app's access token (a mounted secret)."
+    )
+
+    @model_validator(mode="after")
+    def _hubspot_needs_a_token(self) -> CrmConnection:
+        if self.kind == "hubspot" and self.hubspot_token_file is None:
+            raise ValueError("a hubspot CRM needs hubspot_token_file (the private app's access token)")
+        return self
+
+
 class TenantConfig(BaseModel):
     model_config = ConfigDict(frozen=True)
     tenant_id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -77,6 +95,7 @@ class TenantConfig(BaseModel):
         default=(), description="Competitors a draft may only describe as evidence does."
     )
     brand: BrandKit = Field(default_factory=BrandKit, description="Colours and wordmark of generated images.")
+    crm: CrmConnection = Field(default_factory=CrmConnection, description="Where CRM updates are written.")
 
 
 class TenantDirectory:

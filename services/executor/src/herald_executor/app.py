@@ -14,6 +14,7 @@ from __future__ import annotations
 from importlib.resources import files
 from pathlib import Path
 
+import httpx
 import structlog
 from fastapi import FastAPI
 from prometheus_client import Counter
@@ -36,6 +37,7 @@ from herald_core.signing import KeyRing, VerificationError
 from herald_core.tenants import TenantDirectory
 from herald_core.tools import TOOLS
 from herald_core.topics import APPROVED_ACTION, EXECUTED, contact_key
+from herald_executor.adapters.crm import CrmTool, HeraldCrm, HubSpotCrm
 from herald_executor.adapters.images import AssetStore, ImageTool
 from herald_executor.adapters.ledger import Ledger, erase_contact
 from herald_executor.adapters.smtp import EmailTool, SmtpSender
@@ -101,8 +103,10 @@ class Executor:
         if not self.tools.has(action.tool):
             unavailable = ToolFailure(
                 kind=FailureKind.PERMANENT,
-                code="tool_not_available",
-                message=f"this executor has no adapter for {action.tool}; nothing was done",
+                code="read_only_tool" if TOOLS[action.tool].read_only else "tool_not_available",
+                message=f"{action.tool} is a read tool, answered by GET /v1/tools/{action.tool}, not run as an action"
+                if TOOLS[action.tool].read_only
+                else f"this executor has no adapter for {action.tool}; nothing was done",
             )
             return [self._executed(msg, approved, ExecutionStatus.FAILED, {}, unavailable.message, unavailable)]
 
@@ -209,11 +213,18 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     settings = settings or Settings()
     common = settings.common
     pool = await create_pool(common.pg_dsn, max_size=settings.concurrency + 4)
-    await migrate(pool, "executor", Path(str(files("herald_executor") / "migrations")), CONSENT_MIGRATIONS)
+    migrations = Path(str(files("herald_executor") / "migrations"))
+    await migrate(pool, "executor", migrations, CONSENT_MIGRATIONS)
+    await migrate(pool, "crm", migrations / "crm")  # Herald's own contact store, written by update_crm_record
+    hubspot = httpx.AsyncClient(timeout=settings.tool_timeout_seconds.get("update_crm_record", 15.0))
     feed = ConsentFeed(common, pool, "executor", on_erasure=erase_contact)
     sender = SmtpSender(settings, pool_size=settings.concurrency)
     kill_switch = KillSwitch(common, "executor")
-    adapters: list[ToolAdapter] = [EmailTool(settings, sender), ImageTool(AssetStore(settings.assets_dir))]
+    adapters: list[ToolAdapter] = [
+        EmailTool(settings, sender),
+        ImageTool(AssetStore(settings.assets_dir)),
+        CrmTool(HeraldCrm(pool), HubSpotCrm(hubspot)),
+    ]
     tools = ToolRunner({a.tool: a for a in adapters}, discipline(settings))
     executor = Executor(
         settings,
@@ -244,5 +255,12 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     add_ops_routes(http, checks)
     runtime = ServiceRuntime("executor", http, settings.ops_host, settings.ops_port)
     runtime.on_start += [feed.start, kill_switch.start, worker.start]
-    runtime.on_stop += [pool.close, sender.close, feed.stop, kill_switch.stop, worker.stop]
+    runtime.on_stop += [
+        pool.close,
+        sender.close,
+        hubspot.aclose,
+        feed.stop,
+        kill_switch.stop,
+        worker.stop,
+    ]
     return runtime

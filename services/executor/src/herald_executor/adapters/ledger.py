@@ -87,10 +87,18 @@ class Ledger:
 
 async def erase_contact(conn: asyncpg.Connection, tenant: str, contact_id: str, hashed: str) -> None:
     """An erasure: the ledger keeps every action id (a redelivered approval must never send again) under the
-    hashed contact id; an SMTP reply may quote the address, so results keep only the Message-ID."""
+    hashed contact id; an SMTP reply may quote the address, so results keep only the Message-ID. Herald's own
+    contact store forgets the contact's record and what each write set."""
     await conn.execute(
         "UPDATE executor.ledger SET contact_id = $3, result = result - 'smtp_reply' "
         "WHERE tenant = $1 AND contact_id = $2",
+        tenant,
+        contact_id,
+        hashed,
+    )
+    await conn.execute("DELETE FROM crm.contacts WHERE tenant = $1 AND contact_id = $2", tenant, contact_id)
+    await conn.execute(
+        "UPDATE crm.writes SET contact_id = $3, properties = '{}' WHERE tenant = $1 AND contact_id = $2",
         tenant,
         contact_id,
         hashed,

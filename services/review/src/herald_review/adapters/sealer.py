@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from prometheus_client import Counter
 
 from herald_core.audit import HASH, seal_headers
-from herald_core.bus import BusNames, cancel_and_wait, group_consumer, transactional_producer
+from herald_core.bus import BusNames, cancel_and_wait, group_consumer, rewind, transactional_producer
 from herald_core.observability import get_logger
 from herald_core.settings import CommonSettings
 from herald_core.topics import AUDIT, AUDIT_SEALED
@@ -94,7 +94,7 @@ class AuditSealer:
                     offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
                     await producer.send_offsets_to_transaction(offsets, self.group_id)
             except Exception:
-                await consumer.seek_to_committed()  # the chain stays at its last committed seal
+                rewind(consumer, batch)  # the chain stays at its last committed seal
                 raise
             self.last = chain
             SEALED.inc(sum(len(records) for records in batch.values()))
