@@ -78,7 +78,10 @@ class Herald:
             "escalation": {"vip": True, "deal_value_minor_at_least": 5_000_000},
             **overrides,
         }
-        (self.tenants_dir / f"{tenant_id}.yaml").write_text(yaml.safe_dump(config))
+        # written whole, then renamed into place, as a deployment would: a service never reads half a file
+        staged = self.tenants_dir / f".{tenant_id}.yaml.partial"
+        staged.write_text(yaml.safe_dump(config))
+        staged.replace(self.tenants_dir / f"{tenant_id}.yaml")
         return tenant_id
 
     def command(self, *args: str) -> str:

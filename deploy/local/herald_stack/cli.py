@@ -38,7 +38,7 @@ def up(cfg: StackConfig, *, topics: bool = True) -> None:
     print(
         f"stack up in {time.monotonic() - started:.1f}s: kafka {cfg.kafka_bootstrap}, postgres {cfg.pg_dsn}, "
         f"weaviate http :{cfg.weaviate_http_port} grpc :{cfg.weaviate_grpc_port}, smtp :{cfg.smtp_port} "
-        f"(mail in {cfg.maildir})"
+        f"(mail in {cfg.maildir}), caldav {cfg.caldav_url}"
     )
 
 

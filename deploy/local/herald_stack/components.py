@@ -1,4 +1,4 @@
-"""The four real parts of the local stack, each installable, startable, checkable and stoppable.
+"""The five real parts of the local stack, each installable, startable, checkable and stoppable.
 
 Every `start()` is idempotent (an already healthy part is left alone) and waits for health;
 processes run detached with a pid file and a log under the state dir, so `make up` in one
@@ -19,6 +19,8 @@ import time
 import urllib.request
 import uuid
 from pathlib import Path
+
+import httpx
 
 from herald_stack.config import REPO_ROOT, StackConfig
 
@@ -386,5 +388,68 @@ class Smtp:
         self.proc.terminate()
 
 
-def components(cfg: StackConfig) -> list[Kafka | Postgres | Weaviate | Smtp]:
-    return [Postgres(cfg), Kafka(cfg), Weaviate(cfg), Smtp(cfg)]
+class Caldav:
+    """Radicale, the CalDAV server the `schedule_meeting` tool writes to, from the uv workspace (nothing to fetch).
+
+    It listens on loopback only and asks for HTTP Basic auth against a plain-text htpasswd file holding one
+    user (`caldav_user`/`caldav_password`): the executor authenticates as a real client would, and Radicale's
+    default `owner_only` rights keep that user's calendars under `/<user>/`. Calendars live in
+    `<state dir>/caldav/collections`.
+    """
+
+    name = "caldav"
+
+    def __init__(self, cfg: StackConfig) -> None:
+        self.cfg = cfg
+        self.dir = cfg.state_dir / "caldav"
+        self.proc = Process("caldav", cfg.state_dir)
+
+    def install(self) -> None:
+        return  # Radicale is a dependency of this package
+
+    def healthy(self) -> bool:
+        # an authenticated PROPFIND of the user's home: proves it is our Radicale and that the login works
+        try:
+            response = httpx.request(
+                "PROPFIND",
+                f"{self.cfg.caldav_url}{self.cfg.caldav_user}/",
+                auth=(self.cfg.caldav_user, self.cfg.caldav_password),
+                headers={"Depth": "0"},
+                timeout=2,
+            )
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 207
+
+    def start(self) -> None:
+        if self.healthy():
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        users = self.dir / "users"
+        users.write_text(f"{self.cfg.caldav_user}:{self.cfg.caldav_password}\n")
+        config = self.dir / "radicale.conf"
+        config.write_text(
+            "[server]\n"
+            f"hosts = 127.0.0.1:{self.cfg.caldav_port}\n"
+            "[auth]\n"
+            "type = htpasswd\n"
+            f"htpasswd_filename = {users}\n"
+            "htpasswd_encryption = plain\n"
+            "[rights]\n"
+            "type = owner_only\n"
+            "[storage]\n"
+            f"filesystem_folder = {self.dir / 'collections'}\n"
+            "[web]\n"
+            "type = none\n"
+            "[logging]\n"
+            "level = warning\n"
+        )
+        self.proc.spawn([sys.executable, "-m", "radicale", "--config", str(config)])
+        _wait(self.healthy, "Radicale (CalDAV)", 30, self.proc.log)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+
+
+def components(cfg: StackConfig) -> list[Kafka | Postgres | Weaviate | Smtp | Caldav]:
+    return [Postgres(cfg), Kafka(cfg), Weaviate(cfg), Smtp(cfg), Caldav(cfg)]

@@ -37,6 +37,11 @@ class StackConfig(BaseSettings):
 
     smtp_port: int = 10025
 
+    caldav_port: int = 15232
+    # Radicale on loopback only, with one plain-text htpasswd user: enough to exercise real CalDAV auth
+    caldav_user: str = "herald"
+    caldav_password: str = "herald"  # noqa: S105 - a loopback-only server's fixed test login
+
     @property
     def kafka_bootstrap(self) -> str:
         return f"127.0.0.1:{self.kafka_port}"
@@ -58,6 +63,10 @@ class StackConfig(BaseSettings):
         return self.state_dir / "mail"
 
     @property
+    def caldav_url(self) -> str:
+        return f"http://127.0.0.1:{self.caldav_port}/"
+
+    @property
     def keys_dir(self) -> Path:
         return self.state_dir / "keys"
 
@@ -70,4 +79,7 @@ class StackConfig(BaseSettings):
             "HERALD_RETRIEVAL_WEAVIATE_HTTP_PORT": str(self.weaviate_http_port),
             "HERALD_RETRIEVAL_WEAVIATE_GRPC_PORT": str(self.weaviate_grpc_port),
             "HERALD_EXECUTOR_SMTP_PORT": str(self.smtp_port),
+            "HERALD_EXECUTOR_CALDAV_URL": self.caldav_url,
+            "HERALD_EXECUTOR_CALDAV_USERNAME": self.caldav_user,
+            "HERALD_EXECUTOR_CALDAV_PASSWORD": self.caldav_password,
         }

@@ -55,6 +55,11 @@ class ServiceSet:
         return f"http://127.0.0.1:{self.base_port + 5}"
 
     @property
+    def executor_url(self) -> str:
+        """The first executor's HTTP API (read-only tools, health, metrics)."""
+        return f"http://127.0.0.1:{self.base_port + 10 + SERVICES.index('executor') * 10}"
+
+    @property
     def retrieval_target(self) -> str:
         return f"127.0.0.1:{self.base_port + 52}"
 
@@ -71,6 +76,7 @@ class ServiceSet:
             "HERALD_PLANNER_RETRIEVAL_TARGET": self.retrieval_target,
             "HERALD_GUARD_RETRIEVAL_TARGET": self.retrieval_target,
             "HERALD_REVIEW_URL": self.review_url,
+            "HERALD_PLANNER_EXECUTOR_URL": self.executor_url,
             "HERALD_EXECUTOR_ASSETS_DIR": str(self.config.state_dir / "assets"),
             "PYTHONUNBUFFERED": "1",
             **self.extra_env,

@@ -6,6 +6,7 @@ restart. Unknown tenants are refused at the edge.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from pathlib import Path
@@ -109,16 +110,28 @@ class TenantDirectory:
         self.refresh_seconds = refresh_seconds
         self.miss_rescan_seconds = miss_rescan_seconds
         self._tenants: dict[str, TenantConfig] = {}
-        self._stamp: tuple[tuple[str, float], ...] = ()
+        self._stamp: tuple[tuple[str, int, int, int], ...] = ()
         self._checked = float("-inf")
+        self._directory_stamp: int | None = None
+
+    def _directory_changed(self) -> bool:
+        """Files added, removed or renamed into place since the last scan (one stat of the directory)."""
+        try:
+            return self.directory.stat().st_mtime_ns != self._directory_stamp
+        except OSError:
+            return False
 
     def _scan(self, *, within: float) -> None:
         now = time.monotonic()
         if now - self._checked < within:
             return
         self._checked = now
+        with contextlib.suppress(OSError):
+            self._directory_stamp = self.directory.stat().st_mtime_ns
         paths = sorted(self.directory.glob("*.yaml")) if self.directory.is_dir() else []
-        stamp = tuple((p.name, p.stat().st_mtime) for p in paths)
+        # size and inode too: file times are coarse (a truncate and the write after it can share one), and an
+        # editor or a ConfigMap update replaces the file rather than rewriting it
+        stamp = tuple((p.name, s.st_mtime_ns, s.st_size, s.st_ino) for p in paths for s in [p.stat()])
         if stamp == self._stamp:
             return
         tenants: dict[str, TenantConfig] = {}
@@ -134,8 +147,9 @@ class TenantDirectory:
     def get(self, tenant_id: str) -> TenantConfig | None:
         self._scan(within=self.refresh_seconds)
         if tenant_id not in self._tenants:
-            # a tenant added a moment ago must not be refused: look again (cheaply rate-limited)
-            self._scan(within=self.miss_rescan_seconds)
+            # a tenant added a moment ago must not be refused: look again when the directory changed, else
+            # at most every `miss_rescan_seconds` (unknown tenants must not make every request scan)
+            self._scan(within=0 if self._directory_changed() else self.miss_rescan_seconds)
         return self._tenants.get(tenant_id)
 
     def all(self) -> list[TenantConfig]:

@@ -3,6 +3,10 @@
 Handlers, by topic:
     herald.approved-action.v1  → on_approved_action   (the only topic the executor reads for work)
     herald.consent.v1          → the consent feed, caught up before every send (the last check)
+    herald.events.v1           → on_event             (engagement with sent emails, for campaign statistics)
+
+HTTP: `POST /v1/tools/<tool>` answers read-only tools (fetch_campaign_stats) without an approval; every
+other tool runs only from a signed approval.
 
 Before any side effect, in this order: the signature and expiry (`herald_core.signing`), the
 tenant, consent at this moment, then a claim in the idempotency ledger. Anything refused is
@@ -13,11 +17,14 @@ from __future__ import annotations
 
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 import httpx
 import structlog
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from prometheus_client import Counter
+from pydantic import BaseModel, Field
 
 from herald_core.bus import ConsumerWorker, Inbound, Outbound, TransientError
 from herald_core.consent import CONSENT_MIGRATIONS, ConsentFeed
@@ -27,6 +34,7 @@ from herald_core.contracts import (
     ActionRefused,
     ExecutionStatus,
     FailureKind,
+    FetchCampaignStatsInput,
     ToolFailure,
 )
 from herald_core.control import KillSwitch
@@ -35,8 +43,10 @@ from herald_core.observability import add_ops_routes, get_logger
 from herald_core.runtime import ServiceRuntime
 from herald_core.signing import KeyRing, VerificationError
 from herald_core.tenants import TenantDirectory
-from herald_core.tools import TOOLS
-from herald_core.topics import APPROVED_ACTION, EXECUTED, contact_key
+from herald_core.tools import TOOLS, ToolInputInvalid, validate_input
+from herald_core.topics import APPROVED_ACTION, EVENTS, EXECUTED, contact_key
+from herald_executor.adapters.calendar import MeetingTool
+from herald_executor.adapters.campaign_stats import CampaignStats
 from herald_executor.adapters.crm import CrmTool, HeraldCrm, HubSpotCrm
 from herald_executor.adapters.images import AssetStore, ImageTool
 from herald_executor.adapters.ledger import Ledger, erase_contact
@@ -50,6 +60,11 @@ OUTCOMES = Counter("herald_executor_actions_total", "Approvals handled, by tool 
 log = get_logger("herald.executor")
 
 
+class ReadToolRequest(BaseModel):
+    tenant: str = Field(description="The tenant asking.")
+    input: dict[str, Any] = Field(description="The tool's input (its registry model).")
+
+
 class Executor:
     def __init__(
         self,
@@ -60,7 +75,9 @@ class Executor:
         tools: ToolRunner,
         tenants: TenantDirectory,
         kill_switch: KillSwitch,
+        stats: CampaignStats,
     ) -> None:
+        self.stats = stats
         self.settings = settings
         self.verifier = verifier
         self.ledger = ledger
@@ -139,7 +156,8 @@ class Executor:
             outcome = await self.tools.run(action, tenant)
         match outcome.status:
             case "done":
-                await self.ledger.finish(action.action_id, "sent", outcome.output, None)
+                email = action if action.tool == "send_email" else None
+                await self.ledger.finish(action.action_id, "sent", outcome.output, None, email_of=email)
                 log.info("action done", tool=action.tool)
                 return [self._executed(msg, approved, ExecutionStatus.SUCCEEDED, outcome.output or {})]
             case "not_started":
@@ -156,6 +174,30 @@ class Executor:
         await self.ledger.finish(action.action_id, "in_doubt", None, outcome.failure.message)
         log.warning("action in doubt; not repeated", tool=action.tool)
         return [self._in_doubt(msg, approved, outcome.failure.message)]
+
+    async def on_event(self, msg: Inbound) -> list[Outbound]:
+        """herald.events.v1: what happened to Herald's emails, kept for campaign statistics."""
+        await self.stats.record_event(msg.envelope.tenant, msg.body)
+        return []
+
+    async def read_tool(self, tool: str, request: ReadToolRequest) -> JSONResponse:
+        """A read-only tool's answer (no approval: it changes nothing outside Herald)."""
+        spec = TOOLS.get(tool)
+        if spec is None:
+            return JSONResponse({"error": "unknown_tool", "detail": f"no tool named {tool!r}"}, status_code=404)
+        if not spec.read_only:
+            detail = f"{tool} changes things outside Herald: it runs only as an action the guard signed"
+            return JSONResponse({"error": "needs_approval", "detail": detail}, status_code=403)
+        if self.tenants.get(request.tenant) is None:
+            return JSONResponse({"error": "unknown_tenant", "detail": f"unknown tenant {request.tenant}"}, 404)
+        try:
+            query = validate_input(tool, request.input)
+        except ToolInputInvalid as exc:
+            return JSONResponse({"error": "invalid_input", "failure": exc.failure.model_dump(mode="json")}, 422)
+        assert isinstance(query, FetchCampaignStatsInput)
+        output = await self.stats.fetch(request.tenant, query)
+        OUTCOMES.labels(tool, "read").inc()
+        return JSONResponse(output.model_dump(mode="json"))
 
     def _in_doubt(self, msg: Inbound, approved: ActionApproved, why: str) -> Outbound:
         failure = ToolFailure(kind=FailureKind.NEEDS_HUMAN, code="in_doubt", message=why[:2000])
@@ -220,10 +262,12 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     feed = ConsentFeed(common, pool, "executor", on_erasure=erase_contact)
     sender = SmtpSender(settings, pool_size=settings.concurrency)
     kill_switch = KillSwitch(common, "executor")
+    meetings = MeetingTool(settings, sender)
     adapters: list[ToolAdapter] = [
         EmailTool(settings, sender),
         ImageTool(AssetStore(settings.assets_dir)),
         CrmTool(HeraldCrm(pool), HubSpotCrm(hubspot)),
+        meetings,
     ]
     tools = ToolRunner({a.tool: a for a in adapters}, discipline(settings))
     executor = Executor(
@@ -234,6 +278,7 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
         tools,
         TenantDirectory(common.tenants_dir),
         kill_switch,
+        CampaignStats(pool),
     )
     # small batches: each email is a side effect, and a crash should leave little to reconcile
     worker = ConsumerWorker(
@@ -244,23 +289,33 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
         max_batch=100,
         concurrency=settings.concurrency,
     )
+    events = ConsumerWorker(common, "executor", "stats", {EVENTS: executor.on_event}, max_batch=500)
 
-    http = FastAPI(title="herald-executor")
+    http = FastAPI(title="herald-executor", description="Ops endpoints and the read-only tools.")
+
+    @http.post("/v1/tools/{tool}")
+    async def read_tool(tool: str, request: ReadToolRequest) -> JSONResponse:
+        with structlog.contextvars.bound_contextvars(tenant=request.tenant, tool=tool):
+            return await executor.read_tool(tool, request)
+
     checks = {
         "postgres": readiness(pool),
         "consent_feed": feed.ready,
         "kill_switch": kill_switch.ready,
         "consumer": worker.ready,
+        "events_consumer": events.ready,
     }
     add_ops_routes(http, checks)
     runtime = ServiceRuntime("executor", http, settings.ops_host, settings.ops_port)
-    runtime.on_start += [feed.start, kill_switch.start, worker.start]
+    runtime.on_start += [feed.start, kill_switch.start, worker.start, events.start]
     runtime.on_stop += [
         pool.close,
         sender.close,
         hubspot.aclose,
+        meetings.close,
         feed.stop,
         kill_switch.stop,
         worker.stop,
+        events.stop,
     ]
     return runtime

@@ -20,6 +20,13 @@ class Settings(ServiceSettings):
     smtp_password: str | None = None
     smtp_timeout_seconds: float = 10.0
     message_id_domain: str = "herald.local"
+    caldav_url: str = Field(
+        default="http://127.0.0.1:15232/",
+        description="The CalDAV server schedule_meeting writes to; each tenant's calendar is under <url><user>/.",
+    )
+    caldav_username: str | None = None
+    caldav_password: str | None = None
+    caldav_timeout_seconds: float = 10.0
     concurrency: int = 8  # messages of different contacts handled at once
     tool_timeout_seconds: dict[str, float] = Field(
         default={"send_email": 30.0, "update_crm_record": 15.0, "schedule_meeting": 30.0, "generate_image": 30.0},

@@ -8,6 +8,8 @@ from typing import Any
 
 import asyncpg
 
+from herald_core.contracts import ActionProposed
+from herald_executor.adapters.campaign_stats import record_sent
 from herald_executor.logic import LedgerRow
 
 
@@ -63,14 +65,27 @@ class Ledger:
             row = await conn.fetchrow("SELECT * FROM executor.ledger WHERE action_id = $1", action_id)
             return LedgerRow(row["nonce"], row["source_partition"], row["source_offset"], row["state"])
 
-    async def finish(self, action_id: str, state: str, result: dict[str, Any] | None, error: str | None) -> None:
-        await self.pool.execute(
-            "UPDATE executor.ledger SET state = $2, result = $3, error = $4, finished_at = now() WHERE action_id = $1",
-            action_id,
-            state,
-            json.dumps(result) if result is not None else None,
-            error,
-        )
+    async def finish(
+        self,
+        action_id: str,
+        state: str,
+        result: dict[str, Any] | None,
+        error: str | None,
+        *,
+        email_of: ActionProposed | None = None,
+    ) -> None:
+        """Record the outcome; a sent email (`email_of`) is kept for campaign statistics in the same transaction."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "UPDATE executor.ledger SET state = $2, result = $3, error = $4, finished_at = now() "
+                "WHERE action_id = $1",
+                action_id,
+                state,
+                json.dumps(result) if result is not None else None,
+                error,
+            )
+            if email_of is not None and result and result.get("message_id"):
+                await record_sent(conn, email_of, str(result["message_id"]))
 
     async def result(self, action_id: str) -> dict[str, Any]:
         value = await self.pool.fetchval("SELECT result FROM executor.ledger WHERE action_id = $1", action_id)
@@ -87,8 +102,9 @@ class Ledger:
 
 async def erase_contact(conn: asyncpg.Connection, tenant: str, contact_id: str, hashed: str) -> None:
     """An erasure: the ledger keeps every action id (a redelivered approval must never send again) under the
-    hashed contact id; an SMTP reply may quote the address, so results keep only the Message-ID. Herald's own
-    contact store forgets the contact's record and what each write set."""
+        hashed contact id; an SMTP reply may quote the address, so results keep only the Message-ID. Herald's own
+        contact store forgets the contact's record and what each write set; campaign statistics keep their counts
+    under the hashed id."""
     await conn.execute(
         "UPDATE executor.ledger SET contact_id = $3, result = result - 'smtp_reply' "
         "WHERE tenant = $1 AND contact_id = $2",
@@ -96,6 +112,10 @@ async def erase_contact(conn: asyncpg.Connection, tenant: str, contact_id: str, 
         contact_id,
         hashed,
     )
+    for table in ("executor.messages", "executor.message_events"):
+        await conn.execute(
+            f"UPDATE {table} SET contact_id = $3 WHERE tenant = $1 AND contact_id = $2", tenant, contact_id, hashed
+        )
     await conn.execute("DELETE FROM crm.contacts WHERE tenant = $1 AND contact_id = $2", tenant, contact_id)
     await conn.execute(
         "UPDATE crm.writes SET contact_id = $3, properties = '{}' WHERE tenant = $1 AND contact_id = $2",

@@ -1,0 +1,169 @@
+"""schedule_meeting end to end, against a real CalDAV server (Radicale): a signed approval becomes one event in the
+tenant's calendar — read back over CalDAV — and one iMIP invite in the mailbox, reported with its UID; the same
+approval presented again books nothing more; a meeting over a taken slot fails `slot_busy` and writes and sends
+nothing, while one starting as the other ends is booked."""
+
+from __future__ import annotations
+
+import secrets
+import xml.etree.ElementTree as ET
+from datetime import UTC, datetime, timedelta
+from email.message import Message
+from typing import Any
+from urllib.parse import urljoin
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+from icalendar import Calendar, Component
+
+from herald_core.contracts import ActionApproved, ActionExecuted, ActionProposed, ActionRefused, Contract
+from herald_core.signing import load_signer
+from herald_core.topics import APPROVED_ACTION, EXECUTED, contact_key
+from herald_stack.config import StackConfig
+from support import Record, email_action, envelope, eventually, mails_to, publish, read_topic
+
+pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.postgres, pytest.mark.smtp]
+
+NEW_YORK = ZoneInfo("America/New_York")
+TEN_AM = datetime(2031, 3, 4, 10, 0, tzinfo=NEW_YORK)  # 15:00 UTC
+DOMAIN = "herald.local"  # the executor's message_id_domain
+
+
+def meeting(tenant: str, starts_at: datetime, minutes: int = 30, title: str = "Carrier exceptions") -> ActionProposed:
+    contact_id = f"c{secrets.token_hex(4)}"
+    attendee = f"{contact_id}@buyers.example"
+    base = email_action(tenant, contact_id=contact_id, email=attendee)
+    spec = {
+        "contact_id": contact_id,
+        "attendee_email": attendee,
+        "attendee_name": "Jordan Reyes",
+        "title": title,
+        "starts_at": starts_at.isoformat(),
+        "duration_minutes": minutes,
+        "description": "Bring a week of your exception queue.",
+    }
+    return ActionProposed.model_validate({**base.model_dump(mode="json"), "tool": "schedule_meeting", "input": spec})
+
+
+def approve(herald, action: ActionProposed) -> ActionApproved:  # type: ignore[no-untyped-def]
+    signer = load_signer(herald.keys_dir / "guard-local-1.pem", "guard-local-1")
+    approval = signer.approve(action, approved_by="guard", policy_version="test", ttl=timedelta(minutes=10))
+    return ActionApproved(action=action, approval=approval, rules=())
+
+
+async def present(herald, approved: ActionApproved) -> None:  # type: ignore[no-untyped-def]
+    """The approval, as the guard publishes it."""
+    action = approved.action
+    env = envelope(action.tenant, approved, source="herald/guard")
+    key = contact_key(action.tenant, action.contact.contact_id)
+    await publish(herald.bootstrap, herald.prefix, APPROVED_ACTION, key, env, approved)
+
+
+async def answers(herald, action: ActionProposed, model: type[Contract]) -> list[Any]:  # type: ignore[no-untyped-def]
+    """The executor's answers of one type about the action, once there is one."""
+
+    def about(records: list[Record]) -> list[Any]:
+        return [
+            model.model_validate_json(r.value)
+            for r in records
+            if r.type == model.TYPE and action.action_id.encode() in (r.value or b"")
+        ]
+
+    records = await read_topic(herald.bootstrap, herald.topic(EXECUTED), timeout=60, until=lambda rs: bool(about(rs)))
+    return about(records)
+
+
+def calendar_events(config: StackConfig, tenant: str) -> list[Component]:
+    """The events in the tenant's meeting calendar, read as any CalDAV client would: PROPFIND, then GET each."""
+    url = f"{config.caldav_url}{config.caldav_user}/{tenant}-meetings/"
+    with httpx.Client(auth=(config.caldav_user, config.caldav_password), timeout=10) as client:
+        listing = client.request("PROPFIND", url, headers={"Depth": "1"})
+        if listing.status_code == 404:
+            return []
+        assert listing.status_code == 207, listing.text
+        hrefs = [node.text or "" for node in ET.fromstring(listing.content).iter("{DAV:}href")]  # noqa: S314
+        events: list[Component] = []
+        for href in (h for h in hrefs if h.endswith(".ics")):
+            response = client.get(urljoin(url, href))
+            assert response.status_code == 200, response.text
+            events += Calendar.from_ical(response.content).walk("VEVENT")
+        return events
+
+
+def calendar_part(mail: Message) -> Calendar:
+    for part in mail.walk():
+        if part.get_content_type() == "text/calendar":
+            assert part.get_param("method") == "REQUEST"
+            return Calendar.from_ical(bytes(part.get_payload(decode=True)))
+    raise AssertionError("the invite has no text/calendar part")
+
+
+async def test_an_approved_meeting_is_booked_over_caldav_and_invited_once(herald) -> None:  # type: ignore[no-untyped-def]
+    tenant = herald.add_tenant(f"cal{secrets.token_hex(3)}")
+    config = herald.services.config
+    action = meeting(tenant, TEN_AM)
+    attendee = action.recipient
+    assert attendee is not None
+    approved = approve(herald, action)
+    await present(herald, approved)
+
+    (executed,) = await answers(herald, action, ActionExecuted)
+    assert executed.status.value == "succeeded", executed
+    uid = f"{action.action_id.lower()}@{DOMAIN}"
+    assert executed.result["uid"] == uid
+    assert datetime.fromisoformat(executed.result["starts_at"]) == datetime(2031, 3, 4, 15, 0, tzinfo=UTC)
+    assert datetime.fromisoformat(executed.result["ends_at"]) == datetime(2031, 3, 4, 15, 30, tzinfo=UTC)
+
+    # in the calendar, as a CalDAV client reads it
+    (event,) = calendar_events(config, tenant)
+    assert str(event["UID"]) == uid
+    assert event.decoded("DTSTART") == datetime(2031, 3, 4, 15, 0, tzinfo=UTC)
+    assert event.decoded("DTEND") == datetime(2031, 3, 4, 15, 30, tzinfo=UTC)
+    assert str(event["SUMMARY"]) == "Carrier exceptions"
+    assert str(event["ORGANIZER"]) == "mailto:maya@acmerelay.example"
+    assert str(event["ATTENDEE"]) == f"mailto:{attendee}" and event["ATTENDEE"].params["RSVP"] == "TRUE"
+    assert executed.result["calendar_url"].startswith(f"{config.caldav_url}{config.caldav_user}/{tenant}-meetings/")
+
+    # the invite, once, carrying the same event
+    (mail,) = await eventually(lambda: mails_to(herald.maildir, attendee), what="the invite")
+    assert mail["Message-ID"] == executed.result["invite_message_id"]
+    request = calendar_part(mail)
+    assert str(request["METHOD"]) == "REQUEST"
+    (invited,) = request.walk("VEVENT")
+    assert str(invited["UID"]) == uid and invited.decoded("DTSTART") == event.decoded("DTSTART")
+
+    # the same approval again: refused as a replay, nothing booked or sent again
+    await present(herald, approved)
+    (refused,) = await answers(herald, action, ActionRefused)
+    assert refused.reason == "replayed"
+    assert len(calendar_events(config, tenant)) == 1
+    assert len(mails_to(herald.maildir, attendee)) == 1
+
+
+async def test_a_meeting_over_a_taken_slot_fails_and_books_nothing_but_back_to_back_is_free(herald) -> None:  # type: ignore[no-untyped-def]
+    tenant = herald.add_tenant(f"busy{secrets.token_hex(3)}")
+    config = herald.services.config
+    first = meeting(tenant, TEN_AM, title="First")
+    await present(herald, approve(herald, first))
+    (executed,) = await answers(herald, first, ActionExecuted)
+    assert executed.status.value == "succeeded", executed
+
+    overlapping = meeting(tenant, TEN_AM + timedelta(minutes=15), title="Overlapping")
+    await present(herald, approve(herald, overlapping))
+    (failed,) = await answers(herald, overlapping, ActionExecuted)
+    assert failed.status.value == "failed", failed
+    assert (
+        failed.failure is not None and failed.failure.code == "slot_busy" and failed.failure.kind.value == "permanent"
+    )
+    assert [str(e["UID"]) for e in calendar_events(config, tenant)] == [executed.result["uid"]]
+    assert overlapping.recipient is not None and mails_to(herald.maildir, overlapping.recipient) == []
+
+    back_to_back = meeting(tenant, TEN_AM + timedelta(minutes=30), title="Back to back")
+    await present(herald, approve(herald, back_to_back))
+    (booked,) = await answers(herald, back_to_back, ActionExecuted)
+    assert booked.status.value == "succeeded", booked
+    assert sorted(str(e["SUMMARY"]) for e in calendar_events(config, tenant)) == ["Back to back", "First"]
+    assert back_to_back.recipient is not None
+    await eventually(lambda: len(mails_to(herald.maildir, back_to_back.recipient)) == 1, what="the second invite")
+    assert first.recipient is not None and len(mails_to(herald.maildir, first.recipient)) == 1
