@@ -21,7 +21,7 @@ install: uv ## install the Python workspace, Kafka's jars, the Weaviate build an
 	$(UV) run herald-stack install
 
 .PHONY: up
-up: install ## start Kafka (KRaft), PostgreSQL, Weaviate and the SMTP server; wait until healthy
+up: install ## start Kafka (KRaft), PostgreSQL, Weaviate, the SMTP server and CalDAV (Radicale); wait until healthy
 	$(UV) run herald-stack up
 
 .PHONY: down

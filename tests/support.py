@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -21,12 +22,14 @@ from email.message import Message
 from email.parser import BytesParser
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urljoin
 
 import httpx
 import uvicorn
 import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from fastapi import FastAPI, Request
+from icalendar import Calendar, Component
 
 from herald_core.bus import Outbound, TransactionalProducer
 from herald_core.contracts import (
@@ -46,6 +49,7 @@ from herald_core.ids import new_id
 from herald_core.settings import CommonSettings
 from herald_core.signing import load_signer
 from herald_core.topics import APPROVED_ACTION, DECISION, EXECUTED, TopicSpec, contact_key
+from herald_stack.config import StackConfig
 
 C = TypeVar("C", bound=Contract)
 
@@ -249,6 +253,23 @@ def email_action(
         confidence=0.9,
         rationale=rationale,
     )
+
+
+def calendar_events(config: StackConfig, tenant: str) -> list[Component]:
+    """The events in the tenant's meeting calendar, read as any CalDAV client would: PROPFIND, then GET each."""
+    url = f"{config.caldav_url}{config.caldav_user}/{tenant}-meetings/"
+    with httpx.Client(auth=(config.caldav_user, config.caldav_password), timeout=10) as client:
+        listing = client.request("PROPFIND", url, headers={"Depth": "1"})
+        if listing.status_code == 404:
+            return []
+        assert listing.status_code == 207, listing.text
+        hrefs = [node.text or "" for node in ET.fromstring(listing.content).iter("{DAV:}href")]  # noqa: S314
+        events: list[Component] = []
+        for href in (h for h in hrefs if h.endswith(".ics")):
+            response = client.get(urljoin(url, href))
+            assert response.status_code == 200, response.text
+            events += Calendar.from_ical(response.content).walk("VEVENT")
+        return events
 
 
 def tool_action(

@@ -6,22 +6,15 @@ nothing, while one starting as the other ends is booked."""
 from __future__ import annotations
 
 import secrets
-import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
 from email.message import Message
-from typing import Any
-from urllib.parse import urljoin
 from zoneinfo import ZoneInfo
 
-import httpx
 import pytest
-from icalendar import Calendar, Component
+from icalendar import Calendar
 
-from herald_core.contracts import ActionApproved, ActionExecuted, ActionProposed, ActionRefused, Contract
-from herald_core.signing import load_signer
-from herald_core.topics import APPROVED_ACTION, EXECUTED, contact_key
-from herald_stack.config import StackConfig
-from support import Record, email_action, envelope, eventually, mails_to, publish, read_topic
+from herald_core.contracts import ActionExecuted, ActionProposed, ActionRefused
+from support import approve, calendar_events, email_action, eventually, executor_answers, mails_to, present
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.postgres, pytest.mark.smtp]
 
@@ -46,49 +39,10 @@ def meeting(tenant: str, starts_at: datetime, minutes: int = 30, title: str = "C
     return ActionProposed.model_validate({**base.model_dump(mode="json"), "tool": "schedule_meeting", "input": spec})
 
 
-def approve(herald, action: ActionProposed) -> ActionApproved:  # type: ignore[no-untyped-def]
-    signer = load_signer(herald.keys_dir / "guard-local-1.pem", "guard-local-1")
-    approval = signer.approve(action, approved_by="guard", policy_version="test", ttl=timedelta(minutes=10))
-    return ActionApproved(action=action, approval=approval, rules=())
-
-
-async def present(herald, approved: ActionApproved) -> None:  # type: ignore[no-untyped-def]
-    """The approval, as the guard publishes it."""
-    action = approved.action
-    env = envelope(action.tenant, approved, source="herald/guard")
-    key = contact_key(action.tenant, action.contact.contact_id)
-    await publish(herald.bootstrap, herald.prefix, APPROVED_ACTION, key, env, approved)
-
-
-async def answers(herald, action: ActionProposed, model: type[Contract]) -> list[Any]:  # type: ignore[no-untyped-def]
-    """The executor's answers of one type about the action, once there is one."""
-
-    def about(records: list[Record]) -> list[Any]:
-        return [
-            model.model_validate_json(r.value)
-            for r in records
-            if r.type == model.TYPE and action.action_id.encode() in (r.value or b"")
-        ]
-
-    records = await read_topic(herald.bootstrap, herald.topic(EXECUTED), timeout=60, until=lambda rs: bool(about(rs)))
-    return about(records)
-
-
-def calendar_events(config: StackConfig, tenant: str) -> list[Component]:
-    """The events in the tenant's meeting calendar, read as any CalDAV client would: PROPFIND, then GET each."""
-    url = f"{config.caldav_url}{config.caldav_user}/{tenant}-meetings/"
-    with httpx.Client(auth=(config.caldav_user, config.caldav_password), timeout=10) as client:
-        listing = client.request("PROPFIND", url, headers={"Depth": "1"})
-        if listing.status_code == 404:
-            return []
-        assert listing.status_code == 207, listing.text
-        hrefs = [node.text or "" for node in ET.fromstring(listing.content).iter("{DAV:}href")]  # noqa: S314
-        events: list[Component] = []
-        for href in (h for h in hrefs if h.endswith(".ics")):
-            response = client.get(urljoin(url, href))
-            assert response.status_code == 200, response.text
-            events += Calendar.from_ical(response.content).walk("VEVENT")
-        return events
+async def answers(herald, action: ActionProposed) -> list[ActionExecuted]:  # type: ignore[no-untyped-def]
+    found = await executor_answers(herald, action.action_id)
+    assert all(isinstance(a, ActionExecuted) for a in found), found
+    return found  # type: ignore[return-value]
 
 
 def calendar_part(mail: Message) -> Calendar:
@@ -108,7 +62,7 @@ async def test_an_approved_meeting_is_booked_over_caldav_and_invited_once(herald
     approved = approve(herald, action)
     await present(herald, approved)
 
-    (executed,) = await answers(herald, action, ActionExecuted)
+    (executed,) = await answers(herald, action)
     assert executed.status.value == "succeeded", executed
     uid = f"{action.action_id.lower()}@{DOMAIN}"
     assert executed.result["uid"] == uid
@@ -135,7 +89,8 @@ async def test_an_approved_meeting_is_booked_over_caldav_and_invited_once(herald
 
     # the same approval again: refused as a replay, nothing booked or sent again
     await present(herald, approved)
-    (refused,) = await answers(herald, action, ActionRefused)
+    _, refused = await executor_answers(herald, action.action_id, count=2)
+    assert isinstance(refused, ActionRefused)
     assert refused.reason == "replayed"
     assert len(calendar_events(config, tenant)) == 1
     assert len(mails_to(herald.maildir, attendee)) == 1
@@ -146,12 +101,12 @@ async def test_a_meeting_over_a_taken_slot_fails_and_books_nothing_but_back_to_b
     config = herald.services.config
     first = meeting(tenant, TEN_AM, title="First")
     await present(herald, approve(herald, first))
-    (executed,) = await answers(herald, first, ActionExecuted)
+    (executed,) = await answers(herald, first)
     assert executed.status.value == "succeeded", executed
 
     overlapping = meeting(tenant, TEN_AM + timedelta(minutes=15), title="Overlapping")
     await present(herald, approve(herald, overlapping))
-    (failed,) = await answers(herald, overlapping, ActionExecuted)
+    (failed,) = await answers(herald, overlapping)
     assert failed.status.value == "failed", failed
     assert (
         failed.failure is not None and failed.failure.code == "slot_busy" and failed.failure.kind.value == "permanent"
@@ -161,7 +116,7 @@ async def test_a_meeting_over_a_taken_slot_fails_and_books_nothing_but_back_to_b
 
     back_to_back = meeting(tenant, TEN_AM + timedelta(minutes=30), title="Back to back")
     await present(herald, approve(herald, back_to_back))
-    (booked,) = await answers(herald, back_to_back, ActionExecuted)
+    (booked,) = await answers(herald, back_to_back)
     assert booked.status.value == "succeeded", booked
     assert sorted(str(e["SUMMARY"]) for e in calendar_events(config, tenant)) == ["Back to back", "First"]
     assert back_to_back.recipient is not None

@@ -9,15 +9,11 @@ import asyncio
 import random
 import secrets
 import socket
-import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from datetime import datetime
-from urllib.parse import urljoin
 from zoneinfo import ZoneInfo
 
-import httpx
 import pytest
-from icalendar import Calendar, Component
 
 from herald_core.contracts import ActionProposed, FailureKind
 from herald_core.tenants import TenantConfig
@@ -26,7 +22,7 @@ from herald_executor.adapters.smtp import SmtpSender
 from herald_executor.logic import Reconciled, ToolError
 from herald_executor.settings import Settings
 from herald_stack.config import StackConfig
-from support import email_action, eventually, mails_to
+from support import calendar_events, email_action, eventually, mails_to
 
 pytestmark = [pytest.mark.smtp]
 
@@ -72,23 +68,6 @@ def meeting(tenant: TenantConfig, starts_at: datetime = TEN_AM, minutes: int = 3
         "duration_minutes": minutes,
     }
     return ActionProposed.model_validate({**base.model_dump(mode="json"), "tool": "schedule_meeting", "input": spec})
-
-
-def calendar_events(config: StackConfig, tenant: str) -> list[Component]:
-    """The events in the tenant's meeting calendar, read as any CalDAV client would: PROPFIND, then GET each."""
-    url = f"{config.caldav_url}{config.caldav_user}/{tenant}-meetings/"
-    with httpx.Client(auth=(config.caldav_user, config.caldav_password), timeout=10) as client:
-        listing = client.request("PROPFIND", url, headers={"Depth": "1"})
-        if listing.status_code == 404:
-            return []
-        assert listing.status_code == 207, listing.text
-        hrefs = [node.text or "" for node in ET.fromstring(listing.content).iter("{DAV:}href")]  # noqa: S314
-        events: list[Component] = []
-        for href in (h for h in hrefs if h.endswith(".ics")):
-            response = client.get(urljoin(url, href))
-            assert response.status_code == 200, response.text
-            events += Calendar.from_ical(response.content).walk("VEVENT")
-        return events
 
 
 @pytest.fixture

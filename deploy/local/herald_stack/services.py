@@ -76,7 +76,6 @@ class ServiceSet:
             "HERALD_PLANNER_RETRIEVAL_TARGET": self.retrieval_target,
             "HERALD_GUARD_RETRIEVAL_TARGET": self.retrieval_target,
             "HERALD_REVIEW_URL": self.review_url,
-            "HERALD_PLANNER_EXECUTOR_URL": self.executor_url,
             "HERALD_EXECUTOR_ASSETS_DIR": str(self.config.state_dir / "assets"),
             "PYTHONUNBUFFERED": "1",
             **self.extra_env,

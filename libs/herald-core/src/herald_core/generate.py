@@ -38,7 +38,7 @@ class Workload:
     http_port: int
     replicas: int
     grpc_port: int | None = None
-    public_http: bool = False  # ingest and review serve an API on their HTTP port
+    public_http: bool = False  # ingest, review and the executor (read-only tools) serve an API on their HTTP port
 
 
 WORKLOADS = (
@@ -47,7 +47,7 @@ WORKLOADS = (
     Workload("planner", 8103, 2),
     Workload("guard", 8104, 2),
     Workload("review", 8105, 2, public_http=True),
-    Workload("executor", 8106, 2),
+    Workload("executor", 8106, 2, public_http=True),
 )
 
 
@@ -205,7 +205,12 @@ def kafka_users() -> list[dict[str, Any]]:
 
 EXTRA_ENV = {
     "retrieval": {"WEAVIATE_HOST": "herald-weaviate", "WEAVIATE_HTTP_PORT": "8080", "WEAVIATE_GRPC_PORT": "50051"},
-    "executor": {"SMTP_HOST": "smtp-relay", "SMTP_PORT": "587", "SMTP_STARTTLS": "true"},
+    "executor": {
+        "SMTP_HOST": "smtp-relay",
+        "SMTP_PORT": "587",
+        "SMTP_STARTTLS": "true",
+        "CALDAV_URL": "http://herald-caldav:5232/",
+    },
     "ingest": {"PUBLIC_BASE_URL": "https://herald.example.com"},
 }
 

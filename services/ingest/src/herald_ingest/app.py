@@ -2,12 +2,15 @@
 
     POST /v1/webhooks/hubspot/{tenant}   HubSpot webhook batches (v3 signature)  → Ingest.hubspot_webhook
     POST /v1/events                      CloudEvents 1.0 (structured or binary)  → Ingest.cloudevent
+    POST /v1/inbound/{tenant}/email      one raw message to the bounce address   → Ingest.inbound_email
     GET  /healthz /readyz /metrics
 
 Valid events become `ContactCreated` / `ContactUpdated` / `ConsentWithdrawn` on herald.events.v1
 (withdrawals also on the compacted herald.consent.v1), audit copies included, in one Kafka
-transaction; the de-duplication rows commit only after it. Bad input is refused with a 4xx and a
-JSON `{"error", "detail"}`, and every refusal is on the audit as `EventRejected`.
+transaction; the de-duplication rows commit only after it. Bounces and complaints (`bounces`) become
+`ConsentWithdrawn` and `EmailEngagement` the same way. Bad input is refused with a 4xx and a JSON
+`{"error", "detail"}`, and every refusal is on the audit as `EventRejected`; so is whatever part of an
+inbound message is left aside (an autoreply, an unknown recipient), with status 202.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from herald_core.tenants import TenantConfig, TenantDirectory
 from herald_core.topics import contact_key
 from herald_ingest.adapters.contacts import PostgresContacts
 from herald_ingest.adapters.dedup import EventKey, SeenEvents
+from herald_ingest.bounces import Ignored, MalformedReport, Report, read_report, report_facts
 from herald_ingest.logic import (
     CLOUDEVENT_TYPES,
     HUBSPOT,
@@ -60,7 +64,7 @@ from herald_ingest.settings import Settings
 MIGRATIONS = Path(str(files("herald_ingest") / "migrations"))
 EVENTS_IN = Counter(
     "herald_ingest_events_total",
-    "Upstream events by outcome (accepted, duplicate, rejected, failed) and reason.",
+    "Upstream events by outcome (accepted, duplicate, ignored, rejected, failed) and reason.",
     ["outcome", "reason"],
 )
 _batch = TypeAdapter(list[HubSpotEvent])
@@ -263,12 +267,85 @@ class Ingest:
         accepted, duplicates = await self.accept(tenant.tenant_id, [(key, contract)], traceparent)
         return JSONResponse({"accepted": accepted, "duplicates": duplicates}, status_code=202 if accepted else 200)
 
+    # ------------------------------------------------------------ bounces and complaints
+
+    async def inbound_email(self, request: Request, tenant_id: str) -> JSONResponse:
+        """One message that arrived at the tenant's bounce address, raw. Like `/v1/events` it asks for no
+        credential (a tenant file has none for it): the ingress in front is what authenticates the sender."""
+        tenant = self.tenants.get(tenant_id)
+        try:
+            if tenant is None:
+                raise Refusal(404, "unknown_tenant", f"no tenant {tenant_id!r}")
+            media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+            if media_type != "message/rfc822":
+                detail = f"send the raw message as message/rfc822, not {media_type or 'no Content-Type'}"
+                raise Refusal(415, "unsupported_media_type", detail)
+            body = await self._read_body(request)
+            if not body.strip():
+                raise Refusal(400, "empty_message", "the body holds no message")
+            try:
+                report = read_report(body, datetime.now(UTC))
+            except MalformedReport as exc:
+                raise Refusal(422, "malformed_report", str(exc), exc.report_id) from exc
+        except Refusal as refusal:
+            return await self.refuse(request, tenant, refusal)
+        return await self._accept_report(request, tenant.tenant_id, report)
+
+    async def _accept_report(self, request: Request, tenant: str, report: Report) -> JSONResponse:
+        header = request.headers.get("traceparent")
+        addresses = sorted({p.recipient for p in report.problems})
+        holders = await self.contacts.find_by_email(tenant, addresses) if addresses else {}
+        items, ignored = report_facts(report, holders)
+        # what is left aside is on the audit too (in the same transaction), so "why was this bounce not
+        # recorded" has an answer; the reasons name no address
+        audit = [self._ignored_record(request, tenant, report, item, header) for item in ignored]
+        accepted, duplicates = await self.accept(tenant, items, header, audit_only=audit)
+        for item in ignored:
+            EVENTS_IN.labels("ignored", item.code).inc()
+        log.info(
+            "inbound email",
+            tenant=tenant,
+            report_id=report.report_id,
+            action_id=report.original_action_id,
+            problems=[p.outcome.value for p in report.problems],
+            accepted=accepted,
+            duplicates=duplicates,
+            ignored=[item.code for item in ignored],
+        )
+        return JSONResponse(
+            {
+                "accepted": accepted,
+                "duplicates": duplicates,
+                "ignored": [{"recipient": item.recipient, "reason": item.reason} for item in ignored],
+            },
+            status_code=200 if duplicates and not accepted else 202,
+        )
+
+    def _ignored_record(
+        self, request: Request, tenant: str, report: Report, item: Ignored, header: str | None
+    ) -> tuple[bytes | None, Envelope, Contract]:
+        envelope = Envelope.new_chain(
+            source=SOURCE, type=EventRejected.TYPE, tenant=tenant, traceparent=continue_trace(header)
+        )
+        body = EventRejected(
+            status_code=202,
+            reason=f"{item.code}: {item.reason}",
+            endpoint=request.url.path,
+            upstream_event_id=report.report_id,
+        )
+        return None, envelope, body
+
     # ------------------------------------------------------------ shared
 
     async def accept(
-        self, tenant: str, items: Sequence[tuple[EventKey, Contract]], traceparent: str | None
+        self,
+        tenant: str,
+        items: Sequence[tuple[EventKey, Contract]],
+        traceparent: str | None,
+        audit_only: Sequence[tuple[bytes | None, Envelope, Contract]] = (),
     ) -> tuple[int, int]:
-        """Publish the events not seen before (by key), once; return (accepted, duplicates)."""
+        """Publish the events not seen before (by key), once, and `audit_only` records in the same transaction;
+        return (accepted, duplicates)."""
         duplicates = 0
         unique: dict[EventKey, Contract] = {}
         for key, contract in items:
@@ -286,8 +363,8 @@ class Ingest:
                 out = messages_for(tenant, contract, continue_trace(traceparent))
                 messages.extend(out)
                 accepted.append(out[0])
-            if messages:
-                await self._publish(messages)
+            if messages or audit_only:
+                await self._publish(messages, audit_only)
         self._count_accepted(tenant, accepted, duplicates)
         return len(accepted), duplicates
 
@@ -403,6 +480,11 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     async def cloudevents(request: Request) -> JSONResponse:
         with structlog.contextvars.bound_contextvars(endpoint="cloudevents"):
             return await _answer(ingest.cloudevent(request))
+
+    @http.post("/v1/inbound/{tenant}/email")
+    async def inbound_email(tenant: str, request: Request) -> JSONResponse:
+        with structlog.contextvars.bound_contextvars(tenant=tenant, endpoint="inbound_email"):
+            return await _answer(ingest.inbound_email(request, tenant))
 
     async def producer_ok() -> bool:
         return producer.started

@@ -62,6 +62,11 @@ class ContactDirectory(Protocol):
         """The contacts among `contact_ids` that exist; an unreadable row is left out."""
         ...
 
+    async def find_by_email(self, tenant: str, emails: Sequence[str]) -> dict[str, list[ContactFacts]]:
+        """The contacts holding each of `emails` (matched case-insensitively), by lower-cased address; an address
+        no contact holds is left out."""
+        ...
+
     async def record_property(self, tenant: str, contact_id: str, field: str, value: str | bool | None) -> None:
         """Keep a changed property (a `CONTACT_PROPERTIES` target); a real CRM adapter may ignore it."""
         ...

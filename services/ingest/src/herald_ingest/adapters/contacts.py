@@ -51,6 +51,20 @@ class PostgresContacts:
                 log.error("unreadable contact row", contact_id=row["contact_id"], error=str(exc)[:300])
         return found
 
+    async def find_by_email(self, tenant: str, emails: Sequence[str]) -> dict[str, list[ContactFacts]]:
+        rows = await self.pool.fetch(
+            "SELECT * FROM ingest.contacts WHERE tenant = $1 AND lower(email) = ANY($2::text[]) ORDER BY contact_id",
+            tenant,
+            sorted({e.lower() for e in emails}),
+        )
+        found: dict[str, list[ContactFacts]] = {}
+        for row in rows:
+            try:
+                found.setdefault(row["email"].lower(), []).append(_facts(row))
+            except ValidationError as exc:
+                log.error("unreadable contact row", contact_id=row["contact_id"], error=str(exc)[:300])
+        return found
+
     async def record_property(self, tenant: str, contact_id: str, field: str, value: str | bool | None) -> None:
         if field not in _WRITABLE:  # the column name is interpolated below: only known ones pass
             raise ValueError(f"not a contact store column: {field!r}")

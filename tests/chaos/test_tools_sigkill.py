@@ -1,0 +1,172 @@
+"""SIGKILL the executor at random points while it works through approvals of each tool — five kills per
+tool, twenty in all — and read every downstream back: no side effect happened twice, every action has an
+answer, and only a call the downstream cannot account for (an SMTP hand-over, an invite) is reported in
+doubt, typed for a human; tools whose downstream can be asked (the contact store, the asset store, the
+calendar) reconcile instead of doubting."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import random
+import secrets
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from herald_core.contracts import ActionApproved, ActionExecuted, ActionProposed
+from herald_core.envelope import Envelope
+from herald_core.topics import APPROVED_ACTION, EXECUTED, contact_key
+from support import approve, calendar_events, envelope, eventually, mails_to, publish_many, read_topic, tool_action
+
+pytestmark = [pytest.mark.chaos, pytest.mark.e2e, pytest.mark.kafka, pytest.mark.postgres, pytest.mark.smtp]
+
+KILLS_PER_TOOL = 5
+FIRST_SLOT = datetime(2032, 1, 5, 14, 0, tzinfo=UTC)
+
+
+def _input(tool: str, n: int, contact_id: str) -> dict[str, Any]:
+    match tool:
+        case "send_email":
+            return {"to": f"{contact_id}@buyers.example", "subject": f"Note {n}", "body_text": "A short note."}
+        case "update_crm_record":
+            return {
+                "contact_id": contact_id,
+                "properties": {"lifecycle_stage": "opportunity", "next_step": f"call {n}"},
+            }
+        case "schedule_meeting":
+            return {
+                "contact_id": contact_id,
+                "attendee_email": f"{contact_id}@buyers.example",
+                "title": f"Intro {n}",
+                "starts_at": (FIRST_SLOT + timedelta(minutes=30 * n)).isoformat(),
+                "duration_minutes": 30,
+            }
+    return {"template": "square", "headline": f"Launch week, day {n}"}
+
+
+COUNT = {"send_email": 600, "update_crm_record": 600, "schedule_meeting": 60, "generate_image": 60}
+
+
+async def _done(pool: asyncpg.Pool, tenant: str) -> int:
+    """How far the executor got (its ledger): only to time the kills, never to judge the outcome."""
+    return int(
+        await pool.fetchval("SELECT count(*) FROM executor.ledger WHERE tenant = $1 AND state <> 'claimed'", tenant)
+    )
+
+
+@pytest.mark.parametrize("tool", ["send_email", "update_crm_record", "schedule_meeting", "generate_image"])
+async def test_executor_killed_at_random_points_never_repeats_a_side_effect(herald, tool: str) -> None:  # type: ignore[no-untyped-def]
+    tenant = herald.add_tenant(f"kill{secrets.token_hex(3)}")
+    run = secrets.token_hex(3)
+    actions = [
+        tool_action(tenant, tool, _input(tool, n, f"{run}{n:03d}"), contact_id=f"{run}{n:03d}")
+        for n in range(COUNT[tool])
+    ]
+
+    def message(action: ActionProposed) -> tuple[bytes, Envelope, ActionApproved]:
+        approved = approve(herald, action, ttl=timedelta(minutes=30))
+        return (
+            contact_key(tenant, action.contact.contact_id),
+            envelope(tenant, approved, source="herald/guard"),
+            approved,
+        )
+
+    pool = await asyncpg.create_pool(herald.pg_dsn, min_size=1, max_size=2)
+    try:
+        await publish_many(herald.bootstrap, herald.topic(APPROVED_ACTION), (message(a) for a in actions))
+        kills = 0
+        while kills < KILLS_PER_TOOL:
+            reached = await _done(pool, tenant)
+            assert reached < len(actions), f"finished after {kills} kills; raise COUNT[{tool!r}]"
+            target = reached + random.randint(1, 3)
+            await eventually(_at_least(pool, tenant, target), timeout=120, interval=0.01, what=f"{target} actions done")
+            await asyncio.sleep(random.uniform(0, 0.05))  # somewhere inside the next calls
+            herald.services.kill("executor-0")
+            kills += 1
+            herald.services.start("executor-0")
+
+        ids = {a.action_id for a in actions}
+
+        def answered(records) -> bool:  # type: ignore[no-untyped-def]
+            return ids <= {json.loads(r.value)["action_id"] for r in records if r.type == ActionExecuted.TYPE}
+
+        records = await read_topic(herald.bootstrap, herald.topic(EXECUTED), timeout=180, until=answered)
+        assert answered(records), "an approval has no answer"
+        statuses: dict[str, set[str]] = {}
+        for r in records:
+            if r.type == ActionExecuted.TYPE and r.headers.get("ce_tenant") == tenant:
+                executed = ActionExecuted.model_validate_json(r.value)
+                statuses.setdefault(executed.action_id, set()).add(executed.status.value)
+                if executed.status.value == "in_doubt":
+                    assert executed.failure is not None and executed.failure.kind.value == "needs_human"
+        in_doubt = {a for a, s in statuses.items() if s == {"in_doubt"}}
+        assert all(s in ({"succeeded"}, {"in_doubt"}) for s in statuses.values()), statuses
+        await asyncio.sleep(1)  # anything still on its way would arrive now
+        await CHECKS[tool](herald, pool, tenant, actions, in_doubt)
+    finally:
+        await pool.close()
+
+
+def _at_least(pool: asyncpg.Pool, tenant: str, target: int) -> Callable[[], Any]:
+    async def reached() -> bool:
+        return await _done(pool, tenant) >= target
+
+    return reached
+
+
+# ---------------------------------------------------------------- each downstream, read back with its own client
+
+
+async def _emails(herald, pool, tenant, actions, in_doubt) -> None:  # type: ignore[no-untyped-def]
+    for action in actions:
+        count = len(mails_to(herald.maildir, action.recipient))
+        assert count <= 1, f"{action.recipient} got {count} emails"
+        if action.action_id not in in_doubt:
+            assert count == 1, f"{action.recipient} reported sent but not delivered"
+    assert len(in_doubt) <= KILLS_PER_TOOL * 8, in_doubt  # at most the sends under way at each kill
+
+
+async def _crm(herald, pool, tenant, actions, in_doubt) -> None:  # type: ignore[no-untyped-def]
+    assert in_doubt == set(), "the contact store can be asked; nothing should be in doubt"
+    writes = await pool.fetch("SELECT action_id FROM crm.writes WHERE tenant = $1", tenant)
+    assert sorted(w["action_id"] for w in writes) == sorted(a.action_id for a in actions)
+    rows = await pool.fetch("SELECT contact_id, properties FROM crm.contacts WHERE tenant = $1", tenant)
+    assert {r["contact_id"]: json.loads(r["properties"]) for r in rows} == {
+        a.contact.contact_id: {"lifecycle_stage": "opportunity", "next_step": a.input.properties["next_step"]}  # type: ignore[union-attr]
+        for a in actions
+    }
+
+
+async def _meetings(herald, pool, tenant, actions, in_doubt) -> None:  # type: ignore[no-untyped-def]
+    events = calendar_events(herald.services.config, tenant)
+    uids = [str(e["UID"]) for e in events]
+    assert len(uids) == len(set(uids)) == len(actions), "one event per meeting, none twice"
+    for action in actions:
+        invites = len(mails_to(herald.maildir, action.recipient))
+        assert invites <= 1, f"{action.recipient} was invited {invites} times"
+        if action.action_id not in in_doubt:
+            assert invites == 1, f"{action.recipient} booked but not invited"
+
+
+async def _images(herald, pool, tenant, actions, in_doubt) -> None:  # type: ignore[no-untyped-def]
+    assert in_doubt == set(), "the asset store can be asked; nothing should be in doubt"
+    results = await pool.fetch("SELECT action_id, result FROM executor.ledger WHERE tenant = $1", tenant)
+    assert len(results) == len(actions)
+    reported = {Path(json.loads(row["result"])["path"]): json.loads(row["result"])["sha256"] for row in results}
+    folder = herald.services.config.state_dir / "assets" / tenant / "images"
+    stored = await asyncio.to_thread(_files, folder)
+    assert stored == reported, "the asset store holds exactly the reported images"
+    assert sorted(p.name for p in stored) == sorted(f"{a.action_id.lower()}.png" for a in actions)
+
+
+def _files(folder: Path) -> dict[Path, str]:
+    return {path: hashlib.sha256(path.read_bytes()).hexdigest() for path in folder.iterdir()}
+
+
+CHECKS = {"send_email": _emails, "update_crm_record": _crm, "schedule_meeting": _meetings, "generate_image": _images}
