@@ -27,10 +27,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from herald_core.bus import ensure_topics
-from herald_core.contracts import Contract
+from herald_core.contracts import Contract, EventRejected
 from herald_core.runtime import ServiceRuntime
 from herald_core.settings import CommonSettings
-from herald_core.topics import TopicSpec, all_topics
+from herald_core.topics import AUDIT, TopicSpec, all_topics
 from herald_ingest.app import create_app
 from herald_ingest.settings import Settings
 from support import Record, contact_record, hubspot_signature
@@ -148,6 +148,19 @@ class Harness:
 
     async def read(self, spec: TopicSpec) -> list[Record]:
         return await read_committed(self.bootstrap, self.topic(spec), spec.partitions)
+
+    async def assert_refused(
+        self, response: httpx.Response, trace: str, *, status: int, error: str, tenant: str, endpoint: str
+    ) -> None:
+        """The answer names the error and a reason, and the audit holds the refusal (found by its trace)."""
+        assert response.status_code == status, response.text
+        assert response.json()["error"] == error
+        assert response.json()["detail"]
+        [audited] = [r for r in await self.read(AUDIT) if trace_of(r) == trace]
+        rejected = audited.body(EventRejected)
+        assert audited.tenant == tenant
+        assert (rejected.status_code, rejected.endpoint) == (status, endpoint)
+        assert rejected.reason.startswith(error)
 
     async def db(self) -> asyncpg.Pool:
         if self._pool is None:

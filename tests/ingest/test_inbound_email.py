@@ -243,15 +243,8 @@ async def test_bad_input_gets_its_4xx_and_reason_is_audited_and_the_service_carr
     path_tenant, body, headers, status, error, audited_tenant = _bad_requests(ingest.tenant)[case]
     traceparent, trace = ingest.new_traceparent()
     response = await post(ingest, path_tenant, body, {**headers, "traceparent": traceparent})
-    assert response.status_code == status, response.text
-    assert response.json()["error"] == error
-    assert response.json()["detail"]
-
-    [audited] = [r for r in await ingest.read(AUDIT) if ingest.trace_of(r) == trace]
-    rejected = audited.body(EventRejected)
-    assert audited.tenant == audited_tenant
-    assert (rejected.status_code, rejected.endpoint) == (status, f"/v1/inbound/{path_tenant}/email")
-    assert rejected.reason.startswith(error)
+    endpoint = f"/v1/inbound/{path_tenant}/email"
+    await ingest.assert_refused(response, trace, status=status, error=error, tenant=audited_tenant, endpoint=endpoint)
 
     raw, _ = report("postfix_4.2.2_failed_after_retries.eml")
     assert (await post(ingest, ingest.tenant, raw)).status_code == 202
