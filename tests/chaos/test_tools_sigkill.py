@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 
 from herald_core.contracts import ActionApproved, ActionExecuted, ActionProposed
@@ -109,8 +110,15 @@ async def test_executor_killed_at_random_points_never_repeats_a_side_effect(hera
         assert all(s in ({"succeeded"}, {"in_doubt"}) for s in statuses.values()), statuses
         await asyncio.sleep(1)  # anything still on its way would arrive now
         await CHECKS[tool](herald, pool, tenant, actions, in_doubt)
+        # every execution in doubt waits in the review queue for a person to check the downstream
+        await eventually(lambda: _queued_in_doubt(herald, tenant) == in_doubt, timeout=30, what="in-doubt reviews")
     finally:
         await pool.close()
+
+
+def _queued_in_doubt(herald, tenant: str) -> set[str]:  # type: ignore[no-untyped-def]
+    response = httpx.get(f"{herald.services.review_url}/v1/reviews", params={"tenant": tenant, "limit": 1000})
+    return {item["action_id"] for item in response.json() if item["kind"] == "in_doubt"}
 
 
 def _at_least(pool: asyncpg.Pool, tenant: str, target: int) -> Callable[[], Any]:

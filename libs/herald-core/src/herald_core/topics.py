@@ -132,7 +132,7 @@ EXECUTED = TopicSpec(
     "herald.executed.v1",
     Key.TENANT_CONTACT,
     ("executor",),
-    ("planner", "retrieval"),
+    ("planner", "retrieval", "review"),
     PIPELINE_PARTITIONS,
     message_types=("herald.action.executed.v1", "herald.action.refused.v1"),
     doc="What the executor did (or refused to do) with each approval.",

@@ -1,10 +1,12 @@
 """Review wiring: review requests into a queue; reviewers decide over HTTP; decisions back to the guard.
 
     herald.review.v1 → on_review                        (queue the request)
+    herald.executed.v1 → on_executed                    (queue an execution in doubt, for a person to check)
     GET  /v1/reviews?tenant=&status=                    (the queue)
     GET  /v1/reviews/{review_id}                        (one item, with the action and the rules that sent it here)
     POST /v1/reviews/{review_id}/approve  {reviewer, reason?}
     POST /v1/reviews/{review_id}/reject   {reviewer, reason}
+    POST /v1/reviews/{review_id}/resolve  {reviewer, outcome: happened|did_not_happen, reason}   (in doubt)
     POST /v1/kill-switch                  {tenant?, engaged, reason, set_by}   (global without a tenant)
     GET  /v1/explain/{action_id}                        (why: the action's chain, rebuilt from the audit)
     GET  /v1/audit?tenant=&contact_id=&action_id=&rule=&since=&until=   (the audit index)
@@ -25,22 +27,30 @@ from fastapi.responses import PlainTextResponse
 from prometheus_client import Counter
 
 from herald_core.bus import ConsumerWorker, Inbound, Outbound, TransactionalProducer
-from herald_core.contracts import ActionProposed, ReviewDecided, ReviewDecision, ReviewRequested
+from herald_core.contracts import (
+    ActionExecuted,
+    ActionProposed,
+    ExecutionStatus,
+    ReviewDecided,
+    ReviewDecision,
+    ReviewRequested,
+)
 from herald_core.control import kill_switch_message
 from herald_core.db import create_pool, migrate, readiness
 from herald_core.envelope import Envelope, child_traceparent
 from herald_core.observability import add_ops_routes, get_logger
 from herald_core.runtime import ServiceRuntime
-from herald_core.topics import REVIEW, REVIEW_DECISION, contact_key
+from herald_core.topics import EXECUTED, REVIEW, REVIEW_DECISION, contact_key
 from herald_review.adapters.audit_index import AuditIndex
 from herald_review.adapters.queue import ReviewQueue
 from herald_review.adapters.sealer import AuditSealer
 from herald_review.explain import explain, render
-from herald_review.logic import Approve, KillSwitchRequest, Reject
+from herald_review.logic import Approve, KillSwitchRequest, Reject, Resolve
 from herald_review.settings import Settings
 
 SOURCE = "herald/review"
 DECISIONS = Counter("herald_review_decisions_total", "Reviewer decisions.", ["decision"])
+IN_DOUBT = Counter("herald_review_in_doubt_total", "Executions in doubt queued for a person to check.")
 log = get_logger("herald.review")
 
 
@@ -55,12 +65,36 @@ class Review:
         log.info("review queued", review_id=request.review_id, action_id=request.action.action_id)
         return []
 
-    async def decide(
-        self, review_id: str, decision: ReviewDecision, reviewer: str, reason: str | None
-    ) -> dict[str, Any]:
+    async def on_executed(self, msg: Inbound) -> list[Outbound]:
+        if isinstance(msg.body, ActionExecuted) and msg.body.status is ExecutionStatus.IN_DOUBT:
+            await self.queue.add_in_doubt(msg.body, msg.envelope)
+            IN_DOUBT.inc()
+            log.warning("execution in doubt queued for a check", action_id=msg.body.action_id)
+        return []
+
+    async def resolve(self, review_id: str, body: Resolve) -> dict[str, Any]:
+        existing = await self._existing(review_id)
+        item = await self.queue.resolve(review_id, body.outcome, body.reviewer, body.reason)
+        if item is None:
+            detail = f"review {review_id} is a {existing['kind']} item, {existing['status']}"
+            raise HTTPException(409, {"error": "not_resolvable", "detail": detail})
+        DECISIONS.labels(body.outcome).inc()
+        log.info("in-doubt execution resolved", review_id=review_id, outcome=body.outcome, reviewer=body.reviewer)
+        return item
+
+    async def _existing(self, review_id: str) -> dict[str, Any]:
         existing = await self.queue.get(review_id)
         if existing is None:
             raise HTTPException(404, {"error": "unknown_review", "detail": f"no review {review_id!r}"})
+        return existing
+
+    async def decide(
+        self, review_id: str, decision: ReviewDecision, reviewer: str, reason: str | None
+    ) -> dict[str, Any]:
+        existing = await self._existing(review_id)
+        if existing["kind"] == "in_doubt":
+            detail = "an execution in doubt is not approved or rejected: check the downstream, then resolve it"
+            raise HTTPException(409, {"error": "resolve_instead", "detail": detail})
         status = "approved" if decision is ReviewDecision.APPROVED else "rejected"
         async with self.queue.decide(review_id, status, reviewer, reason) as item:
             if item is None:
@@ -102,7 +136,7 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     producer = TransactionalProducer(common, "review")
     queue = ReviewQueue(pool)
     review = Review(queue, producer)
-    worker = ConsumerWorker(common, "review", "queue", {REVIEW: review.on_review})
+    worker = ConsumerWorker(common, "review", "queue", {REVIEW: review.on_review, EXECUTED: review.on_executed})
     index = AuditIndex(pool, on_erasure=queue.forget)
     sealer = AuditSealer(common, index)
     http = FastAPI(title="herald-review", description="The reviewers' queue and decisions.")
@@ -127,6 +161,10 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     @http.post("/v1/reviews/{review_id}/reject")
     async def reject(review_id: str, body: Reject) -> dict[str, Any]:
         return await review.decide(review_id, ReviewDecision.REJECTED, body.reviewer, body.reason)
+
+    @http.post("/v1/reviews/{review_id}/resolve")
+    async def resolve(review_id: str, body: Resolve) -> dict[str, Any]:
+        return await review.resolve(review_id, body)
 
     @http.get("/v1/explain/{action_id}", response_model=None)
     async def explain_action(action_id: str, format: str = "json") -> dict[str, Any] | PlainTextResponse:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from herald_core.contracts import TenantId
@@ -17,6 +19,15 @@ class Reject(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reviewer: str = Field(min_length=1, max_length=200, description="Who rejects.")
     reason: str = Field(min_length=1, max_length=2000, description="Why — required, it reaches the audit.")
+
+
+class Resolve(BaseModel):
+    """What a person found when checking an execution in doubt in its downstream (the mailbox, the CRM …)."""
+
+    model_config = ConfigDict(extra="forbid")
+    reviewer: str = Field(min_length=1, max_length=200, description="Who checked.")
+    outcome: Literal["happened", "did_not_happen"] = Field(description="Whether the side effect took place.")
+    reason: str = Field(min_length=1, max_length=2000, description="How it was checked — it reaches the audit.")
 
 
 class KillSwitchRequest(BaseModel):

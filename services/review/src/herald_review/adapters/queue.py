@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from herald_core.contracts import ReviewRequested
+from herald_core.contracts import ActionExecuted, ReviewRequested
 from herald_core.envelope import Envelope
 
 
@@ -34,6 +34,35 @@ class ReviewQueue:
             envelope.traceparent,
         )
 
+    async def add_in_doubt(self, executed: ActionExecuted, envelope: Envelope) -> None:
+        """An execution in doubt, for a person to check in the downstream (one item per action)."""
+        await self.pool.execute(
+            "INSERT INTO review.items(review_id, kind, tenant, action_id, contact_id, reason, rules, action, "
+            "correlation_id, request_message_id, traceparent) "
+            "VALUES ($1, 'in_doubt', $2, $3, $4, $5, '[]', $6, $7, $8, $9) ON CONFLICT (review_id) DO NOTHING",
+            f"doubt-{executed.action_id}",
+            envelope.tenant,
+            executed.action_id,
+            executed.contact_id,
+            executed.failure.message if executed.failure else (executed.error or "in doubt"),
+            executed.model_dump_json(),
+            envelope.correlation_id,
+            envelope.id,
+            envelope.traceparent,
+        )
+
+    async def resolve(self, review_id: str, outcome: str, reviewer: str, reason: str) -> dict[str, Any] | None:
+        """Record what the check found; None if the item is not a pending in-doubt execution."""
+        row = await self.pool.fetchrow(
+            "UPDATE review.items SET status = $2, reviewer = $3, decision_reason = $4, decided_at = now() "
+            "WHERE review_id = $1 AND kind = 'in_doubt' AND status = 'pending' RETURNING *",
+            review_id,
+            outcome,
+            reviewer,
+            reason,
+        )
+        return None if row is None else _item(row)
+
     async def list(self, tenant: str | None, status: str | None, limit: int) -> list[dict[str, Any]]:
         rows = await self.pool.fetch(
             "SELECT * FROM review.items WHERE ($1::text IS NULL OR tenant = $1) AND ($2::text IS NULL OR status = $2) "
@@ -56,7 +85,7 @@ class ReviewQueue:
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
                 "UPDATE review.items SET status = $2, reviewer = $3, decision_reason = $4, decided_at = now() "
-                "WHERE review_id = $1 AND status = 'pending' RETURNING *",
+                "WHERE review_id = $1 AND kind = 'approval' AND status = 'pending' RETURNING *",
                 review_id,
                 status,
                 reviewer,
