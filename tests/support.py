@@ -17,7 +17,7 @@ import urllib.request
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from email.message import Message
 from email.parser import BytesParser
 from pathlib import Path
@@ -272,6 +272,33 @@ def calendar_events(config: StackConfig, tenant: str) -> list[Component]:
         return events
 
 
+FIRST_MEETING_SLOT = datetime(2032, 1, 5, 14, 0, tzinfo=UTC)
+
+
+def tool_input(tool: str, contact_id: str, n: int = 0) -> dict[str, Any]:
+    """A valid input of the tool for one contact (the n-th of a series: meetings in consecutive free slots)."""
+    address = f"{contact_id}@buyers.example"
+    match tool:
+        case "send_email":
+            return {"to": address, "subject": f"Note {n}", "body_text": "A short note."}
+        case "update_crm_record":
+            return {
+                "contact_id": contact_id,
+                "properties": {"lifecycle_stage": "opportunity", "next_step": f"call {n}"},
+            }
+        case "schedule_meeting":
+            return {
+                "contact_id": contact_id,
+                "attendee_email": address,
+                "title": f"Intro {n}",
+                "starts_at": (FIRST_MEETING_SLOT + timedelta(minutes=30 * n)).isoformat(),
+                "duration_minutes": 30,
+            }
+        case "generate_image":
+            return {"template": "square", "headline": f"Launch week, day {n}"}
+    return {"campaign_id": "spring-launch"}
+
+
 def tool_action(
     tenant: str, tool: str, tool_input: dict[str, Any], *, contact_id: str, **fields: Any
 ) -> ActionProposed:
@@ -317,6 +344,23 @@ async def executor_answers(  # type: ignore[no-untyped-def]
         herald.bootstrap, herald.topic(EXECUTED), timeout=timeout, until=lambda rs: len(about(rs)) >= count
     )
     return about(records)
+
+
+async def execution_of(herald, action_id: str) -> ActionExecuted:  # type: ignore[no-untyped-def]
+    """The executor's one answer about an action, which must be an execution report (not a refusal)."""
+    (answer,) = await executor_answers(herald, action_id)
+    assert isinstance(answer, ActionExecuted), answer
+    return answer
+
+
+def executions(records: Iterable[Record], tenant: str) -> dict[str, list[ActionExecuted]]:
+    """The tenant's execution reports among the executed topic's records, by action id."""
+    found: dict[str, list[ActionExecuted]] = {}
+    for r in records:
+        if r.type == ActionExecuted.TYPE and r.headers.get("ce_tenant") == tenant:
+            executed = ActionExecuted.model_validate_json(r.value)
+            found.setdefault(executed.action_id, []).append(executed)
+    return found
 
 
 def envelope(tenant: str, body: Contract, *, source: str, subject: str | None = None) -> Envelope:

@@ -10,11 +10,11 @@ from datetime import timedelta
 
 import pytest
 
-from herald_core.contracts import ActionApproved, ActionExecuted, ActionProposed
+from herald_core.contracts import ActionApproved, ActionProposed
 from herald_core.envelope import Envelope
 from herald_core.signing import load_signer
 from herald_core.topics import APPROVED_ACTION, EXECUTED, contact_key
-from support import email_action, envelope, eventually, mails_to, publish_many, read_topic, recipients
+from support import email_action, envelope, eventually, executions, mails_to, publish_many, read_topic, recipients
 
 pytestmark = [pytest.mark.chaos, pytest.mark.e2e, pytest.mark.kafka, pytest.mark.postgres, pytest.mark.smtp]
 
@@ -54,31 +54,20 @@ async def test_executor_killed_mid_batch_sends_each_email_at_most_once(herald) -
     assert killed_at < APPROVALS, "the executor finished before it could be killed; raise APPROVALS"
 
     def finished(records):  # type: ignore[no-untyped-def]
-        ids = {
-            ActionExecuted.model_validate_json(r.value).action_id
-            for r in records
-            if r.type == ActionExecuted.TYPE and r.headers.get("ce_tenant") == tenant
-        }
-        return ids >= set(action_ids)
+        return set(executions(records, tenant)) >= set(action_ids)
 
     records = await read_topic(herald.bootstrap, herald.topic(EXECUTED), timeout=120, until=finished)
     assert finished(records), "not every approval has an execution result"
-    results: dict[str, set[str]] = {}
-    for r in records:
-        if r.type == ActionExecuted.TYPE and r.headers.get("ce_tenant") == tenant:
-            executed = ActionExecuted.model_validate_json(r.value)
-            results.setdefault(executed.action_id, set()).add(executed.status.value)
+    reports = executions(records, tenant)
+    results = {action_id: {e.status.value for e in found} for action_id, found in reports.items()}
 
     await asyncio.sleep(1)
     counts = [len(mails_to(herald.maildir, a)) for a in addresses]
     assert max(counts) == 1, "an email was sent twice"
     in_doubt = {a for a, statuses in results.items() if statuses == {"in_doubt"}}
     # an in-doubt report says why, typed for whoever picks it up: a human must check
-    for r in records:
-        if r.type == ActionExecuted.TYPE and r.headers.get("ce_tenant") == tenant:
-            executed = ActionExecuted.model_validate_json(r.value)
-            if executed.status.value == "in_doubt":
-                assert executed.failure is not None and executed.failure.kind.value == "needs_human"
+    for executed in (e for found in reports.values() for e in found if e.status.value == "in_doubt"):
+        assert executed.failure is not None and executed.failure.kind.value == "needs_human"
     for action_id, address, count in zip(action_ids, addresses, counts, strict=True):
         if action_id in in_doubt:
             continue  # surfaced for a human; at most one email, never a repeat

@@ -12,7 +12,7 @@ import json
 import random
 import secrets
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,32 +23,22 @@ import pytest
 from herald_core.contracts import ActionApproved, ActionExecuted, ActionProposed
 from herald_core.envelope import Envelope
 from herald_core.topics import APPROVED_ACTION, EXECUTED, contact_key
-from support import approve, calendar_events, envelope, eventually, mails_to, publish_many, read_topic, tool_action
+from support import (
+    approve,
+    calendar_events,
+    envelope,
+    eventually,
+    executions,
+    mails_to,
+    publish_many,
+    read_topic,
+    tool_action,
+    tool_input,
+)
 
 pytestmark = [pytest.mark.chaos, pytest.mark.e2e, pytest.mark.kafka, pytest.mark.postgres, pytest.mark.smtp]
 
 KILLS_PER_TOOL = 5
-FIRST_SLOT = datetime(2032, 1, 5, 14, 0, tzinfo=UTC)
-
-
-def _input(tool: str, n: int, contact_id: str) -> dict[str, Any]:
-    match tool:
-        case "send_email":
-            return {"to": f"{contact_id}@buyers.example", "subject": f"Note {n}", "body_text": "A short note."}
-        case "update_crm_record":
-            return {
-                "contact_id": contact_id,
-                "properties": {"lifecycle_stage": "opportunity", "next_step": f"call {n}"},
-            }
-        case "schedule_meeting":
-            return {
-                "contact_id": contact_id,
-                "attendee_email": f"{contact_id}@buyers.example",
-                "title": f"Intro {n}",
-                "starts_at": (FIRST_SLOT + timedelta(minutes=30 * n)).isoformat(),
-                "duration_minutes": 30,
-            }
-    return {"template": "square", "headline": f"Launch week, day {n}"}
 
 
 COUNT = {"send_email": 600, "update_crm_record": 600, "schedule_meeting": 60, "generate_image": 60}
@@ -66,7 +56,7 @@ async def test_executor_killed_at_random_points_never_repeats_a_side_effect(hera
     tenant = herald.add_tenant(f"kill{secrets.token_hex(3)}")
     run = secrets.token_hex(3)
     actions = [
-        tool_action(tenant, tool, _input(tool, n, f"{run}{n:03d}"), contact_id=f"{run}{n:03d}")
+        tool_action(tenant, tool, tool_input(tool, f"{run}{n:03d}", n), contact_id=f"{run}{n:03d}")
         for n in range(COUNT[tool])
     ]
 
@@ -99,13 +89,10 @@ async def test_executor_killed_at_random_points_never_repeats_a_side_effect(hera
 
         records = await read_topic(herald.bootstrap, herald.topic(EXECUTED), timeout=180, until=answered)
         assert answered(records), "an approval has no answer"
-        statuses: dict[str, set[str]] = {}
-        for r in records:
-            if r.type == ActionExecuted.TYPE and r.headers.get("ce_tenant") == tenant:
-                executed = ActionExecuted.model_validate_json(r.value)
-                statuses.setdefault(executed.action_id, set()).add(executed.status.value)
-                if executed.status.value == "in_doubt":
-                    assert executed.failure is not None and executed.failure.kind.value == "needs_human"
+        reports = executions(records, tenant)
+        statuses = {action_id: {e.status.value for e in found} for action_id, found in reports.items()}
+        for executed in (e for found in reports.values() for e in found if e.status.value == "in_doubt"):
+            assert executed.failure is not None and executed.failure.kind.value == "needs_human"
         in_doubt = {a for a, s in statuses.items() if s == {"in_doubt"}}
         assert all(s in ({"succeeded"}, {"in_doubt"}) for s in statuses.values()), statuses
         await asyncio.sleep(1)  # anything still on its way would arrive now

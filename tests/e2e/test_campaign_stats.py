@@ -11,8 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from herald_core.contracts import ActionExecuted
-from support import approve, email_action, eventually, executor_answers, post_event, present
+from support import approve, email_action, eventually, execution_of, post_event, present
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.postgres, pytest.mark.smtp]
 
@@ -33,8 +32,8 @@ async def test_campaign_figures_per_variant_count_each_email_once(herald) -> Non
         action = email_action(tenant, contact_id=contact_id, email=f"{contact_id}@buyers.example")
         action = action.model_copy(update={"campaign_id": "spring-launch", "variant": variant})
         await present(herald, approve(herald, action))
-        (executed,) = await executor_answers(herald, action.action_id)
-        assert isinstance(executed, ActionExecuted) and executed.status.value == "succeeded", executed
+        executed = await execution_of(herald, action.action_id)
+        assert executed.status.value == "succeeded", executed
         sent[name] = (contact_id, executed.result["message_id"])
     # an email of another campaign to the same contact, before its events: not counted here
     other = email_action(tenant, contact_id=f"{run}x", email=f"{run}x@buyers.example")

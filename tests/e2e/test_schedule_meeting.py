@@ -13,8 +13,17 @@ from zoneinfo import ZoneInfo
 import pytest
 from icalendar import Calendar
 
-from herald_core.contracts import ActionExecuted, ActionProposed, ActionRefused
-from support import approve, calendar_events, email_action, eventually, executor_answers, mails_to, present
+from herald_core.contracts import ActionProposed, ActionRefused
+from support import (
+    approve,
+    calendar_events,
+    email_action,
+    eventually,
+    execution_of,
+    executor_answers,
+    mails_to,
+    present,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.postgres, pytest.mark.smtp]
 
@@ -39,12 +48,6 @@ def meeting(tenant: str, starts_at: datetime, minutes: int = 30, title: str = "C
     return ActionProposed.model_validate({**base.model_dump(mode="json"), "tool": "schedule_meeting", "input": spec})
 
 
-async def answers(herald, action: ActionProposed) -> list[ActionExecuted]:  # type: ignore[no-untyped-def]
-    found = await executor_answers(herald, action.action_id)
-    assert all(isinstance(a, ActionExecuted) for a in found), found
-    return found  # type: ignore[return-value]
-
-
 def calendar_part(mail: Message) -> Calendar:
     for part in mail.walk():
         if part.get_content_type() == "text/calendar":
@@ -62,7 +65,7 @@ async def test_an_approved_meeting_is_booked_over_caldav_and_invited_once(herald
     approved = approve(herald, action)
     await present(herald, approved)
 
-    (executed,) = await answers(herald, action)
+    executed = await execution_of(herald, action.action_id)
     assert executed.status.value == "succeeded", executed
     uid = f"{action.action_id.lower()}@{DOMAIN}"
     assert executed.result["uid"] == uid
@@ -101,12 +104,12 @@ async def test_a_meeting_over_a_taken_slot_fails_and_books_nothing_but_back_to_b
     config = herald.services.config
     first = meeting(tenant, TEN_AM, title="First")
     await present(herald, approve(herald, first))
-    (executed,) = await answers(herald, first)
+    executed = await execution_of(herald, first.action_id)
     assert executed.status.value == "succeeded", executed
 
     overlapping = meeting(tenant, TEN_AM + timedelta(minutes=15), title="Overlapping")
     await present(herald, approve(herald, overlapping))
-    (failed,) = await answers(herald, overlapping)
+    failed = await execution_of(herald, overlapping.action_id)
     assert failed.status.value == "failed", failed
     assert (
         failed.failure is not None and failed.failure.code == "slot_busy" and failed.failure.kind.value == "permanent"
@@ -116,7 +119,7 @@ async def test_a_meeting_over_a_taken_slot_fails_and_books_nothing_but_back_to_b
 
     back_to_back = meeting(tenant, TEN_AM + timedelta(minutes=30), title="Back to back")
     await present(herald, approve(herald, back_to_back))
-    (booked,) = await answers(herald, back_to_back)
+    booked = await execution_of(herald, back_to_back.action_id)
     assert booked.status.value == "succeeded", booked
     assert sorted(str(e["SUMMARY"]) for e in calendar_events(config, tenant)) == ["Back to back", "First"]
     assert back_to_back.recipient is not None

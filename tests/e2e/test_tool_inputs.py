@@ -12,34 +12,22 @@ from typing import Any
 import asyncpg
 import pytest
 
-from herald_core.contracts import ActionExecuted, DeadLettered
+from herald_core.contracts import DeadLettered
 from herald_core.topics import APPROVED_ACTION, AUDIT, contact_key
 from support import (
     approve,
     calendar_events,
     envelope,
-    executor_answers,
+    execution_of,
     mails_to,
     present,
     publish_raw,
     read_topic,
     tool_action,
+    tool_input,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.postgres, pytest.mark.smtp]
-
-GOOD: dict[str, dict[str, Any]] = {
-    "send_email": {"to": "{contact}@buyers.example", "subject": "Hello", "body_text": "A short note."},
-    "update_crm_record": {"contact_id": "{contact}", "properties": {"lifecycle_stage": "opportunity"}},
-    "schedule_meeting": {
-        "contact_id": "{contact}",
-        "attendee_email": "{contact}@buyers.example",
-        "title": "Walkthrough",
-        "starts_at": "2033-02-01T15:00:00+00:00",
-        "duration_minutes": 30,
-    },
-    "generate_image": {"template": "banner", "headline": "Launch week"},
-}
 
 BAD: list[tuple[str, dict[str, Any], str]] = [
     ("send_email", {"subject": "Hello\r\nBcc: everyone@list.example"}, "subject"),
@@ -66,7 +54,7 @@ async def test_every_tool_refuses_invalid_input_before_any_side_effect(herald) -
     contacts: dict[str, str] = {}
     for n, (tool, change, field) in enumerate(BAD):
         contact = f"c{secrets.token_hex(3)}{n}"
-        approved = approve(herald, tool_action(tenant, tool, _fill(GOOD[tool], contact), contact_id=contact))
+        approved = approve(herald, tool_action(tenant, tool, tool_input(tool, contact), contact_id=contact))
         # the input altered inside the signed approval (as a bug or an attacker upstream would)
         body = approved.model_dump(mode="json")
         body["action"]["input"] = {**body["action"]["input"], **_fill(change, contact)}
@@ -115,10 +103,9 @@ async def test_every_tool_refuses_invalid_input_before_any_side_effect(herald) -
     assert places <= set(audited(audit))
 
     # nothing happened downstream, and the executor still works
-    ok = approve(herald, tool_action(tenant, "send_email", _fill(GOOD["send_email"], "after"), contact_id="after"))
+    ok = approve(herald, tool_action(tenant, "send_email", tool_input("send_email", "after"), contact_id="after"))
     await present(herald, ok)
-    (executed,) = await executor_answers(herald, ok.action.action_id)
-    assert isinstance(executed, ActionExecuted) and executed.status.value == "succeeded"
+    assert (await execution_of(herald, ok.action.action_id)).status.value == "succeeded"
     for action_id, contact in contacts.items():
         assert mails_to(herald.maildir, f"{contact}@buyers.example") == [], marks[action_id]
     assert calendar_events(herald.services.config, tenant) == []

@@ -11,17 +11,11 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from herald_core.contracts import ActionExecuted, ActionRefused
+from herald_core.contracts import ActionRefused
 from loopback_hubspot import hubspot_api
-from support import approve, executor_answers, present, tool_action
+from support import approve, execution_of, executor_answers, present, tool_action
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.postgres]
-
-
-async def _executed(herald, approved) -> ActionExecuted:  # type: ignore[no-untyped-def]
-    (answer,) = await executor_answers(herald, approved.action.action_id)
-    assert isinstance(answer, ActionExecuted), answer
-    return answer
 
 
 async def test_the_contact_store_merges_an_approved_update_once(herald) -> None:  # type: ignore[no-untyped-def]
@@ -37,7 +31,7 @@ async def test_the_contact_store_merges_an_approved_update_once(herald) -> None:
         ),
     )
     await present(herald, first)
-    executed = await _executed(herald, first)
+    executed = await execution_of(herald, first.action.action_id)
     assert executed.status.value == "succeeded", executed
     assert executed.result == {
         "contact_id": contact_id,
@@ -55,7 +49,7 @@ async def test_the_contact_store_merges_an_approved_update_once(herald) -> None:
         ),
     )
     await present(herald, second)
-    assert (await _executed(herald, second)).status.value == "succeeded"
+    assert (await execution_of(herald, second.action.action_id)).status.value == "succeeded"
 
     await present(herald, first)  # the first approval again: a replay, nothing written
     answers = await executor_answers(herald, first.action.action_id, count=2)
@@ -97,7 +91,7 @@ async def test_hubspot_gets_one_patch_after_rate_limits_and_outages(herald, tmp_
         hubspot.fail_next(429, 429, 503)
         approved = update("5101", {"lifecycle_stage": "opportunity", "lead_status": None})
         await present(herald, approved)
-        executed = await _executed(herald, approved)
+        executed = await execution_of(herald, approved.action.action_id)
         assert executed.status.value == "succeeded" and executed.result["crm"] == "hubspot", executed
         assert [r["status"] for r in hubspot.requests] == [429, 429, 503, 200]
         assert hubspot.applied("5101") == [{"properties": {"lifecyclestage": "opportunity", "hs_lead_status": ""}}]
@@ -109,7 +103,7 @@ async def test_hubspot_gets_one_patch_after_rate_limits_and_outages(herald, tmp_
         hubspot.fail_next(*[503] * 6)
         approved = update("5102", {"industry": "Logistics"})
         await present(herald, approved)
-        executed = await _executed(herald, approved)
+        executed = await execution_of(herald, approved.action.action_id)
         assert executed.status.value == "succeeded", executed
         assert [r["status"] for r in hubspot.requests].count(503) == 6
         assert hubspot.applied("5102") == [{"properties": {"industry": "Logistics"}}]
@@ -118,7 +112,7 @@ async def test_hubspot_gets_one_patch_after_rate_limits_and_outages(herald, tmp_
         hubspot.requests.clear()
         approved = update("9999", {"industry": "Retail"})
         await present(herald, approved)
-        executed = await _executed(herald, approved)
+        executed = await execution_of(herald, approved.action.action_id)
         assert executed.status.value == "failed" and executed.failure is not None
         assert (executed.failure.kind.value, executed.failure.code) == ("permanent", "crm_contact_not_found")
         assert len(hubspot.requests) == 1
@@ -135,7 +129,7 @@ async def test_hubspot_gets_one_patch_after_rate_limits_and_outages(herald, tmp_
         )
         approved = update("5101", {"company": "Acme"})
         await present(herald, approved)
-        executed = await _executed(herald, approved)
+        executed = await execution_of(herald, approved.action.action_id)
         assert executed.failure is not None and executed.failure.code == "crm_unauthorized"
         assert len(hubspot.requests) == 1 and hubspot.applied("5101") == []
 
@@ -150,7 +144,7 @@ async def test_an_update_of_another_contact_than_the_approved_one_is_refused(her
     )
     approved = approve(herald, action)
     await present(herald, approved)
-    executed = await _executed(herald, approved)
+    executed = await execution_of(herald, approved.action.action_id)
     assert executed.status.value == "failed" and executed.failure is not None
     assert executed.failure.code == "contact_mismatch"
     conn = await asyncpg.connect(herald.pg_dsn)

@@ -73,7 +73,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from functools import cached_property, lru_cache
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import cel
 import yaml
@@ -90,7 +90,7 @@ from pydantic import (
 )
 
 from herald_core.contracts import ActionProposed, ContactFacts, PolicyPublished, RuleHit, SendEmailInput
-from herald_core.tenants import Limits, TenantConfig
+from herald_core.tenants import Limits, TenantConfig, zone_named
 
 Outcome = Literal["approve", "block", "escalate", "defer"]
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -712,17 +712,10 @@ def evaluate(
     return Verdict("approve", None, "all rules passed", tuple(hits), policy.version)
 
 
-def _zone(name: str | None) -> ZoneInfo | None:
-    try:
-        return ZoneInfo(name) if name else None
-    except (ZoneInfoNotFoundError, ValueError):
-        return None
-
-
 def _send_window(
     window: SendWindow, action: ActionProposed, tenant: TenantConfig, now: datetime
 ) -> tuple[RuleHit, datetime | None]:
-    zone = _zone(action.contact.timezone) or _zone(tenant.timezone) or ZoneInfo("UTC")
+    zone = zone_named(action.contact.timezone) or zone_named(tenant.timezone) or ZoneInfo("UTC")
     local = now.astimezone(zone)
     opening = window.next_opening(local)
     days = ",".join(window.days) if len(window.days) < 7 else "every day"

@@ -11,6 +11,7 @@ import re
 import time
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import structlog
 import yaml
@@ -19,6 +20,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from herald_core.contracts import EmailAddress
 
 log = structlog.get_logger("herald.tenants")
+
+
+def zone_named(name: str | None) -> ZoneInfo | None:
+    """The IANA time zone of that name, or None for no name or one this machine does not know."""
+    try:
+        return ZoneInfo(name) if name else None
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
 
 
 class Sender(BaseModel):

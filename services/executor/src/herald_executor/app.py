@@ -118,12 +118,12 @@ class Executor:
             return [self._refused(msg, approved, "kill_switch", detail)]
 
         if not self.tools.has(action.tool):
+            if TOOLS[action.tool].read_only:
+                code, why = "read_only_tool", f"a read tool, answered at POST /v1/tools/{action.tool}, not an action"
+            else:
+                code, why = "tool_not_available", "this executor has no adapter for it"
             unavailable = ToolFailure(
-                kind=FailureKind.PERMANENT,
-                code="read_only_tool" if TOOLS[action.tool].read_only else "tool_not_available",
-                message=f"{action.tool} is a read tool, answered by GET /v1/tools/{action.tool}, not run as an action"
-                if TOOLS[action.tool].read_only
-                else f"this executor has no adapter for {action.tool}; nothing was done",
+                kind=FailureKind.PERMANENT, code=code, message=f"{action.tool}: {why}; nothing was done"
             )
             return [self._executed(msg, approved, ExecutionStatus.FAILED, {}, unavailable.message, unavailable)]
 

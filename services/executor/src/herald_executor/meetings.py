@@ -10,12 +10,12 @@ from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
 from xml.sax.saxutils import escape
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from icalendar import Calendar, Event, vCalAddress, vText
 
 from herald_core.contracts import ActionProposed, ScheduleMeetingInput
-from herald_core.tenants import TenantConfig
+from herald_core.tenants import TenantConfig, zone_named
 from herald_executor.logic import message_id
 
 PRODID = "-//Herald//schedule_meeting//EN"
@@ -117,7 +117,7 @@ def invite_email(meeting: Meeting, tenant: TenantConfig, stored: bytes, *, now: 
     """The invite as mail clients expect it (RFC 6047): a short plain-text part and the `text/calendar;
     method=REQUEST` alternative built from exactly what the calendar holds."""
     spec = meeting.spec
-    zone = _zone(tenant.timezone)
+    zone = zone_named(tenant.timezone) or ZoneInfo("UTC")
     start, end = meeting.starts_at.astimezone(zone), meeting.ends_at.astimezone(zone)
     when = f"{start:%A %d %B %Y, %H:%M}–{end:%H:%M} ({tenant.timezone})"
     message = EmailMessage()
@@ -142,13 +142,6 @@ def invite_email(meeting: Meeting, tenant: TenantConfig, stored: bytes, *, now: 
         imip_request(stored).decode(), subtype="calendar", params={"method": "REQUEST"}, cte="quoted-printable"
     )
     return message
-
-
-def _zone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
 
 
 # ---- CalDAV bodies and answers

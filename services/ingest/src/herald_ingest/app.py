@@ -41,7 +41,7 @@ from herald_core.tenants import TenantConfig, TenantDirectory
 from herald_core.topics import contact_key
 from herald_ingest.adapters.contacts import PostgresContacts
 from herald_ingest.adapters.dedup import EventKey, SeenEvents
-from herald_ingest.bounces import Ignored, MalformedReport, Report, read_report, report_facts
+from herald_ingest.bounces import MalformedReport, Report, read_report, report_facts
 from herald_ingest.logic import (
     CLOUDEVENT_TYPES,
     HUBSPOT,
@@ -298,7 +298,9 @@ class Ingest:
         items, ignored = report_facts(report, holders)
         # what is left aside is on the audit too (in the same transaction), so "why was this bounce not
         # recorded" has an answer; the reasons name no address
-        audit = [self._ignored_record(request, tenant, report, item, header) for item in ignored]
+        audit = [
+            _rejected_record(request, tenant, 202, f"{item.code}: {item.reason}", report.report_id) for item in ignored
+        ]
         accepted, duplicates = await self.accept(tenant, items, header, audit_only=audit)
         for item in ignored:
             EVENTS_IN.labels("ignored", item.code).inc()
@@ -320,20 +322,6 @@ class Ingest:
             },
             status_code=200 if duplicates and not accepted else 202,
         )
-
-    def _ignored_record(
-        self, request: Request, tenant: str, report: Report, item: Ignored, header: str | None
-    ) -> tuple[bytes | None, Envelope, Contract]:
-        envelope = Envelope.new_chain(
-            source=SOURCE, type=EventRejected.TYPE, tenant=tenant, traceparent=continue_trace(header)
-        )
-        body = EventRejected(
-            status_code=202,
-            reason=f"{item.code}: {item.reason}",
-            endpoint=request.url.path,
-            upstream_event_id=report.report_id,
-        )
-        return None, envelope, body
 
     # ------------------------------------------------------------ shared
 
@@ -371,20 +359,11 @@ class Ingest:
     async def refuse(self, request: Request, tenant: TenantConfig | None, refusal: Refusal) -> JSONResponse:
         """Answer a refusal and record it on the audit (tenant `unknown` when there is none)."""
         tenant_id = tenant.tenant_id if tenant else "unknown"
-        envelope = Envelope.new_chain(
-            source=SOURCE,
-            type=EventRejected.TYPE,
-            tenant=tenant_id,
-            traceparent=continue_trace(request.headers.get("traceparent")),
-        )
-        body = EventRejected(
-            status_code=refusal.status,
-            reason=f"{refusal.error}: {_text(refusal.detail)}"[:2000],
-            endpoint=request.url.path,
-            upstream_event_id=refusal.upstream_event_id,
-        )
+        reason = f"{refusal.error}: {_text(refusal.detail)}"
+        record = _rejected_record(request, tenant_id, refusal.status, reason, refusal.upstream_event_id)
+        _, envelope, _ = record
         # no refusal goes unrecorded: if the audit cannot be written, ask the sender to come back
-        await self._publish([], [(None, envelope, body)])
+        await self._publish([], [record])
         EVENTS_IN.labels("rejected", refusal.error).inc()
         log.warning(
             "request refused",
@@ -460,6 +439,22 @@ async def _answer(handling: Awaitable[JSONResponse]) -> JSONResponse:
         EVENTS_IN.labels("failed", "internal_error").inc()
         log.exception("request failed")
         return JSONResponse({"error": "internal_error", "detail": "see the service log"}, status_code=500)
+
+
+def _rejected_record(
+    request: Request, tenant: str, status: int, reason: str, upstream_event_id: str | None
+) -> tuple[bytes | None, Envelope, Contract]:
+    """An `EventRejected` audit record (a new chain under the caller's trace) of what an endpoint did not take."""
+    envelope = Envelope.new_chain(
+        source=SOURCE,
+        type=EventRejected.TYPE,
+        tenant=tenant,
+        traceparent=continue_trace(request.headers.get("traceparent")),
+    )
+    body = EventRejected(
+        status_code=status, reason=reason[:2000], endpoint=request.url.path, upstream_event_id=upstream_event_id
+    )
+    return None, envelope, body
 
 
 async def create_app(settings: Settings | None = None) -> ServiceRuntime:

@@ -38,8 +38,8 @@ import structlog
 from herald_core.contracts import ActionProposed, FailureKind
 from herald_core.tenants import TenantConfig
 from herald_core.tools import ScheduleMeetingOutput
-from herald_executor.adapters.smtp import DeferredError, NotSentError, PermanentSendError, SmtpSender
-from herald_executor.logic import Reconciled, ToolError
+from herald_executor.adapters.smtp import SmtpSender
+from herald_executor.logic import Reconciled, ToolError, retry_after_seconds
 from herald_executor.meetings import (
     Meeting,
     blocking,
@@ -71,15 +71,11 @@ def _refused(response: httpx.Response, doing: str) -> ToolError:
     status = response.status_code
     message = f"CalDAV {doing}: {status} {response.reason_phrase}"
     if status == 429 or status >= 500:
-        return ToolError(FailureKind.RETRYABLE, "caldav_unavailable", message, retry_after=_retry_after(response))
+        wait = retry_after_seconds(response.headers)
+        return ToolError(FailureKind.RETRYABLE, "caldav_unavailable", message, retry_after=wait)
     if status in (401, 403):
         return ToolError(FailureKind.PERMANENT, "caldav_unauthorized", message)
     return ToolError(FailureKind.PERMANENT, "caldav_rejected", message)
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After", "")
-    return float(value) if value.isdigit() else None
 
 
 class MeetingTool:
@@ -221,15 +217,14 @@ class MeetingTool:
     async def _invite(self, meeting: Meeting, tenant: TenantConfig, stored: Stored, url: str) -> None:
         email = invite_email(meeting, tenant, stored.ics, now=datetime.now(UTC))
         try:
-            await self.sender.send(email)
-        except (NotSentError, DeferredError) as exc:
-            # the event stays: a retry finds it (ours, unmarked) and sends the invite without writing again
-            raise ToolError(FailureKind.RETRYABLE, "smtp_unavailable", str(exc)) from exc
-        except PermanentSendError as exc:
-            # a meeting nobody was told of should not hold the slot
-            with contextlib.suppress(httpx.HTTPError, ToolError):
-                await self._withdraw(url, stored)
-            raise ToolError(FailureKind.PERMANENT, "smtp_rejected", str(exc)) from exc
+            await self.sender.deliver(email)
+        except ToolError as exc:
+            # not taken: the event stays, and a retry finds it (ours, unmarked) and invites without writing again;
+            # refused for good: a meeting nobody was told of should not hold the slot
+            if exc.kind is FailureKind.PERMANENT:
+                with contextlib.suppress(httpx.HTTPError, ToolError):
+                    await self._withdraw(url, stored)
+            raise
         await self._mark_invited(meeting, stored, url)
 
     async def _mark_invited(self, meeting: Meeting, stored: Stored, url: str) -> None:

@@ -19,7 +19,7 @@ import httpx
 from herald_core.contracts import ActionProposed, FailureKind, UpdateCrmRecordInput
 from herald_core.tenants import TenantConfig
 from herald_core.tools import UpdateCrmRecordOutput
-from herald_executor.logic import Reconciled, ToolError
+from herald_executor.logic import Reconciled, ToolError, retry_after_seconds
 
 #: Herald's property names → HubSpot's internal names (`herald_next_step` is a custom property the tenant adds)
 HUBSPOT_PROPERTIES = {
@@ -144,9 +144,9 @@ class HubSpotCrm:
 
 def _retry_after(response: httpx.Response) -> float:
     """HubSpot's 429 says how long to wait in `Retry-After` (seconds) or, per interval, in its rate-limit headers."""
-    header = response.headers.get("Retry-After", "")
-    if header.replace(".", "", 1).isdigit():
-        return float(header)
+    asked = retry_after_seconds(response.headers)
+    if asked is not None:
+        return asked
     interval_ms = response.headers.get("X-HubSpot-RateLimit-Interval-Milliseconds", "")
     return int(interval_ms) / 1000 if interval_ms.isdigit() else 1.0
 

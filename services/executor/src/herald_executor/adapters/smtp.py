@@ -102,6 +102,16 @@ class SmtpSender:
             self._idle.put_nowait((client, time.monotonic()))
             return str(reply)
 
+    async def deliver(self, message: EmailMessage) -> str:
+        """`send`, its failures typed for the tool runner: not taken (retryable, nothing happened) or refused for
+        good (permanent); anything else escapes as a cut-off call, for `reconcile` to judge."""
+        try:
+            return await self.send(message)
+        except (NotSentError, DeferredError) as exc:
+            raise ToolError(FailureKind.RETRYABLE, "smtp_unavailable", str(exc)) from exc
+        except PermanentSendError as exc:
+            raise ToolError(FailureKind.PERMANENT, "smtp_rejected", str(exc)) from exc
+
     async def close(self) -> None:
         while not self._idle.empty():
             client, _ = self._idle.get_nowait()
@@ -126,12 +136,7 @@ class EmailTool:
             unsubscribe_url=tenant.unsubscribe_url,
             domain=self.settings.message_id_domain,
         )
-        try:
-            reply = await self.sender.send(email)
-        except (NotSentError, DeferredError) as exc:
-            raise ToolError(FailureKind.RETRYABLE, "smtp_unavailable", str(exc)) from exc
-        except PermanentSendError as exc:
-            raise ToolError(FailureKind.PERMANENT, "smtp_rejected", str(exc)) from exc
+        reply = await self.sender.deliver(email)
         return SendEmailOutput(
             message_id=message_id(action.action_id, self.settings.message_id_domain), smtp_reply=reply
         )

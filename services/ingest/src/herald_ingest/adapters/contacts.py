@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import asyncpg
@@ -31,6 +31,17 @@ _COLUMNS = (
 _WRITABLE = frozenset(CONTACT_PROPERTIES.values()) & frozenset(_COLUMNS)
 
 
+def _readable(rows: Sequence[asyncpg.Record]) -> Iterator[tuple[asyncpg.Record, ContactFacts]]:
+    """Each row with its facts; an unreadable row is logged and left out."""
+    for row in rows:
+        try:
+            facts = _facts(row)
+        except ValidationError as exc:
+            log.error("unreadable contact row", contact_id=row["contact_id"], error=str(exc)[:300])
+            continue
+        yield row, facts
+
+
 class PostgresContacts:
     """Implements `logic.ContactDirectory` over `ingest.contacts`."""
 
@@ -43,13 +54,7 @@ class PostgresContacts:
             tenant,
             list(contact_ids),
         )
-        found: dict[str, ContactFacts] = {}
-        for row in rows:
-            try:
-                found[row["contact_id"]] = _facts(row)
-            except ValidationError as exc:
-                log.error("unreadable contact row", contact_id=row["contact_id"], error=str(exc)[:300])
-        return found
+        return {row["contact_id"]: facts for row, facts in _readable(rows)}
 
     async def find_by_email(self, tenant: str, emails: Sequence[str]) -> dict[str, list[ContactFacts]]:
         rows = await self.pool.fetch(
@@ -58,11 +63,8 @@ class PostgresContacts:
             sorted({e.lower() for e in emails}),
         )
         found: dict[str, list[ContactFacts]] = {}
-        for row in rows:
-            try:
-                found.setdefault(row["email"].lower(), []).append(_facts(row))
-            except ValidationError as exc:
-                log.error("unreadable contact row", contact_id=row["contact_id"], error=str(exc)[:300])
+        for row, facts in _readable(rows):
+            found.setdefault(row["email"].lower(), []).append(facts)
         return found
 
     async def record_property(self, tenant: str, contact_id: str, field: str, value: str | bool | None) -> None:
