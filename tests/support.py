@@ -499,7 +499,13 @@ async def loopback(app: FastAPI) -> AsyncIterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def messages_api(reply: dict[str, Any]) -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
+async def messages_api(
+    reply: dict[str, Any] | list[dict[str, Any]],
+) -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
+    """A Messages API on loopback: every request is recorded (body and headers) and answered with `reply`, or,
+    given a list, the n-th request with the n-th reply (the last one again once the list is used up) — a
+    conversation of several turns, such as a model that calls a tool before it answers."""
+    replies = reply if isinstance(reply, list) else [reply]
     received: list[dict[str, Any]] = []
     app = FastAPI()
 
@@ -507,15 +513,16 @@ async def messages_api(reply: dict[str, Any]) -> AsyncIterator[tuple[str, list[d
     async def messages(request: Request) -> dict[str, Any]:
         body = await request.json()
         received.append({"body": body, "headers": dict(request.headers)})
+        answer = replies[min(len(received), len(replies)) - 1]
         return {
-            "id": "msg_loopback_1",
+            "id": f"msg_loopback_{len(received)}",
             "type": "message",
             "role": "assistant",
             "model": body["model"],
-            "content": reply["content"],
-            "stop_reason": reply.get("stop_reason", "tool_use"),
+            "content": answer["content"],
+            "stop_reason": answer.get("stop_reason", "tool_use"),
             "stop_sequence": None,
-            "usage": reply.get("usage", {"input_tokens": 321, "output_tokens": 87}),
+            "usage": answer.get("usage", {"input_tokens": 321, "output_tokens": 87}),
         }
 
     async with loopback(app) as url:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 import yaml
 from kubernetes_validate import validate
@@ -36,3 +38,24 @@ def test_every_service_has_probes_and_only_the_guard_holds_the_signing_key() -> 
     }
     assert secrets["herald-guard"] == ["herald-guard-keys"]
     assert all(not s for name, s in secrets.items() if name not in ("herald-guard", "herald-executor"))
+
+
+def test_each_service_listens_where_its_probes_and_callers_look() -> None:
+    """The port and host a Deployment sets are settings its service reads (else it would listen on its default,
+    on loopback), and the planner reaches the executor's read API at the executor Service's port."""
+    documents = kubernetes_workloads()
+    config = next(d for d in documents if d["kind"] == "ConfigMap")["data"]
+    for deployment in (d for d in documents if d["kind"] == "Deployment"):
+        service = deployment["metadata"]["name"].removeprefix("herald-")
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        settings = importlib.import_module(f"herald_{service}.settings").Settings()
+        prefix = f"HERALD_{service.upper()}_"
+        port = str(container["ports"][0]["containerPort"])
+        (port_name,) = [name for name, value in env.items() if name.endswith("_PORT") and value == port]
+        host_name = port_name.removesuffix("_PORT") + "_HOST"
+        assert env[host_name] == "0.0.0.0"
+        for name in (port_name, host_name):
+            assert name.removeprefix(prefix).lower() in type(settings).model_fields, f"{service} ignores {name}"
+    executor = next(d for d in documents if d["kind"] == "Service" and d["metadata"]["name"] == "herald-executor")
+    assert config["HERALD_PLANNER_EXECUTOR_URL"] == f"http://herald-executor:{executor['spec']['ports'][0]['port']}"

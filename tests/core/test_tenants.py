@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
+from pydantic import ValidationError
 
-from herald_core.tenants import TenantDirectory
+from herald_core.tenants import TenantConfig, TenantDirectory
+from herald_stack.config import REPO_ROOT
 
 
 def _write(directory: Path, tenant_id: str) -> None:
@@ -37,3 +40,19 @@ def test_a_broken_file_leaves_the_others_working(tmp_path: Path) -> None:
     tenants = TenantDirectory(tmp_path)
     assert tenants.get("good") is not None
     assert [t.tenant_id for t in tenants.all()] == ["good"]
+
+
+def test_a_first_touch_campaign_is_read_and_a_bad_one_refused() -> None:
+    sample = TenantConfig.model_validate(yaml.safe_load((REPO_ROOT / "samples" / "acme" / "tenant.yaml").read_text()))
+    assert sample.first_touch is not None and sample.first_touch.campaign_id == "first-touch"
+    assert list(sample.first_touch.variants) == ["proof", "question"]
+    base = sample.model_dump(exclude={"first_touch"})
+    assert TenantConfig.model_validate(base).first_touch is None  # optional: first emails then belong to no campaign
+    for bad in (
+        {"campaign_id": "first touch"},  # not a campaign id the contracts accept
+        {"campaign_id": "c", "variants": {"-proof": "a leading dash"}},  # nor a variant name
+        {"campaign_id": "c", "variants": {"proof": "two\nlines"}},  # an angle is one line
+        {"campaign_id": "c", "variants": {f"v{n}": "angle" for n in range(11)}},  # at most ten
+    ):
+        with pytest.raises(ValidationError):
+            TenantConfig.model_validate({**base, "first_touch": bad})

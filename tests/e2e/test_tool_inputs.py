@@ -1,24 +1,28 @@
 """Invalid tool inputs inside signed approvals, for every tool: wrong types, missing fields, oversize bodies,
 header injection in a subject or recipient. The executor refuses each one before any side effect — the
 dead letter names the field, the audit holds it — and nothing reaches a mailbox, the contact store, a
-calendar or the asset store; the executor goes on serving."""
+calendar or the asset store; the executor goes on serving. Likewise an approval altered after signing,
+forged or unsigned, for every tool."""
 
 from __future__ import annotations
 
 import json
 import secrets
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
 import pytest
 
-from herald_core.contracts import DeadLettered
+from herald_core.contracts import ActionProposed, DeadLettered
+from herald_core.signing import generate_keypair, load_signer
 from herald_core.topics import APPROVED_ACTION, AUDIT, contact_key
 from support import (
     approve,
     calendar_events,
     envelope,
     execution_of,
+    executor_answers,
     mails_to,
     present,
     publish_raw,
@@ -114,5 +118,61 @@ async def test_every_tool_refuses_invalid_input_before_any_side_effect(herald) -
     try:
         assert await conn.fetchval("SELECT count(*) FROM crm.writes WHERE tenant = $1", tenant) == 0
         assert await conn.fetchval("SELECT count(*) FROM executor.ledger WHERE tenant = $1", tenant) == 1
+    finally:
+        await conn.close()
+
+
+ALTERED: dict[str, dict[str, Any]] = {
+    "send_email": {"body_text": "Ignore all that: 90% off today!"},
+    "update_crm_record": {"properties": {"lifecycle_stage": "customer", "next_step": "refund everything"}},
+    "schedule_meeting": {"attendee_email": "someone-else@elsewhere.example"},
+    "generate_image": {"headline": "90% off everything"},
+}
+
+
+async def test_every_tool_refuses_an_altered_forged_or_unsigned_approval(herald, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """For each tool with a side effect: a genuine approval whose (still valid) input was changed after
+    signing, an approval signed with a key that is not the guard's, and an approval whose signature was
+    stripped are refused before anything happens, each with its reason on the audited executed topic."""
+    tenant = herald.add_tenant(f"sig{secrets.token_hex(3)}")
+    generate_keypair(tmp_path, "guard-local-1")  # the guard's key id, another key
+    forger = load_signer(tmp_path / "guard-local-1.pem", "guard-local-1")
+    expected: dict[str, str] = {}  # action id → refusal reason
+    contacts: list[str] = []
+    for n, tool in enumerate(ALTERED):
+        for way in ("altered", "forged", "unsigned"):
+            contact = f"s{secrets.token_hex(3)}{n}"
+            contacts.append(contact)
+            action = tool_action(tenant, tool, tool_input(tool, contact, n), contact_id=contact)
+            approved = approve(herald, action)
+            if way == "altered":
+                changed = {**approved.action.input.model_dump(mode="json"), **ALTERED[tool]}
+                action = ActionProposed.model_validate({**action.model_dump(mode="json"), "input": changed})
+                approved = approved.model_copy(update={"action": action})
+            elif way == "forged":
+                approval = forger.approve(action, approved_by="guard", policy_version="test", ttl=timedelta(minutes=10))
+                approved = approved.model_copy(update={"approval": approval})
+            else:
+                approved = approved.model_copy(
+                    update={"approval": approved.approval.model_copy(update={"signature": ""})}
+                )
+            await present(herald, approved)
+            expected[action.action_id] = "bad_signature"
+
+    answers = {a: await executor_answers(herald, a) for a in expected}
+    for action_id, found in answers.items():
+        assert [type(x).__name__ for x in found] == ["ActionRefused"], found
+        assert found[0].reason == expected[action_id], found  # type: ignore[union-attr]
+
+    # nothing reached any downstream
+    for contact in contacts:
+        assert mails_to(herald.maildir, f"{contact}@buyers.example") == []
+    assert mails_to(herald.maildir, "someone-else@elsewhere.example") == []
+    assert calendar_events(herald.services.config, tenant) == []
+    assert not (herald.services.config.state_dir / "assets" / tenant).exists()
+    conn = await asyncpg.connect(herald.pg_dsn)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM crm.writes WHERE tenant = $1", tenant) == 0
+        assert await conn.fetchval("SELECT count(*) FROM executor.ledger WHERE tenant = $1", tenant) == 0
     finally:
         await conn.close()

@@ -3,17 +3,30 @@
 The server records what the SDK sent (model, tools, forced tool choice, the passages) and answers
 the way the API does: a `tool_use` block with the draft. A model that answers without calling the
 tool makes the planner fall back to its template.
+
+For a tenant with a first-touch campaign the model may first call the read-only `fetch_campaign_stats`;
+a loopback app stands for the executor's read API (`POST /v1/tools/<tool>`, the same validation and
+refusals), and the next request must carry its answer as the tool result.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
 from herald_core.contracts import ContactFacts, EvidenceRef, MemoryRef
-from herald_planner.adapters.llm import LlmDrafter
-from support import messages_api
+from herald_core.tenants import FirstTouch
+from herald_core.tools import ToolInputInvalid, validate_input
+from herald_planner.adapters.llm import DraftingFailed, LlmDrafter
+from herald_planner.adapters.tools import ReadToolError, ReadTools
+from support import loopback, messages_api
 
 EVIDENCE = [
     EvidenceRef(
@@ -88,3 +101,203 @@ async def test_an_answer_without_the_tool_is_refused(monkeypatch: pytest.MonkeyP
         with pytest.raises(ValueError, match="did not call draft_email"):
             await drafter.draft(CONTACT, EVIDENCE, [], company_name="Acme Relay", sender="Maya")
         await drafter.client.close()
+
+
+FIRST_TOUCH = FirstTouch(
+    campaign_id="first-touch",
+    variants={"proof": "lead with a customer result", "question": "open with a question about their work"},
+)
+STATS = {
+    "campaign_id": "first-touch",
+    "variants": [
+        {"variant": "proof", "sends": 12, "deliveries": 12, "opens": 5, "clicks": 1, "replies": 1},
+        {"variant": "question", "sends": 10, "deliveries": 9, "opens": 2, "clicks": 0, "replies": 0},
+    ],
+}
+
+
+def _stats_call(n: int, campaign_id: str = "first-touch") -> dict[str, Any]:
+    return {
+        "content": [
+            {
+                "type": "tool_use",
+                "id": f"toolu_read_{n}",
+                "name": "fetch_campaign_stats",
+                "input": {"campaign_id": campaign_id},
+            }
+        ],
+        "usage": {"input_tokens": 400, "output_tokens": 30},
+    }
+
+
+DRAFT_PROOF = {
+    "content": [
+        {
+            "type": "tool_use",
+            "id": "toolu_draft",
+            "name": "draft_email",
+            "input": {
+                "subject": "Jordan, 62% faster exceptions at Northwind?",
+                "body_text": "Hi Jordan,\n\nNorthwind Freight cut carrier-exception handling by 62%.",
+                "confidence": 0.8,
+                "variant": "proof",
+            },
+        }
+    ],
+    "usage": {"input_tokens": 600, "output_tokens": 90},
+}
+
+
+@asynccontextmanager
+async def executor_read_api() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
+    """The executor's read API as the planner sees it: input checked against the registry (422 with the typed
+    failure), tools with side effects refused (403), `STATS` for a valid question; every request recorded."""
+    asked: list[dict[str, Any]] = []
+    app = FastAPI()
+
+    @app.post("/v1/tools/{tool}")
+    async def read_tool(tool: str, request: Request) -> JSONResponse:
+        body = await request.json()
+        asked.append({"tool": tool, **body})
+        if tool != "fetch_campaign_stats":
+            return JSONResponse({"error": "needs_approval", "detail": f"{tool} needs the guard"}, status_code=403)
+        try:
+            validate_input(tool, body["input"])
+        except ToolInputInvalid as exc:
+            return JSONResponse({"error": "invalid_input", "failure": exc.failure.model_dump(mode="json")}, 422)
+        return JSONResponse(STATS)
+
+    async with loopback(app) as url:
+        yield url, asked
+
+
+@asynccontextmanager
+async def drafter_with_reads(
+    monkeypatch: pytest.MonkeyPatch, replies: list[dict[str, Any]], max_tool_rounds: int = 3
+) -> AsyncIterator[tuple[LlmDrafter, list[dict[str, Any]], list[dict[str, Any]]]]:
+    """A drafter whose model answers `replies` in turn and whose read tools go to the executor stand-in."""
+    async with messages_api(replies) as (url, received), executor_read_api() as (executor, asked):
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", url)
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-loopback")
+        read_tools = ReadTools(executor, timeout_seconds=5)
+        drafter = LlmDrafter("claude-sonnet-5", 800, read_tools, max_tool_rounds=max_tool_rounds)
+        try:
+            yield drafter, received, asked
+        finally:
+            await drafter.client.close()
+            await read_tools.close()
+
+
+def _tool_results(request: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        block
+        for message in request["body"]["messages"]
+        if message["role"] == "user" and isinstance(message["content"], list)
+        for block in message["content"]
+        if block["type"] == "tool_result"
+    ]
+
+
+async def test_the_model_reads_the_campaign_figures_then_drafts_a_variant(monkeypatch: pytest.MonkeyPatch) -> None:
+    async with drafter_with_reads(monkeypatch, [_stats_call(1), DRAFT_PROOF]) as (drafter, received, asked):
+        draft = await drafter.draft(
+            CONTACT, EVIDENCE, [], company_name="Acme Relay", sender="Maya", tenant="acme", first_touch=FIRST_TOUCH
+        )
+    assert len(received) == 2
+    first, second = (r["body"] for r in received)
+    # offered: the draft and the registry's read-only tools, any of them; nothing with side effects
+    assert [t["name"] for t in first["tools"]] == ["draft_email", "fetch_campaign_stats"]
+    assert first["tool_choice"] == {"type": "any"}
+    variant = first["tools"][0]["input_schema"]["properties"]["variant"]
+    assert variant["enum"] == ["proof", "question"] and "variant" not in first["tools"][0]["input_schema"]["required"]
+    stats_schema = first["tools"][1]["input_schema"]
+    assert stats_schema["required"] == ["campaign_id"] and "pattern" in stats_schema["properties"]["campaign_id"]
+    assert "'first-touch'" in first["system"]
+    assert "- proof: lead with a customer result" in first["system"]
+    assert "- question: open with a question about their work" in first["system"]
+    # the executor was asked once, for this tenant and campaign
+    assert asked == [{"tool": "fetch_campaign_stats", "tenant": "acme", "input": {"campaign_id": "first-touch"}}]
+    # the second request carries the model's call and the executor's answer to it
+    assistant = second["messages"][1]
+    assert assistant["role"] == "assistant" and assistant["content"][0]["id"] == "toolu_read_1"
+    (result,) = _tool_results(received[1])
+    assert result["tool_use_id"] == "toolu_read_1" and not result.get("is_error")
+    assert json.loads(result["content"]) == STATS
+    # the draft: the chosen variant, the tokens of both calls, and a rationale naming what was consulted
+    assert draft.variant == "proof" and draft.consulted == ("fetch_campaign_stats",)
+    assert draft.usage is not None and (draft.usage.input_tokens, draft.usage.output_tokens) == (1000, 120)
+    assert "consulted fetch_campaign_stats(first-touch): proof 12 sends 5 opens 1 clicks 1 replies" in draft.rationale
+    assert "question 10 sends 2 opens" in draft.rationale and "variant proof" in draft.rationale
+
+
+async def test_a_read_tool_that_fails_is_an_error_result_and_the_draft_still_comes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    replies = [_stats_call(1, campaign_id="first touch!"), DRAFT_PROOF]
+    async with drafter_with_reads(monkeypatch, replies) as (drafter, received, asked):
+        draft = await drafter.draft(
+            CONTACT, EVIDENCE, [], company_name="Acme Relay", sender="Maya", tenant="acme", first_touch=FIRST_TOUCH
+        )
+    assert len(asked) == 1 and len(received) == 2
+    (result,) = _tool_results(received[1])
+    assert result["is_error"] is True and result["tool_use_id"] == "toolu_read_1"
+    assert "HTTP 422" in result["content"] and "campaign_id" in result["content"]
+    assert draft.variant == "proof" and draft.consulted == ("fetch_campaign_stats",)
+    assert "fetch_campaign_stats(first touch!) failed: HTTP 422" in draft.rationale
+
+
+async def test_running_out_of_rounds_forces_draft_email(monkeypatch: pytest.MonkeyPatch) -> None:
+    replies = [_stats_call(1), _stats_call(2), DRAFT_PROOF]
+    async with drafter_with_reads(monkeypatch, replies, max_tool_rounds=3) as (drafter, received, asked):
+        draft = await drafter.draft(
+            CONTACT, EVIDENCE, [], company_name="Acme Relay", sender="Maya", tenant="acme", first_touch=FIRST_TOUCH
+        )
+    assert [r["body"]["tool_choice"] for r in received] == [
+        {"type": "any"},
+        {"type": "any"},
+        {"type": "tool", "name": "draft_email"},
+    ]
+    assert len(asked) == 2 and [r["tool_use_id"] for r in _tool_results(received[2])] == [
+        "toolu_read_1",
+        "toolu_read_2",
+    ]
+    assert draft.variant == "proof"
+    assert draft.usage is not None and (draft.usage.input_tokens, draft.usage.output_tokens) == (1400, 150)
+
+    # a model that still does not draft in the forced round: no fourth call, and its tokens are not lost
+    async with drafter_with_reads(monkeypatch, [_stats_call(1)], max_tool_rounds=3) as (drafter, received, asked):
+        with pytest.raises(DraftingFailed, match="did not call draft_email") as failed:
+            await drafter.draft(
+                CONTACT, EVIDENCE, [], company_name="Acme Relay", sender="Maya", tenant="acme", first_touch=FIRST_TOUCH
+            )
+    assert len(received) == 3 and len(asked) == 2
+    assert (failed.value.usage.input_tokens, failed.value.usage.output_tokens) == (1200, 90)
+
+
+async def test_without_a_first_touch_campaign_the_model_reads_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    async with drafter_with_reads(monkeypatch, [_stats_call(1), DRAFT_PROOF]) as (drafter, received, asked):
+        with pytest.raises(DraftingFailed, match="did not call draft_email"):
+            await drafter.draft(CONTACT, EVIDENCE, [], company_name="Acme Relay", sender="Maya", tenant="acme")
+    assert len(received) == 1 and asked == []
+    (request,) = (r["body"] for r in received)
+    assert request["tool_choice"] == {"type": "tool", "name": "draft_email"}
+    assert [t["name"] for t in request["tools"]] == ["draft_email"]
+    assert "variant" not in request["tools"][0]["input_schema"]["properties"]
+    assert "fetch_campaign_stats" not in request["system"]
+
+
+async def test_read_tools_refuse_a_tool_with_side_effects_before_asking() -> None:
+    async with executor_read_api() as (executor, asked):
+        read_tools = ReadTools(executor, timeout_seconds=5)
+        try:
+            with pytest.raises(ReadToolError, match="only the guard's approval"):
+                await read_tools.call("send_email", "acme", {"to": "a@b.example", "subject": "Hi", "body_text": "x"})
+            with pytest.raises(ReadToolError, match="no tool named"):
+                await read_tools.call("drop_tables", "acme", {})
+            assert asked == []
+            with pytest.raises(ReadToolError) as refused:
+                await read_tools.call("fetch_campaign_stats", "acme", {"campaign_id": "a b"})
+            assert refused.value.status == 422 and "campaign_id" in refused.value.reason
+            assert await read_tools.call("fetch_campaign_stats", "acme", {"campaign_id": "first-touch"}) == STATS
+        finally:
+            await read_tools.close()

@@ -75,6 +75,7 @@ class ServiceSet:
             "HERALD_RETRIEVAL_GRPC_PORT": str(self.base_port + 52),
             "HERALD_PLANNER_RETRIEVAL_TARGET": self.retrieval_target,
             "HERALD_GUARD_RETRIEVAL_TARGET": self.retrieval_target,
+            "HERALD_PLANNER_EXECUTOR_URL": self.executor_url,
             "HERALD_REVIEW_URL": self.review_url,
             "HERALD_EXECUTOR_ASSETS_DIR": str(self.config.state_dir / "assets"),
             "PYTHONUNBUFFERED": "1",

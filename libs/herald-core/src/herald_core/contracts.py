@@ -524,6 +524,29 @@ class ActionRefused(Contract):
     detail: str = Field(description="The reason in words.")
 
 
+class ResolutionOutcome(StrEnum):
+    HAPPENED = "happened"
+    DID_NOT_HAPPEN = "did_not_happen"
+
+
+class ExecutionResolved(Contract):
+    """What a person found when checking an execution in doubt in its downstream (the mailbox, the CRM, the
+    calendar): the side effect happened, or it did not. It settles the execution's outcome everywhere (the
+    executor's ledger and campaign statistics, the workflow run, the audit); nothing is re-run because of it."""
+
+    TYPE: ClassVar[str] = "herald.execution.resolved.v1"
+    review_id: str = Field(description="The review item of the execution in doubt.")
+    action_id: str = Field(description="The action.")
+    workflow_id: str = Field(description="Its workflow run.")
+    contact_id: ContactId = Field(description="The contact.")
+    tool: str = Field(description="The tool whose call was in doubt.")
+    outcome: ResolutionOutcome = Field(description="happened or did_not_happen.")
+    reviewer: str = Field(min_length=1, max_length=200, description="Who checked.")
+    reason: str = Field(min_length=1, max_length=2000, description="How it was checked.")
+    summary: str | None = Field(default=None, max_length=500, description="What the action was, in words.")
+    resolved_at: datetime = Field(description="When (UTC).")
+
+
 # ---------------------------------------------------------------- policy
 
 MAX_POLICY_BYTES = 256 * 1024
@@ -573,7 +596,8 @@ class LlmBudgetChanged(Contract):
 
 
 class LlmUsageReported(Contract):
-    """Tokens one LLM call used, reported by the service that made it (what the daily budget counts)."""
+    """Tokens an LLM task used (one draft: every Messages call it took, tool rounds included), reported by
+    the service that made the calls (what the daily budget counts)."""
 
     TYPE: ClassVar[str] = "herald.llm.usage.v1"
     workflow_id: str | None = Field(default=None, description="The workflow run the call was for.")
@@ -691,6 +715,7 @@ MESSAGE_TYPES: dict[str, type[Contract]] = {
         ActionApproved,
         ActionExecuted,
         ActionRefused,
+        ExecutionResolved,
         PolicyPublished,
         KillSwitchChanged,
         LlmBudgetChanged,

@@ -16,7 +16,7 @@ import argparse
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -39,14 +39,16 @@ class Workload:
     replicas: int
     grpc_port: int | None = None
     public_http: bool = False  # ingest, review and the executor (read-only tools) serve an API on their HTTP port
+    # the settings that place that port: ingest and review read HTTP_PORT/HTTP_HOST, the others OPS_PORT/OPS_HOST
+    port_settings: Literal["HTTP", "OPS"] = "OPS"
 
 
 WORKLOADS = (
-    Workload("ingest", 8101, 2, public_http=True),
+    Workload("ingest", 8101, 2, public_http=True, port_settings="HTTP"),
     Workload("retrieval", 8102, 2, grpc_port=8202),
     Workload("planner", 8103, 2),
     Workload("guard", 8104, 2),
-    Workload("review", 8105, 2, public_http=True),
+    Workload("review", 8105, 2, public_http=True, port_settings="HTTP"),
     Workload("executor", 8106, 2, public_http=True),
 )
 
@@ -228,6 +230,7 @@ def kubernetes_workloads() -> list[dict[str, Any]]:
                 "HERALD_KEYS_DIR": "/etc/herald/keys",
                 "HERALD_PLANNER_RETRIEVAL_TARGET": "herald-retrieval:8202",
                 "HERALD_GUARD_RETRIEVAL_TARGET": "herald-retrieval:8202",
+                "HERALD_PLANNER_EXECUTOR_URL": "http://herald-executor:8106",
                 "HERALD_LOG_LEVEL": "INFO",
             },
         },
@@ -242,10 +245,9 @@ def kubernetes_workloads() -> list[dict[str, Any]]:
         name = f"herald-{w.service}"
         labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": "herald"}
         prefix = f"HERALD_{w.service.upper()}_"
-        port_env = "HTTP_PORT" if w.public_http else "OPS_PORT"
         env: list[dict[str, Any]] = [
-            {"name": f"{prefix}{port_env}", "value": str(w.http_port)},
-            {"name": f"{prefix}{'HTTP_HOST' if w.public_http else 'OPS_HOST'}", "value": "0.0.0.0"},
+            {"name": f"{prefix}{w.port_settings}_PORT", "value": str(w.http_port)},
+            {"name": f"{prefix}{w.port_settings}_HOST", "value": "0.0.0.0"},
             # names the transactional producers; a replaced pod gets a new name, so a transaction its
             # predecessor left open is aborted by the broker's transaction timeout (15 s), not fenced at once
             {"name": "HERALD_INSTANCE_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},

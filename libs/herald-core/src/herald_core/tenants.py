@@ -10,12 +10,12 @@ import contextlib
 import re
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import structlog
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
 
 from herald_core.contracts import EmailAddress
 
@@ -53,7 +53,8 @@ class Escalation(BaseModel):
 
 
 class BrandKit(BaseModel):
-    """What generated images are made of: the tenant's colours and wordmark."""
+    """What generated images are made of: the tenant's colours and wordmark (and, for a hosted image model, the
+    look in words)."""
 
     model_config = ConfigDict(frozen=True)
     palette: tuple[str, ...] = Field(
@@ -62,6 +63,12 @@ class BrandKit(BaseModel):
         description="Background, text and accent colours (#RRGGBB).",
     )
     wordmark: str | None = Field(default=None, max_length=60, description="Text in place of a logo (default: name).")
+    voice: str | None = Field(
+        default=None,
+        max_length=200,
+        pattern=r"^[^\r\n]*$",
+        description="The brand's look and tone in one line, given to a hosted image model (e.g. calm, plain, airy).",
+    )
 
     @field_validator("palette")
     @classmethod
@@ -89,6 +96,54 @@ class CrmConnection(BaseModel):
         return self
 
 
+class ImageGeneration(BaseModel):
+    """How `generate_image` makes a picture: the brand template drawn by Herald (Pillow), or a hosted image model
+    behind an OpenAI-compatible Images API (`POST <base_url>/v1/images/generations`), fitted to the template's
+    size. Either way the image is labelled as generated."""
+
+    model_config = ConfigDict(frozen=True)
+    kind: Literal["template", "hosted"] = Field(default="template", description="The image adapter.")
+    base_url: str | None = Field(default=None, description="The Images API's root (e.g. https://api.openai.com).")
+    model: str | None = Field(default=None, min_length=1, max_length=100, description="The model asked (hosted).")
+    token_file: Path | None = Field(
+        default=None, description="A file holding the Images API's key, sent as a bearer token (a mounted secret)."
+    )
+    size: str | None = Field(
+        default=None,
+        pattern=r"^[1-9][0-9]{1,4}x[1-9][0-9]{1,4}$",
+        description="The size (WxH) asked for every template, for a model that takes only that; by default the "
+        "size such APIs accept closest to the template's shape.",
+    )
+
+    @model_validator(mode="after")
+    def _hosted_needs_an_api(self) -> ImageGeneration:
+        missing = [name for name in ("base_url", "model", "token_file") if getattr(self, name) is None]
+        if self.kind == "hosted" and missing:
+            raise ValueError(f"a hosted image model needs {', '.join(missing)}")
+        return self
+
+
+CampaignId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")]
+VariantName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")]
+Angle = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\r\n]*$")]
+
+
+class FirstTouch(BaseModel):
+    """The campaign a tenant's first-touch emails belong to, and the angles (variants) a draft may take.
+
+    With it, each first email is counted under the campaign and its variant, so `fetch_campaign_stats` can tell
+    which angle works; the LLM planner may read those figures before it chooses one.
+    """
+
+    model_config = ConfigDict(frozen=True)
+    campaign_id: CampaignId = Field(description="The campaign first-touch emails are sent under.")
+    variants: dict[VariantName, Angle] = Field(
+        default_factory=dict,
+        max_length=10,
+        description="Variant name → the angle it takes, in one line (e.g. proof: lead with a customer result).",
+    )
+
+
 class TenantConfig(BaseModel):
     model_config = ConfigDict(frozen=True)
     tenant_id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -106,6 +161,11 @@ class TenantConfig(BaseModel):
     )
     brand: BrandKit = Field(default_factory=BrandKit, description="Colours and wordmark of generated images.")
     crm: CrmConnection = Field(default_factory=CrmConnection, description="Where CRM updates are written.")
+    images: ImageGeneration = Field(default_factory=ImageGeneration, description="How generated images are made.")
+    first_touch: FirstTouch | None = Field(
+        default=None,
+        description="The first-touch campaign and its variants (none: first emails belong to no campaign).",
+    )
 
 
 class TenantDirectory:

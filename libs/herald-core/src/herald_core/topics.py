@@ -131,11 +131,12 @@ APPROVED_ACTION = TopicSpec(
 EXECUTED = TopicSpec(
     "herald.executed.v1",
     Key.TENANT_CONTACT,
-    ("executor",),
-    ("planner", "retrieval", "review"),
+    ("executor", "review"),
+    ("planner", "retrieval", "review", "executor"),
     PIPELINE_PARTITIONS,
-    message_types=("herald.action.executed.v1", "herald.action.refused.v1"),
-    doc="What the executor did (or refused to do) with each approval.",
+    message_types=("herald.action.executed.v1", "herald.action.refused.v1", "herald.execution.resolved.v1"),
+    doc="What the executor did (or refused to do) with each approval, and what a person found when an execution "
+    "was in doubt.",
 )
 CONSENT = TopicSpec(
     "herald.consent.v1",

@@ -4,6 +4,7 @@ Handlers, by topic:
     herald.approved-action.v1  → on_approved_action   (the only topic the executor reads for work)
     herald.consent.v1          → the consent feed, caught up before every send (the last check)
     herald.events.v1           → on_event             (engagement with sent emails, for campaign statistics)
+    herald.executed.v1         → on_executed          (a person's finding on an execution in doubt settles the ledger)
 
 HTTP: `POST /v1/tools/<tool>` answers read-only tools (fetch_campaign_stats) without an approval; every
 other tool runs only from a signed approval.
@@ -32,6 +33,7 @@ from herald_core.contracts import (
     ActionApproved,
     ActionExecuted,
     ActionRefused,
+    ExecutionResolved,
     ExecutionStatus,
     FailureKind,
     FetchCampaignStatsInput,
@@ -48,7 +50,7 @@ from herald_core.topics import APPROVED_ACTION, EVENTS, EXECUTED, contact_key
 from herald_executor.adapters.calendar import MeetingTool
 from herald_executor.adapters.campaign_stats import CampaignStats
 from herald_executor.adapters.crm import CrmTool, HeraldCrm, HubSpotCrm
-from herald_executor.adapters.images import AssetStore, ImageTool
+from herald_executor.adapters.images import AssetStore, HostedImages, ImageTool
 from herald_executor.adapters.ledger import Ledger, erase_contact
 from herald_executor.adapters.smtp import EmailTool, SmtpSender
 from herald_executor.execution import Discipline, ToolRunner
@@ -156,8 +158,7 @@ class Executor:
             outcome = await self.tools.run(action, tenant)
         match outcome.status:
             case "done":
-                email = action if action.tool == "send_email" else None
-                await self.ledger.finish(action.action_id, "sent", outcome.output, None, email_of=email)
+                await self.ledger.finish(action, "sent", outcome.output, None)
                 log.info("action done", tool=action.tool)
                 return [self._executed(msg, approved, ExecutionStatus.SUCCEEDED, outcome.output or {})]
             case "not_started":
@@ -166,18 +167,26 @@ class Executor:
                 raise TransientError(outcome.failure.message if outcome.failure else "not started")
             case "failed":
                 assert outcome.failure is not None
-                await self.ledger.finish(action.action_id, "failed", None, outcome.failure.message)
+                await self.ledger.finish(action, "failed", None, outcome.failure.message)
                 return [
                     self._executed(msg, approved, ExecutionStatus.FAILED, {}, outcome.failure.message, outcome.failure)
                 ]
         assert outcome.failure is not None
-        await self.ledger.finish(action.action_id, "in_doubt", None, outcome.failure.message)
+        await self.ledger.finish(action, "in_doubt", None, outcome.failure.message)
         log.warning("action in doubt; not repeated", tool=action.tool)
         return [self._in_doubt(msg, approved, outcome.failure.message)]
 
     async def on_event(self, msg: Inbound) -> list[Outbound]:
         """herald.events.v1: what happened to Herald's emails, kept for campaign statistics."""
         await self.stats.record_event(msg.envelope.tenant, msg.body)
+        return []
+
+    async def on_executed(self, msg: Inbound) -> list[Outbound]:
+        """herald.executed.v1: a person's finding about an execution in doubt settles its ledger row."""
+        if isinstance(msg.body, ExecutionResolved):
+            structlog.contextvars.bind_contextvars(action_id=msg.body.action_id)
+            settled = await self.ledger.resolve(msg.body, message_id_domain=self.settings.message_id_domain)
+            log.info("execution in doubt resolved", outcome=msg.body.outcome.value, settled=settled)
         return []
 
     async def read_tool(self, tool: str, request: ReadToolRequest) -> JSONResponse:
@@ -259,13 +268,14 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     await migrate(pool, "executor", migrations, CONSENT_MIGRATIONS)
     await migrate(pool, "crm", migrations / "crm")  # Herald's own contact store, written by update_crm_record
     hubspot = httpx.AsyncClient(timeout=settings.tool_timeout_seconds.get("update_crm_record", 15.0))
+    images_api = httpx.AsyncClient(timeout=settings.tool_timeout_seconds.get("generate_image", 120.0))
     feed = ConsentFeed(common, pool, "executor", on_erasure=erase_contact)
     sender = SmtpSender(settings, pool_size=settings.concurrency)
     kill_switch = KillSwitch(common, "executor")
     meetings = MeetingTool(settings, sender)
     adapters: list[ToolAdapter] = [
         EmailTool(settings, sender),
-        ImageTool(AssetStore(settings.assets_dir)),
+        ImageTool(AssetStore(settings.assets_dir), HostedImages(images_api)),
         CrmTool(HeraldCrm(pool), HubSpotCrm(hubspot)),
         meetings,
     ]
@@ -289,7 +299,10 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
         max_batch=100,
         concurrency=settings.concurrency,
     )
-    events = ConsumerWorker(common, "executor", "stats", {EVENTS: executor.on_event}, max_batch=500)
+    # what happened after a send: engagement (campaign statistics) and people's findings on executions in doubt
+    events = ConsumerWorker(
+        common, "executor", "stats", {EVENTS: executor.on_event, EXECUTED: executor.on_executed}, max_batch=500
+    )
 
     http = FastAPI(title="herald-executor", description="Ops endpoints and the read-only tools.")
 
@@ -312,6 +325,7 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
         pool.close,
         sender.close,
         hubspot.aclose,
+        images_api.aclose,
         meetings.close,
         feed.stop,
         kill_switch.stop,

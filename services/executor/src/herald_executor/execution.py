@@ -64,7 +64,7 @@ def _safe_to_retry(exc: BaseException) -> bool:
 
 
 def _wait(max_backoff: float) -> Any:
-    backoff = wait_exponential_jitter(initial=0.1, max=max_backoff)
+    backoff = wait_exponential_jitter(multiplier=0.1, max=max_backoff)
 
     def wait(state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None

@@ -29,7 +29,9 @@ class Settings(ServiceSettings):
     caldav_timeout_seconds: float = 10.0
     concurrency: int = 8  # messages of different contacts handled at once
     tool_timeout_seconds: dict[str, float] = Field(
-        default={"send_email": 30.0, "update_crm_record": 15.0, "schedule_meeting": 30.0, "generate_image": 30.0},
+        # a hosted image model takes up to a minute for one picture; cut off sooner, every attempt would be paid
+        # for and thrown away
+        default={"send_email": 30.0, "update_crm_record": 15.0, "schedule_meeting": 30.0, "generate_image": 120.0},
         description="How long one attempt of a tool may take; past it the call is reconciled, not repeated blindly.",
     )
     tool_concurrency: dict[str, int] = Field(

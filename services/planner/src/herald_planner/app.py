@@ -3,12 +3,13 @@
 Handlers, by topic:
     herald.events.v1    → on_events     (ContactCreated starts `new_lead_first_touch`)
     herald.decision.v1  → on_decision   (blocked / escalated)
-    herald.executed.v1  → on_executed   (succeeded / failed / in doubt / refused)
+    herald.executed.v1  → on_executed   (succeeded / failed / in doubt / refused; a person's check of one in doubt)
 """
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from importlib.resources import files
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from herald_core.contracts import (
     ContactErased,
     ContactFacts,
     EvidenceRef,
+    ExecutionResolved,
     LlmUsageReported,
     MemoryRef,
     PlanCreated,
@@ -39,17 +41,31 @@ from herald_core.db import create_pool, migrate, readiness
 from herald_core.ids import new_id
 from herald_core.observability import add_ops_routes, get_logger
 from herald_core.runtime import ServiceRuntime
-from herald_core.tenants import TenantDirectory
+from herald_core.tenants import FirstTouch, TenantDirectory
+from herald_core.tools import TOOLS
 from herald_core.topics import DECISION, EVENTS, EXECUTED, LLM_USAGE, PLAN, PROPOSED_ACTION, contact_key, tenant_key
-from herald_planner.adapters.llm import LlmDrafter, llm_configured
+from herald_planner.adapters.llm import DraftingFailed, LlmDrafter, llm_configured
 from herald_planner.adapters.retrieval import RetrievalClient
 from herald_planner.adapters.runs import WorkflowRuns
+from herald_planner.adapters.tools import ReadTools
 from herald_planner.logic import WORKFLOW, Draft, memory_query, next_state, retrieval_query, template_draft
 from herald_planner.settings import Settings
 
 SOURCE = "herald/planner"
 WORKFLOWS = Counter("herald_planner_workflow_transitions_total", "Workflow state changes.", ["workflow", "state"])
 log = get_logger("herald.planner")
+
+
+def plan_steps(draft: Draft) -> tuple[PlanStep, ...]:
+    """What the plan did and will do: the read tools the LLM consulted (only those it called), then the email."""
+    consulted = [
+        PlanStep(tool=name, purpose=f"read before drafting, no approval needed: {TOOLS[name].description}")
+        for name in dict.fromkeys(draft.consulted)
+    ]
+    purpose = "first-touch email grounded in retrieved passages"
+    if draft.variant is not None:
+        purpose += f", variant {draft.variant}"
+    return (*consulted, PlanStep(tool="send_email", purpose=purpose))
 
 
 class Planner:
@@ -112,7 +128,7 @@ class Planner:
             # the run stays `started` with this event as its trigger; the batch is read again later
             raise TransientError(f"retrieval unavailable: {exc!r}") from exc
         draft, planner_kind = await self._draft(
-            tenant.tenant_id, contact, evidence, memories, tenant.name, tenant.sender.name
+            tenant.tenant_id, contact, evidence, memories, tenant.name, tenant.sender.name, tenant.first_touch
         )
         action_id = new_id()
         key = contact_key(tenant.tenant_id, contact.contact_id)
@@ -121,7 +137,7 @@ class Planner:
             workflow_id=workflow_id,
             workflow=WORKFLOW,
             contact_id=contact.contact_id,
-            steps=(PlanStep(tool="send_email", purpose="first-touch email grounded in retrieved passages"),),
+            steps=plan_steps(draft),
             planner=planner_kind,
             query=query,
             evidence=tuple(evidence),
@@ -143,6 +159,8 @@ class Planner:
             confidence=draft.confidence,
             rationale=draft.rationale,
             drafted_by=planner_kind,  # type: ignore[arg-type]
+            campaign_id=tenant.first_touch.campaign_id if tenant.first_touch is not None else None,
+            variant=draft.variant,
         )
         plan_env = msg.envelope.caused(source=SOURCE, type=PlanCreated.TYPE, subject=subject)
         action_env = plan_env.caused(source=SOURCE, type=ActionProposed.TYPE, subject=subject)
@@ -181,18 +199,30 @@ class Planner:
         memories: list[MemoryRef],
         company_name: str,
         sender: str,
+        first_touch: FirstTouch | None = None,
     ) -> tuple[Draft, str]:
         spent = self.budgets.exhausted(tenant_id) if self.llm is not None else None
         if spent is not None:
             log.info("LLM budget for today spent; drafting from the template", used=spent.used_tokens)
+        usage: LlmUsageReported | None = None
         if self.llm is not None and spent is None:
             try:
-                draft = await self.llm.draft(contact, evidence, memories, company_name=company_name, sender=sender)
+                draft = await self.llm.draft(
+                    contact,
+                    evidence,
+                    memories,
+                    company_name=company_name,
+                    sender=sender,
+                    tenant=tenant_id,
+                    first_touch=first_touch,
+                )
                 return draft, "llm"
             except Exception as exc:
                 log.warning("LLM drafting failed; using the template", error=repr(exc)[:300])
+                # calls that led to no draft still cost tokens: the daily budget counts them
+                usage = exc.usage if isinstance(exc, DraftingFailed) else None
         draft = template_draft(contact, evidence, company_name=company_name, sender=sender, memories=memories)
-        return draft, "template"
+        return replace(draft, usage=usage), "template"
 
     async def on_decision(self, msg: Inbound) -> list[Outbound]:
         body = msg.body
@@ -208,6 +238,9 @@ class Planner:
         body = msg.body
         if isinstance(body, ActionExecuted):
             await self._advance(body.workflow_id, body.status.value, {"result": body.result, "error": body.error})
+        elif isinstance(body, ExecutionResolved):
+            note = {"review_id": body.review_id, "reviewer": body.reviewer, "reason": body.reason}
+            await self._advance(body.workflow_id, body.outcome.value, note)
         elif isinstance(body, ActionRefused) and body.action_id:
             workflow_id = await self.runs.workflow_of_action(body.action_id)
             if workflow_id is not None:
@@ -231,7 +264,14 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     pool = await create_pool(common.pg_dsn, max_size=settings.concurrency + 4)
     await migrate(pool, "planner", Path(str(files("herald_planner") / "migrations")))
     retrieval = RetrievalClient(settings.retrieval_target, settings.retrieval_timeout_seconds)
-    llm = LlmDrafter(settings.anthropic_model, settings.anthropic_max_tokens) if llm_configured() else None
+    # read-only tools the LLM may consult while drafting, answered by the executor's read API
+    reads = bool(settings.executor_url) and llm_configured()
+    read_tools = ReadTools(settings.executor_url, settings.executor_timeout_seconds) if reads else None
+    llm = (
+        LlmDrafter(settings.anthropic_model, settings.anthropic_max_tokens, read_tools, settings.max_tool_rounds)
+        if llm_configured()
+        else None
+    )
     if llm is None:
         log.info("ANTHROPIC_API_KEY not set: drafting from templates")
     budgets = LlmBudgets(common, "planner")
@@ -253,4 +293,6 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     runtime = ServiceRuntime("planner", http, settings.ops_host, settings.ops_port)
     runtime.on_start += [budgets.start, worker.start]
     runtime.on_stop += [pool.close, retrieval.close, budgets.stop, worker.stop]
+    if read_tools is not None:
+        runtime.on_stop.append(read_tools.close)
     return runtime

@@ -4,7 +4,8 @@ Workflow `new_lead_first_touch`:
 
     started ──► proposed ──► completed            (executed)
                    │  ├────► blocked              (a guard rule)
-                   │  ├────► failed / in_doubt    (the executor)
+                   │  ├────► failed / in_doubt    (the executor; a person's check settles in_doubt:
+                   │  │                             happened → completed, did_not_happen → failed)
                    │  ├────► deferred ──► …       (outside the send window; decided again when it opens)
                    │  └────► awaiting_review ──► completed | blocked
                    └ skipped                      (no address to write to)
@@ -12,12 +13,15 @@ Workflow `new_lead_first_touch`:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from jinja2 import Environment, StrictUndefined
+from pydantic import ValidationError
 
 from herald_core.contracts import ContactFacts, EvidenceRef, LlmUsageReported, MemoryRef
+from herald_core.tools import FetchCampaignStatsOutput
 
 WORKFLOW = "new_lead_first_touch"
 
@@ -42,6 +46,8 @@ TRANSITIONS: dict[tuple[str, str], str] = {
     ("deferred", "failed"): "failed",
     ("deferred", "in_doubt"): "in_doubt",
     ("deferred", "refused"): "failed",
+    ("in_doubt", "happened"): "completed",
+    ("in_doubt", "did_not_happen"): "failed",
 }
 
 
@@ -67,6 +73,8 @@ class Draft:
     confidence: float
     rationale: str
     usage: LlmUsageReported | None = None  # the tokens an LLM draft cost
+    variant: str | None = None  # the first-touch campaign's variant the draft takes, when one was chosen
+    consulted: tuple[str, ...] = ()  # the read-only tools called while drafting, in order
 
 
 _env = Environment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)  # noqa: S701 - plain text
@@ -122,6 +130,26 @@ def template_draft(
         f"{len(proof)} retrieved passage(s): {', '.join(e.doc_id for e in evidence[:3]) or 'none'}"
     ) + remembered(memories)
     return Draft(subject=subject[:200], body_text=body, confidence=confidence, rationale=rationale)
+
+
+def consultation(tool: str, tool_input: Mapping[str, Any], answer: Mapping[str, Any] | None, error: str = "") -> str:
+    """One read-tool call as a reviewer reads it in a rationale: what was asked, then the figures or the failure,
+    short (`fetch_campaign_stats(first-touch): proof 12 sends 5 opens 1 clicks 0 replies; question …`)."""
+    asked = str(tool_input.get("campaign_id") or ", ".join(f"{k}={v}" for k, v in tool_input.items()))[:100]
+    call = f"{tool}({asked})"
+    if error or answer is None:
+        return f"{call} failed: {error[:200] or 'no answer'}"
+    if tool == "fetch_campaign_stats":
+        try:
+            stats = FetchCampaignStatsOutput.model_validate(answer)
+        except ValidationError:
+            return f"{call}: answered"
+        figures = "; ".join(
+            f"{v.variant} {v.sends} sends {v.opens} opens {v.clicks} clicks {v.replies} replies"
+            for v in stats.variants[:10]
+        )
+        return f"{call}: {figures or 'nothing sent yet'}"
+    return f"{call}: answered"
 
 
 def remembered(memories: Sequence[MemoryRef], limit: int = 3) -> str:

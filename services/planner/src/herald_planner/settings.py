@@ -17,4 +17,14 @@ class Settings(ServiceSettings):
     memory_k: int = 5  # memories recalled for a plan (recent interactions, summaries, reviewer feedback)
     anthropic_model: str = "claude-sonnet-5"
     anthropic_max_tokens: int = 800
+    executor_url: str = Field(
+        default="http://127.0.0.1:8106",
+        description="The executor's HTTP API, where read-only tools are answered (empty: the LLM reads nothing).",
+    )
+    executor_timeout_seconds: float = 5.0
+    max_tool_rounds: int = Field(
+        default=3,
+        ge=1,
+        description="Messages API calls one LLM draft may take; the last must draft, so 1 reads no tool.",
+    )
     concurrency: int = 16  # messages of different contacts handled at once

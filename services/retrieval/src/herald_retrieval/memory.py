@@ -30,8 +30,10 @@ from herald_core.contracts import (
     ActionExecuted,
     ContactErased,
     EmailReplied,
+    ExecutionResolved,
     ExecutionStatus,
     MeetingBooked,
+    ResolutionOutcome,
     ReviewDecided,
 )
 from herald_core.observability import get_logger
@@ -57,6 +59,11 @@ def interaction_of(msg: Inbound) -> Memory | None:
     if isinstance(body, ActionExecuted) and body.status is ExecutionStatus.SUCCEEDED and body.tool == "send_email":
         text = f"Sent {body.summary}" if body.summary else "Sent an email"
         return Memory(envelope.id, "medium", "email_sent", text, envelope.time, body.contact_id)
+    if (
+        isinstance(body, ExecutionResolved) and body.outcome is ResolutionOutcome.HAPPENED and body.tool == "send_email"
+    ):  # an email in doubt that a person found sent is an email the contact has
+        text = f"Sent {body.summary}" if body.summary else "Sent an email"
+        return Memory(envelope.id, "medium", "email_sent", text, body.resolved_at, body.contact_id)
     return None
 
 

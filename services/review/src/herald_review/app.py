@@ -11,8 +11,9 @@
     GET  /v1/explain/{action_id}                        (why: the action's chain, rebuilt from the audit)
     GET  /v1/audit?tenant=&contact_id=&action_id=&rule=&since=&until=   (the audit index)
 Decisions are published as `ReviewDecided` on herald.review-decision.v1; the guard re-checks every
-hard rule before it signs anything. The audit sealer (adapters/sealer.py) chains every audit record
-into herald.audit-sealed.v1.
+hard rule before it signs anything. What a person found about an execution in doubt is published as
+`ExecutionResolved` on herald.executed.v1 (the executor, the planner and the audit learn of it). The
+audit sealer (adapters/sealer.py) chains every audit record into herald.audit-sealed.v1.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from herald_core.bus import ConsumerWorker, Inbound, Outbound, TransactionalProd
 from herald_core.contracts import (
     ActionExecuted,
     ActionProposed,
+    ExecutionResolved,
     ExecutionStatus,
     ReviewDecided,
     ReviewDecision,
@@ -74,13 +76,43 @@ class Review:
 
     async def resolve(self, review_id: str, body: Resolve) -> dict[str, Any]:
         existing = await self._existing(review_id)
-        item = await self.queue.resolve(review_id, body.outcome, body.reviewer, body.reason)
-        if item is None:
-            detail = f"review {review_id} is a {existing['kind']} item, {existing['status']}"
-            raise HTTPException(409, {"error": "not_resolvable", "detail": detail})
+        async with self.queue.resolve(review_id, body.outcome, body.reviewer, body.reason) as item:
+            if item is None:
+                detail = f"review {review_id} is a {existing['kind']} item, {existing['status']}"
+                raise HTTPException(409, {"error": "not_resolvable", "detail": detail})
+            executed = ActionExecuted.model_validate(item["action"])
+            resolved = ExecutionResolved(
+                review_id=review_id,
+                action_id=executed.action_id,
+                workflow_id=executed.workflow_id,
+                contact_id=executed.contact_id,
+                tool=executed.tool,
+                outcome=body.outcome,
+                reviewer=body.reviewer,
+                reason=body.reason,
+                summary=executed.summary,
+                resolved_at=datetime.now(UTC),
+            )
+            # the item is resolved only if the executor, the planner and the audit hear of it
+            await self.producer.publish([self._outbound(item, resolved)])
         DECISIONS.labels(body.outcome).inc()
         log.info("in-doubt execution resolved", review_id=review_id, outcome=body.outcome, reviewer=body.reviewer)
         return item
+
+    @staticmethod
+    def _outbound(item: dict[str, Any], body: ReviewDecided | ExecutionResolved) -> Outbound:
+        """A reviewer's answer as a message in the item's chain (its correlation id, caused by what queued it)."""
+        envelope = Envelope(
+            source=SOURCE,
+            type=body.TYPE,
+            subject=f"contact/{item['contact_id']}",
+            tenant=item["tenant"],
+            correlation_id=item["correlation_id"],
+            causation_id=item["request_message_id"],
+            traceparent=child_traceparent(item["traceparent"]),
+        )
+        topic = EXECUTED if isinstance(body, ExecutionResolved) else REVIEW_DECISION
+        return Outbound(topic, contact_key(item["tenant"], item["contact_id"]), envelope, body)
 
     async def _existing(self, review_id: str) -> dict[str, Any]:
         existing = await self.queue.get(review_id)
@@ -110,19 +142,8 @@ class Review:
                 reason=reason,
                 decided_at=datetime.now(UTC),
             )
-            envelope = Envelope(
-                source=SOURCE,
-                type=ReviewDecided.TYPE,
-                subject=f"contact/{item['contact_id']}",
-                tenant=item["tenant"],
-                correlation_id=item["correlation_id"],
-                causation_id=item["request_message_id"],
-                traceparent=child_traceparent(item["traceparent"]),
-            )
             # the queue row commits only if the decision reached Kafka
-            await self.producer.publish(
-                [Outbound(REVIEW_DECISION, contact_key(item["tenant"], item["contact_id"]), envelope, body)]
-            )
+            await self.producer.publish([self._outbound(item, body)])
         DECISIONS.labels(status).inc()
         log.info("review decided", review_id=review_id, decision=status, reviewer=reviewer)
         return item

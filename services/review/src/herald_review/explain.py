@@ -3,7 +3,7 @@
 The chain is every audit record with the action's correlation id: the upstream event that started
 it, the plan (query, evidence passages, recalled memories), the proposal, each guard decision with
 its policy version and every rule it evaluated (with the rule's inputs and result in words), the
-review request and the reviewer's decision, and what the executor did.
+review request and the reviewer's decision, what the executor did, and what a person found if it was in doubt.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ DECISIONS = (
     "herald.action.escalated.v1",
     "herald.action.deferred.v1",
 )
-EXECUTION = ("herald.action.executed.v1", "herald.action.refused.v1")
+EXECUTION = ("herald.action.executed.v1", "herald.action.refused.v1", "herald.execution.resolved.v1")
 
 
 def _action_of(body: dict[str, Any]) -> str | None:
@@ -93,17 +93,26 @@ def explain(records: list[dict[str, Any]], action_id: str) -> dict[str, Any] | N
             "decision": (decided or {}).get("decision"),
             "reason": (decided or {}).get("reason"),
         },
-        "execution": [
-            {
-                "type": r["type"],
-                "status": r["body"].get("status") or f"refused: {r['body'].get('reason')}",
-                "result": r["body"].get("result"),
-                "detail": r["body"].get("error") or r["body"].get("detail"),
-                "at": r["occurred_at"],
-            }
-            for r in executed
-        ],
+        "execution": [_execution(r) for r in executed],
         "steps": [{"at": r["occurred_at"], "type": r["type"], "topic": r["topic"]} for r in chain],
+    }
+
+
+def _execution(record: dict[str, Any]) -> dict[str, Any]:
+    """What the executor did, or what a person found when it was in doubt."""
+    body = record["body"]
+    if record["type"] == "herald.execution.resolved.v1":
+        status = f"resolved: {body['outcome']} (checked by {body['reviewer']})"
+        detail = body.get("reason")
+    else:
+        status = body.get("status") or f"refused: {body.get('reason')}"
+        detail = body.get("error") or body.get("detail")
+    return {
+        "type": record["type"],
+        "status": status,
+        "result": body.get("result"),
+        "detail": detail,
+        "at": record["occurred_at"],
     }
 
 
@@ -128,6 +137,8 @@ def _decision(record: dict[str, Any]) -> dict[str, Any]:
 def _outcome(decisions: list[dict[str, Any]], decided: dict[str, Any] | None, executed: list[dict[str, Any]]) -> str:
     if executed:
         last = executed[-1]["body"]
+        if executed[-1]["type"] == "herald.execution.resolved.v1":
+            return f"executed: in_doubt, resolved: {last['outcome']}"
         return f"executed: {last['status']}" if "status" in last else f"refused: {last.get('reason')}"
     if not decisions:
         return "proposed, not decided yet"

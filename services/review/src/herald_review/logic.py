@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import BaseModel, ConfigDict, Field
 
-from herald_core.contracts import TenantId
+from herald_core.contracts import ResolutionOutcome, TenantId
 
 
 class Approve(BaseModel):
@@ -26,7 +24,7 @@ class Resolve(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     reviewer: str = Field(min_length=1, max_length=200, description="Who checked.")
-    outcome: Literal["happened", "did_not_happen"] = Field(description="Whether the side effect took place.")
+    outcome: ResolutionOutcome = Field(description="Whether the side effect took place: happened, did_not_happen.")
     reason: str = Field(min_length=1, max_length=2000, description="How it was checked — it reaches the audit.")
 
 

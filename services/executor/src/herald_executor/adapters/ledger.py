@@ -8,9 +8,9 @@ from typing import Any
 
 import asyncpg
 
-from herald_core.contracts import ActionProposed
+from herald_core.contracts import ActionProposed, ExecutionResolved, ResolutionOutcome
 from herald_executor.adapters.campaign_stats import record_sent
-from herald_executor.logic import LedgerRow
+from herald_executor.logic import LedgerRow, message_id
 
 
 class Ledger:
@@ -66,26 +66,48 @@ class Ledger:
             return LedgerRow(row["nonce"], row["source_partition"], row["source_offset"], row["state"])
 
     async def finish(
-        self,
-        action_id: str,
-        state: str,
-        result: dict[str, Any] | None,
-        error: str | None,
-        *,
-        email_of: ActionProposed | None = None,
+        self, action: ActionProposed, state: str, result: dict[str, Any] | None, error: str | None
     ) -> None:
-        """Record the outcome; a sent email (`email_of`) is kept for campaign statistics in the same transaction."""
+        """Record the outcome; a sent email is kept for campaign statistics in the same transaction, and an
+        action in doubt is kept whole until a person resolves it."""
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
-                "UPDATE executor.ledger SET state = $2, result = $3, error = $4, finished_at = now() "
+                "UPDATE executor.ledger SET state = $2, result = $3, error = $4, action = $5, finished_at = now() "
                 "WHERE action_id = $1",
-                action_id,
+                action.action_id,
                 state,
                 json.dumps(result) if result is not None else None,
                 error,
+                action.model_dump_json() if state == "in_doubt" else None,
             )
-            if email_of is not None and result and result.get("message_id"):
-                await record_sent(conn, email_of, str(result["message_id"]))
+            if state == "sent" and action.tool == "send_email" and result and result.get("message_id"):
+                await record_sent(conn, action, str(result["message_id"]))
+
+    async def resolve(self, resolved: ExecutionResolved, *, message_id_domain: str) -> bool:
+        """Settle an action in doubt with what a person found (once: a repeat or a late copy changes nothing).
+        An email found sent counts in campaign statistics under the Message-ID it was sent with."""
+        happened = resolved.outcome is ResolutionOutcome.HAPPENED
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "UPDATE executor.ledger SET state = $2, resolution = $3, finished_at = now() "
+                "WHERE action_id = $1 AND state = 'in_doubt' RETURNING action",
+                resolved.action_id,
+                "sent" if happened else "failed",
+                resolved.model_dump_json(include={"review_id", "outcome", "reviewer", "reason", "resolved_at"}),
+            )
+            if row is None:
+                return False
+            if happened and resolved.tool == "send_email" and row["action"] is not None:
+                action = ActionProposed.model_validate_json(row["action"])
+                found = message_id(action.action_id, message_id_domain)
+                await conn.execute(
+                    "UPDATE executor.ledger SET result = $2 WHERE action_id = $1",
+                    action.action_id,
+                    json.dumps({"message_id": found}),
+                )
+                await record_sent(conn, action, found)
+            await conn.execute("UPDATE executor.ledger SET action = NULL WHERE action_id = $1", resolved.action_id)
+            return True
 
     async def result(self, action_id: str) -> dict[str, Any]:
         value = await self.pool.fetchval("SELECT result FROM executor.ledger WHERE action_id = $1", action_id)
@@ -106,7 +128,7 @@ async def erase_contact(conn: asyncpg.Connection, tenant: str, contact_id: str, 
         contact store forgets the contact's record and what each write set; campaign statistics keep their counts
     under the hashed id."""
     await conn.execute(
-        "UPDATE executor.ledger SET contact_id = $3, result = result - 'smtp_reply' "
+        "UPDATE executor.ledger SET contact_id = $3, result = result - 'smtp_reply', action = NULL "
         "WHERE tenant = $1 AND contact_id = $2",
         tenant,
         contact_id,

@@ -51,17 +51,22 @@ class ReviewQueue:
             envelope.traceparent,
         )
 
-    async def resolve(self, review_id: str, outcome: str, reviewer: str, reason: str) -> dict[str, Any] | None:
-        """Record what the check found; None if the item is not a pending in-doubt execution."""
-        row = await self.pool.fetchrow(
-            "UPDATE review.items SET status = $2, reviewer = $3, decision_reason = $4, decided_at = now() "
-            "WHERE review_id = $1 AND kind = 'in_doubt' AND status = 'pending' RETURNING *",
-            review_id,
-            outcome,
-            reviewer,
-            reason,
-        )
-        return None if row is None else _item(row)
+    @contextlib.asynccontextmanager
+    async def resolve(
+        self, review_id: str, outcome: str, reviewer: str, reason: str
+    ) -> AsyncIterator[dict[str, Any] | None]:
+        """Record what the check found; yield the item (None if it is not a pending in-doubt execution) and
+        commit after the block (which publishes the resolution)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "UPDATE review.items SET status = $2, reviewer = $3, decision_reason = $4, decided_at = now() "
+                "WHERE review_id = $1 AND kind = 'in_doubt' AND status = 'pending' RETURNING *",
+                review_id,
+                outcome,
+                reviewer,
+                reason,
+            )
+            yield None if row is None else _item(row)
 
     async def list(self, tenant: str | None, status: str | None, limit: int) -> list[dict[str, Any]]:
         rows = await self.pool.fetch(
