@@ -15,7 +15,7 @@ import sys
 import time
 import urllib.request
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import Message
@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urljoin
 
+import asyncpg
 import httpx
 import uvicorn
 import yaml
@@ -326,6 +327,52 @@ async def present(herald, approved: ActionApproved) -> None:  # type: ignore[no-
         env,
         approved,
     )
+
+
+async def cut_off_by_a_crash(herald, approvals: Sequence[ActionApproved]) -> None:  # type: ignore[no-untyped-def]
+    """Present approvals the way a crash right after the claim leaves them: each record read and claimed in
+    the executor's ledger (its nonce, partition and offset) but never answered. The executor is stopped while
+    the state is laid down, and started again to find it."""
+    ids = {a.action.action_id for a in approvals}
+    herald.services.stop("executor-0")
+    try:
+        for approved in approvals:
+            await present(herald, approved)
+
+        def places(records: list[Record]) -> dict[str, tuple[int, int]]:
+            return {a: (r.partition, r.offset) for r in records for a in ids if a.encode() in (r.value or b"")}
+
+        placed = await read_topic(
+            herald.bootstrap, herald.topic(APPROVED_ACTION), timeout=30, until=lambda rs: len(places(rs)) == len(ids)
+        )
+        where = places(placed)
+        conn = await asyncpg.connect(herald.pg_dsn)
+        try:
+            for approved in approvals:
+                action, (partition, offset) = approved.action, where[approved.action.action_id]
+                await conn.execute(
+                    "INSERT INTO executor.seen_nonces(nonce, action_id, source_partition, source_offset) "
+                    "VALUES ($1, $2, $3, $4)",
+                    approved.approval.nonce,
+                    action.action_id,
+                    partition,
+                    offset,
+                )
+                await conn.execute(
+                    "INSERT INTO executor.ledger(action_id, tenant, contact_id, tool, nonce, source_partition, "
+                    "source_offset, state) VALUES ($1, $2, $3, $4, $5, $6, $7, 'claimed')",
+                    action.action_id,
+                    action.tenant,
+                    action.contact.contact_id,
+                    action.tool,
+                    approved.approval.nonce,
+                    partition,
+                    offset,
+                )
+        finally:
+            await conn.close()
+    finally:
+        herald.services.start("executor-0")
 
 
 async def executor_answers(  # type: ignore[no-untyped-def]

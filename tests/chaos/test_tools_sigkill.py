@@ -41,7 +41,7 @@ pytestmark = [pytest.mark.chaos, pytest.mark.e2e, pytest.mark.kafka, pytest.mark
 KILLS_PER_TOOL = 5
 
 
-COUNT = {"send_email": 600, "update_crm_record": 600, "schedule_meeting": 60, "generate_image": 60}
+COUNT = {"send_email": 600, "update_crm_record": 600, "schedule_meeting": 60, "generate_image": 200}
 
 
 async def _done(pool: asyncpg.Pool, tenant: str) -> int:

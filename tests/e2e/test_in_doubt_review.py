@@ -12,14 +12,14 @@ import pytest
 
 from herald_core.contracts import ActionExecuted, ExecutionResolved, ExecutionStatus, FailureKind, ToolFailure
 from herald_core.ids import new_id
-from herald_core.topics import APPROVED_ACTION, EXECUTED, contact_key
+from herald_core.topics import EXECUTED, contact_key
 from support import (
     approve,
+    cut_off_by_a_crash,
     envelope,
     eventually,
     execution_of,
     mails_to,
-    present,
     publish,
     read_topic,
     tool_action,
@@ -88,43 +88,7 @@ async def test_a_persons_finding_settles_the_execution_everywhere(herald) -> Non
     approvals = [approve(herald, a) for a in actions]
     ids = {a.action_id for a in actions}
 
-    herald.services.stop("executor-0")
-    try:
-        for approved in approvals:
-            await present(herald, approved)
-        placed = await read_topic(
-            herald.bootstrap,
-            herald.topic(APPROVED_ACTION),
-            timeout=30,
-            until=lambda rs: ids <= {r.json()["action"]["action_id"] for r in rs if r.tenant == tenant},
-        )
-        where = {r.json()["action"]["action_id"]: (r.partition, r.offset) for r in placed if r.tenant == tenant}
-        conn = await asyncpg.connect(herald.pg_dsn)
-        try:
-            for approved in approvals:
-                action, (partition, offset) = approved.action, where[approved.action.action_id]
-                await conn.execute(
-                    "INSERT INTO executor.seen_nonces(nonce, action_id, source_partition, source_offset) "
-                    "VALUES ($1, $2, $3, $4)",
-                    approved.approval.nonce,
-                    action.action_id,
-                    partition,
-                    offset,
-                )
-                await conn.execute(
-                    "INSERT INTO executor.ledger(action_id, tenant, contact_id, tool, nonce, source_partition, "
-                    "source_offset, state) VALUES ($1, $2, $3, 'send_email', $4, $5, $6, 'claimed')",
-                    action.action_id,
-                    tenant,
-                    action.contact.contact_id,
-                    approved.approval.nonce,
-                    partition,
-                    offset,
-                )
-        finally:
-            await conn.close()
-    finally:
-        herald.services.start("executor-0")
+    await cut_off_by_a_crash(herald, approvals)
 
     for action in actions:
         executed = await execution_of(herald, action.action_id)

@@ -44,7 +44,7 @@ from herald_core.db import create_pool, migrate, readiness
 from herald_core.observability import add_ops_routes, get_logger
 from herald_core.runtime import ServiceRuntime
 from herald_core.signing import KeyRing, VerificationError
-from herald_core.tenants import TenantDirectory
+from herald_core.tenants import TenantConfig, TenantDirectory
 from herald_core.tools import TOOLS, ToolInputInvalid, validate_input
 from herald_core.topics import APPROVED_ACTION, EVENTS, EXECUTED, contact_key
 from herald_executor.adapters.calendar import MeetingTool
@@ -53,8 +53,8 @@ from herald_executor.adapters.crm import CrmTool, HeraldCrm, HubSpotCrm
 from herald_executor.adapters.images import AssetStore, HostedImages, ImageTool
 from herald_executor.adapters.ledger import Ledger, erase_contact
 from herald_executor.adapters.smtp import EmailTool, SmtpSender
-from herald_executor.execution import Discipline, ToolRunner
-from herald_executor.logic import ToolAdapter, ledger_verdict
+from herald_executor.execution import Discipline, Outcome, ToolRunner
+from herald_executor.logic import LedgerRow, ToolAdapter, ledger_verdict
 from herald_executor.settings import Settings
 
 SOURCE = "herald/executor"
@@ -92,10 +92,13 @@ class Executor:
         approved = msg.body_as(ActionApproved)
         action = approved.action
         structlog.contextvars.bind_contextvars(action_id=action.action_id)
+        stop: tuple[str, str] | None = None  # why nothing new may happen now: (ActionRefused reason, detail)
         try:
             self.verifier.verify(approved)
         except VerificationError as exc:
-            return [self._refused(msg, approved, exc.reason, exc.detail)]
+            if exc.reason != "expired":
+                return [self._refused(msg, approved, exc.reason, exc.detail)]
+            stop = (exc.reason, exc.detail)  # genuine but late: see below whether a crash cut its call off
         if action.tenant != msg.envelope.tenant:
             return [
                 self._refused(
@@ -112,12 +115,19 @@ class Executor:
         suppressed = await self.feed.suppression(
             action.tenant, action.contact.contact_id, action.recipient, action.channel.value
         )
-        if suppressed:
-            return [self._refused(msg, approved, "consent_withdrawn", f"contact is suppressed: {suppressed}")]
-        stop = self.kill_switch.engaged(action.tenant)
-        if stop:
-            detail = f"kill switch on ({stop.scope}) by {stop.set_by}: {stop.reason}"
-            return [self._refused(msg, approved, "kill_switch", detail)]
+        if stop is None and suppressed:
+            stop = ("consent_withdrawn", f"contact is suppressed: {suppressed}")
+        engaged = self.kill_switch.engaged(action.tenant)
+        if stop is None and engaged:
+            stop = ("kill_switch", f"kill switch on ({engaged.scope}) by {engaged.set_by}: {engaged.reason}")
+
+        # This very record met before (a crash, or a transaction that did not commit): its call may have started
+        # while the approval held, so it is settled with the downstream even if it may no longer start anew.
+        prior = await self.ledger.of_record(action.action_id, approved.approval.nonce, msg.partition, msg.offset)
+        if prior is not None:
+            return await self._answer_again(msg, approved, tenant, prior, stop)
+        if stop is not None:
+            return [self._refused(msg, approved, *stop)]
 
         if not self.tools.has(action.tool):
             if TOOLS[action.tool].read_only:
@@ -139,7 +149,21 @@ class Executor:
             offset=msg.offset,
             consent_checked_at=consent_checked_at,
         )
-        verdict = ledger_verdict(existing, nonce=approved.approval.nonce, partition=msg.partition, offset=msg.offset)
+        if existing is not None:
+            return await self._answer_again(msg, approved, tenant, existing, None)
+        return await self._settle(msg, approved, await self.tools.run(action, tenant))
+
+    async def _answer_again(
+        self,
+        msg: Inbound,
+        approved: ActionApproved,
+        tenant: TenantConfig,
+        row: LedgerRow,
+        stop: tuple[str, str] | None,
+    ) -> list[Outbound]:
+        """An action the ledger already holds: report what happened, or settle a call a crash cut off."""
+        action = approved.action
+        verdict = ledger_verdict(row, nonce=approved.approval.nonce, partition=msg.partition, offset=msg.offset)
         if verdict == "replayed":
             return [self._refused(msg, approved, "replayed", "this approval (or its nonce) was already presented")]
         if verdict == "report_sent":
@@ -151,11 +175,18 @@ class Executor:
             return [self._executed(msg, approved, ExecutionStatus.FAILED, {}, "failed earlier", failed)]
         if verdict == "report_in_doubt":
             return [self._in_doubt(msg, approved, await self.ledger.error(action.action_id))]
+        # found claimed: the downstream is asked first; it runs only if it did not happen and nothing stops it now
+        outcome = await self.tools.resume(action, tenant, may_run=stop is None)
+        if outcome.status == "not_started" and stop is not None:
+            reason, detail = stop
+            detail = f"{detail}; the call a restart cut off had not happened, and it will not now"
+            await self.ledger.finish(action, "failed", None, detail)
+            return [self._refused(msg, approved, reason, detail)]
+        return await self._settle(msg, approved, outcome)
 
-        if verdict == "resume":  # found claimed: a crash cut the call off; the downstream is asked first
-            outcome = await self.tools.resume(action, tenant)
-        else:
-            outcome = await self.tools.run(action, tenant)
+    async def _settle(self, msg: Inbound, approved: ActionApproved, outcome: Outcome) -> list[Outbound]:
+        """Record a tool call's outcome in the ledger and report it."""
+        action = approved.action
         match outcome.status:
             case "done":
                 await self.ledger.finish(action, "sent", outcome.output, None)

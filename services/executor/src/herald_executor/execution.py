@@ -87,11 +87,14 @@ class ToolRunner:
         """Call the tool for a freshly claimed action."""
         return await self._call(action, tenant, reconciling=False)
 
-    async def resume(self, action: ActionProposed, tenant: TenantConfig) -> Outcome:
-        """An action found claimed (a crash cut its call off): ask the downstream first, act only if it is safe."""
-        return await self._call(action, tenant, reconciling=True)
+    async def resume(self, action: ActionProposed, tenant: TenantConfig, *, may_run: bool = True) -> Outcome:
+        """An action found claimed (a crash cut its call off): ask the downstream first, act only if it is safe —
+        and allowed (`may_run`: the approval still holds, consent, no kill switch); else `not_started`."""
+        return await self._call(action, tenant, reconciling=True, may_run=may_run)
 
-    async def _call(self, action: ActionProposed, tenant: TenantConfig, *, reconciling: bool) -> Outcome:
+    async def _call(
+        self, action: ActionProposed, tenant: TenantConfig, *, reconciling: bool, may_run: bool = True
+    ) -> Outcome:
         tool, rules = action.tool, self.discipline[action.tool]
         adapter = self.adapters[tool]
         async with self._slots[tool]:
@@ -102,6 +105,10 @@ class ToolRunner:
                     verdict, output = await self._reconcile(adapter, action, tenant, rules)
                     if verdict is not Reconciled.SAFE_TO_RUN:
                         return self._counted(tool, self._reconciled(verdict, output, "found claimed after a restart"))
+                    if not may_run:
+                        why = "found claimed after a restart; it had not happened and may not start now"
+                        failure = ToolFailure(kind=FailureKind.PERMANENT, code="not_run", message=why)
+                        return self._counted(tool, Outcome("not_started", failure=failure))
                 outcome = await self._attempts(adapter, action, tenant, rules)
                 return self._counted(tool, outcome)
             finally:

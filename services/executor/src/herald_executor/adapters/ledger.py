@@ -65,6 +65,18 @@ class Ledger:
             row = await conn.fetchrow("SELECT * FROM executor.ledger WHERE action_id = $1", action_id)
             return LedgerRow(row["nonce"], row["source_partition"], row["source_offset"], row["state"])
 
+    async def of_record(self, action_id: str, nonce: str, partition: int, offset: int) -> LedgerRow | None:
+        """The action's row if this very record (its approval, where it was read) claimed it before."""
+        row = await self.pool.fetchrow(
+            "SELECT state FROM executor.ledger WHERE action_id = $1 AND nonce = $2 AND source_partition = $3 "
+            "AND source_offset = $4",
+            action_id,
+            nonce,
+            partition,
+            offset,
+        )
+        return None if row is None else LedgerRow(nonce, partition, offset, row["state"])
+
     async def finish(
         self, action: ActionProposed, state: str, result: dict[str, Any] | None, error: str | None
     ) -> None:
