@@ -41,6 +41,8 @@ from herald_core.contracts import (
     ActionExecuted,
     ActionProposed,
     ActionRefused,
+    ConsentReason,
+    ConsentWithdrawn,
     ContactFacts,
     Contract,
     SendEmailInput,
@@ -49,7 +51,7 @@ from herald_core.envelope import Envelope
 from herald_core.ids import new_id
 from herald_core.settings import CommonSettings
 from herald_core.signing import load_signer
-from herald_core.topics import APPROVED_ACTION, DECISION, EXECUTED, TopicSpec, contact_key
+from herald_core.topics import APPROVED_ACTION, CONSENT, DECISION, EXECUTED, TopicSpec, contact_key
 from herald_stack.config import StackConfig
 
 C = TypeVar("C", bound=Contract)
@@ -543,6 +545,39 @@ async def loopback(app: FastAPI) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await task
+
+
+@contextlib.asynccontextmanager
+async def planner_drafting_with(herald, url: str) -> AsyncIterator[None]:  # type: ignore[no-untyped-def]
+    """The first planner replica restarted to draft with an LLM at `url` (a loopback Messages API), and
+    restarted as it was afterwards."""
+    planner = herald.services.replicas["planner-0"]
+    saved = dict(planner.env)
+    herald.services.stop("planner-0")
+    planner.env.update({"ANTHROPIC_API_KEY": "sk-ant-loopback", "ANTHROPIC_BASE_URL": url})
+    herald.services.start("planner-0")
+    try:
+        yield
+    finally:
+        herald.services.stop("planner-0")
+        planner.env.clear()
+        planner.env.update(saved)
+        herald.services.start("planner-0")
+
+
+async def opt_out(herald, tenant: str, contact: ContactFacts) -> None:  # type: ignore[no-untyped-def]
+    """The contact unsubscribes from email, as ingest records it on the consent topic (and the audit)."""
+    withdrawn = ConsentWithdrawn(
+        contact_id=contact.contact_id,
+        email=contact.email,
+        reason=ConsentReason.UNSUBSCRIBE,
+        upstream_source="test",
+        upstream_event_id=new_id(),
+        occurred_at=datetime.now(UTC),
+    )
+    key = f"{tenant}:{contact.contact_id}:email".encode()
+    env = envelope(tenant, withdrawn, source="herald/ingest")
+    await publish_audited(herald.bootstrap, herald.prefix, CONSENT, key, env, withdrawn)
 
 
 @contextlib.asynccontextmanager

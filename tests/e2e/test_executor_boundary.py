@@ -14,14 +14,12 @@ from herald_core.contracts import (
     ActionExecuted,
     ActionProposed,
     ActionRefused,
-    ConsentReason,
-    ConsentWithdrawn,
 )
 from herald_core.envelope import Envelope, new_traceparent
 from herald_core.ids import new_id
 from herald_core.signing import Signer, generate_keypair, load_signer
-from herald_core.topics import APPROVED_ACTION, AUDIT, CONSENT, EXECUTED, PROPOSED_ACTION, contact_key
-from support import email_action, eventually, mails_to, publish, publish_raw, read_topic
+from herald_core.topics import APPROVED_ACTION, AUDIT, EXECUTED, PROPOSED_ACTION, contact_key
+from support import email_action, eventually, mails_to, opt_out, publish, publish_raw, read_topic
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.postgres, pytest.mark.smtp]
 
@@ -152,24 +150,8 @@ async def test_approval_moved_to_another_tenant_is_refused(herald) -> None:  # t
 async def test_consent_withdrawn_after_approval_blocks_the_send(herald) -> None:  # type: ignore[no-untyped-def]
     tenant = herald.add_tenant(f"sec{secrets.token_hex(3)}")
     approved = _approve(_guard(herald.keys_dir), _action(tenant))
-    contact = approved.action.contact
     # the opt-out is recorded after the guard approved, before the executor reads the approval
-    withdrawn = ConsentWithdrawn(
-        contact_id=contact.contact_id,
-        email=contact.email,
-        reason=ConsentReason.UNSUBSCRIBE,
-        upstream_source="test",
-        upstream_event_id=new_id(),
-        occurred_at=datetime.now(UTC),
-    )
-    await publish(
-        herald.bootstrap,
-        herald.prefix,
-        CONSENT,
-        f"{tenant}:{contact.contact_id}:email".encode(),
-        _envelope(tenant, ConsentWithdrawn.TYPE),
-        withdrawn,
-    )
+    await opt_out(herald, tenant, approved.action.contact)
     await _send_approval(herald, approved)
     await _assert_refused(herald, approved, "consent_withdrawn")
 

@@ -20,7 +20,7 @@ from support import (
     eventually,
     execution_of,
     mails_to,
-    publish,
+    publish_audited,
     read_topic,
     tool_action,
     tool_input,
@@ -44,7 +44,7 @@ async def test_an_execution_in_doubt_is_queued_and_resolved_not_approved(herald)
         summary="email “Hello” to someone@buyers.example",
     )
     env = envelope(tenant, executed, source="herald/executor")
-    await publish(herald.bootstrap, herald.prefix, EXECUTED, contact_key(tenant, contact_id), env, executed)
+    await publish_audited(herald.bootstrap, herald.prefix, EXECUTED, contact_key(tenant, contact_id), env, executed)
 
     base = herald.services.review_url
     async with httpx.AsyncClient(timeout=30) as client:

@@ -18,6 +18,7 @@ from support import (
     envelope,
     guard_answer,
     messages_api,
+    planner_drafting_with,
     publish,
     read_topic,
     tenant_with_policy,
@@ -49,16 +50,11 @@ async def test_a_spent_llm_budget_turns_the_planner_to_templates_and_llm_drafts_
                     return plan
         return None
 
-    planner = herald.services.replicas["planner-0"]
-    saved = dict(planner.env)
     async with messages_api({"content": [DRAFT], "usage": {"input_tokens": 900, "output_tokens": 300}}) as (
         url,
         received,
     ):
-        herald.services.stop("planner-0")
-        planner.env.update({"ANTHROPIC_API_KEY": "sk-ant-loopback", "ANTHROPIC_BASE_URL": url})
-        herald.services.start("planner-0")
-        try:
+        async with planner_drafting_with(herald, url):
             created = await post_hubspot(herald, tenant, [_creation(first, int(f"6{int(run, 16)}1"))])
             assert created.status_code == 200, created.text
             records = await read_topic(
@@ -84,11 +80,6 @@ async def test_a_spent_llm_budget_turns_the_planner_to_templates_and_llm_drafts_
             )
             assert plan_for(records, second).planner == "template"
             assert len(received) == 1  # the API was not called for the second lead
-        finally:
-            herald.services.stop("planner-0")
-            planner.env.clear()
-            planner.env.update(saved)
-            herald.services.start("planner-0")
 
     # an LLM draft proposed after the budget is spent waits for a reviewer
     action = email_action(tenant, contact_id=f"llm-{run}", email=f"llm-{run}@buyers.example").model_copy(

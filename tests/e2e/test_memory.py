@@ -18,7 +18,7 @@ from test_first_touch import _contact, _creation, post_hubspot
 from herald_core.contracts import ActionExecuted, ActionProposed, ExecutionStatus, PlanCreated
 from herald_core.grpc.herald.v1 import retrieval_pb2, retrieval_pb2_grpc
 from herald_core.topics import EXECUTED, PLAN, PROPOSED_ACTION, contact_key
-from support import envelope, eventually, post_event, publish, read_topic
+from support import envelope, eventually, post_event, publish_audited, read_topic
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.postgres, pytest.mark.weaviate, pytest.mark.smtp]
 
@@ -67,7 +67,7 @@ async def test_recent_interactions_are_recalled_newest_first_and_once(herald, te
     )
     env = envelope(tenant, sent, source="herald/executor").model_copy(update={"time": NOW - timedelta(days=2)})
     for _ in range(2):
-        await publish(herald.bootstrap, herald.prefix, EXECUTED, contact_key(tenant, contact_id), env, sent)
+        await publish_audited(herald.bootstrap, herald.prefix, EXECUTED, contact_key(tenant, contact_id), env, sent)
     answered = await post_event(
         herald, tenant, "herald.message.replied.v1", reply(contact_id, "Re: logistics teams", NOW - timedelta(days=1))
     )

@@ -23,6 +23,7 @@ from support import (
     eventually,
     execution_of,
     messages_api,
+    planner_drafting_with,
     post_event,
     present,
     read_topic,
@@ -123,13 +124,8 @@ async def test_the_llm_reads_the_campaigns_true_figures_and_proposes_under_the_c
     lead = contact_record(int(f"8{int(run, 16) % 10_000_000:07d}"))
     lead_id = str(lead["contact_id"])
     herald.seed_contacts(tenant, [lead], tmp_path)
-    planner = herald.services.replicas["planner-0"]
-    saved = dict(planner.env)
     async with messages_api([STATS_CALL, DRAFT]) as (url, received):
-        herald.services.stop("planner-0")
-        planner.env.update({"ANTHROPIC_API_KEY": "sk-ant-loopback", "ANTHROPIC_BASE_URL": url})
-        herald.services.start("planner-0")
-        try:
+        async with planner_drafting_with(herald, url):
             created = await post_hubspot(herald, tenant, [_creation(lead, int(f"8{int(run, 16)}"))])
             assert created.status_code == 200, created.text
             proposals = await read_topic(
@@ -138,11 +134,6 @@ async def test_the_llm_reads_the_campaigns_true_figures_and_proposes_under_the_c
                 timeout=60,
                 until=lambda rs: _of(rs, tenant, ActionProposed, lead_id) is not None,
             )
-        finally:
-            herald.services.stop("planner-0")
-            planner.env.clear()
-            planner.env.update(saved)
-            herald.services.start("planner-0")
 
     # the model asked, and the second request carried the executor's answer: the campaign's true figures
     assert len(received) == 2

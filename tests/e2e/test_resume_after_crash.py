@@ -16,17 +16,14 @@ import httpx
 import pytest
 from PIL import Image
 
-from herald_core.contracts import ActionApproved, ActionExecuted, ActionRefused, ConsentReason, ConsentWithdrawn
-from herald_core.ids import new_id
+from herald_core.contracts import ActionApproved, ActionExecuted, ActionRefused
 from herald_core.signing import load_signer
-from herald_core.topics import CONSENT
 from support import (
     cut_off_by_a_crash,
-    envelope,
     eventually,
     executor_answers,
     mails_to,
-    publish,
+    opt_out,
     tool_action,
     tool_input,
 )
@@ -69,19 +66,7 @@ async def test_a_call_cut_off_by_a_crash_is_settled_even_when_it_may_no_longer_s
     Image.new("RGB", (1080, 1080), "#123456").save(picture, format="PNG")
     stored.write_bytes(picture.getvalue())
     # the last contact opted out after the approval was signed
-    contact = email_opted_out.contact
-    withdrawn = ConsentWithdrawn(
-        contact_id=contact.contact_id,
-        email=contact.email,
-        reason=ConsentReason.UNSUBSCRIBE,
-        upstream_source="test",
-        upstream_event_id=new_id(),
-        occurred_at=datetime.now(UTC),
-    )
-    key = f"{tenant}:{contact.contact_id}:email".encode()
-    await publish(
-        herald.bootstrap, herald.prefix, CONSENT, key, envelope(tenant, withdrawn, source="test/ingest"), withdrawn
-    )
+    await opt_out(herald, tenant, email_opted_out.contact)
 
     await cut_off_by_a_crash(herald, approvals)
 

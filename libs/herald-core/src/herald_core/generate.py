@@ -271,6 +271,29 @@ def kubernetes_workloads() -> list[dict[str, Any]]:
             # generated images; a ReadWriteMany claim shared by the replicas (and whatever serves the assets)
             mounts.append({"name": "assets", "mountPath": "/var/lib/herald/assets"})
             volumes.append({"name": "assets", "persistentVolumeClaim": {"claimName": "herald-assets"}})
+            # the relay's login (submission on 587 wants one): the password as a mounted file, not an environment
+            # variable, so it is not in the pod spec's env and a rotated secret reaches new connections unrestarted;
+            # the Secret is optional: without it the executor does not log in (a relay inside the cluster)
+            env += [
+                {
+                    "name": f"{prefix}SMTP_USERNAME",
+                    "valueFrom": {
+                        "secretKeyRef": {"name": "herald-executor-smtp", "key": "username", "optional": True}
+                    },
+                },
+                {"name": f"{prefix}SMTP_PASSWORD_FILE", "value": "/etc/herald/smtp/password"},
+            ]
+            mounts.append({"name": "smtp", "mountPath": "/etc/herald/smtp", "readOnly": True})
+            volumes.append(
+                {
+                    "name": "smtp",
+                    "secret": {
+                        "secretName": "herald-executor-smtp",
+                        "items": [{"key": "password", "path": "password"}],
+                        "optional": True,
+                    },
+                }
+            )
         documents.append(
             {
                 "apiVersion": "apps/v1",

@@ -76,7 +76,7 @@ class Review:
 
     async def resolve(self, review_id: str, body: Resolve) -> dict[str, Any]:
         existing = await self._existing(review_id)
-        async with self.queue.resolve(review_id, body.outcome, body.reviewer, body.reason) as item:
+        async with self.queue.answer(review_id, "in_doubt", body.outcome, body.reviewer, body.reason) as item:
             if item is None:
                 detail = f"review {review_id} is a {existing['kind']} item, {existing['status']}"
                 raise HTTPException(409, {"error": "not_resolvable", "detail": detail})
@@ -128,7 +128,7 @@ class Review:
             detail = "an execution in doubt is not approved or rejected: check the downstream, then resolve it"
             raise HTTPException(409, {"error": "resolve_instead", "detail": detail})
         status = "approved" if decision is ReviewDecision.APPROVED else "rejected"
-        async with self.queue.decide(review_id, status, reviewer, reason) as item:
+        async with self.queue.answer(review_id, "approval", status, reviewer, reason) as item:
             if item is None:
                 raise HTTPException(
                     409, {"error": "already_decided", "detail": f"review {review_id} is {existing['status']}"}

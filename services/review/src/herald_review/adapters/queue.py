@@ -51,23 +51,6 @@ class ReviewQueue:
             envelope.traceparent,
         )
 
-    @contextlib.asynccontextmanager
-    async def resolve(
-        self, review_id: str, outcome: str, reviewer: str, reason: str
-    ) -> AsyncIterator[dict[str, Any] | None]:
-        """Record what the check found; yield the item (None if it is not a pending in-doubt execution) and
-        commit after the block (which publishes the resolution)."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                "UPDATE review.items SET status = $2, reviewer = $3, decision_reason = $4, decided_at = now() "
-                "WHERE review_id = $1 AND kind = 'in_doubt' AND status = 'pending' RETURNING *",
-                review_id,
-                outcome,
-                reviewer,
-                reason,
-            )
-            yield None if row is None else _item(row)
-
     async def list(self, tenant: str | None, status: str | None, limit: int) -> list[dict[str, Any]]:
         rows = await self.pool.fetch(
             "SELECT * FROM review.items WHERE ($1::text IS NULL OR tenant = $1) AND ($2::text IS NULL OR status = $2) "
@@ -83,15 +66,18 @@ class ReviewQueue:
         return None if row is None else _item(row)
 
     @contextlib.asynccontextmanager
-    async def decide(
-        self, review_id: str, status: str, reviewer: str, reason: str | None
+    async def answer(
+        self, review_id: str, kind: str, status: str, reviewer: str, reason: str | None
     ) -> AsyncIterator[dict[str, Any] | None]:
-        """Yield the item if this call decided it (None if it was not pending); commit after the block."""
+        """A reviewer's answer to a pending item of this kind — an `approval` approved / rejected, an `in_doubt`
+        execution found to have happened or not. Yield the item (None if it was not a pending item of that
+        kind); the row commits after the block, which publishes the answer."""
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
-                "UPDATE review.items SET status = $2, reviewer = $3, decision_reason = $4, decided_at = now() "
-                "WHERE review_id = $1 AND kind = 'approval' AND status = 'pending' RETURNING *",
+                "UPDATE review.items SET status = $3, reviewer = $4, decision_reason = $5, decided_at = now() "
+                "WHERE review_id = $1 AND kind = $2 AND status = 'pending' RETURNING *",
                 review_id,
+                kind,
                 status,
                 reviewer,
                 reason,
