@@ -64,11 +64,16 @@ generate: uv ## regenerate JSON Schemas, the AsyncAPI document and the Strimzi t
 	$(UV) run python -m herald_core.generate --root .
 
 .PHONY: bench
-bench: up ## throughput and latency against raw aiokafka, guard decisions, search at 10k chunks; JSON + PNG in bench/results/
+bench: up ## throughput and latency against raw aiokafka, guard decisions, the executor's tools, search at 10k chunks; JSON + PNG in bench/results/
 	$(UV) run python -m bench.run
 	$(UV) run python -m bench.guard
 	$(UV) run python -m bench.guard_kafka
+	$(UV) run python -m bench.executor
 	$(UV) run python -m bench.retrieval
+
+.PHONY: bench-executor
+bench-executor: up ## the executor's four tools through Kafka at a steady rate each, against a raw aiokafka hop (p50/p95/p99)
+	$(UV) run python -m bench.executor
 
 .PHONY: bench-retrieval
 bench-retrieval: up ## hybrid search latency over >= 10k chunks (with and without embedding), ingestion chunks/s

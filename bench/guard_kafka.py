@@ -18,13 +18,14 @@ import json
 import random
 import secrets
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import yaml
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
 from bench.guard import policy_source
 from bench.results import machine, save
@@ -62,8 +63,19 @@ def _action(n: int, run: str) -> ActionProposed:
     )
 
 
-async def _paced(bootstrap: str, source: str, sinks: list[str], make: Any, rate: float, count: int) -> list[float]:
-    """Send `count` messages at `rate`/s to `source`; seconds from each send to its output on a sink."""
+async def _paced(
+    bootstrap: str,
+    source: str,
+    sinks: list[str],
+    make: Any,
+    rate: float,
+    count: int,
+    seen: Callable[[str, ConsumerRecord[bytes, bytes], float], None] | None = None,
+) -> list[float]:
+    """Send `count` messages at `rate`/s to `source`; seconds from each send to its output on a sink.
+
+    `seen` is told of each output matched to a send (its marker, the record, the latency), for a bench that also
+    checks what came back."""
     consumer = AIOKafkaConsumer(*sinks, bootstrap_servers=bootstrap, isolation_level="read_committed")
     await consumer.start()
     while not consumer.assignment():
@@ -93,6 +105,8 @@ async def _paced(bootstrap: str, source: str, sinks: list[str], make: Any, rate:
                     marker = dict(record.headers or ()).get("bench_marker", b"").decode() or _action_id(record.value)
                     if marker in sent_at:
                         latencies.append(arrived - sent_at.pop(marker))
+                        if seen is not None:
+                            seen(marker, record, latencies[-1])
         await sending
     finally:
         await producer.stop()
@@ -105,7 +119,12 @@ def _action_id(value: bytes | None) -> str:
     return str(body.get("action_id") or (body.get("action") or {}).get("action_id") or "")
 
 
-async def raw_baseline(bootstrap: str, prefix: str, rate: float, count: int) -> dict[str, Any]:
+async def raw_baseline(
+    bootstrap: str, prefix: str, rate: float, count: int, payload: bytes | None = None
+) -> dict[str, Any]:
+    """A plain aiokafka consume → produce hop at `rate`, timed as the services are; `payload` (default: a guard
+    proposal) sets the message size, so each service is compared on messages like its own."""
+    payload = payload or _action(0, "raw").model_dump_json().encode()
     source, sink = f"{prefix}rawg.in", f"{prefix}rawg.out"
     await _create(bootstrap, [source, sink])
     consumer = AIOKafkaConsumer(
@@ -133,7 +152,6 @@ async def raw_baseline(bootstrap: str, prefix: str, rate: float, count: int) -> 
 
     hopping = asyncio.create_task(hop())
     try:
-        payload = _action(0, "raw").model_dump_json().encode()
         latencies = await _paced(
             bootstrap,
             source,
@@ -146,7 +164,12 @@ async def raw_baseline(bootstrap: str, prefix: str, rate: float, count: int) -> 
         hopping.cancel()
         await consumer.stop()
         await producer.stop()
-    return {"rate_per_second": rate, "messages": len(latencies), "latency_ms": _percentiles(latencies)}
+    return {
+        "rate_per_second": rate,
+        "messages": len(latencies),
+        "message_bytes": len(payload),
+        "latency_ms": _percentiles(latencies),
+    }
 
 
 async def guard_latency(config: StackConfig, rules_list: list[int], rate: float, count: int) -> dict[str, Any]:

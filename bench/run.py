@@ -264,13 +264,15 @@ async def pipeline(config: StackConfig, count: int) -> dict[str, Any]:
 
 
 def _percentiles(latencies: list[float]) -> dict[str, float | None]:
+    """p50 (the median), p95 and p99 in ms of latencies in seconds."""
     ordered = sorted(latencies)
     if not ordered:
-        return {"p50": None, "p99": None}
-    return {
-        "p50": round(statistics.median(ordered) * 1000, 1),
-        "p99": round(ordered[max(int(len(ordered) * 0.99) - 1, 0)] * 1000, 1),
-    }
+        return {"p50": None, "p95": None, "p99": None}
+
+    def rank(q: float) -> float:
+        return round(ordered[max(int(len(ordered) * q) - 1, 0)] * 1000, 1)
+
+    return {"p50": round(statistics.median(ordered) * 1000, 1), "p95": rank(0.95), "p99": rank(0.99)}
 
 
 async def _drive(
