@@ -16,7 +16,7 @@ uv:
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
 
 .PHONY: install
-install: uv ## install the Python workspace, Kafka's jars, the Weaviate build and PostgreSQL (cached by version)
+install: uv ## install the Python workspace, Kafka's jars, the Weaviate build, PostgreSQL and Chromium (cached by version)
 	$(UV) sync --frozen
 	$(UV) run herald-stack install
 

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from herald_core.bus import ensure_topics
 from herald_core.settings import CommonSettings
 from herald_core.signing import generate_keypair
-from herald_stack.components import StackError, components
+from herald_stack.components import StackError, components, tools
 from herald_stack.config import StackConfig
 
 GUARD_KEY_ID = "guard-local-1"
@@ -21,7 +21,7 @@ def install(cfg: StackConfig) -> None:
     cfg.cache_dir.mkdir(parents=True, exist_ok=True)
     # the downloads and the Weaviate build are independent: run them side by side
     with ThreadPoolExecutor(max_workers=4) as pool:
-        for future in [pool.submit(c.install) for c in components(cfg)]:
+        for future in [pool.submit(c.install) for c in [*components(cfg), *tools(cfg)]]:
             future.result()
 
 

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 import uuid
@@ -51,6 +52,21 @@ def _run(cmd: list[str], **kwargs: object) -> None:
     result = subprocess.run(cmd, capture_output=True, text=True, **kwargs)  # type: ignore[call-overload]
     if result.returncode != 0:
         raise StackError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+
+
+_apt_lock = threading.Lock()
+_apt_lists_fresh = False
+
+
+def _apt_install(*packages: str) -> None:
+    """Install Debian packages. The parts install side by side and apt holds one lock, so they take turns;
+    the package lists are refreshed once per run, by whichever part needs apt first."""
+    global _apt_lists_fresh
+    with _apt_lock:
+        if not _apt_lists_fresh:
+            _run(["apt-get", "update", "-q"])
+            _apt_lists_fresh = True
+        _run(["apt-get", "install", "-y", "-q", *packages], env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
 
 
 class Process:
@@ -200,10 +216,7 @@ class Postgres:
             return
         if os.geteuid() != 0:
             raise StackError(f"PostgreSQL not found in {self.cfg.pg_bin_dir}; install postgresql-15")
-        _run(["apt-get", "update", "-q"])
-        _run(
-            ["apt-get", "install", "-y", "-q", "postgresql-15"], env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        )
+        _apt_install("postgresql-15")
 
     def healthy(self) -> bool:
         if not _port_open(self.cfg.pg_port):
@@ -451,5 +464,28 @@ class Caldav:
         self.proc.terminate()
 
 
+class Chromium:
+    """Debian's Chromium, the browser the reviewers' web UI is tested in (Playwright drives it through
+    `executable_path`). Installed, never started: each browser test launches its own. Playwright's own browser
+    builds come from outside any package registry, so `playwright install` is never used."""
+
+    name = "chromium"
+
+    def __init__(self, cfg: StackConfig) -> None:
+        self.cfg = cfg
+
+    def install(self) -> None:
+        if self.cfg.chromium_binary.exists():
+            return
+        if os.geteuid() != 0:
+            raise StackError(f"Chromium not found at {self.cfg.chromium_binary}; install chromium")
+        _apt_install("chromium")
+
+
 def components(cfg: StackConfig) -> list[Kafka | Postgres | Weaviate | Smtp | Caldav]:
     return [Postgres(cfg), Kafka(cfg), Weaviate(cfg), Smtp(cfg), Caldav(cfg)]
+
+
+def tools(cfg: StackConfig) -> list[Chromium]:
+    """What the tests need installed beside the running parts."""
+    return [Chromium(cfg)]

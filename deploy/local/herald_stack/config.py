@@ -42,6 +42,10 @@ class StackConfig(BaseSettings):
     caldav_user: str = "herald"
     caldav_password: str = "herald"  # noqa: S105 - a loopback-only server's fixed test login
 
+    chromium_binary: Path = Field(
+        default=Path("/usr/bin/chromium"), description="Debian's Chromium, for the web UI's browser tests."
+    )
+
     @property
     def kafka_bootstrap(self) -> str:
         return f"127.0.0.1:{self.kafka_port}"

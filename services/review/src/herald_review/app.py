@@ -2,7 +2,7 @@
 
     herald.review.v1 → on_review                        (queue the request)
     herald.executed.v1 → on_executed                    (queue an execution in doubt, for a person to check)
-    GET  /v1/reviews?tenant=&status=                    (the queue)
+    GET  /v1/reviews?tenant=&status=&kind=              (the queue)
     GET  /v1/reviews/{review_id}                        (one item, with the action and the rules that sent it here)
     POST /v1/reviews/{review_id}/approve  {reviewer, reason?}
     POST /v1/reviews/{review_id}/reject   {reviewer, reason}
@@ -10,6 +10,7 @@
     POST /v1/kill-switch                  {tenant?, engaged, reason, set_by}   (global without a tenant)
     GET  /v1/explain/{action_id}                        (why: the action's chain, rebuilt from the audit)
     GET  /v1/audit?tenant=&contact_id=&action_id=&rule=&since=&until=   (the audit index)
+    /ui …                                               (the reviewers' web UI, web.py: same decisions, as pages)
 Decisions are published as `ReviewDecided` on herald.review-decision.v1; the guard re-checks every
 hard rule before it signs anything. What a person found about an execution in doubt is published as
 `ExecutionResolved` on herald.executed.v1 (the executor, the planner and the audit learn of it). The
@@ -49,6 +50,7 @@ from herald_review.adapters.sealer import AuditSealer
 from herald_review.explain import explain, render
 from herald_review.logic import Approve, KillSwitchRequest, Reject, Resolve
 from herald_review.settings import Settings
+from herald_review.web import add_web_ui
 
 SOURCE = "herald/review"
 DECISIONS = Counter("herald_review_decisions_total", "Reviewer decisions.", ["decision"])
@@ -96,7 +98,15 @@ class Review:
             # the item is resolved only if the executor, the planner and the audit hear of it
             await self.producer.publish([self._outbound(item, resolved)])
         DECISIONS.labels(body.outcome).inc()
-        log.info("in-doubt execution resolved", review_id=review_id, outcome=body.outcome, reviewer=body.reviewer)
+        log.info(
+            "in-doubt execution resolved",
+            review_id=review_id,
+            outcome=body.outcome,
+            reviewer=body.reviewer,
+            tenant=item["tenant"],
+            action_id=item["action_id"],
+            correlation_id=item["correlation_id"],
+        )
         return item
 
     @staticmethod
@@ -145,7 +155,15 @@ class Review:
             # the queue row commits only if the decision reached Kafka
             await self.producer.publish([self._outbound(item, body)])
         DECISIONS.labels(status).inc()
-        log.info("review decided", review_id=review_id, decision=status, reviewer=reviewer)
+        log.info(
+            "review decided",
+            review_id=review_id,
+            decision=status,
+            reviewer=reviewer,
+            tenant=item["tenant"],
+            action_id=item["action_id"],
+            correlation_id=item["correlation_id"],
+        )
         return item
 
 
@@ -164,9 +182,9 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
 
     @http.get("/v1/reviews")
     async def list_reviews(
-        tenant: str | None = None, status: str | None = "pending", limit: int = 100
+        tenant: str | None = None, status: str | None = "pending", kind: str | None = None, limit: int = 100
     ) -> list[dict[str, Any]]:
-        return await review.queue.list(tenant, status, min(max(limit, 1), 1000))
+        return await review.queue.list(tenant, status, min(max(limit, 1), 1000), kind)
 
     @http.get("/v1/reviews/{review_id}")
     async def get_review(review_id: str) -> dict[str, Any]:
@@ -231,6 +249,8 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
         await producer.publish([out])
         log.warning("kill switch set", scope=body.tenant or "global", engaged=body.engaged, set_by=body.set_by)
         return {"scope": body.tenant or "global", "engaged": body.engaged, "message_id": out.envelope.id}
+
+    add_web_ui(http, review, index, settings.reviewer_headers)
 
     async def producer_ok() -> bool:
         return producer.started

@@ -51,13 +51,17 @@ class ReviewQueue:
             envelope.traceparent,
         )
 
-    async def list(self, tenant: str | None, status: str | None, limit: int) -> list[dict[str, Any]]:
+    async def list(
+        self, tenant: str | None, status: str | None, limit: int, kind: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Items oldest first, each filter applied when given."""
         rows = await self.pool.fetch(
             "SELECT * FROM review.items WHERE ($1::text IS NULL OR tenant = $1) AND ($2::text IS NULL OR status = $2) "
-            "ORDER BY created_at LIMIT $3",
+            "AND ($4::text IS NULL OR kind = $4) ORDER BY created_at LIMIT $3",
             tenant,
             status,
             limit,
+            kind,
         )
         return [_item(r) for r in rows]
 

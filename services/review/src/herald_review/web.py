@@ -1,0 +1,484 @@
+"""The reviewers' web UI, served by the review service beside its JSON API and deciding through the same methods.
+
+    GET  /ui                                  the queue: tenant, kind and status filters, oldest first
+    GET  /ui/reviews/{review_id}              one item: the proposed action, or what the executor said
+    POST /ui/reviews/{review_id}/approve      reviewer, reason?            → 303 to the queue
+    POST /ui/reviews/{review_id}/reject       reviewer, reason             → 303 to the queue
+    POST /ui/reviews/{review_id}/resolve      reviewer, outcome, reason    → 303 to the queue (in doubt)
+    GET  /ui/explain/{action_id}              "why did it do that?": the action's story from the audit
+    GET  /ui/static/review.css                the stylesheet, shipped in the package
+
+Everything shown was written by someone Herald does not trust — a draft is LLM output, names and notes come
+from upstream systems — so templates autoescape every value and the Content-Security-Policy allows no script
+at all: a missed escape still could not run. The UI does not sign people in: an authenticating proxy belongs in
+front of it, and when that proxy names the reviewer in a header (`reviewer_headers`) the name is taken from there;
+otherwise the reviewer types it. Forms carry a per-session CSRF token (a cookie and a hidden field, compared in
+constant time); a POST without it changes nothing.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+import secrets
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, unquote
+
+import jinja2
+import structlog
+from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from prometheus_client import Counter
+from pydantic import ValidationError
+from starlette.datastructures import FormData
+
+from herald_core.contracts import ActionExecuted, ActionProposed, ReviewDecision, SendEmailInput
+from herald_core.observability import get_logger
+from herald_review.adapters.audit_index import AuditIndex
+from herald_review.explain import explain
+from herald_review.logic import Approve, Reject, Resolve
+
+if TYPE_CHECKING:
+    from herald_review.app import Review
+
+CSRF_COOKIE = "herald_csrf"
+CSRF_FIELD = "csrf_token"
+REVIEWER_COOKIE = "herald_reviewer"
+FLASH_COOKIE = "herald_flash"
+COOKIE_PATH = "/ui"
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{32,128}$")
+STATUSES = ("pending", "approved", "rejected", "happened", "did_not_happen")
+KINDS = ("approval", "in_doubt")
+QUEUE_LIMIT = 500
+
+SECURITY_HEADERS = {
+    # no inline script, no inline style, nothing from elsewhere; forms post back here only
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; object-src 'none'; "
+        "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
+
+UI_SUBMISSIONS = Counter(
+    "herald_review_ui_submissions_total",
+    "Decision forms submitted in the web UI, by form and result (decided, invalid, conflict, not_found, forbidden).",
+    ["form", "result"],
+)
+UI_PAGES = Counter("herald_review_ui_pages_total", "Web UI pages served, by page and status code.", ["page", "status"])
+log = get_logger("herald.review.web")
+
+FIELD_REQUIRED = {
+    "reviewer": "Your name is needed: it goes on the decision and into the audit.",
+    "reason": "Say why: the reason goes to the guard, the audit and the planner's memory.",
+    "outcome": "Choose what the check found.",
+}
+# each form read as the JSON API's body of the same decision, from its own fields only
+FORMS: dict[str, tuple[type[Approve] | type[Reject] | type[Resolve], tuple[str, ...]]] = {
+    "approve": (Approve, ("reviewer", "reason")),
+    "reject": (Reject, ("reviewer", "reason")),
+    "resolve": (Resolve, ("reviewer", "outcome", "reason")),
+}
+RESOLVE_REASON_REQUIRED = "Say how it was checked (the mailbox, the CRM, the calendar …): it goes into the audit."
+
+
+# ---------------------------------------------------------------- pure views (no I/O)
+
+
+def age(created_at: str, now: datetime) -> str:
+    """How long an item has waited, in the largest unit that says it."""
+    seconds = max(0, int((now - datetime.fromisoformat(created_at)).total_seconds()))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min"
+    if seconds < 86_400:
+        return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+    return f"{seconds // 86_400} d {seconds % 86_400 // 3600} h"
+
+
+def _proposed(item: Mapping[str, Any]) -> ActionProposed | None:
+    try:
+        return ActionProposed.model_validate(item["action"])
+    except ValidationError:
+        return None  # a row written under an older contract: the raw fields still show
+
+
+def _executed(item: Mapping[str, Any]) -> ActionExecuted | None:
+    try:
+        return ActionExecuted.model_validate(item["action"])
+    except ValidationError:
+        return None
+
+
+def _contact_line(item: Mapping[str, Any]) -> str:
+    contact = item["action"].get("contact") if item["kind"] == "approval" else None
+    if not isinstance(contact, dict):
+        return str(item["contact_id"])
+    name = " ".join(part for part in (contact.get("first_name"), contact.get("last_name")) if part)
+    return " · ".join(part for part in (name, contact.get("email"), contact.get("company")) if part) or str(
+        item["contact_id"]
+    )
+
+
+def queue_row(item: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+    """One line of the queue: what it is, for whom, and why a person has to look at it."""
+    return {
+        "review_id": item["review_id"],
+        "kind": item["kind"],
+        "tenant": item["tenant"],
+        "contact": _contact_line(item),
+        "tool": item["action"].get("tool", ""),
+        "reason": item["reason"],
+        "rules": [r["rule"] for r in item["rules"] if r.get("outcome") != "pass"],
+        "status": item["status"],
+        "age": age(item["created_at"], now),
+        "created_at": item["created_at"],
+    }
+
+
+def _facts(contact: Mapping[str, Any]) -> list[tuple[str, str]]:
+    labels = {
+        "contact_id": "contact id",
+        "first_name": "first name",
+        "last_name": "last name",
+        "email": "email",
+        "company": "company",
+        "job_title": "job title",
+        "industry": "industry",
+        "lifecycle_stage": "lifecycle stage",
+        "timezone": "time zone",
+        "vip": "VIP",
+        "deal_value_minor": "open deal (minor units)",
+    }
+    facts = []
+    for key, label in labels.items():
+        value = contact.get(key)
+        if value in (None, "", False, 0) and key not in ("vip",):
+            continue
+        facts.append((label, "yes" if value is True else "no" if value is False else str(value)))
+    return facts
+
+
+def _fields(values: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """A tool input that is not an email, as name/value lines."""
+    lines = []
+    for key, value in values.items():
+        if isinstance(value, dict):
+            lines += [(f"{key}.{k}", "" if v is None else str(v)) for k, v in value.items()]
+        elif value not in (None, ""):
+            lines.append((key, str(value)))
+    return lines
+
+
+def item_view(item: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+    """What the item page shows: the action as a reviewer reads it, or what the executor said about it."""
+    view: dict[str, Any] = {
+        "age": age(item["created_at"], now),
+        "review_id": item["review_id"],
+        "kind": item["kind"],
+        "tenant": item["tenant"],
+        "action_id": item["action_id"],
+        "contact_id": item["contact_id"],
+        "status": item["status"],
+        "pending": item["status"] == "pending",
+        "reason": item["reason"],
+        "rules": item["rules"],
+        "reviewer": item["reviewer"],
+        "decision_reason": item["decision_reason"],
+        "created_at": item["created_at"],
+        "decided_at": item["decided_at"],
+        "tool": item["action"].get("tool", ""),
+    }
+    if item["kind"] == "in_doubt":
+        executed = _executed(item)
+        raw = item["action"]
+        view |= {
+            "summary": raw.get("summary") or "",
+            "workflow_id": raw.get("workflow_id") or "",
+            "failure": raw.get("failure"),
+            "error": raw.get("error") or "",
+            "result": _fields(raw.get("result") or {}),
+            "described": (executed.summary if executed else None) or raw.get("tool", ""),
+        }
+        return view
+    action = _proposed(item)
+    raw = item["action"]
+    email = action.input if action is not None and isinstance(action.input, SendEmailInput) else None
+    view |= {
+        "email": None
+        if email is None
+        else {"to": email.to, "to_name": email.to_name, "subject": email.subject, "body": email.body_text},
+        "input": [] if email is not None else _fields(raw.get("input") or {}),
+        "described": action.describe() if action is not None else raw.get("tool", ""),
+        "rationale": raw.get("rationale") or "",
+        "confidence": raw.get("confidence"),
+        "drafted_by": raw.get("drafted_by"),
+        "campaign_id": raw.get("campaign_id"),
+        "variant": raw.get("variant"),
+        "workflow_id": raw.get("workflow_id") or "",
+        "evidence": raw.get("evidence") or [],
+        "contact": _facts(raw.get("contact") or {}),
+    }
+    return view
+
+
+def field_errors(error: ValidationError, *, resolving: bool = False) -> dict[str, str]:
+    """A form's validation problems by field, in words a reviewer can act on."""
+    errors: dict[str, str] = {}
+    for problem in error.errors():
+        field = str(problem["loc"][0]) if problem["loc"] else "form"
+        if problem["type"] in ("missing", "string_too_short"):
+            message = RESOLVE_REASON_REQUIRED if resolving and field == "reason" else FIELD_REQUIRED.get(field)
+        else:
+            message = None
+        errors.setdefault(field, message or str(problem["msg"]))
+    return errors
+
+
+def _filled(form: FormData, *names: str) -> dict[str, str]:
+    """The named fields that were filled in, trimmed: a reason of spaces is no reason."""
+    values = {}
+    for name in names:
+        value = form.get(name)
+        if isinstance(value, str) and value.strip():
+            values[name] = value.strip()
+    return values
+
+
+# ---------------------------------------------------------------- wiring
+
+
+def _templates() -> Jinja2Templates:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("herald_review", "templates"),
+        autoescape=True,  # every value, whatever the file name: drafts and names are untrusted
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    return Jinja2Templates(env=env)
+
+
+class _CsrfRefused(Exception):
+    pass
+
+
+def add_web_ui(http: FastAPI, review: Review, index: AuditIndex, reviewer_headers: tuple[str, ...]) -> None:
+    """Serve the reviewers' web UI under /ui on the service's HTTP app."""
+    templates = _templates()
+    http.mount("/ui/static", StaticFiles(packages=[("herald_review", "static")]), name="ui-static")
+
+    @http.middleware("http")
+    async def security_headers(request: Request, call_next: Any) -> Response:
+        response: Response = await call_next(request)
+        if request.url.path == "/ui" or request.url.path.startswith("/ui/"):
+            for name, value in SECURITY_HEADERS.items():
+                response.headers.setdefault(name, value)
+            if not request.url.path.startswith("/ui/static/"):
+                response.headers["Cache-Control"] = "no-store"  # pages hold drafts and contacts' data
+        return response
+
+    def proxy_reviewer(request: Request) -> str | None:
+        for header in reviewer_headers:
+            value = request.headers.get(header, "").strip()
+            if value:
+                return value
+        return None
+
+    def secure(request: Request) -> bool:
+        return request.url.scheme == "https" or request.headers.get("x-forwarded-proto", "").lower() == "https"
+
+    def set_cookie(request: Request, response: Response, name: str, value: str, max_age: int | None) -> None:
+        response.set_cookie(
+            name,
+            value,
+            max_age=max_age,
+            path=COOKIE_PATH,
+            httponly=True,
+            samesite="strict",
+            secure=secure(request),
+        )
+
+    def page(
+        request: Request, name: str, context: dict[str, Any], status_code: int = 200, *, flash: str | None = None
+    ) -> Response:
+        """Render a page with what every page needs: the session's CSRF token, who is reviewing, a flash."""
+        token = request.cookies.get(CSRF_COOKIE, "")
+        fresh = not _TOKEN.match(token)
+        if fresh:
+            token = secrets.token_urlsafe(32)
+        proxied = proxy_reviewer(request)
+        context = {
+            "base": request.scope.get("root_path", ""),
+            "csrf_token": token,
+            "proxy_reviewer": proxied,
+            "remembered_reviewer": unquote(request.cookies.get(REVIEWER_COOKIE, "")),
+            "flash": flash,
+            **context,
+        }
+        response = templates.TemplateResponse(request, name, context, status_code=status_code)
+        if fresh:
+            set_cookie(request, response, CSRF_COOKIE, token, None)
+        UI_PAGES.labels(name.removesuffix(".html"), str(status_code)).inc()
+        return response
+
+    async def checked_form(request: Request, form_name: str) -> FormData:
+        """The posted form, once its CSRF token matches the session's cookie."""
+        form = await request.form()
+        sent = form.get(CSRF_FIELD)
+        cookie = request.cookies.get(CSRF_COOKIE, "")
+        if not (isinstance(sent, str) and cookie and hmac.compare_digest(sent.encode(), cookie.encode())):
+            UI_SUBMISSIONS.labels(form_name, "forbidden").inc()
+            log.warning("web ui form refused: csrf token missing or wrong", form=form_name, path=request.url.path)
+            raise _CsrfRefused
+        return form
+
+    def forbidden(request: Request) -> Response:
+        return page(
+            request,
+            "error.html",
+            {
+                "title": "Form refused",
+                "message": "This form did not come from a page of this review UI in your session, so nothing was "
+                "changed. Open the item again and decide from there.",
+            },
+            403,
+        )
+
+    def not_found(request: Request, what: str) -> Response:
+        return page(request, "error.html", {"title": "Not found", "message": what}, 404)
+
+    async def item_page(
+        request: Request,
+        review_id: str,
+        *,
+        status_code: int = 200,
+        values: Mapping[str, str] | None = None,
+        errors: Mapping[str, str] | None = None,
+        conflict: str | None = None,
+    ) -> Response:
+        item = await review.queue.get(review_id)
+        if item is None:
+            return not_found(request, f"There is no review item {review_id}.")
+        context = {
+            "item": item_view(item, datetime.now(UTC)),
+            "values": dict(values or {}),
+            "errors": dict(errors or {}),
+            "conflict": conflict,
+        }
+        return page(request, "item.html", context, status_code)
+
+    def decided(request: Request, message: str, reviewer: str, *, typed: bool) -> Response:
+        """Back to the queue (Post/Redirect/Get), with what was done said once."""
+        response = RedirectResponse(f"{request.scope.get('root_path', '')}/ui", status_code=303)
+        set_cookie(request, response, FLASH_COOKIE, quote(message), 60)
+        if typed:  # remembered for the next item; a proxy's name needs no remembering
+            set_cookie(request, response, REVIEWER_COOKIE, quote(reviewer), 180 * 86_400)
+        return response
+
+    async def submit(request: Request, review_id: str, form_name: str) -> Response:
+        try:
+            form = await checked_form(request, form_name)
+        except _CsrfRefused:
+            return forbidden(request)
+        proxied = proxy_reviewer(request)
+        model, fields = FORMS[form_name]
+        values = _filled(form, *fields)
+        if proxied is not None:
+            values["reviewer"] = proxied
+        try:
+            body = model.model_validate(values)
+        except ValidationError as error:
+            UI_SUBMISSIONS.labels(form_name, "invalid").inc()
+            problems = field_errors(error, resolving=form_name == "resolve")
+            log.info("web ui form invalid", review_id=review_id, form=form_name, fields=sorted(problems))
+            return await item_page(request, review_id, status_code=422, values=values, errors=problems)
+        with structlog.contextvars.bound_contextvars(via="web_ui"):
+            try:
+                if isinstance(body, Resolve):
+                    item = await review.resolve(review_id, body)
+                else:
+                    assert isinstance(body, Approve | Reject)
+                    decision = ReviewDecision.APPROVED if isinstance(body, Approve) else ReviewDecision.REJECTED
+                    item = await review.decide(review_id, decision, body.reviewer, body.reason)
+            except HTTPException as error:
+                detail = error.detail if isinstance(error.detail, dict) else {"detail": str(error.detail)}
+                if error.status_code == 404:
+                    UI_SUBMISSIONS.labels(form_name, "not_found").inc()
+                    return not_found(request, f"There is no review item {review_id}.")
+                if error.status_code != 409:
+                    raise
+                UI_SUBMISSIONS.labels(form_name, "conflict").inc()
+                log.info("web ui decision refused", review_id=review_id, form=form_name, error=detail.get("error"))
+                return await item_page(
+                    request, review_id, status_code=409, conflict=_conflict_message(detail, form_name)
+                )
+        UI_SUBMISSIONS.labels(form_name, "decided").inc()
+        view = item_view(item, datetime.now(UTC))
+        verb = {"approved": "Approved", "rejected": "Rejected", "happened": "Resolved as happened"}.get(
+            item["status"], "Resolved as did not happen"
+        )
+        message = f"{verb}: {view['described']} (review {review_id})"
+        return decided(request, message, str(values["reviewer"]), typed=proxied is None)
+
+    @http.get("/ui", include_in_schema=False, name="ui-queue")
+    async def queue_page(request: Request, tenant: str = "", kind: str = "", status: str = "pending") -> Response:
+        tenant, kind = tenant.strip(), kind if kind in KINDS else ""
+        status = status if status in (*STATUSES, "any") else "pending"
+        items = await review.queue.list(tenant or None, None if status == "any" else status, QUEUE_LIMIT, kind or None)
+        now = datetime.now(UTC)
+        flash = request.cookies.get(FLASH_COOKIE)
+        response = page(
+            request,
+            "queue.html",
+            {
+                "rows": [queue_row(i, now) for i in items],
+                "limit": QUEUE_LIMIT,
+                "filters": {"tenant": tenant, "kind": kind, "status": status},
+                "kinds": KINDS,
+                "statuses": STATUSES,
+            },
+            flash=unquote(flash) if flash else None,
+        )
+        if flash:
+            response.delete_cookie(FLASH_COOKIE, path=COOKIE_PATH)
+        return response
+
+    @http.get("/ui/reviews/{review_id}", include_in_schema=False, name="ui-item")
+    async def review_page(request: Request, review_id: str) -> Response:
+        return await item_page(request, review_id)
+
+    @http.post("/ui/reviews/{review_id}/approve", include_in_schema=False)
+    async def approve_form(request: Request, review_id: str) -> Response:
+        return await submit(request, review_id, "approve")
+
+    @http.post("/ui/reviews/{review_id}/reject", include_in_schema=False)
+    async def reject_form(request: Request, review_id: str) -> Response:
+        return await submit(request, review_id, "reject")
+
+    @http.post("/ui/reviews/{review_id}/resolve", include_in_schema=False)
+    async def resolve_form(request: Request, review_id: str) -> Response:
+        return await submit(request, review_id, "resolve")
+
+    @http.get("/ui/explain/{action_id}", include_in_schema=False, name="ui-explain")
+    async def explain_page(request: Request, action_id: str) -> Response:
+        story = explain(await index.chain_of_action(action_id), action_id)
+        if story is None:
+            return not_found(request, f"No action {action_id} in the audit (yet: records are indexed within seconds).")
+        return page(request, "explain.html", {"story": story})
+
+
+def _conflict_message(detail: Mapping[str, Any], form_name: str) -> str:
+    """Why a decision could not be recorded (HTTP 409 from the Review methods), for the item page."""
+    if detail.get("error") == "resolve_instead":
+        return "An execution in doubt is not approved or rejected: check the downstream, then resolve it."
+    if detail.get("error") == "not_resolvable":
+        return "Only a pending execution in doubt can be resolved; this item is not one (see its state below)."
+    return f"Nothing was changed: this item was already decided before your {form_name} arrived (see below)."

@@ -1,0 +1,356 @@
+"""The reviewers' web UI in a real browser (Debian's Chromium driven by Playwright) against the review service of
+the running stack: items reach the queue the real way (a VIP's email escalated by the guard, an execution in
+doubt reported on the executed topic), a person decides on the pages, and what follows is read back from Kafka,
+the mailbox and the API — never from the page alone."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
+from playwright.async_api import Browser, Page, Response, async_playwright
+
+from herald_core.contracts import (
+    ActionApproved,
+    ActionExecuted,
+    ActionProposed,
+    ExecutionResolved,
+    ExecutionStatus,
+    FailureKind,
+    ReviewDecided,
+    ToolFailure,
+)
+from herald_core.ids import new_id
+from herald_core.topics import APPROVED_ACTION, EXECUTED, PROPOSED_ACTION, REVIEW_DECISION, contact_key
+from support import email_action, envelope, eventually, loopback, mails_to, publish_audited, read_topic
+
+pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.postgres, pytest.mark.smtp, pytest.mark.browser]
+
+REVIEWER = "dana@acmerelay.example"
+SCRIPT = "<script>window.__draft_script_ran = true</script>"
+IMAGE = '<img src="x" onerror="window.__draft_image_ran = true">'
+
+
+@pytest.fixture(scope="module")
+async def browser(herald) -> AsyncIterator[Browser]:  # type: ignore[no-untyped-def]
+    """Debian's Chromium (installed by `herald-stack install`), never a browser Playwright would download."""
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=str(herald.services.config.chromium_binary))
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+async def escalated_email(herald, tenant: str, contact_id: str, *, subject: str, body: str) -> ActionProposed:  # type: ignore[no-untyped-def]
+    """A VIP's email proposed as the planner proposes it (with its audit copy): the guard sends it to review."""
+    action = email_action(
+        tenant,
+        contact_id=contact_id,
+        email=f"{contact_id}@northwind.example",
+        subject=subject,
+        body_text=body,
+        rationale="New VIP lead from the webinar; the pricing page answers their question.",
+        first_name="Jordan",
+        last_name="Reyes",
+        company="Northwind Freight",
+        vip=True,
+    )
+    env = envelope(tenant, action, source="herald/planner")
+    await publish_audited(
+        herald.bootstrap, herald.prefix, PROPOSED_ACTION, contact_key(tenant, contact_id), env, action
+    )
+    return action
+
+
+async def queued(herald, tenant: str, action_ids: set[str]) -> dict[str, dict[str, Any]]:  # type: ignore[no-untyped-def]
+    """The tenant's pending review items for these actions, once all are in the queue (read through the API)."""
+    async with httpx.AsyncClient(base_url=herald.services.review_url, timeout=30) as client:
+
+        async def look() -> dict[str, dict[str, Any]] | None:
+            items = (await client.get("/v1/reviews", params={"tenant": tenant, "status": "pending"})).json()
+            found = {i["action_id"]: i for i in items if i["action_id"] in action_ids}
+            return found if set(found) == action_ids else None
+
+        found: dict[str, dict[str, Any]] = await eventually(look, timeout=60, what="the items in the review queue")
+        return found
+
+
+async def review_state(herald, review_id: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    async with httpx.AsyncClient(base_url=herald.services.review_url, timeout=30) as client:
+        response = await client.get(f"/v1/reviews/{review_id}")
+        assert response.status_code == 200, response.text
+        state: dict[str, Any] = response.json()
+        return state
+
+
+async def decisions_on_kafka(herald, review_id: str, count: int = 1) -> list[ReviewDecided]:  # type: ignore[no-untyped-def]
+    def about(records) -> list[ReviewDecided]:  # type: ignore[no-untyped-def]
+        return [
+            body
+            for body in (r.body(ReviewDecided) for r in records if r.type == ReviewDecided.TYPE)
+            if body.review_id == review_id
+        ]
+
+    records = await read_topic(
+        herald.bootstrap, herald.topic(REVIEW_DECISION), timeout=30, until=lambda rs: len(about(rs)) >= count
+    )
+    return about(records)
+
+
+async def submitted(page: Page, button: str) -> Response:
+    """Click a form's button and wait for the page it leads to; the answer to the POST itself."""
+    async with page.expect_response(lambda r: r.request.method == "POST") as posted:
+        await page.get_by_role("button", name=button).click()
+    await page.wait_for_load_state()
+    return await posted.value
+
+
+async def test_a_reviewer_rejects_one_escalated_email_and_approves_another(herald, browser) -> None:  # type: ignore[no-untyped-def]
+    tenant = herald.add_tenant(f"ui{secrets.token_hex(3)}")
+    run = secrets.token_hex(3)
+    subject = "Quick <b>question</b> about your Q3 routes"
+    body = f"Hi Jordan,\n\n{SCRIPT}\n{IMAGE}\nWe cut dispatch time by 30%.\n\nBest,\nMaya"
+    hostile = await escalated_email(herald, tenant, f"{run}1", subject=subject, body=body)
+    other = await escalated_email(herald, tenant, f"{run}2", subject="Following up on the webinar", body="Hi Jordan.")
+    items = await queued(herald, tenant, {hostile.action_id, other.action_id})
+    rejected_id, approved_id = items[hostile.action_id]["review_id"], items[other.action_id]["review_id"]
+    base = herald.services.review_url
+
+    context = await browser.new_context()
+    page = await context.new_page()
+
+    # the queue: both items, oldest first, each with why it is here
+    answer = await page.goto(f"{base}/ui?tenant={tenant}")
+    assert answer is not None and answer.status == 200
+    headers = await answer.all_headers()
+    assert "default-src 'self'" in headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in headers["content-security-policy"]
+    assert headers["x-frame-options"] == "DENY" and headers["referrer-policy"] == "no-referrer"
+    rows = page.locator("table.queue tbody tr")
+    by_age = sorted(items.values(), key=lambda i: i["created_at"])
+    assert [await r.get_attribute("data-review-id") for r in await rows.all()] == [i["review_id"] for i in by_age]
+    row = page.locator(f'tr[data-review-id="{rejected_id}"]')
+    text = await row.inner_text()
+    for expected in ("approval", tenant, str(hostile.contact.email), "send_email", "VIP", "escalation.vip"):
+        assert expected in text, (expected, text)
+
+    # the item: the draft shown as text — the script in it neither rendered nor run
+    await row.get_by_role("link").click()
+    await page.wait_for_url(f"**/ui/reviews/{rejected_id}")
+    assert await page.locator("#email-subject").inner_text() == subject
+    assert hostile.contact.email in await page.locator("#email-to").inner_text()
+    shown = await page.locator("#email-body").inner_text()
+    assert SCRIPT in shown and IMAGE in shown and "We cut dispatch time by 30%." in shown
+    assert await page.locator("script").count() == 0 and await page.locator("main img").count() == 0
+    assert await page.evaluate("[window.__draft_script_ran, window.__draft_image_ran]") == [None, None]
+    assert "pricing page answers" in await page.locator("#rationale").inner_text()
+    assert await page.locator("#confidence").inner_text() == "90 %"
+    assert "escalation.vip" in await page.locator("table.rules").inner_text()
+    facts = await page.locator("#contact").inner_text()
+    assert "Northwind Freight" in facts and "VIP" in facts
+
+    # a second tab left open on the same item, to come back to after the decision
+    stale = await context.new_page()
+    await stale.goto(f"{base}/ui/reviews/{rejected_id}")
+
+    # rejecting without a reason: the problem next to the field, nothing decided
+    await page.locator("#reviewer").fill(REVIEWER)
+    refused = await submitted(page, "Reject")
+    assert refused.status == 422
+    assert "Say why" in await page.locator("#reason-error").inner_text()
+    assert await page.locator("#reason").get_attribute("aria-describedby") == "reason-error"
+    assert await page.locator("#reviewer").input_value() == REVIEWER
+    assert (await review_state(herald, rejected_id))["status"] == "pending"
+
+    # rejecting with a reason: back to the queue, the item gone from it, the decision on Kafka
+    reason = "Promises a 30% cut we cannot show for their lanes"
+    await page.locator("#reason").fill(reason)
+    done = await submitted(page, "Reject")
+    assert done.status == 303
+    await page.wait_for_url(f"{base}/ui")
+    assert "Rejected" in await page.locator("#flash").inner_text()
+    assert subject in await page.locator("#flash").inner_text()
+    await page.goto(f"{base}/ui?tenant={tenant}")
+    assert await page.locator(f'tr[data-review-id="{rejected_id}"]').count() == 0
+    assert await page.locator(f'tr[data-review-id="{approved_id}"]').count() == 1
+    assert await page.locator("#flash").count() == 0  # said once
+    state = await review_state(herald, rejected_id)
+    assert (state["status"], state["reviewer"], state["decision_reason"]) == ("rejected", REVIEWER, reason)
+    (decided,) = await decisions_on_kafka(herald, rejected_id)
+    assert (decided.decision.value, decided.reviewer, decided.reason) == ("rejected", REVIEWER, reason)
+    assert decided.action.action_id == hostile.action_id
+
+    # the stale tab: approving what was already rejected is refused on the page, and changes nothing
+    await stale.locator("#reviewer").fill("lee@acmerelay.example")
+    conflict = await submitted(stale, "Approve")
+    assert conflict.status == 409
+    assert "already decided" in await stale.locator("#conflict").inner_text()
+    assert f"rejected by {REVIEWER}" in await stale.locator("#outcome").inner_text()
+    assert (await review_state(herald, rejected_id))["status"] == "rejected"
+
+    # approving the other: the name is remembered; the guard re-checks and signs; the email is sent
+    await page.goto(f"{base}/ui/reviews/{approved_id}")
+    assert await page.locator("#reviewer").input_value() == REVIEWER
+    approved = await submitted(page, "Approve")
+    assert approved.status == 303
+    assert "Approved" in await page.locator("#flash").inner_text()
+
+    def signed(records) -> list[ActionApproved]:  # type: ignore[no-untyped-def]
+        return [
+            body
+            for body in (r.body(ActionApproved) for r in records if r.type == ActionApproved.TYPE)
+            if body.action.action_id == other.action_id
+        ]
+
+    approvals = signed(
+        await read_topic(herald.bootstrap, herald.topic(APPROVED_ACTION), timeout=30, until=lambda rs: bool(signed(rs)))
+    )
+    assert [(a.stage, a.approval.approved_by) for a in approvals] == [("review", f"review:{REVIEWER}")]
+    mails = await eventually(lambda: mails_to(herald.maildir, other.contact.email or ""), timeout=60, what="the email")
+    assert len(mails) == 1 and mails[0]["Subject"] == "Following up on the webinar"
+    # one decision each, and the rejected email never left
+    assert len(await decisions_on_kafka(herald, rejected_id)) == 1
+    assert mails_to(herald.maildir, hostile.contact.email or "") == []
+
+    # "why did it do that?": the escalation, the rule and the reviewer's rejection, rebuilt from the audit
+    async def told() -> bool:
+        await page.goto(f"{base}/ui/explain/{hostile.action_id}")
+        return (
+            await page.locator("#story-review").count() == 1
+            and "rejected" in await page.locator("#story-review").inner_text()
+        )
+
+    await eventually(told, timeout=60, interval=0.5, what="the rejection in the explain page")
+    story = await page.locator("main").inner_text()
+    assert "Escalated at proposal" in story and "escalation.vip" in story and "contact is marked VIP" in story
+    review = await page.locator("#story-review").inner_text()
+    assert REVIEWER in review and reason in review
+    assert await page.locator("#story-subject").inner_text() == subject
+    assert SCRIPT in story and await page.locator("script").count() == 0
+    assert await page.evaluate("[window.__draft_script_ran, window.__draft_image_ran]") == [None, None]
+    await context.close()
+
+
+async def test_the_sign_in_proxy_names_the_reviewer(herald, browser) -> None:  # type: ignore[no-untyped-def]
+    tenant = herald.add_tenant(f"uiproxy{secrets.token_hex(3)}")
+    action = await escalated_email(herald, tenant, f"p{secrets.token_hex(3)}", subject="Hello", body="A short note.")
+    review_id = (await queued(herald, tenant, {action.action_id}))[action.action_id]["review_id"]
+    signed_in = "ana.proxy@acmerelay.example"
+    context = await browser.new_context(extra_http_headers={"X-Auth-Request-Email": signed_in})
+    page = await context.new_page()
+    await page.goto(f"{herald.services.review_url}/ui/reviews/{review_id}")
+    assert await page.locator("#reviewer").count() == 0  # no name to type: the proxy said who it is
+    assert await page.locator("#signed-in-reviewer").inner_text() == signed_in
+    await page.locator("#reason").fill("not this quarter")
+    assert (await submitted(page, "Reject")).status == 303
+    (decided,) = await decisions_on_kafka(herald, review_id)
+    assert (decided.reviewer, decided.reason) == (signed_in, "not this quarter")
+    await context.close()
+
+
+async def test_an_execution_in_doubt_is_resolved_from_its_page(herald, browser) -> None:  # type: ignore[no-untyped-def]
+    tenant = herald.add_tenant(f"uidoubt{secrets.token_hex(3)}")
+    contact_id = f"d{secrets.token_hex(3)}"
+    why = "found claimed after a restart; SMTP cannot be asked whether it took the message"
+    executed = ActionExecuted(
+        action_id=new_id(),
+        workflow_id=f"wf-{new_id()}",
+        contact_id=contact_id,
+        tool="send_email",
+        status=ExecutionStatus.IN_DOUBT,
+        error=why,
+        failure=ToolFailure(kind=FailureKind.NEEDS_HUMAN, code="in_doubt", message=why),
+        summary="email “Hello” to someone@buyers.example",
+    )
+    env = envelope(tenant, executed, source="herald/executor")
+    await publish_audited(herald.bootstrap, herald.prefix, EXECUTED, contact_key(tenant, contact_id), env, executed)
+    review_id = (await queued(herald, tenant, {executed.action_id}))[executed.action_id]["review_id"]
+    base = herald.services.review_url
+
+    context = await browser.new_context()
+    page = await context.new_page()
+    await page.goto(f"{base}/ui?tenant={tenant}&kind=in_doubt")
+    row = page.locator(f'tr[data-review-id="{review_id}"]')
+    assert "in doubt" in await row.inner_text() and why in await row.inner_text()
+    await row.get_by_role("link").click()
+    await page.wait_for_url(f"**/ui/reviews/{review_id}")
+    assert await page.locator("#why").inner_text() == why
+    assert await page.locator("#summary").inner_text() == executed.summary
+    assert await page.get_by_role("button", name="Approve").count() == 0  # resolved, never approved or re-sent
+
+    # neither what was found nor how: both asked for, next to their fields
+    await page.locator("#reviewer").fill(REVIEWER)
+    refused = await submitted(page, "Record the finding")
+    assert refused.status == 422
+    assert "Choose what the check found" in await page.locator("#outcome-error").inner_text()
+    assert "how it was checked" in await page.locator("#reason-error").inner_text()
+
+    how = "in the recipient's inbox at 10:02, Message-ID matches"
+    await page.get_by_label("It happened").check()
+    await page.locator("#reason").fill(how)
+    assert (await submitted(page, "Record the finding")).status == 303
+    assert "Resolved as happened" in await page.locator("#flash").inner_text()
+
+    def resolutions(records) -> list[ExecutionResolved]:  # type: ignore[no-untyped-def]
+        return [
+            body
+            for body in (r.body(ExecutionResolved) for r in records if r.type == ExecutionResolved.TYPE)
+            if body.action_id == executed.action_id
+        ]
+
+    (resolved,) = resolutions(
+        await read_topic(herald.bootstrap, herald.topic(EXECUTED), timeout=30, until=lambda rs: bool(resolutions(rs)))
+    )
+    assert (resolved.outcome.value, resolved.reviewer, resolved.reason) == ("happened", REVIEWER, how)
+    assert resolved.review_id == review_id
+    await context.close()
+
+
+async def test_a_post_without_the_sessions_csrf_token_changes_nothing(herald, browser) -> None:  # type: ignore[no-untyped-def]
+    tenant = herald.add_tenant(f"uicsrf{secrets.token_hex(3)}")
+    action = await escalated_email(herald, tenant, f"x{secrets.token_hex(3)}", subject="Hello", body="A short note.")
+    review_id = (await queued(herald, tenant, {action.action_id}))[action.action_id]["review_id"]
+    url = f"{herald.services.review_url}/ui/reviews/{review_id}"
+    context = await browser.new_context()
+    page = await context.new_page()
+    await page.goto(url)  # the session's token is now in the cookie and the form
+    form = {"reviewer": "mallory@elsewhere.example", "reason": "forged"}
+
+    # with the session cookie but without the field, or with a wrong one: refused
+    missing = await page.request.post(f"{url}/reject", form=form, max_redirects=0)
+    assert missing.status == 403, await missing.text()
+    wrong = await page.request.post(f"{url}/reject", form={**form, "csrf_token": "x" * 43}, max_redirects=0)
+    assert wrong.status == 403
+
+    # a page of another origin on the same host (so the browser still sends the cookie along) posting a form
+    # here: it cannot know the token
+    lure = FastAPI()
+
+    @lure.get("/")
+    async def page_with_a_form() -> HTMLResponse:
+        return HTMLResponse(
+            f'<form method="post" action="{url}/reject"><input name="reviewer" value="mallory">'
+            '<input name="reason" value="forged"><input name="csrf_token" value="guess"><button>Go</button></form>'
+        )
+
+    async with loopback(lure) as elsewhere:
+        await page.goto(elsewhere)
+        async with page.expect_response(lambda r: r.request.method == "POST") as posted:
+            await page.get_by_role("button", name="Go").click()
+        assert (await posted.value).status == 403
+        assert "nothing was changed" in await page.locator("#problem").inner_text()
+    assert (await review_state(herald, review_id))["status"] == "pending"
+
+    # the same request with the page's own token goes through: the token is what was missing
+    await page.goto(url)
+    token = await page.locator("input[name=csrf_token]").first.input_value()
+    accepted = await page.request.post(f"{url}/reject", form={**form, "csrf_token": token}, max_redirects=0)
+    assert accepted.status == 303
+    assert (await review_state(herald, review_id))["status"] == "rejected"
+    await context.close()
