@@ -27,7 +27,7 @@ from herald_core.contracts import (
 )
 from herald_core.ids import new_id
 from herald_core.topics import APPROVED_ACTION, EXECUTED, PROPOSED_ACTION, REVIEW_DECISION, contact_key
-from support import email_action, envelope, eventually, loopback, mails_to, publish_audited, read_topic
+from support import email_action, envelope, eventually, loopback, mails_to, part_of, publish_audited, read_topic
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.postgres, pytest.mark.smtp, pytest.mark.browser]
 
@@ -214,6 +214,8 @@ async def test_a_reviewer_rejects_one_escalated_email_and_approves_another(heral
     assert [(a.stage, a.approval.approved_by) for a in approvals] == [("review", f"review:{REVIEWER}")]
     mails = await eventually(lambda: mails_to(herald.maildir, other.contact.email or ""), timeout=60, what="the email")
     assert len(mails) == 1 and mails[0]["Subject"] == "Following up on the webinar"
+    (approval,) = await decisions_on_kafka(herald, approved_id)
+    assert approval.edit is None  # the draft untouched in the form is the draft, not an edit
     # one decision each, and the rejected email never left
     assert len(await decisions_on_kafka(herald, rejected_id)) == 1
     assert mails_to(herald.maildir, hostile.contact.email or "") == []
@@ -354,3 +356,35 @@ async def test_a_post_without_the_sessions_csrf_token_changes_nothing(herald, br
     assert accepted.status == 303
     assert (await review_state(herald, review_id))["status"] == "rejected"
     await context.close()
+
+
+async def test_a_reviewer_approves_their_own_wording(herald, browser) -> None:  # type: ignore[no-untyped-def]
+    """The approve form holds the draft; what the reviewer changes there is what is sent — after the guard has
+    checked the new wording — and the item says it was approved with the reviewer's wording."""
+    tenant = herald.add_tenant(f"ui{secrets.token_hex(3)}")
+    draft = await escalated_email(
+        herald, tenant, f"{secrets.token_hex(3)}e", subject="Following up", body="Hi Jordan,\n\nA draft.\n"
+    )
+    review_id = (await queued(herald, tenant, {draft.action_id}))[draft.action_id]["review_id"]
+    page = await (await browser.new_context()).new_page()
+    await page.goto(f"{herald.services.review_url}/ui/reviews/{review_id}")
+    assert await page.locator("#subject").input_value() == "Following up"
+    assert await page.locator("#body_text").input_value() == "Hi Jordan,\n\nA draft.\n"
+    await page.locator("#reviewer").fill(REVIEWER)
+    await page.locator("#subject").fill("")
+    refused = await submitted(page, "Approve")
+    assert refused.status == 422 and await page.locator("#subject-error").count() == 1
+    assert (await review_state(herald, review_id))["status"] == "pending"
+
+    await page.locator("#subject").fill("Jordan, the routes you asked about")
+    await page.locator("#body_text").fill("Hi Jordan,\n\nWritten by a person, line two.\n")
+    approved = await submitted(page, "Approve")
+    assert approved.status == 303
+    (decided,) = await decisions_on_kafka(herald, review_id)
+    assert decided.edit is not None and decided.edit.subject == "Jordan, the routes you asked about"
+    assert decided.edit.body_text == "Hi Jordan,\n\nWritten by a person, line two.\n"  # LF, as typed
+    (mail,) = await eventually(lambda: mails_to(herald.maildir, draft.recipient), timeout=60, what="the email")
+    assert mail["Subject"] == "Jordan, the routes you asked about"
+    assert "Written by a person, line two." in part_of(mail, "plain")
+    await page.goto(f"{herald.services.review_url}/ui/reviews/{review_id}")
+    assert "Jordan, the routes you asked about" in await page.locator("#edit").inner_text()

@@ -432,10 +432,35 @@ class ReviewDecision(StrEnum):
     REJECTED = "rejected"
 
 
+class DraftEdit(Contract):
+    """A reviewer's change to an email draft before approving it: the fields given replace the draft's, under
+    the same constraints as the `send_email` tool's input."""
+
+    subject: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\r\n]*$")] | None = Field(
+        default=None, description="The subject line to send instead (one line)."
+    )
+    body_text: Annotated[str, StringConstraints(min_length=1, max_length=20_000)] | None = Field(
+        default=None, description="The plain-text body to send instead."
+    )
+
+    def apply(self, action: ActionProposed) -> ActionProposed:
+        """The action as edited (its id, contact and everything else unchanged)."""
+        email = action.input
+        if not isinstance(email, SendEmailInput):
+            raise ValueError(f"only an email draft can be edited, not {action.tool}")
+        changed = {k: v for k, v in (("subject", self.subject), ("body_text", self.body_text)) if v is not None}
+        return action.model_copy(update={"input": email.model_copy(update=changed)})
+
+
 class ReviewDecided(Contract):
     TYPE: ClassVar[str] = "herald.review.decided.v1"
     review_id: str = Field(description="The review item decided.")
-    action: ActionProposed = Field(description="The action as the reviewer decided it.")
+    action: ActionProposed = Field(description="The action exactly as it was escalated for review.")
+    edit: DraftEdit | None = Field(
+        default=None,
+        description="For an approval: the reviewer's change to the email draft. The guard applies it and decides "
+        "the edited action under every hard rule again.",
+    )
     decision: ReviewDecision = Field(description="approved or rejected.")
     reviewer: str = Field(min_length=1, max_length=200, description="Who decided.")
     reason: str | None = Field(default=None, max_length=2000, description="The reviewer's reason.")

@@ -155,6 +155,11 @@ class Guard:
                 "block", hit.rule, hit.detail, (hit,), None, None, escalated.action_hash, escalated.policy_version
             )
             return await self._record(msg, action, "review", verdict)
+        if decided.edit is not None:  # the reviewer's wording, decided under every hard rule like any draft
+            try:
+                action = decided.edit.apply(action)
+            except ValueError as exc:
+                raise Rejected(f"review {decided.review_id}: {exc}") from exc
         return await self._decide(msg, action, stage="review", approved_by=f"review:{decided.reviewer}")
 
     async def on_llm_usage(self, msg: Inbound) -> list[Outbound]:

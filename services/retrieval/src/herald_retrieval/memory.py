@@ -70,14 +70,22 @@ def interaction_of(msg: Inbound) -> Memory | None:
 def feedback_of(msg: Inbound) -> Memory | None:
     """A reviewer's reason as a tenant-wide memory, with what the email was and whom it was for."""
     decided = msg.body
-    if not isinstance(decided, ReviewDecided) or not (decided.reason or "").strip():
+    if not isinstance(decided, ReviewDecided):
+        return None
+    said = [decided.reason.strip()] if (decided.reason or "").strip() else []
+    if decided.edit is not None:  # what a reviewer rewrote says what the draft should have been
+        if decided.edit.subject is not None:
+            said.append(f"changed the subject to “{decided.edit.subject}”")
+        if decided.edit.body_text is not None:
+            said.append(f"rewrote the body as: {decided.edit.body_text[:800]}")
+    if not said:
         return None
     contact = decided.action.contact
     who = ", ".join(filter(None, [contact.job_title, contact.industry and f"in {contact.industry}"]))
     who += " (VIP)" if contact.vip else ""
     text = (
         f"Reviewer feedback ({decided.decision.value}) on the {decided.action.describe().split(' to ')[0]}"
-        f"{f' to a {who}' if who else ''}: {decided.reason}"
+        f"{f' to a {who}' if who else ''}: {'; '.join(said)}"
     )
     return Memory(
         f"feedback-{decided.review_id}",

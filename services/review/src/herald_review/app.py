@@ -4,7 +4,7 @@
     herald.executed.v1 → on_executed                    (queue an execution in doubt, for a person to check)
     GET  /v1/reviews?tenant=&status=&kind=              (the queue)
     GET  /v1/reviews/{review_id}                        (one item, with the action and the rules that sent it here)
-    POST /v1/reviews/{review_id}/approve  {reviewer, reason?}
+    POST /v1/reviews/{review_id}/approve  {reviewer, reason?, edit?: {subject?, body_text?}}
     POST /v1/reviews/{review_id}/reject   {reviewer, reason}
     POST /v1/reviews/{review_id}/resolve  {reviewer, outcome: happened|did_not_happen, reason}   (in doubt)
     POST /v1/kill-switch                  {tenant?, engaged, reason, set_by}   (global without a tenant)
@@ -32,6 +32,7 @@ from herald_core.bus import ConsumerWorker, Inbound, Outbound, TransactionalProd
 from herald_core.contracts import (
     ActionExecuted,
     ActionProposed,
+    DraftEdit,
     ExecutionResolved,
     ExecutionStatus,
     ReviewDecided,
@@ -124,6 +125,19 @@ class Review:
         topic = EXECUTED if isinstance(body, ExecutionResolved) else REVIEW_DECISION
         return Outbound(topic, contact_key(item["tenant"], item["contact_id"]), envelope, body)
 
+    @staticmethod
+    def _edit_of(action: ActionProposed, decision: ReviewDecision, edit: DraftEdit | None) -> DraftEdit | None:
+        """The reviewer's change, if it changes anything; only an approved email draft can be edited."""
+        if edit is None:
+            return None
+        if decision is not ReviewDecision.APPROVED:
+            raise HTTPException(422, {"error": "not_editable", "detail": "only an approval carries an edit"})
+        try:
+            edited = edit.apply(action)
+        except ValueError as exc:
+            raise HTTPException(422, {"error": "not_editable", "detail": str(exc)}) from exc
+        return edit if edited != action else None
+
     async def _existing(self, review_id: str) -> dict[str, Any]:
         existing = await self.queue.get(review_id)
         if existing is None:
@@ -131,22 +145,28 @@ class Review:
         return existing
 
     async def decide(
-        self, review_id: str, decision: ReviewDecision, reviewer: str, reason: str | None
+        self,
+        review_id: str,
+        decision: ReviewDecision,
+        reviewer: str,
+        reason: str | None,
+        edit: DraftEdit | None = None,
     ) -> dict[str, Any]:
         existing = await self._existing(review_id)
         if existing["kind"] == "in_doubt":
             detail = "an execution in doubt is not approved or rejected: check the downstream, then resolve it"
             raise HTTPException(409, {"error": "resolve_instead", "detail": detail})
+        edit = self._edit_of(ActionProposed.model_validate(existing["action"]), decision, edit)
         status = "approved" if decision is ReviewDecision.APPROVED else "rejected"
-        async with self.queue.answer(review_id, "approval", status, reviewer, reason) as item:
+        async with self.queue.answer(review_id, "approval", status, reviewer, reason, edit) as item:
             if item is None:
                 raise HTTPException(
                     409, {"error": "already_decided", "detail": f"review {review_id} is {existing['status']}"}
                 )
-            action = ActionProposed.model_validate(item["action"])
             body = ReviewDecided(
                 review_id=review_id,
-                action=action,
+                action=ActionProposed.model_validate(item["action"]),
+                edit=edit,
                 decision=decision,
                 reviewer=reviewer,
                 reason=reason,
@@ -195,7 +215,7 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
 
     @http.post("/v1/reviews/{review_id}/approve")
     async def approve(review_id: str, body: Approve) -> dict[str, Any]:
-        return await review.decide(review_id, ReviewDecision.APPROVED, body.reviewer, body.reason)
+        return await review.decide(review_id, ReviewDecision.APPROVED, body.reviewer, body.reason, body.edit)
 
     @http.post("/v1/reviews/{review_id}/reject")
     async def reject(review_id: str, body: Reject) -> dict[str, Any]:

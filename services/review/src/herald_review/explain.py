@@ -92,6 +92,7 @@ def explain(records: list[dict[str, Any]], action_id: str) -> dict[str, Any] | N
             "reviewer": (decided or {}).get("reviewer"),
             "decision": (decided or {}).get("decision"),
             "reason": (decided or {}).get("reason"),
+            "edit": (decided or {}).get("edit"),
         },
         "execution": [_execution(r) for r in executed],
         "steps": [{"at": r["occurred_at"], "type": r["type"], "topic": r["topic"]} for r in chain],
@@ -178,6 +179,11 @@ def render(explanation: dict[str, Any]) -> str:
             f"  review {r['review_id']} because {r['why']}: {r['decision'] or 'pending'} by {r['reviewer'] or '-'}"
             + (f" — {r['reason']}" if r["reason"] else "")
         )
+        edit = r.get("edit") or {}
+        if edit.get("subject"):
+            lines.append(f"    edited by the reviewer: subject “{edit['subject']}”")
+        if edit.get("body_text"):
+            lines.append(f"    edited by the reviewer: body “{edit['body_text'][:160]}”")
     for x in e["execution"]:
         lines.append(f"  executor: {x['status']} {x['detail'] or ''} {x['result'] or ''}".rstrip())
     return "\n".join(lines)

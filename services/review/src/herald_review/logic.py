@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from herald_core.contracts import ResolutionOutcome, TenantId
+from herald_core.contracts import DraftEdit, ResolutionOutcome, TenantId
 
 
 class Approve(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reviewer: str = Field(min_length=1, max_length=200, description="Who approves (an email or SSO subject).")
     reason: str | None = Field(default=None, max_length=2000, description="Why, optionally.")
+    edit: DraftEdit | None = Field(
+        default=None,
+        description="Approve the email with this subject and/or body instead of the draft's (the guard checks the "
+        "edited email under every hard rule before it signs).",
+    )
 
 
 class Reject(BaseModel):

@@ -36,7 +36,7 @@ from prometheus_client import Counter
 from pydantic import ValidationError
 from starlette.datastructures import FormData
 
-from herald_core.contracts import ActionExecuted, ActionProposed, ReviewDecision, SendEmailInput
+from herald_core.contracts import ActionExecuted, ActionProposed, DraftEdit, ReviewDecision, SendEmailInput
 from herald_core.observability import get_logger
 from herald_review.adapters.audit_index import AuditIndex
 from herald_review.explain import explain
@@ -192,6 +192,7 @@ def item_view(item: Mapping[str, Any], now: datetime) -> dict[str, Any]:
         "rules": item["rules"],
         "reviewer": item["reviewer"],
         "decision_reason": item["decision_reason"],
+        "edit": item.get("edit"),
         "created_at": item["created_at"],
         "decided_at": item["decided_at"],
         "tool": item["action"].get("tool", ""),
@@ -240,6 +241,17 @@ def field_errors(error: ValidationError, *, resolving: bool = False) -> dict[str
             message = None
         errors.setdefault(field, message or str(problem["msg"]))
     return errors
+
+
+def edit_of(form: FormData) -> DraftEdit | None:
+    """The email as the reviewer left it in the approve form, as an edit (None when the form has no email).
+    Browsers send a textarea's line breaks as CRLF: read back as LF, an untouched body is the draft itself, and
+    the review turns an edit that changes nothing into none."""
+    subject, body = form.get("subject"), form.get("body_text")
+    typed = {k: v for k, v in (("subject", subject), ("body_text", body)) if isinstance(v, str)}
+    if not typed:
+        return None
+    return DraftEdit.model_validate({k: v.replace("\r\n", "\n") for k, v in typed.items()})
 
 
 def _filled(form: FormData, *names: str) -> dict[str, str]:
@@ -400,6 +412,15 @@ def add_web_ui(http: FastAPI, review: Review, index: AuditIndex, reviewer_header
             problems = field_errors(error, resolving=form_name == "resolve")
             log.info("web ui form invalid", review_id=review_id, form=form_name, fields=sorted(problems))
             return await item_page(request, review_id, status_code=422, values=values, errors=problems)
+        edit = None
+        if isinstance(body, Approve):
+            try:
+                edit = edit_of(form)
+            except ValidationError as error:
+                UI_SUBMISSIONS.labels(form_name, "invalid").inc()
+                typed = {k: str(form.get(k) or "") for k in ("subject", "body_text")}
+                problems = field_errors(error)
+                return await item_page(request, review_id, status_code=422, values={**values, **typed}, errors=problems)
         with structlog.contextvars.bound_contextvars(via="web_ui"):
             try:
                 if isinstance(body, Resolve):
@@ -407,7 +428,7 @@ def add_web_ui(http: FastAPI, review: Review, index: AuditIndex, reviewer_header
                 else:
                     assert isinstance(body, Approve | Reject)
                     decision = ReviewDecision.APPROVED if isinstance(body, Approve) else ReviewDecision.REJECTED
-                    item = await review.decide(review_id, decision, body.reviewer, body.reason)
+                    item = await review.decide(review_id, decision, body.reviewer, body.reason, edit)
             except HTTPException as error:
                 detail = error.detail if isinstance(error.detail, dict) else {"detail": str(error.detail)}
                 if error.status_code == 404:

@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from herald_core.contracts import ActionExecuted, ReviewRequested
+from herald_core.contracts import ActionExecuted, DraftEdit, ReviewRequested
 from herald_core.envelope import Envelope
 
 
@@ -71,20 +71,27 @@ class ReviewQueue:
 
     @contextlib.asynccontextmanager
     async def answer(
-        self, review_id: str, kind: str, status: str, reviewer: str, reason: str | None
+        self,
+        review_id: str,
+        kind: str,
+        status: str,
+        reviewer: str,
+        reason: str | None,
+        edit: DraftEdit | None = None,
     ) -> AsyncIterator[dict[str, Any] | None]:
         """A reviewer's answer to a pending item of this kind — an `approval` approved / rejected, an `in_doubt`
         execution found to have happened or not. Yield the item (None if it was not a pending item of that
         kind); the row commits after the block, which publishes the answer."""
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
-                "UPDATE review.items SET status = $3, reviewer = $4, decision_reason = $5, decided_at = now() "
-                "WHERE review_id = $1 AND kind = $2 AND status = 'pending' RETURNING *",
+                "UPDATE review.items SET status = $3, reviewer = $4, decision_reason = $5, edit = $6, "
+                "decided_at = now() WHERE review_id = $1 AND kind = $2 AND status = 'pending' RETURNING *",
                 review_id,
                 kind,
                 status,
                 reviewer,
                 reason,
+                edit.model_dump_json(exclude_none=True) if edit is not None else None,
             )
             yield None if row is None else _item(row)
 
@@ -99,6 +106,7 @@ def _item(row: asyncpg.Record) -> dict[str, Any]:
     item = dict(row)
     item["rules"] = json.loads(item["rules"])
     item["action"] = json.loads(item["action"])
+    item["edit"] = json.loads(item["edit"]) if item.get("edit") else None
     for key in ("created_at", "decided_at"):
         if item[key] is not None:
             item[key] = item[key].isoformat()
