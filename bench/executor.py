@@ -56,10 +56,10 @@ from herald_core.signing import Signer, load_signer
 from herald_core.topics import APPROVED_ACTION, EXECUTED, contact_key
 from herald_stack.cli import up
 from herald_stack.config import StackConfig
+from herald_stack.samples import tool_input
 from herald_stack.services import ServiceSet
 
 # the first free half hour of a fresh calendar; each meeting takes the next one, so none is refused as busy
-FIRST_MEETING_SLOT = datetime(2032, 1, 5, 14, 0, tzinfo=UTC)
 # the local part of each tool's contacts, so a delivered message says which tool sent it
 SHORT = {"send_email": "mail", "update_crm_record": "crm", "generate_image": "img", "schedule_meeting": "meet"}
 
@@ -83,30 +83,6 @@ QUICK = (
     Load("generate_image", 10, 20),
     Load("schedule_meeting", 5, 10),
 )
-
-
-def tool_input(tool: str, contact_id: str, n: int) -> dict[str, Any]:
-    """A valid input of the tool for one contact; the n-th meeting takes the n-th slot."""
-    address = f"{contact_id}@buyers.example"
-    match tool:
-        case "send_email":
-            return {"to": address, "subject": f"Note {n}", "body_text": "A short note."}
-        case "update_crm_record":
-            return {
-                "contact_id": contact_id,
-                "properties": {"lifecycle_stage": "opportunity", "next_step": f"call {n}"},
-            }
-        case "schedule_meeting":
-            return {
-                "contact_id": contact_id,
-                "attendee_email": address,
-                "title": f"Intro {n}",
-                "starts_at": (FIRST_MEETING_SLOT + timedelta(minutes=30 * n)).isoformat(),
-                "duration_minutes": 30,
-            }
-        case "generate_image":
-            return {"template": "square", "headline": f"Launch week, day {n}"}
-    raise ValueError(f"no bench input for {tool}")
 
 
 def approved(signer: Signer, tenant: str, tool: str, run: str, n: int) -> ActionApproved:

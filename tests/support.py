@@ -45,7 +45,10 @@ from herald_core.contracts import (
     ConsentWithdrawn,
     ContactFacts,
     Contract,
+    ExecutionStatus,
+    FailureKind,
     SendEmailInput,
+    ToolFailure,
 )
 from herald_core.envelope import Envelope
 from herald_core.ids import new_id
@@ -53,6 +56,8 @@ from herald_core.settings import CommonSettings
 from herald_core.signing import load_signer
 from herald_core.topics import APPROVED_ACTION, CONSENT, DECISION, EXECUTED, TopicSpec, contact_key
 from herald_stack.config import StackConfig
+from herald_stack.samples import FIRST_MEETING_SLOT as FIRST_MEETING_SLOT  # re-exported: tests take them from here
+from herald_stack.samples import tool_input as tool_input
 
 C = TypeVar("C", bound=Contract)
 
@@ -87,6 +92,13 @@ class Record:
         assert self.value is not None
         loaded: dict[str, Any] = json.loads(self.value)
         return loaded
+
+
+def bodies(records: Iterable[Record], model: type[C], *ids: str) -> list[C]:
+    """The records of `model`'s type that name one of `ids`, read as `model`. Records that name none are not
+    parsed: other tests put malformed records with real types on the topics, as an attacker would."""
+    wanted = [i.encode() for i in ids]
+    return [r.body(model) for r in records if r.type == model.TYPE and any(w in (r.value or b"") for w in wanted)]
 
 
 async def read_topic(
@@ -275,33 +287,6 @@ def calendar_events(config: StackConfig, tenant: str) -> list[Component]:
         return events
 
 
-FIRST_MEETING_SLOT = datetime(2032, 1, 5, 14, 0, tzinfo=UTC)
-
-
-def tool_input(tool: str, contact_id: str, n: int = 0) -> dict[str, Any]:
-    """A valid input of the tool for one contact (the n-th of a series: meetings in consecutive free slots)."""
-    address = f"{contact_id}@buyers.example"
-    match tool:
-        case "send_email":
-            return {"to": address, "subject": f"Note {n}", "body_text": "A short note."}
-        case "update_crm_record":
-            return {
-                "contact_id": contact_id,
-                "properties": {"lifecycle_stage": "opportunity", "next_step": f"call {n}"},
-            }
-        case "schedule_meeting":
-            return {
-                "contact_id": contact_id,
-                "attendee_email": address,
-                "title": f"Intro {n}",
-                "starts_at": (FIRST_MEETING_SLOT + timedelta(minutes=30 * n)).isoformat(),
-                "duration_minutes": 30,
-            }
-        case "generate_image":
-            return {"template": "square", "headline": f"Launch week, day {n}"}
-    return {"campaign_id": "spring-launch"}
-
-
 def tool_action(
     tenant: str, tool: str, tool_input: dict[str, Any], *, contact_id: str, **fields: Any
 ) -> ActionProposed:
@@ -329,6 +314,23 @@ async def present(herald, approved: ActionApproved) -> None:  # type: ignore[no-
         env,
         approved,
     )
+
+
+async def reported_in_doubt(herald, tenant: str, contact_id: str, why: str) -> ActionExecuted:  # type: ignore[no-untyped-def]
+    """An email the executor reports in doubt (published as the executor publishes it, with its audit copy)."""
+    executed = ActionExecuted(
+        action_id=new_id(),
+        workflow_id=f"wf-{new_id()}",
+        contact_id=contact_id,
+        tool="send_email",
+        status=ExecutionStatus.IN_DOUBT,
+        error=why,
+        failure=ToolFailure(kind=FailureKind.NEEDS_HUMAN, code="in_doubt", message=why),
+        summary="email “Hello” to someone@buyers.example",
+    )
+    env = envelope(tenant, executed, source="herald/executor")
+    await publish_audited(herald.bootstrap, herald.prefix, EXECUTED, contact_key(tenant, contact_id), env, executed)
+    return executed
 
 
 async def cut_off_by_a_crash(herald, approvals: Sequence[ActionApproved]) -> None:  # type: ignore[no-untyped-def]

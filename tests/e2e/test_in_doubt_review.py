@@ -10,18 +10,17 @@ import asyncpg
 import httpx
 import pytest
 
-from herald_core.contracts import ActionExecuted, ExecutionResolved, ExecutionStatus, FailureKind, ToolFailure
-from herald_core.ids import new_id
-from herald_core.topics import EXECUTED, contact_key
+from herald_core.contracts import ExecutionResolved, ExecutionStatus
+from herald_core.topics import EXECUTED
 from support import (
     approve,
+    bodies,
     cut_off_by_a_crash,
-    envelope,
     eventually,
     execution_of,
     mails_to,
-    publish_audited,
     read_topic,
+    reported_in_doubt,
     tool_action,
     tool_input,
 )
@@ -33,18 +32,7 @@ async def test_an_execution_in_doubt_is_queued_and_resolved_not_approved(herald)
     tenant = herald.add_tenant(f"doubt{secrets.token_hex(3)}")
     contact_id = f"c{secrets.token_hex(3)}"
     why = "found claimed after a restart; SMTP cannot be asked whether it took the message"
-    executed = ActionExecuted(
-        action_id=new_id(),
-        workflow_id=f"wf-{new_id()}",
-        contact_id=contact_id,
-        tool="send_email",
-        status=ExecutionStatus.IN_DOUBT,
-        error=why,
-        failure=ToolFailure(kind=FailureKind.NEEDS_HUMAN, code="in_doubt", message=why),
-        summary="email “Hello” to someone@buyers.example",
-    )
-    env = envelope(tenant, executed, source="herald/executor")
-    await publish_audited(herald.bootstrap, herald.prefix, EXECUTED, contact_key(tenant, contact_id), env, executed)
+    executed = await reported_in_doubt(herald, tenant, contact_id, why)
 
     base = herald.services.review_url
     async with httpx.AsyncClient(timeout=30) as client:
@@ -115,11 +103,7 @@ async def test_a_persons_finding_settles_the_execution_everywhere(herald) -> Non
 
         # the findings are facts on Kafka, in the executed topic and the sealed audit
         def resolutions(records) -> dict[str, ExecutionResolved]:  # type: ignore[no-untyped-def]
-            return {
-                body.action_id: body
-                for body in (r.body(ExecutionResolved) for r in records if r.type == ExecutionResolved.TYPE)
-                if body.action_id in ids
-            }
+            return {b.action_id: b for b in bodies(records, ExecutionResolved, *ids) if b.action_id in ids}
 
         records = await read_topic(
             herald.bootstrap, herald.topic(EXECUTED), timeout=30, until=lambda rs: len(resolutions(rs)) == 2

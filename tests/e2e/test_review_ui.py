@@ -17,17 +17,23 @@ from playwright.async_api import Browser, Page, Response, async_playwright
 
 from herald_core.contracts import (
     ActionApproved,
-    ActionExecuted,
     ActionProposed,
     ExecutionResolved,
-    ExecutionStatus,
-    FailureKind,
     ReviewDecided,
-    ToolFailure,
 )
-from herald_core.ids import new_id
 from herald_core.topics import APPROVED_ACTION, EXECUTED, PROPOSED_ACTION, REVIEW_DECISION, contact_key
-from support import email_action, envelope, eventually, loopback, mails_to, part_of, publish_audited, read_topic
+from support import (
+    bodies,
+    email_action,
+    envelope,
+    eventually,
+    loopback,
+    mails_to,
+    part_of,
+    publish_audited,
+    read_topic,
+    reported_in_doubt,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.postgres, pytest.mark.smtp, pytest.mark.browser]
 
@@ -91,11 +97,7 @@ async def review_state(herald, review_id: str) -> dict[str, Any]:  # type: ignor
 
 async def decisions_on_kafka(herald, review_id: str, count: int = 1) -> list[ReviewDecided]:  # type: ignore[no-untyped-def]
     def about(records) -> list[ReviewDecided]:  # type: ignore[no-untyped-def]
-        return [
-            body
-            for body in (r.body(ReviewDecided) for r in records if r.type == ReviewDecided.TYPE)
-            if body.review_id == review_id
-        ]
+        return [body for body in bodies(records, ReviewDecided, review_id) if body.review_id == review_id]
 
     records = await read_topic(
         herald.bootstrap, herald.topic(REVIEW_DECISION), timeout=30, until=lambda rs: len(about(rs)) >= count
@@ -202,11 +204,7 @@ async def test_a_reviewer_rejects_one_escalated_email_and_approves_another(heral
     assert "Approved" in await page.locator("#flash").inner_text()
 
     def signed(records) -> list[ActionApproved]:  # type: ignore[no-untyped-def]
-        return [
-            body
-            for body in (r.body(ActionApproved) for r in records if r.type == ActionApproved.TYPE)
-            if body.action.action_id == other.action_id
-        ]
+        return [b for b in bodies(records, ActionApproved, other.action_id) if b.action.action_id == other.action_id]
 
     approvals = signed(
         await read_topic(herald.bootstrap, herald.topic(APPROVED_ACTION), timeout=30, until=lambda rs: bool(signed(rs)))
@@ -260,18 +258,7 @@ async def test_an_execution_in_doubt_is_resolved_from_its_page(herald, browser) 
     tenant = herald.add_tenant(f"uidoubt{secrets.token_hex(3)}")
     contact_id = f"d{secrets.token_hex(3)}"
     why = "found claimed after a restart; SMTP cannot be asked whether it took the message"
-    executed = ActionExecuted(
-        action_id=new_id(),
-        workflow_id=f"wf-{new_id()}",
-        contact_id=contact_id,
-        tool="send_email",
-        status=ExecutionStatus.IN_DOUBT,
-        error=why,
-        failure=ToolFailure(kind=FailureKind.NEEDS_HUMAN, code="in_doubt", message=why),
-        summary="email “Hello” to someone@buyers.example",
-    )
-    env = envelope(tenant, executed, source="herald/executor")
-    await publish_audited(herald.bootstrap, herald.prefix, EXECUTED, contact_key(tenant, contact_id), env, executed)
+    executed = await reported_in_doubt(herald, tenant, contact_id, why)
     review_id = (await queued(herald, tenant, {executed.action_id}))[executed.action_id]["review_id"]
     base = herald.services.review_url
 
@@ -300,11 +287,7 @@ async def test_an_execution_in_doubt_is_resolved_from_its_page(herald, browser) 
     assert "Resolved as happened" in await page.locator("#flash").inner_text()
 
     def resolutions(records) -> list[ExecutionResolved]:  # type: ignore[no-untyped-def]
-        return [
-            body
-            for body in (r.body(ExecutionResolved) for r in records if r.type == ExecutionResolved.TYPE)
-            if body.action_id == executed.action_id
-        ]
+        return [b for b in bodies(records, ExecutionResolved, executed.action_id) if b.action_id == executed.action_id]
 
     (resolved,) = resolutions(
         await read_topic(herald.bootstrap, herald.topic(EXECUTED), timeout=30, until=lambda rs: bool(resolutions(rs)))

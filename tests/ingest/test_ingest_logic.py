@@ -22,6 +22,7 @@ from herald_ingest.logic import (
     parse_contact_lines,
     property_change,
     to_contract,
+    verify_bearer,
     verify_hubspot_v3,
 )
 
@@ -82,6 +83,29 @@ def test_the_uri_is_signed_with_hubspots_escapes_decoded() -> None:
     encoded = URI + "?next=%2Fhome%3Fa%3A1"
     decoded = URI + "?next=/home?a:1"
     assert _verify(uri=encoded, signature=_signature(decoded, b"[]", _ms(NOW))) is None
+
+
+@pytest.mark.parametrize(
+    ("authorization", "tokens", "answer"),
+    [
+        ("Bearer old-token", ["old-token", "new-token"], None),
+        ("bearer  new-token ", ["old-token", "new-token"], None),  # the scheme is case-insensitive
+        (None, ["held-token"], (401, "missing_credentials")),
+        ("Basic dDp0", ["held-token"], (401, "missing_credentials")),
+        ("Bearer", ["held-token"], (401, "missing_credentials")),
+        ("Bearer other", ["old-token", "new-token"], (403, "bad_credentials")),
+        ("Bearer old-toke", ["old-token"], (403, "bad_credentials")),
+        ("Bearer old-token", ["", ""], (503, "credentials_unavailable")),  # an empty file is no token
+        ("Bearer old-token", [], (503, "credentials_unavailable")),
+    ],
+)
+def test_a_bearer_token_is_one_of_the_tenants_or_refused_with_its_reason(
+    authorization: str | None, tokens: list[str], answer: tuple[int, str] | None
+) -> None:
+    problem = verify_bearer(authorization, tokens)
+    assert (problem[:2] if problem else None) == answer
+    if problem:  # what was sent and what is held stay out of the reason
+        assert not any(token and token in problem[2] for token in [*tokens, "other"])
 
 
 def _event(**fields: object) -> HubSpotEvent:

@@ -267,6 +267,15 @@ def kubernetes_workloads() -> list[dict[str, Any]]:
             # the guard holds the signing key; the executor only the public keys
             mounts.append({"name": "keys", "mountPath": "/etc/herald/keys", "readOnly": True})
             volumes.append({"name": "keys", "secret": {"secretName": f"herald-{w.service}-keys"}})
+        if w.service == "ingest":
+            # the tenants' ingest tokens, one key per token, named in a tenant file as
+            # `ingest_token_files: [/etc/herald/ingest-tokens/<key>]`; mounted whole (no subPath) so a rotated
+            # token reaches the running pods. Optional: without it no tenant can name a token file, and the
+            # ingress in front must authenticate senders to /v1/events and /v1/inbound
+            mounts.append({"name": "ingest-tokens", "mountPath": "/etc/herald/ingest-tokens", "readOnly": True})
+            volumes.append(
+                {"name": "ingest-tokens", "secret": {"secretName": "herald-ingest-tokens", "optional": True}}
+            )
         if w.service == "executor":
             # generated images; a ReadWriteMany claim shared by the replicas (and whatever serves the assets)
             mounts.append({"name": "assets", "mountPath": "/var/lib/herald/assets"})

@@ -150,6 +150,12 @@ class TenantConfig(BaseModel):
     name: str
     hubspot_portal_id: int | None = None
     hubspot_app_secret: str | None = Field(default=None, description="Secret for HubSpot v3 webhook signatures.")
+    ingest_token_files: list[Path] = Field(
+        default_factory=list,
+        description="Files each holding a bearer token (mounted secrets) that `POST /v1/events` and "
+        "`POST /v1/inbound/<tenant>/email` require for this tenant, any one of them; several let a token be "
+        "rotated without downtime. None: ingest asks for no credential and the ingress in front must authenticate.",
+    )
     sender: Sender
     unsubscribe_url: str
     timezone: str = "UTC"

@@ -11,6 +11,11 @@ transaction; the de-duplication rows commit only after it. Bounces and complaint
 `ConsentWithdrawn` and `EmailEngagement` the same way. Bad input is refused with a 4xx and a JSON
 `{"error", "detail"}`, and every refusal is on the audit as `EventRejected`; so is whatever part of an
 inbound message is left aside (an autoreply, an unknown recipient), with status 202.
+
+HubSpot's webhook proves itself by its signature. The other two edges require one of a tenant's bearer tokens
+when its file names `ingest_token_files` (`Authorization: Bearer <token>`, checked as soon as the tenant is
+known, before the event or the message is validated); a tenant without them is open here, and the ingress in
+front must authenticate its senders.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from herald_core.db import create_pool, migrate, readiness
 from herald_core.envelope import Envelope
 from herald_core.observability import add_ops_routes, get_logger
 from herald_core.runtime import ServiceRuntime
+from herald_core.secret_files import SecretFiles
 from herald_core.tenants import TenantConfig, TenantDirectory
 from herald_core.topics import contact_key
 from herald_ingest.adapters.contacts import PostgresContacts
@@ -57,6 +63,7 @@ from herald_ingest.logic import (
     property_change,
     to_contract,
     validation_errors,
+    verify_bearer,
     verify_hubspot_v3,
 )
 from herald_ingest.settings import Settings
@@ -72,11 +79,19 @@ log = get_logger("herald.ingest")
 
 
 class Refusal(Exception):
-    """Input ingest will not take: answered with `status` and `{"error", "detail"}`, and audited."""
+    """Input ingest will not take: answered with `status`, `{"error", "detail"}` and `headers`, and audited."""
 
-    def __init__(self, status: int, error: str, detail: Any, upstream_event_id: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        detail: Any,
+        upstream_event_id: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(error)
         self.status, self.error, self.detail, self.upstream_event_id = status, error, detail, upstream_event_id
+        self.headers = headers
 
 
 class Unavailable(Exception):
@@ -97,6 +112,7 @@ class Ingest:
         self.contacts = contacts
         self.seen = seen
         self.producer = producer
+        self.token_files = SecretFiles()
 
     # ------------------------------------------------------------ HubSpot
 
@@ -250,6 +266,9 @@ class Ingest:
             tenant = self.tenants.get(str(tenant_id))
             if tenant is None:
                 raise Refusal(404, "unknown_tenant", f"no tenant {tenant_id!r}", event_id)
+            # whatever the mode (structured, binary, or both at once, where from_http reads one), the tenant
+            # checked is the one parsed, which is the one the event is published under
+            self._authenticate(request, tenant, event_id)
             model = CLOUDEVENT_TYPES.get(str(event["type"]))
             if model is None:
                 accepted_types = ", ".join(sorted(CLOUDEVENT_TYPES))
@@ -270,12 +289,14 @@ class Ingest:
     # ------------------------------------------------------------ bounces and complaints
 
     async def inbound_email(self, request: Request, tenant_id: str) -> JSONResponse:
-        """One message that arrived at the tenant's bounce address, raw. Like `/v1/events` it asks for no
-        credential (a tenant file has none for it): the ingress in front is what authenticates the sender."""
+        """One message that arrived at the tenant's bounce address, raw. A hard bounce or a complaint withdraws
+        consent, so with the tenant's ingest tokens the sender must hold one; it is checked before the body is
+        read."""
         tenant = self.tenants.get(tenant_id)
         try:
             if tenant is None:
                 raise Refusal(404, "unknown_tenant", f"no tenant {tenant_id!r}")
+            self._authenticate(request, tenant)
             media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
             if media_type != "message/rfc822":
                 detail = f"send the raw message as message/rfc822, not {media_type or 'no Content-Type'}"
@@ -325,6 +346,29 @@ class Ingest:
 
     # ------------------------------------------------------------ shared
 
+    def _authenticate(self, request: Request, tenant: TenantConfig, upstream_event_id: str | None = None) -> None:
+        """Refuse the request unless it carries one of the tenant's ingest tokens (a tenant with none is open).
+
+        The files are read at each request (their text kept until they change), so a token added, rewritten
+        or removed counts from the next request. A file that cannot be read is left out (the old token of a
+        rotation may go before the tenant file stops naming it); if none can be read, every request is refused."""
+        if not tenant.ingest_token_files:
+            return
+        tokens: list[str] = []
+        for path in tenant.ingest_token_files:
+            try:
+                tokens.append(self.token_files.read(path))
+            except (OSError, UnicodeDecodeError) as exc:
+                # the path and the reason only: the error of a read never holds the file's text
+                log.warning(
+                    "ingest token file unreadable", tenant=tenant.tenant_id, path=str(path), error=type(exc).__name__
+                )
+        problem = verify_bearer(request.headers.get("authorization"), tokens)
+        if problem is not None:
+            status, error, detail = problem
+            challenge = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+            raise Refusal(status, error, detail, upstream_event_id, headers=challenge)
+
     async def accept(
         self,
         tenant: str,
@@ -373,7 +417,9 @@ class Ingest:
             error=refusal.error,
             detail=_text(refusal.detail)[:500],
         )
-        return JSONResponse({"error": refusal.error, "detail": refusal.detail}, status_code=refusal.status)
+        return JSONResponse(
+            {"error": refusal.error, "detail": refusal.detail}, status_code=refusal.status, headers=refusal.headers
+        )
 
     async def _publish(
         self, messages: Sequence[Outbound], audit_only: Sequence[tuple[bytes | None, Envelope, Contract]] = ()

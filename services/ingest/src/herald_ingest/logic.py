@@ -175,6 +175,27 @@ def verify_hubspot_v3(
     return None
 
 
+def verify_bearer(authorization: str | None, tokens: Sequence[str]) -> tuple[int, str, str] | None:
+    """None if `authorization` is `Bearer <one of tokens>`, else (status, error, detail) saying why not.
+
+    No credential, or one of another scheme, is a 401; a bearer token that is none of `tokens` a 403; no token
+    to compare with (every file unreadable or empty) a 503, for that is the deployment's fault, not the
+    sender's, and it must never let a request through. Each token is compared in constant time, and all of
+    them, so the answer's timing says nothing of the tokens. The detail never holds what was sent.
+    """
+    scheme, _, sent = (authorization or "").strip().partition(" ")
+    sent = sent.strip()
+    if scheme.lower() != "bearer" or not sent:
+        return 401, "missing_credentials", "this tenant requires `Authorization: Bearer <token>`"
+    usable = [token for token in tokens if token]
+    if not usable:
+        return 503, "credentials_unavailable", "this tenant's ingest tokens cannot be read now; retry later"
+    matches = [hmac.compare_digest(sent.encode(), token.encode()) for token in usable]
+    if not any(matches):
+        return 403, "bad_credentials", "the bearer token is not one of this tenant's ingest tokens"
+    return None
+
+
 class HubSpotEvent(BaseModel):
     """One item of a HubSpot webhook batch (the fields Herald uses; others are allowed and ignored)."""
 
