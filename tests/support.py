@@ -550,21 +550,25 @@ async def loopback(app: FastAPI) -> AsyncIterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def planner_drafting_with(herald, url: str) -> AsyncIterator[None]:  # type: ignore[no-untyped-def]
-    """The first planner replica restarted to draft with an LLM at `url` (a loopback Messages API), and
-    restarted as it was afterwards."""
-    planner = herald.services.replicas["planner-0"]
-    saved = dict(planner.env)
-    herald.services.stop("planner-0")
-    planner.env.update({"ANTHROPIC_API_KEY": "sk-ant-loopback", "ANTHROPIC_BASE_URL": url})
-    herald.services.start("planner-0")
+async def restarted_with(herald, name: str, env: dict[str, str]) -> AsyncIterator[None]:  # type: ignore[no-untyped-def]
+    """The replica `name` restarted with `env` added to its environment, and restarted as it was afterwards."""
+    replica = herald.services.replicas[name]
+    saved = dict(replica.env)
+    herald.services.stop(name)
+    replica.env.update(env)
+    herald.services.start(name)
     try:
         yield
     finally:
-        herald.services.stop("planner-0")
-        planner.env.clear()
-        planner.env.update(saved)
-        herald.services.start("planner-0")
+        herald.services.stop(name)
+        replica.env.clear()
+        replica.env.update(saved)
+        herald.services.start(name)
+
+
+def planner_drafting_with(herald, url: str) -> contextlib.AbstractAsyncContextManager[None]:  # type: ignore[no-untyped-def]
+    """The first planner replica drafting with an LLM at `url` (a loopback Messages API)."""
+    return restarted_with(herald, "planner-0", {"ANTHROPIC_API_KEY": "sk-ant-loopback", "ANTHROPIC_BASE_URL": url})
 
 
 async def opt_out(herald, tenant: str, contact: ContactFacts) -> None:  # type: ignore[no-untyped-def]

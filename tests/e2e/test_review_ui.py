@@ -33,6 +33,7 @@ from support import (
     publish_audited,
     read_topic,
     reported_in_doubt,
+    restarted_with,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.postgres, pytest.mark.smtp, pytest.mark.browser]
@@ -371,3 +372,37 @@ async def test_a_reviewer_approves_their_own_wording(herald, browser) -> None:  
     assert "Written by a person, line two." in part_of(mail, "plain")
     await page.goto(f"{herald.services.review_url}/ui/reviews/{review_id}")
     assert "Jordan, the routes you asked about" in await page.locator("#edit").inner_text()
+
+
+async def test_the_queue_pages_oldest_first(herald, browser) -> None:  # type: ignore[no-untyped-def]
+    tenant = herald.add_tenant(f"uipage{secrets.token_hex(3)}")
+    queued_in_order = []
+    for n in range(3):
+        executed = await reported_in_doubt(herald, tenant, f"p{secrets.token_hex(3)}{n}", f"in doubt {n}")
+        await queued(herald, tenant, {executed.action_id})  # one by one: the queue's order is known
+        queued_in_order.append(executed.action_id)
+
+    async with httpx.AsyncClient(base_url=herald.services.review_url, timeout=30) as client:
+        pages = [
+            (await client.get("/v1/reviews", params={"tenant": tenant, "limit": 2, "offset": offset})).json()
+            for offset in (0, 2)
+        ]
+    assert [[i["action_id"] for i in p] for p in pages] == [queued_in_order[:2], queued_in_order[2:]]
+
+    async with restarted_with(herald, "review-0", {"HERALD_REVIEW_UI_PAGE_SIZE": "2"}):
+        page = await (await browser.new_context()).new_page()
+        await page.goto(f"{herald.services.review_url}/ui?tenant={tenant}&kind=in_doubt")
+        rows = page.locator("table.queue tbody tr")
+
+        async def shown() -> list[str]:
+            ids = [await rows.nth(n).get_attribute("data-review-id") for n in range(await rows.count())]
+            return [str(i).removeprefix("doubt-") for i in ids]
+
+        assert await shown() == queued_in_order[:2]
+        assert "Items 1–2" in await page.locator("p.count").inner_text()
+        assert await page.locator("#previous-page").count() == 0
+        await page.locator("#next-page").click()
+        assert await shown() == queued_in_order[2:]
+        assert await page.locator("#next-page").count() == 0
+        await page.locator("#previous-page").click()
+        assert await shown() == queued_in_order[:2]

@@ -202,9 +202,13 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
 
     @http.get("/v1/reviews")
     async def list_reviews(
-        tenant: str | None = None, status: str | None = "pending", kind: str | None = None, limit: int = 100
+        tenant: str | None = None,
+        status: str | None = "pending",
+        kind: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
     ) -> list[dict[str, Any]]:
-        return await review.queue.list(tenant, status, min(max(limit, 1), 1000), kind)
+        return await review.queue.list(tenant, status, min(max(limit, 1), 1000), kind, max(offset, 0))
 
     @http.get("/v1/reviews/{review_id}")
     async def get_review(review_id: str) -> dict[str, Any]:
@@ -270,7 +274,7 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
         log.warning("kill switch set", scope=body.tenant or "global", engaged=body.engaged, set_by=body.set_by)
         return {"scope": body.tenant or "global", "engaged": body.engaged, "message_id": out.envelope.id}
 
-    add_web_ui(http, review, index, settings.reviewer_headers)
+    add_web_ui(http, review, index, settings.reviewer_headers, settings.ui_page_size)
 
     async def producer_ok() -> bool:
         return producer.started

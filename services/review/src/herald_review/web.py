@@ -28,7 +28,7 @@ from urllib.parse import quote, unquote
 
 import jinja2
 import structlog
-from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi import FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -53,7 +53,6 @@ COOKIE_PATH = "/ui"
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{32,128}$")
 STATUSES = ("pending", "approved", "rejected", "happened", "did_not_happen")
 KINDS = ("approval", "in_doubt")
-QUEUE_LIMIT = 500
 
 SECURITY_HEADERS = {
     # no inline script, no inline style, nothing from elsewhere; forms post back here only
@@ -282,7 +281,9 @@ class _CsrfRefused(Exception):
     pass
 
 
-def add_web_ui(http: FastAPI, review: Review, index: AuditIndex, reviewer_headers: tuple[str, ...]) -> None:
+def add_web_ui(
+    http: FastAPI, review: Review, index: AuditIndex, reviewer_headers: tuple[str, ...], page_size: int = 100
+) -> None:
     """Serve the reviewers' web UI under /ui on the service's HTTP app."""
     templates = _templates()
     http.mount("/ui/static", StaticFiles(packages=[("herald_review", "static")]), name="ui-static")
@@ -450,10 +451,25 @@ def add_web_ui(http: FastAPI, review: Review, index: AuditIndex, reviewer_header
         return decided(request, message, str(values["reviewer"]), typed=proxied is None)
 
     @http.get("/ui", include_in_schema=False, name="ui-queue")
-    async def queue_page(request: Request, tenant: str = "", kind: str = "", status: str = "pending") -> Response:
+    async def queue_page(
+        request: Request,
+        tenant: str = "",
+        kind: str = "",
+        status: str = "pending",
+        page_no: int = Query(1, alias="page"),
+    ) -> Response:
         tenant, kind = tenant.strip(), kind if kind in KINDS else ""
         status = status if status in (*STATUSES, "any") else "pending"
-        items = await review.queue.list(tenant or None, None if status == "any" else status, QUEUE_LIMIT, kind or None)
+        page_no = max(page_no, 1)
+        # one more than a page: whether there is a next one
+        items = await review.queue.list(
+            tenant or None,
+            None if status == "any" else status,
+            page_size + 1,
+            kind or None,
+            (page_no - 1) * page_size,
+        )
+        more, items = len(items) > page_size, items[:page_size]
         now = datetime.now(UTC)
         flash = request.cookies.get(FLASH_COOKIE)
         response = page(
@@ -461,7 +477,9 @@ def add_web_ui(http: FastAPI, review: Review, index: AuditIndex, reviewer_header
             "queue.html",
             {
                 "rows": [queue_row(i, now) for i in items],
-                "limit": QUEUE_LIMIT,
+                "page": page_no,
+                "first": (page_no - 1) * page_size + 1,
+                "more": more,
                 "filters": {"tenant": tenant, "kind": kind, "status": status},
                 "kinds": KINDS,
                 "statuses": STATUSES,

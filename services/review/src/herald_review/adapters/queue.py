@@ -52,16 +52,17 @@ class ReviewQueue:
         )
 
     async def list(
-        self, tenant: str | None, status: str | None, limit: int, kind: str | None = None
+        self, tenant: str | None, status: str | None, limit: int, kind: str | None = None, offset: int = 0
     ) -> list[dict[str, Any]]:
-        """Items oldest first, each filter applied when given."""
+        """Items oldest first (then by id, so pages do not overlap), each filter applied when given."""
         rows = await self.pool.fetch(
             "SELECT * FROM review.items WHERE ($1::text IS NULL OR tenant = $1) AND ($2::text IS NULL OR status = $2) "
-            "AND ($4::text IS NULL OR kind = $4) ORDER BY created_at LIMIT $3",
+            "AND ($4::text IS NULL OR kind = $4) ORDER BY created_at, review_id LIMIT $3 OFFSET $5",
             tenant,
             status,
             limit,
             kind,
+            offset,
         )
         return [_item(r) for r in rows]
 
