@@ -1,19 +1,20 @@
 """The reviewers' web UI in a real browser (Debian's Chromium driven by Playwright) against the review service of
 the running stack: items reach the queue the real way (a VIP's email escalated by the guard, an execution in
 doubt reported on the executed topic), a person decides on the pages, and what follows is read back from Kafka,
-the mailbox and the API — never from the page alone."""
+the mailbox and the API — never from the page alone. The audit page is read against the JSON audit API."""
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
-from playwright.async_api import Browser, Page, Response, async_playwright
+from playwright.async_api import Browser, Locator, Page, Response, async_playwright
 
 from herald_core.contracts import (
     ActionApproved,
@@ -112,6 +113,32 @@ async def submitted(page: Page, button: str) -> Response:
         await page.get_by_role("button", name=button).click()
     await page.wait_for_load_state()
     return await posted.value
+
+
+async def searched(page: Page) -> Response:
+    """Submit the audit search and wait for the page it leads to; the answer to that GET."""
+    async with page.expect_response(lambda r: r.request.is_navigation_request() and "/ui/audit" in r.url) as got:
+        await page.get_by_role("button", name="Search").click()
+    await page.wait_for_load_state()
+    return await got.value
+
+
+async def audit_api(herald, **params: str) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+    """Audit records through the JSON API (oldest first), every page of it."""
+    found: list[dict[str, Any]] = []
+    async with httpx.AsyncClient(base_url=herald.services.review_url, timeout=30) as client:
+        while True:
+            response = await client.get("/v1/audit", params={**params, "limit": 2, "offset": len(found)})
+            assert response.status_code == 200, response.text
+            found += response.json()
+            if len(response.json()) < 2:
+                return found
+
+
+async def audit_rows(page: Page) -> list[str]:
+    """The audit page's rows, as the place of each record on the audit topic (partition-offset)."""
+    rows = page.locator("table.audit tbody tr")
+    return [str(await rows.nth(n).get_attribute("id")).removeprefix("record-") for n in range(await rows.count())]
 
 
 async def test_a_reviewer_rejects_one_escalated_email_and_approves_another(herald, browser) -> None:  # type: ignore[no-untyped-def]
@@ -406,3 +433,119 @@ async def test_the_queue_pages_oldest_first(herald, browser) -> None:  # type: i
         assert await page.locator("#next-page").count() == 0
         await page.locator("#previous-page").click()
         assert await shown() == queued_in_order[:2]
+
+        # the audit pages the other way, newest first, in pages of the same size
+        async def all_audited() -> list[dict[str, Any]] | None:
+            records = await audit_api(herald, tenant=tenant)
+            return records if {r["action_id"] for r in records} >= set(queued_in_order) else None
+
+        records = await eventually(all_audited, timeout=60, what="the in-doubt reports in the audit")
+        newest_first = [f"{r['partition']}-{r['offset']}" for r in reversed(records)]
+        await page.goto(f"{herald.services.review_url}/ui/audit?tenant={tenant}")
+        assert await audit_rows(page) == newest_first[:2]
+        assert "Records 1–2, newest first" in await page.locator("p.count").inner_text()
+        await page.locator("#next-page").click()
+        await page.wait_for_url(lambda url: url.endswith("page=2"))
+        assert await audit_rows(page) == newest_first[2:4]
+        await page.locator("#previous-page").click()
+        await page.wait_for_url(lambda url: url.endswith("page=1"))
+        assert await audit_rows(page) == newest_first[:2]
+
+
+async def test_the_audit_page_finds_a_contacts_records_newest_first(herald, browser) -> None:  # type: ignore[no-untyped-def]
+    tenant = herald.add_tenant(f"uiaudit{secrets.token_hex(3)}")
+    contact_id = f"a{secrets.token_hex(3)}"
+    body = f"Hi Jordan,\n\n{SCRIPT}\nWe cut dispatch time by 30%."
+    action = await escalated_email(herald, tenant, contact_id, subject="Your Q3 routes", body=body)
+    review_id = (await queued(herald, tenant, {action.action_id}))[action.action_id]["review_id"]
+    base = herald.services.review_url
+    context = await browser.new_context()
+    page = await context.new_page()
+
+    # rejected on its page
+    await page.goto(f"{base}/ui/reviews/{review_id}")
+    await page.locator("#reviewer").fill(REVIEWER)
+    reason = "Not before their contract renews"
+    await page.locator("#reason").fill(reason)
+    assert (await submitted(page, "Reject")).status == 303
+
+    # the audit from the header's link, searched by tenant and contact
+    await page.locator("header nav").get_by_role("link", name="Audit").click()
+    await page.wait_for_url(f"{base}/ui/audit")
+    assert await page.locator("table.audit").count() == 0  # no tenant named: nothing searched yet
+    await page.locator("#tenant").fill(tenant)
+    await page.locator("#contact_id").fill(contact_id)
+    answer = await searched(page)
+    assert answer.status == 200
+    assert "default-src 'self'" in (await answer.all_headers())["content-security-policy"]
+
+    # once the guard's block after the rejection is indexed, the page shows the API's records, newest first
+    async def everything_shown() -> list[dict[str, Any]] | None:
+        records = await audit_api(herald, tenant=tenant, contact_id=contact_id)
+        if "herald.action.blocked.v1" not in {r["type"] for r in records}:
+            return None
+        await page.reload()
+        newest_first = [f"{r['partition']}-{r['offset']}" for r in reversed(records)]
+        return records if await audit_rows(page) == newest_first else None
+
+    records = await eventually(everything_shown, timeout=60, interval=0.5, what="the chain on the audit page")
+    times = [datetime.fromisoformat(r["occurred_at"]) for r in records]
+    assert times == sorted(times)  # the API's order is oldest first, so the page's is newest first
+
+    def row(record_type: str) -> Locator:
+        return page.locator(f'table.audit tbody tr[data-type="{record_type}"]')
+
+    shown = [await page.locator("table.audit tbody tr td.what").nth(n).inner_text() for n in range(len(records))]
+    said = ["email proposed", "sent to review", "rejected by reviewer", "blocked by guard"]
+    assert all(words in shown for words in said), shown
+    assert [shown.index(words) for words in reversed(said)] == sorted(shown.index(words) for words in said)
+    assert await row("herald.action.escalated.v1").locator("td.rules").inner_text() == "escalation.vip"
+    assert await row("herald.action.blocked.v1").locator("td.rules").inner_text() == "review.rejected"
+    rejection = await row("herald.review.decided.v1").locator("td.summary").inner_text()
+    assert REVIEWER in rejection and reason in rejection
+    for record_type in ("herald.action.proposed.v1", "herald.action.escalated.v1", "herald.review.decided.v1"):
+        cells = await row(record_type).inner_text()
+        assert tenant in cells and contact_id in cells and action.action_id in cells, cells
+
+    # the draft's script reached the proposal's summary: shown as text, never run
+    proposal = await row("herald.action.proposed.v1").locator("td.summary").inner_text()
+    assert "Your Q3 routes" in proposal and SCRIPT in proposal
+    assert await page.locator("script").count() == 0
+    assert await page.evaluate("window.__draft_script_ran") is None
+
+    # filtered by the rule that stopped it: the block alone
+    await page.locator("#rule").fill("review.rejected")
+    assert (await searched(page)).status == 200
+    assert [await r.get_attribute("data-type") for r in await page.locator("table.audit tbody tr").all()] == [
+        "herald.action.blocked.v1"
+    ]
+
+    # filtered by the rule that sent it to review: the escalation and the review request it made (neither is a
+    # block, whose one rule the index names on its own)
+    await page.locator("#rule").fill("escalation.vip")
+    assert (await searched(page)).status == 200
+    assert {await r.get_attribute("data-type") for r in await page.locator("table.audit tbody tr").all()} == {
+        "herald.action.escalated.v1",
+        "herald.review.requested.v1",
+    }
+
+    # the action opens "why did it do that?", which leads back to all of the contact's records
+    await page.locator("#rule").fill("")
+    await searched(page)
+    await row("herald.action.proposed.v1").locator("td.action a").click()
+    await page.wait_for_url(f"**/ui/explain/{action.action_id}")
+    assert "rejected" in await page.locator("#story-review").inner_text()
+    await page.locator("#contact-audit").click()
+    await page.wait_for_url(lambda url: "/ui/audit?" in url and f"contact_id={contact_id}" in url)
+    assert len(await audit_rows(page)) >= len(records)
+
+    # a since that is no date: said next to the field, with what was typed, and nothing searched
+    await page.locator("#since").fill("2026-02-30")
+    refused = await searched(page)
+    assert refused.status == 422
+    assert "Not a date or time" in await page.locator("#since-error").inner_text()
+    assert await page.locator("#since").get_attribute("aria-describedby") == "since-error"
+    assert await page.locator("#since").input_value() == "2026-02-30"
+    assert await page.locator("#contact_id").input_value() == contact_id
+    assert await page.locator("table.audit").count() == 0
+    await context.close()

@@ -9,7 +9,7 @@
     POST /v1/reviews/{review_id}/resolve  {reviewer, outcome: happened|did_not_happen, reason}   (in doubt)
     POST /v1/kill-switch                  {tenant?, engaged, reason, set_by}   (global without a tenant)
     GET  /v1/explain/{action_id}                        (why: the action's chain, rebuilt from the audit)
-    GET  /v1/audit?tenant=&contact_id=&action_id=&rule=&since=&until=   (the audit index)
+    GET  /v1/audit?tenant=&contact_id=&action_id=&rule=&since=&until=&offset=   (the audit index)
     /ui …                                               (the reviewers' web UI, web.py: same decisions, as pages)
 Decisions are published as `ReviewDecided` on herald.review-decision.v1; the guard re-checks every
 hard rule before it signs anything. What a person found about an execution in doubt is published as
@@ -247,6 +247,7 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
         since: datetime | None = None,
         until: datetime | None = None,
         limit: int = 100,
+        offset: int = 0,
     ) -> list[dict[str, Any]]:
         """Audit records of a tenant, by contact, action, rule and time (oldest first)."""
         return await index.search(
@@ -257,6 +258,7 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
             since=since,
             until=until,
             limit=min(max(limit, 1), 1000),
+            offset=max(offset, 0),
         )
 
     @http.get("/v1/audit/proposals")

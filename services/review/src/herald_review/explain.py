@@ -58,6 +58,8 @@ def explain(records: list[dict[str, Any]], action_id: str) -> dict[str, Any] | N
         "action_id": action_id,
         "tenant": mine[0]["tenant"],
         "correlation_id": mine[0]["correlation_id"],
+        # the index's contact column (the contact's hash once erased): what the audit is searched by
+        "contact_id": next((r["contact_id"] for r in mine if r.get("contact_id")), None),
         "outcome": _outcome(decisions, decided, executed),
         "upstream": None
         if upstream is None

@@ -13,7 +13,7 @@ class Settings(ServiceSettings):
 
     http_host: str = "127.0.0.1"
     http_port: int = 8105
-    ui_page_size: int = Field(default=100, ge=1, le=1000, description="Items per page of the web UI's queue.")
+    ui_page_size: int = Field(default=100, ge=1, le=1000, description="Rows per page of the web UI's queue and audit.")
     reviewer_headers: tuple[str, ...] = Field(
         default=("X-Auth-Request-Email", "X-Forwarded-User"),
         description="Headers in which the authenticating proxy in front of the web UI names the signed-in reviewer "

@@ -6,6 +6,7 @@
     POST /ui/reviews/{review_id}/reject       reviewer, reason             → 303 to the queue
     POST /ui/reviews/{review_id}/resolve      reviewer, outcome, reason    → 303 to the queue (in doubt)
     GET  /ui/explain/{action_id}              "why did it do that?": the action's story from the audit
+    GET  /ui/audit                            the audit, newest first: tenant, contact, action, rule, since, until
     GET  /ui/static/review.css                the stylesheet, shipped in the package
 
 Everything shown was written by someone Herald does not trust — a draft is LLM output, names and notes come
@@ -22,7 +23,7 @@ import hmac
 import re
 import secrets
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
@@ -86,6 +87,57 @@ FORMS: dict[str, tuple[type[Approve] | type[Reject] | type[Resolve], tuple[str, 
 }
 RESOLVE_REASON_REQUIRED = "Say how it was checked (the mailbox, the CRM, the calendar …): it goes into the audit."
 
+AUDIT_FILTERS = ("tenant", "contact_id", "action_id", "rule", "since", "until")
+MOMENT_PROBLEM = "Not a date or time: write a date, 2026-11-27, or a time in UTC, 2026-11-27T14:30."
+# an audit record's type as a marketer or a compliance officer says it; some are refined from the body
+AUDIT_TYPES = {
+    "herald.contact.created.v1": "contact created",
+    "herald.contact.updated.v1": "contact updated",
+    "herald.contact.erased.v1": "contact erased",
+    "herald.consent.withdrawn.v1": "consent withdrawn",
+    "herald.consent.granted.v1": "consent granted",
+    "herald.message.replied.v1": "reply received",
+    "herald.message.engagement.v1": "email engagement",
+    "herald.meeting.booked.v1": "meeting booked",
+    "herald.plan.created.v1": "plan made",
+    "herald.action.proposed.v1": "action proposed",
+    "herald.action.approved.v1": "approved by guard",
+    "herald.action.blocked.v1": "blocked by guard",
+    "herald.action.escalated.v1": "sent to review",
+    "herald.action.deferred.v1": "deferred by guard",
+    "herald.review.requested.v1": "review requested",
+    "herald.review.decided.v1": "decided by reviewer",
+    "herald.action.executed.v1": "executed",
+    "herald.action.refused.v1": "refused by executor",
+    "herald.execution.resolved.v1": "resolved",
+    "herald.policy.published.v1": "policy published",
+    "herald.control.kill-switch.v1": "kill switch changed",
+    "herald.control.llm-budget.v1": "LLM budget spent",
+    "herald.llm.usage.v1": "LLM tokens used",
+    "herald.document.submitted.v1": "document submitted",
+    "herald.document.indexed.v1": "document indexed",
+    "herald.document.deleted.v1": "document deleted",
+    "herald.document.refused.v1": "document refused",
+    "herald.event.rejected.v1": "event refused at the edge",
+    "herald.dead-lettered.v1": "dead-lettered",
+}
+TOOL_NOUNS = {
+    "send_email": "email",
+    "update_crm_record": "CRM update",
+    "schedule_meeting": "meeting",
+    "generate_image": "image",
+    "fetch_campaign_stats": "campaign stats request",
+}
+TOOL_DONE = {
+    "send_email": "sent",
+    "update_crm_record": "CRM updated",
+    "schedule_meeting": "meeting scheduled",
+    "generate_image": "image made",
+    "fetch_campaign_stats": "campaign stats read",
+}
+SUMMARY_CHARS = 200
+NO_BODY = "no body kept: an erased contact's records keep only their ids, type and time"
+
 
 # ---------------------------------------------------------------- pure views (no I/O)
 
@@ -120,10 +172,12 @@ def _contact_line(item: Mapping[str, Any]) -> str:
     contact = item["action"].get("contact") if item["kind"] == "approval" else None
     if not isinstance(contact, dict):
         return str(item["contact_id"])
-    name = " ".join(part for part in (contact.get("first_name"), contact.get("last_name")) if part)
-    return " · ".join(part for part in (name, contact.get("email"), contact.get("company")) if part) or str(
-        item["contact_id"]
-    )
+    return _who(contact) or str(item["contact_id"])
+
+
+def _who(contact: Mapping[str, Any]) -> str:
+    name = " ".join(str(part) for part in (contact.get("first_name"), contact.get("last_name")) if part)
+    return " · ".join(str(part) for part in (name, contact.get("email"), contact.get("company")) if part)
 
 
 def queue_row(item: Mapping[str, Any], now: datetime) -> dict[str, Any]:
@@ -253,6 +307,193 @@ def edit_of(form: FormData) -> DraftEdit | None:
     return DraftEdit.model_validate({k: v.replace("\r\n", "\n") for k, v in typed.items()})
 
 
+def _text(body: Mapping[str, Any], *path: str) -> str:
+    """A value deep in a record's body, as text ("" when absent): bodies come from every contract version."""
+    value: Any = body
+    for key in path:
+        value = value.get(key) if isinstance(value, Mapping) else None
+    return "" if value is None or isinstance(value, Mapping | list) else str(value)
+
+
+def _joined(*parts: str, sep: str = " — ") -> str:
+    return sep.join(part for part in parts if part)
+
+
+def _one_line(text: str) -> str:
+    words = " ".join(text.split())
+    return words if len(words) <= SUMMARY_CHARS else words[: SUMMARY_CHARS - 1] + "…"
+
+
+def _action_words(action: Any) -> tuple[str, str]:
+    """A proposed action in a few words, and the words it puts in front of someone (an email's body)."""
+    try:
+        proposed = ActionProposed.model_validate(action)
+    except ValidationError:
+        raw = action if isinstance(action, Mapping) else {}
+        return _joined(_text(raw, "tool"), _text(raw, "input", "subject"), sep=" "), _text(raw, "input", "body_text")
+    return proposed.describe(), proposed.text[1]
+
+
+def type_in_words(record_type: str, body: Mapping[str, Any] | None) -> str:
+    """What kind of record it is, in the words of the people reading the audit (the type itself if unknown)."""
+    found = body if isinstance(body, Mapping) else {}
+    tool = _text(found, "tool") or _text(found, "action", "tool")
+    match record_type:
+        case "herald.action.proposed.v1" if tool:
+            return f"{TOOL_NOUNS.get(tool, tool)} proposed"
+        case "herald.action.approved.v1" if found.get("stage") in ("review", "release"):
+            return f"approved by guard {'after review' if found['stage'] == 'review' else 'on release'}"
+        case "herald.review.decided.v1" if found.get("decision") in ("approved", "rejected"):
+            return f"{found['decision']} by reviewer"
+        case "herald.action.executed.v1" if found.get("status") == "succeeded":
+            return TOOL_DONE.get(tool, "done")
+        case "herald.action.executed.v1" if found.get("status") in ("failed", "in_doubt"):
+            return str(found["status"]).replace("_", " ")
+        case "herald.control.kill-switch.v1" if "engaged" in found:
+            return f"kill switch {'engaged' if found['engaged'] else 'released'}"
+        case "herald.message.engagement.v1" if found.get("kind"):
+            return f"email {found['kind']}"
+    return AUDIT_TYPES.get(record_type, record_type)
+
+
+def audit_summary(record_type: str, body: Mapping[str, Any] | None) -> str:
+    """One line on what the record says, drawn from its body. The words are the record's own — a draft, a
+    reviewer's reason, an upstream note — so the page escapes them; here they are only cut to one line."""
+    if not isinstance(body, Mapping):
+        return NO_BODY
+    match record_type:
+        case "herald.action.proposed.v1":
+            text = _joined(*_action_words(body))
+        case "herald.action.approved.v1":
+            text = _joined(_action_words(body.get("action"))[0], _text(body, "approval", "approved_by"))
+        case "herald.action.deferred.v1":
+            text = _joined(_text(body, "reason"), _joined("until", _text(body, "release_at"), sep=" "))
+        case "herald.review.decided.v1":
+            edited = "approved with the reviewer's wording" if body.get("edit") else ""
+            text = _joined(_text(body, "reviewer"), _text(body, "reason"), edited, sep=": ")
+        case "herald.action.executed.v1":
+            text = _joined(_text(body, "summary") or _text(body, "tool"), _text(body, "error"))
+        case "herald.action.refused.v1":
+            text = _joined(_text(body, "reason").replace("_", " "), _text(body, "detail"), sep=": ")
+        case "herald.execution.resolved.v1":
+            outcome = _text(body, "outcome").replace("_", " ")
+            text = _joined(f"{outcome} (checked by {_text(body, 'reviewer')})", _text(body, "reason"), sep=": ")
+        case "herald.consent.withdrawn.v1" | "herald.consent.granted.v1":
+            source = _text(body, "upstream_source")
+            text = _joined(_text(body, "channel"), _text(body, "reason").replace("_", " "), sep=": ")
+            text = _joined(text, f"(from {source})" if source else "", sep=" ")
+        case "herald.contact.created.v1":
+            text = _who(body.get("contact") or {})
+        case "herald.contact.updated.v1":
+            changed = _joined(_text(body, "changed_property"), _text(body, "new_value"), sep=" = ")
+            text = changed or _who(body.get("contact") or {})
+        case "herald.contact.erased.v1":
+            text = _joined("personal data erased", f"(asked through {_text(body, 'upstream_source')})", sep=" ")
+        case "herald.message.replied.v1":
+            text = _joined(_text(body, "subject"), _text(body, "snippet"))
+        case "herald.message.engagement.v1":
+            text = _joined(_text(body, "message_id"), _text(body, "url"))
+        case "herald.meeting.booked.v1":
+            text = _joined(_text(body, "title"), _text(body, "starts_at"), sep=" at ")
+        case "herald.plan.created.v1":
+            text = _joined(
+                _joined(_text(body, "workflow"), _text(body, "planner"), sep=" by the "), _text(body, "query")
+            )
+        case "herald.policy.published.v1":
+            version = (
+                f"version {_text(body, 'version')} ({_text(body, 'mode') or 'live'}) by {_text(body, 'published_by')}"
+            )
+            text = _joined(version, _text(body, "note"), sep=": ")
+        case "herald.control.kill-switch.v1":
+            scope = _text(body, "tenant") or "every tenant"
+            text = _joined(f"{scope}, set by {_text(body, 'set_by')}", _text(body, "reason"), sep=": ")
+        case "herald.control.llm-budget.v1":
+            text = f"{_text(body, 'used_tokens')} of {_text(body, 'budget_tokens')} tokens on {_text(body, 'day')}"
+        case "herald.llm.usage.v1":
+            tokens = f"{_text(body, 'input_tokens')} tokens in, {_text(body, 'output_tokens')} out"
+            text = _joined(_text(body, "model"), _text(body, "purpose"), tokens, sep=", ")
+        case "herald.document.submitted.v1" | "herald.document.deleted.v1" | "herald.document.refused.v1":
+            collection = _text(body, "collection")
+            document = _joined(_text(body, "doc_id"), f"({collection})" if collection else "", sep=" ")
+            text = _joined(document, _text(body, "reason"), sep=": ")
+        case "herald.document.indexed.v1":
+            text = _joined(_text(body, "doc_id"), _text(body, "status"), f"{_text(body, 'chunks')} chunks", sep=", ")
+        case "herald.event.rejected.v1":
+            text = _joined(
+                f"{_text(body, 'status_code')} at {_text(body, 'endpoint')}", _text(body, "reason"), sep=": "
+            )
+        case "herald.dead-lettered.v1":
+            text = _joined(
+                f"{_text(body, 'consumer')} could not take a record of {_text(body, 'original_topic')}",
+                _text(body, "reason"),
+                sep=": ",
+            )
+        case _:  # blocked, escalated, review requested, and types added later
+            found = (_text(body, key) for key in ("reason", "detail", "summary", "title", "subject", "doc_id"))
+            text = next((value for value in found if value), "")
+    return _one_line(text)
+
+
+def audit_rules(record: Mapping[str, Any]) -> list[str]:
+    """The rule a record names (a block's), else those of its rule hits that did not pass (an escalation's)."""
+    if record.get("rule"):
+        return [str(record["rule"])]
+    body = record.get("body")
+    hits = body.get("rules") if isinstance(body, Mapping) else None
+    return [
+        str(hit["rule"])
+        for hit in hits or []
+        if isinstance(hit, Mapping) and hit.get("rule") and hit.get("outcome") not in (None, "pass")
+    ]
+
+
+def audit_row(record: Mapping[str, Any]) -> dict[str, Any]:
+    """One line of the audit page: when, what, for whom, which action and rule, and what it says."""
+    at = datetime.fromisoformat(record["occurred_at"]).astimezone(UTC)
+    return {
+        "key": f"{record['partition']}-{record['offset']}",
+        "type": record["type"],
+        "what": type_in_words(record["type"], record["body"]),
+        "tenant": record["tenant"],
+        "at": f"{at:%Y-%m-%d %H:%M:%S} UTC",
+        "occurred_at": record["occurred_at"],
+        "contact_id": record["contact_id"],
+        "action_id": record["action_id"],
+        "rules": audit_rules(record),
+        "summary": audit_summary(record["type"], record["body"]),
+    }
+
+
+def moment(text: str, *, end_of_day: bool = False) -> datetime:
+    """A date or a time typed in the audit search, in UTC. A date alone is its day's start — or, for `until`
+    (`end_of_day`), the next day's start, so that "until 27 November" includes the 27th. ValueError if neither."""
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        at = datetime.fromisoformat(text)
+        return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    return start + timedelta(days=1) if end_of_day else start
+
+
+def audit_criteria(values: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The audit form's filters as `AuditIndex.search`'s arguments, and its problems by field (search only when
+    there are none). Without a tenant nothing is searched: each tenant's audit is read on its own."""
+    filled = {name: values.get(name, "").strip() for name in AUDIT_FILTERS}
+    criteria: dict[str, Any] = {name: filled[name] or None for name in ("tenant", "contact_id", "action_id", "rule")}
+    errors: dict[str, str] = {}
+    for name in ("since", "until"):
+        try:
+            criteria[name] = moment(filled[name], end_of_day=name == "until") if filled[name] else None
+        except (ValueError, OverflowError):  # not a date, or a day past the calendar's end
+            errors[name] = MOMENT_PROBLEM
+    if criteria.get("since") and criteria.get("until") and criteria["until"] <= criteria["since"]:
+        errors["until"] = "Until must come after since: nothing happened between them."
+    if not filled["tenant"] and any(filled.values()):
+        errors["tenant"] = "Name the tenant: each tenant's audit is searched on its own."
+    return criteria, errors
+
+
 def _filled(form: FormData, *names: str) -> dict[str, str]:
     """The named fields that were filled in, trimmed: a reason of spaces is no reason."""
     values = {}
@@ -284,7 +525,8 @@ class _CsrfRefused(Exception):
 def add_web_ui(
     http: FastAPI, review: Review, index: AuditIndex, reviewer_headers: tuple[str, ...], page_size: int = 100
 ) -> None:
-    """Serve the reviewers' web UI under /ui on the service's HTTP app."""
+    """Serve the reviewers' web UI under /ui on the service's HTTP app (`page_size` rows a page of the queue
+    and of the audit)."""
     templates = _templates()
     http.mount("/ui/static", StaticFiles(packages=[("herald_review", "static")]), name="ui-static")
 
@@ -512,6 +754,35 @@ def add_web_ui(
         if story is None:
             return not_found(request, f"No action {action_id} in the audit (yet: records are indexed within seconds).")
         return page(request, "explain.html", {"story": story})
+
+    @http.get("/ui/audit", include_in_schema=False, name="ui-audit")
+    async def audit_page(
+        request: Request,
+        tenant: str = "",
+        contact_id: str = "",
+        action_id: str = "",
+        rule: str = "",
+        since: str = "",
+        until: str = "",
+        page_no: int = Query(1, alias="page"),
+    ) -> Response:
+        typed = dict(zip(AUDIT_FILTERS, (tenant, contact_id, action_id, rule, since, until), strict=True))
+        criteria, errors = audit_criteria(typed)
+        filters = {name: value.strip() for name, value in typed.items() if value.strip()}
+        page_no = max(page_no, 1)
+        context: dict[str, Any] = {"filters": filters, "errors": errors, "rows": None, "page": page_no, "more": False}
+        if errors:
+            log.info("web ui audit search invalid", fields=sorted(errors))
+            return page(request, "audit.html", context, 422)
+        if criteria["tenant"] is None:
+            return page(request, "audit.html", context)
+        # the JSON API's search, newest first, one more than a page: whether there is a next one
+        records = await index.search(
+            **criteria, limit=page_size + 1, offset=(page_no - 1) * page_size, newest_first=True
+        )
+        more, records = len(records) > page_size, records[:page_size]
+        context |= {"rows": [audit_row(r) for r in records], "more": more, "first": (page_no - 1) * page_size + 1}
+        return page(request, "audit.html", context)
 
 
 def _conflict_message(detail: Mapping[str, Any], form_name: str) -> str:

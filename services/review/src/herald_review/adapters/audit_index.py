@@ -27,7 +27,7 @@ DECISION_TYPES = (
 )
 _COLUMNS = (
     'partition, "offset", message_id, type, topic, tenant, correlation_id, causation_id, action_id, contact_id, '
-    "rule, occurred_at, body"
+    "rule, occurred_at, body, rules"
 )
 
 
@@ -47,6 +47,16 @@ class IndexRow(NamedTuple):
     rule: str | None
     occurred_at: datetime
     body: str | None
+    rules: list[str]  # every rule that did not simply pass: what a search by rule finds
+
+
+def rules_touched(body: dict[str, Any]) -> list[str]:
+    """The rules a record names that did more than pass: its own `rule` (a block), and each rule hit in its
+    `rules` whose outcome is not `pass` (an escalation's, an approval's or a deferral's list)."""
+    named = {str(body["rule"])} if body.get("rule") else set()
+    hits = body.get("rules") if isinstance(body.get("rules"), list) else []
+    named |= {str(h["rule"]) for h in hits if isinstance(h, dict) and h.get("rule") and h.get("outcome") != "pass"}
+    return sorted(named)
 
 
 def index_row(record: ConsumerRecord[bytes, bytes]) -> IndexRow | None:
@@ -78,6 +88,7 @@ def index_row(record: ConsumerRecord[bytes, bytes]) -> IndexRow | None:
         found.get("rule"),
         envelope.time,
         json.dumps(body) if body is not None else None,
+        rules_touched(found),
     )
 
 
@@ -91,7 +102,7 @@ class AuditIndex:
         if rows:
             await self.pool.executemany(
                 f"INSERT INTO review.audit_index ({_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, "
-                "$12, $13::jsonb) ON CONFLICT DO NOTHING",
+                "$12, $13::jsonb, $14) ON CONFLICT DO NOTHING",
                 rows,
             )
         for row in rows:
@@ -159,12 +170,18 @@ class AuditIndex:
         since: datetime | None = None,
         until: datetime | None = None,
         limit: int = 100,
+        offset: int = 0,
+        newest_first: bool = False,
     ) -> list[dict[str, Any]]:
+        """A tenant's records, each filter applied when given, oldest first (newest first for people reading
+        back from today); ordered by time then place on the audit topic, so pages do not overlap."""
+        direction = "DESC" if newest_first else "ASC"
         rows = await self.pool.fetch(
             f"SELECT {_COLUMNS} FROM review.audit_index WHERE tenant = $1 "
             "AND ($2::text IS NULL OR contact_id = $2) AND ($3::text IS NULL OR action_id = $3) "
-            "AND ($4::text IS NULL OR rule = $4) AND ($5::timestamptz IS NULL OR occurred_at >= $5) "
-            'AND ($6::timestamptz IS NULL OR occurred_at < $6) ORDER BY occurred_at, partition, "offset" LIMIT $7',
+            "AND ($4::text IS NULL OR $4 = ANY(rules)) AND ($5::timestamptz IS NULL OR occurred_at >= $5) "
+            f"AND ($6::timestamptz IS NULL OR occurred_at < $6) ORDER BY occurred_at {direction}, "
+            f'partition {direction}, "offset" {direction} LIMIT $7 OFFSET $8',
             tenant,
             contact_id,
             action_id,
@@ -172,6 +189,7 @@ class AuditIndex:
             since,
             until,
             limit,
+            offset,
         )
         return [_row(r) for r in rows]
 
