@@ -17,6 +17,7 @@ import asyncpg
 import httpx
 
 from herald_core.contracts import ActionProposed, FailureKind, UpdateCrmRecordInput
+from herald_core.secret_files import SecretFiles
 from herald_core.tenants import TenantConfig
 from herald_core.tools import UpdateCrmRecordOutput
 from herald_executor.logic import Reconciled, ToolError, retry_after_seconds
@@ -93,6 +94,7 @@ class HubSpotCrm:
 
     def __init__(self, client: httpx.AsyncClient) -> None:
         self.client = client
+        self.secrets = SecretFiles()  # the token as its file holds it now: a rotation needs no restart
         self._not_before: dict[str, float] = {}  # per token: when HubSpot's interval allows the next call
 
     async def update(self, action: ActionProposed, tenant: TenantConfig) -> UpdateCrmRecordOutput:
@@ -100,7 +102,7 @@ class HubSpotCrm:
         crm = tenant.crm
         assert crm.hubspot_token_file is not None  # the tenant file's validation says so
         try:
-            token = crm.hubspot_token_file.read_text().strip()
+            token = self.secrets.read(crm.hubspot_token_file)
         except OSError as exc:
             raise ToolError(FailureKind.PERMANENT, "crm_unauthorized", f"no HubSpot token: {exc}") from exc
         wait = self._not_before.get(token, 0.0) - time.monotonic()

@@ -21,6 +21,7 @@ import httpx
 from PIL import Image, ImageDraw, ImageFont, ImageOps, PngImagePlugin
 
 from herald_core.contracts import ActionProposed, FailureKind, GenerateImageInput
+from herald_core.secret_files import SecretFiles
 from herald_core.tenants import BrandKit, TenantConfig
 from herald_core.tools import GenerateImageOutput
 from herald_executor.logic import Reconciled, ToolError, retry_after_seconds
@@ -178,13 +179,14 @@ class HostedImages:
 
     def __init__(self, client: httpx.AsyncClient) -> None:
         self.client = client
+        self.secrets = SecretFiles()  # the token as its file holds it now: a rotation needs no restart
 
     async def generate(self, spec: GenerateImageInput, tenant: TenantConfig) -> bytes:
         """The picture's bytes, as the model encoded them."""
         images = tenant.images
         assert images.base_url and images.model and images.token_file  # the tenant file's validation says so
         try:
-            token = images.token_file.read_text().strip()
+            token = self.secrets.read(images.token_file)
         except OSError as exc:
             raise ToolError(FailureKind.PERMANENT, "image_unauthorized", f"no Images API key: {exc}") from exc
         body = generation_request(
