@@ -206,6 +206,7 @@ async def demo(config: StackConfig) -> None:
 
         records = await _wait_for(all_executed, "every approval to be executed")
         _summary(records, config, services, prefix, database, still_pending, logs)
+        await _campaign(services, tenant["first_touch"]["campaign_id"])
         await _why(records, services)
     finally:
         services.stop_all()
@@ -259,6 +260,22 @@ def _summary(
     )
     print(f"   service logs   {logs}/  (JSON lines with tenant, correlation and action ids)")
     print("   the stack      make status | make down")
+
+
+async def _campaign(services: ServiceSet, campaign_id: str) -> None:
+    """The first-touch campaign's figures, as the planner's LLM would read them: the executor's read tool."""
+    async with httpx.AsyncClient(base_url=services.executor_url, timeout=30) as executor:
+        response = await executor.post(
+            "/v1/tools/fetch_campaign_stats", json={"tenant": "acme", "input": {"campaign_id": campaign_id}}
+        )
+    response.raise_for_status()
+    print(f"\n▶ fetch_campaign_stats {campaign_id} (a read tool: no approval, POST /v1/tools/fetch_campaign_stats)")
+    for variant in response.json()["variants"]:
+        figures = ", ".join(
+            f"{variant[k]} {k}"
+            for k in ("sends", "deliveries", "opens", "clicks", "replies", "bounces", "unsubscribes")
+        )
+        print(f"   variant {variant['variant']:<10} {figures}")
 
 
 async def _why(records, services: ServiceSet) -> None:  # type: ignore[no-untyped-def]
