@@ -54,6 +54,7 @@ from herald_core.envelope import Envelope
 from herald_core.ids import new_id
 from herald_core.settings import CommonSettings
 from herald_core.signing import load_signer
+from herald_core.tenants import TenantConfig
 from herald_core.topics import APPROVED_ACTION, CONSENT, DECISION, EXECUTED, TopicSpec, contact_key
 from herald_stack.config import StackConfig
 from herald_stack.samples import FIRST_MEETING_SLOT as FIRST_MEETING_SLOT  # re-exported: tests take them from here
@@ -285,6 +286,18 @@ def calendar_events(config: StackConfig, tenant: str) -> list[Component]:
             assert response.status_code == 200, response.text
             events += Calendar.from_ical(response.content).walk("VEVENT")
         return events
+
+
+def acme_tenant(tenant_id: str, **fields: Any) -> TenantConfig:
+    """A tenant's configuration as the executor reads it (Acme Relay's sender), `fields` overriding."""
+    base: dict[str, Any] = {
+        "tenant_id": tenant_id,
+        "name": "Acme Relay",
+        "sender": {"name": "Maya from Acme Relay", "address": "maya@acmerelay.example"},
+        "unsubscribe_url": "https://acmerelay.example/unsubscribe",
+        "timezone": "America/New_York",
+    }
+    return TenantConfig.model_validate({**base, **fields})
 
 
 def tool_action(

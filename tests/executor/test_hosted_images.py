@@ -24,7 +24,7 @@ from herald_executor.adapters.images import AssetStore, HostedImages, ImageTool,
 from herald_executor.execution import Discipline, ToolRunner
 from herald_executor.logic import Reconciled, ToolError
 from loopback_images import ImagesApi, images_api
-from support import tool_action
+from support import acme_tenant, tool_action
 
 BACKGROUND = (0x12, 0x34, 0x56)  # the brand kit's, under the corner label
 
@@ -59,11 +59,9 @@ async def api(key: Key) -> AsyncIterator[ImagesApi]:
 
 
 def tenant_for(base_url: str, token_file: Path, model: str = "gpt-image-1", **images: Any) -> TenantConfig:
-    return TenantConfig(
-        tenant_id=f"hi{secrets.token_hex(4)}",
-        name="Acme Relay",
-        sender={"name": "Maya from Acme Relay", "address": "maya@acmerelay.example"},
-        unsubscribe_url="https://acmerelay.example/unsubscribe",
+    return acme_tenant(
+        f"hi{secrets.token_hex(4)}",
+        timezone="UTC",
         brand={"palette": ["#123456", "#FAFAFA", "#FF8800"], "wordmark": "Acme", "voice": "calm and plain"},
         images={"kind": "hosted", "base_url": base_url, "model": model, "token_file": str(token_file), **images},
     )

@@ -13,7 +13,6 @@ from zoneinfo import ZoneInfo
 from icalendar import Calendar, Component
 
 from herald_core.contracts import ActionProposed
-from herald_core.tenants import TenantConfig
 from herald_executor.logic import message_id
 from herald_executor.meetings import (
     blocking,
@@ -26,15 +25,9 @@ from herald_executor.meetings import (
     time_range_query,
     with_invite_mark,
 )
-from support import email_action
+from support import acme_tenant, email_action
 
-TENANT = TenantConfig(
-    tenant_id="acme",
-    name="Acme Relay",
-    sender={"name": "Maya from Acme Relay", "address": "maya@acmerelay.example"},
-    unsubscribe_url="https://acmerelay.example/unsubscribe",
-    timezone="America/New_York",
-)
+TENANT = acme_tenant("acme")
 STAMP = datetime(2031, 2, 1, 9, 0, tzinfo=UTC)
 
 

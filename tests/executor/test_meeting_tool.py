@@ -22,7 +22,7 @@ from herald_executor.adapters.smtp import SmtpSender
 from herald_executor.logic import Reconciled, ToolError
 from herald_executor.settings import Settings
 from herald_stack.config import StackConfig
-from support import calendar_events, email_action, eventually, mails_to
+from support import acme_tenant, calendar_events, email_action, eventually, mails_to
 
 pytestmark = [pytest.mark.smtp]
 
@@ -48,13 +48,7 @@ def settings_for(config: StackConfig, **overrides: object) -> Settings:
 
 
 def tenant_config() -> TenantConfig:
-    return TenantConfig(
-        tenant_id=f"mt{secrets.token_hex(4)}",
-        name="Acme Relay",
-        sender={"name": "Maya from Acme Relay", "address": "maya@acmerelay.example"},
-        unsubscribe_url="https://acmerelay.example/unsubscribe",
-        timezone="America/New_York",
-    )
+    return acme_tenant(f"mt{secrets.token_hex(4)}")
 
 
 def meeting(tenant: TenantConfig, starts_at: datetime = TEN_AM, minutes: int = 30) -> ActionProposed:

@@ -32,7 +32,7 @@ from herald_core.tenants import TenantConfig
 from herald_executor.adapters.smtp import EmailTool, SmtpSender
 from herald_executor.logic import ToolError
 from herald_executor.settings import Settings
-from support import mails_to, tool_action, tool_input
+from support import acme_tenant, mails_to, tool_action, tool_input
 
 pytestmark = [pytest.mark.smtp]
 
@@ -214,13 +214,7 @@ def settings_for(server: SmtpServer, mode: Mode | None, **overrides: object) -> 
 
 
 def tenant_config() -> TenantConfig:
-    return TenantConfig(
-        tenant_id=f"tls{secrets.token_hex(4)}",
-        name="Acme Relay",
-        sender={"name": "Maya from Acme Relay", "address": "maya@acmerelay.example"},
-        unsubscribe_url="https://acmerelay.example/unsubscribe",
-        timezone="America/New_York",
-    )
+    return acme_tenant(f"tls{secrets.token_hex(4)}")
 
 
 def an_email(tenant: TenantConfig) -> tuple[ActionProposed, str]:

@@ -121,12 +121,12 @@ class Executor:
         if stop is None and engaged:
             stop = ("kill_switch", f"kill switch on ({engaged.scope}) by {engaged.set_by}: {engaged.reason}")
 
-        # This very record met before (a crash, or a transaction that did not commit): its call may have started
-        # while the approval held, so it is settled with the downstream even if it may no longer start anew.
-        prior = await self.ledger.of_record(action.action_id, approved.approval.nonce, msg.partition, msg.offset)
-        if prior is not None:
-            return await self._answer_again(msg, approved, tenant, prior, stop)
         if stop is not None:
+            # Nothing new may start. But this very record may have been met before (a crash, a transaction that
+            # did not commit) and its call started while the approval held: that one is settled with the downstream.
+            prior = await self.ledger.of_record(action.action_id, approved.approval.nonce, msg.partition, msg.offset)
+            if prior is not None:
+                return await self._answer_again(msg, approved, tenant, prior, stop)
             return [self._refused(msg, approved, *stop)]
 
         if not self.tools.has(action.tool):

@@ -56,14 +56,14 @@ def interaction_of(msg: Inbound) -> Memory | None:
     if isinstance(body, MeetingBooked):
         text = f"Meeting booked: “{body.title}” on {body.starts_at:%Y-%m-%d %H:%M} UTC"
         return Memory(envelope.id, "medium", "meeting", text, body.occurred_at, body.contact_id)
-    if isinstance(body, ActionExecuted) and body.status is ExecutionStatus.SUCCEEDED and body.tool == "send_email":
+    sent_at = None
+    if isinstance(body, ActionExecuted) and body.status is ExecutionStatus.SUCCEEDED:
+        sent_at = envelope.time
+    elif isinstance(body, ExecutionResolved) and body.outcome is ResolutionOutcome.HAPPENED:
+        sent_at = body.resolved_at  # an email in doubt that a person found sent is an email the contact has
+    if sent_at is not None and isinstance(body, ActionExecuted | ExecutionResolved) and body.tool == "send_email":
         text = f"Sent {body.summary}" if body.summary else "Sent an email"
-        return Memory(envelope.id, "medium", "email_sent", text, envelope.time, body.contact_id)
-    if (
-        isinstance(body, ExecutionResolved) and body.outcome is ResolutionOutcome.HAPPENED and body.tool == "send_email"
-    ):  # an email in doubt that a person found sent is an email the contact has
-        text = f"Sent {body.summary}" if body.summary else "Sent an email"
-        return Memory(envelope.id, "medium", "email_sent", text, body.resolved_at, body.contact_id)
+        return Memory(envelope.id, "medium", "email_sent", text, sent_at, body.contact_id)
     return None
 
 

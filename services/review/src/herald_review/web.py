@@ -22,7 +22,7 @@ from __future__ import annotations
 import hmac
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
@@ -692,6 +692,16 @@ def add_web_ui(
         message = f"{verb}: {view['described']} (review {review_id})"
         return decided(request, message, str(values["reviewer"]), typed=proxied is None)
 
+    async def one_page(
+        fetch: Callable[[int, int], Awaitable[list[dict[str, Any]]]], page_no: int
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """Page `page_no` (1-based) of what `fetch(limit, offset)` lists, and what the pager needs; one row more
+        than a page is asked for, to know whether there is a next one."""
+        page_no = max(page_no, 1)
+        rows = await fetch(page_size + 1, (page_no - 1) * page_size)
+        paging = {"page": page_no, "more": len(rows) > page_size, "first": (page_no - 1) * page_size + 1}
+        return rows[:page_size], paging
+
     @http.get("/ui", include_in_schema=False, name="ui-queue")
     async def queue_page(
         request: Request,
@@ -702,16 +712,10 @@ def add_web_ui(
     ) -> Response:
         tenant, kind = tenant.strip(), kind if kind in KINDS else ""
         status = status if status in (*STATUSES, "any") else "pending"
-        page_no = max(page_no, 1)
-        # one more than a page: whether there is a next one
-        items = await review.queue.list(
-            tenant or None,
-            None if status == "any" else status,
-            page_size + 1,
-            kind or None,
-            (page_no - 1) * page_size,
+        wanted = None if status == "any" else status
+        items, paging = await one_page(
+            lambda limit, offset: review.queue.list(tenant or None, wanted, limit, kind or None, offset), page_no
         )
-        more, items = len(items) > page_size, items[:page_size]
         now = datetime.now(UTC)
         flash = request.cookies.get(FLASH_COOKIE)
         response = page(
@@ -719,9 +723,7 @@ def add_web_ui(
             "queue.html",
             {
                 "rows": [queue_row(i, now) for i in items],
-                "page": page_no,
-                "first": (page_no - 1) * page_size + 1,
-                "more": more,
+                **paging,
                 "filters": {"tenant": tenant, "kind": kind, "status": status},
                 "kinds": KINDS,
                 "statuses": STATUSES,
@@ -776,12 +778,11 @@ def add_web_ui(
             return page(request, "audit.html", context, 422)
         if criteria["tenant"] is None:
             return page(request, "audit.html", context)
-        # the JSON API's search, newest first, one more than a page: whether there is a next one
-        records = await index.search(
-            **criteria, limit=page_size + 1, offset=(page_no - 1) * page_size, newest_first=True
+        # the JSON API's search, newest first
+        records, paging = await one_page(
+            lambda limit, offset: index.search(**criteria, limit=limit, offset=offset, newest_first=True), page_no
         )
-        more, records = len(records) > page_size, records[:page_size]
-        context |= {"rows": [audit_row(r) for r in records], "more": more, "first": (page_no - 1) * page_size + 1}
+        context |= {"rows": [audit_row(r) for r in records], **paging}
         return page(request, "audit.html", context)
 
 

@@ -101,24 +101,25 @@ class Ledger:
         happened = resolved.outcome is ResolutionOutcome.HAPPENED
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
-                "UPDATE executor.ledger SET state = $2, resolution = $3, finished_at = now() "
-                "WHERE action_id = $1 AND state = 'in_doubt' RETURNING action",
+                "SELECT action FROM executor.ledger WHERE action_id = $1 AND state = 'in_doubt' FOR UPDATE",
+                resolved.action_id,
+            )
+            if row is None:  # not in doubt (any more): a repeat or a late copy changes nothing
+                return False
+            action = ActionProposed.model_validate_json(row["action"]) if row["action"] is not None else None
+            sent = happened and resolved.tool == "send_email" and action is not None
+            message = message_id(resolved.action_id, message_id_domain) if sent else None
+            # settled, and the action kept while in doubt is no longer needed
+            await conn.execute(
+                "UPDATE executor.ledger SET state = $2, resolution = $3, result = COALESCE($4::jsonb, result), "
+                "action = NULL, finished_at = now() WHERE action_id = $1",
                 resolved.action_id,
                 "sent" if happened else "failed",
                 resolved.model_dump_json(include={"review_id", "outcome", "reviewer", "reason", "resolved_at"}),
+                json.dumps({"message_id": message}) if message else None,
             )
-            if row is None:
-                return False
-            if happened and resolved.tool == "send_email" and row["action"] is not None:
-                action = ActionProposed.model_validate_json(row["action"])
-                found = message_id(action.action_id, message_id_domain)
-                await conn.execute(
-                    "UPDATE executor.ledger SET result = $2 WHERE action_id = $1",
-                    action.action_id,
-                    json.dumps({"message_id": found}),
-                )
-                await record_sent(conn, action, found)
-            await conn.execute("UPDATE executor.ledger SET action = NULL WHERE action_id = $1", resolved.action_id)
+            if action is not None and message:
+                await record_sent(conn, action, message)
             return True
 
     async def result(self, action_id: str) -> dict[str, Any]:
