@@ -18,6 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
+
+# imported first here, at a shallow stack: when hypothesis's pytest plugin first imports it at the end of a long
+# session, CPython 3.11.7's parser fails on it ("AST constructor recursion depth mismatch")
+import hypothesis  # noqa: F401
 import pytest
 import yaml
 

@@ -9,7 +9,6 @@ import hashlib
 import hmac
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -26,7 +25,6 @@ from urllib.parse import urljoin
 
 import asyncpg
 import httpx
-import uvicorn
 import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from fastapi import FastAPI, Request
@@ -57,6 +55,8 @@ from herald_core.signing import load_signer
 from herald_core.tenants import TenantConfig
 from herald_core.topics import APPROVED_ACTION, CONSENT, DECISION, EXECUTED, TopicSpec, contact_key
 from herald_stack.config import StackConfig
+from herald_stack.loopback import free_port as free_port
+from herald_stack.loopback import loopback as loopback  # re-exported: tests take them from here
 from herald_stack.samples import FIRST_MEETING_SLOT as FIRST_MEETING_SLOT  # re-exported: tests take them from here
 from herald_stack.samples import tool_input as tool_input
 
@@ -122,7 +122,7 @@ async def read_topic(
             batch = await consumer.getmany(timeout_ms=300)
             for part in batch.values():
                 for r in part:
-                    headers = {k: v.decode(errors="replace") for k, v in (r.headers or ())}
+                    headers = {k: (v or b"").decode(errors="replace") for k, v in (r.headers or ())}
                     records.append(Record(r.topic, r.partition, r.offset, r.key, r.value, headers, r.timestamp))
             if until is not None and until(records):
                 break
@@ -539,27 +539,6 @@ async def tenant_with_policy(herald, name: str, policy: str, directory: Path, **
 
 
 # ---- a loopback server speaking Anthropic's Messages API, for the real `anthropic` SDK
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.asynccontextmanager
-async def loopback(app: FastAPI) -> AsyncIterator[str]:
-    """Serve `app` on a free loopback port in this event loop (a downstream the services call); its base URL."""
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
-        await asyncio.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 @contextlib.asynccontextmanager

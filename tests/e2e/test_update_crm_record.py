@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 
 from herald_core.contracts import ActionRefused
-from loopback_hubspot import hubspot_api
+from herald_stack.hubspot_crm import hubspot_api
 from support import approve, execution_of, executor_answers, present, tool_action
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.postgres]

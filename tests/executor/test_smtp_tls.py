@@ -10,7 +10,6 @@ import ipaddress
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -32,7 +31,7 @@ from herald_core.tenants import TenantConfig
 from herald_executor.adapters.smtp import EmailTool, SmtpSender
 from herald_executor.logic import ToolError
 from herald_executor.settings import Settings
-from support import acme_tenant, mails_to, tool_action, tool_input
+from support import acme_tenant, free_port, mails_to, tool_action, tool_input
 
 pytestmark = [pytest.mark.smtp]
 
@@ -149,15 +148,9 @@ class SmtpServer:
             self.process.wait(timeout=10)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def start_server(directory: Path, *args: str) -> SmtpServer:
     directory.mkdir(parents=True, exist_ok=True)
-    port, maildir, log = _free_port(), directory / "mail", directory / "smtp.log"
+    port, maildir, log = free_port(), directory / "mail", directory / "smtp.log"
     command = [sys.executable, "-m", "herald_stack.smtp_server", "--port", str(port), "--maildir", str(maildir)]
     with log.open("wb") as out:
         process = subprocess.Popen([*command, *args], stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)

@@ -76,7 +76,11 @@ async def test_when_kafka_refuses_the_publish_the_sender_gets_503_and_its_retry_
             str(event["eventId"]),
         )
         assert seen == 0
-        # a refusal it cannot audit is not answered as a plain refusal either: the sender comes back
+        # a refusal it cannot audit is not answered as a plain refusal either: the sender comes back. (The failed
+        # publish made the zombie start a new producer, which fenced the successor in turn: fence it once more.)
+        await successor.stop()
+        successor = TransactionalProducer(common, "ingest")
+        await successor.start()
         unaudited = await ingest.post_hubspot(ingest.tenant, [event], secret="wrong", client=client)
         assert unaudited.status_code == 503
 

@@ -1,10 +1,12 @@
 """`make demo`: the sample tenant's events through all six services, and what happened, read back.
 
 It starts the six services against the running stack (a fresh topic prefix and database, so a
-second run starts clean), loads Acme Relay's knowledge base and contacts, posts signed HubSpot
-webhook batches — an opted-out contact, VIPs and more new leads than the hourly cap allows —
-approves one escalated email through the review API, and prints a summary read from Kafka, the
-SMTP mailbox and the review API.
+second run starts clean), loads Acme Relay's knowledge base, serves Acme's CRM as a HubSpot-shaped
+CRM API on loopback (`herald_stack.hubspot_crm`, holding the 200 sample contacts) and posts signed
+HubSpot webhook batches that name new leads by `objectId` only, as HubSpot sends them — an opted-out
+contact, VIPs and more new leads than the hourly cap allows. Herald's contact store starts empty:
+ingest reads each batch's contacts from the CRM API. The demo approves one escalated email through
+the review API and prints a summary read from Kafka, the SMTP mailbox and the review API.
 """
 
 from __future__ import annotations
@@ -27,14 +29,51 @@ from aiokafka import AIOKafkaConsumer
 
 from herald_core.bus import ensure_topics
 from herald_core.contracts import ActionBlocked, ActionExecuted
+from herald_core.hubspot import DEFAULT_CONTACT_PROPERTIES
 from herald_core.settings import CommonSettings
 from herald_ingest.logic import hubspot_signature
 from herald_stack.cli import up
 from herald_stack.config import REPO_ROOT, StackConfig
+from herald_stack.hubspot_crm import CONTACTS_READ, HubSpotApi, hubspot_api
 from herald_stack.services import ServiceSet
 
 SAMPLE = REPO_ROOT / "samples" / "acme"
 LEADS = 40  # contacts 5100001..5100040: more than the hourly cap of 25
+#: the HubSpot properties Acme's portal keeps beyond HubSpot's own, and the contact fields they set
+ACME_PROPERTIES = {"hs_timezone": "timezone", "herald_vip": "vip", "herald_open_deal_value": "deal_value_minor"}
+
+
+def hubspot_properties(contact: dict) -> dict[str, str]:  # type: ignore[type-arg]
+    """A sample contact as Acme's HubSpot portal holds it (HubSpot's property names, every value as text)."""
+    zone = str(contact.get("timezone") or "")
+    return {
+        "email": contact.get("email") or "",
+        "firstname": contact.get("first_name") or "",
+        "lastname": contact.get("last_name") or "",
+        "company": contact.get("company") or "",
+        "jobtitle": contact.get("job_title") or "",
+        "industry": (contact.get("industry") or "").upper(),
+        "lifecyclestage": contact.get("lifecycle_stage") or "",
+        "country": contact.get("country") or "",
+        "hs_timezone": zone.lower().replace("/", "_slash_"),
+        "hs_email_optout": "true" if contact.get("opted_out") else "false",
+        "herald_vip": "true" if contact.get("vip") else "false",
+        "herald_open_deal_value": str(contact.get("deal_value_minor") or 0),
+    }
+
+
+def demo_tenants(directory: Path, crm_url: str, token_file: Path) -> Path:
+    """The sample tenant's file, its CRM pointed at the loopback HubSpot (a real portal: see the README)."""
+    tenant = yaml.safe_load((REPO_ROOT / "samples" / "tenants" / "acme.yaml").read_text())
+    tenant["crm"] = {
+        "kind": "hubspot",
+        "hubspot_base_url": crm_url,
+        "hubspot_token_file": str(token_file),
+        "properties": {**DEFAULT_CONTACT_PROPERTIES, **ACME_PROPERTIES},
+    }
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "acme.yaml").write_text(yaml.safe_dump(tenant, sort_keys=False))
+    return directory
 
 
 def _run(services: ServiceSet, *args: str) -> str:
@@ -131,11 +170,33 @@ async def demo(config: StackConfig) -> None:
     await ensure_topics(CommonSettings(kafka_bootstrap=config.kafka_bootstrap, topic_prefix=prefix, pg_dsn=pg_dsn))
     tenant = yaml.safe_load((SAMPLE / "tenant.yaml").read_text())
     logs = config.state_dir / "demo" / stamp
+    sample = [json.loads(line) for line in (SAMPLE / "contacts.jsonl").read_text().splitlines()]
+    token_file = logs / "hubspot-token"
+    token_file.parent.mkdir(parents=True, exist_ok=True)
+    token_file.write_text(f"pat-demo-{stamp}")
+    async with hubspot_api(
+        token_file.read_text(), {str(c["contact_id"]): hubspot_properties(c) for c in sample}
+    ) as crm:
+        await _run_demo(config, stamp, prefix, database, pg_dsn, tenant, logs, sample, crm, token_file)
+
+
+async def _run_demo(
+    config: StackConfig,
+    stamp: str,
+    prefix: str,
+    database: str,
+    pg_dsn: str,
+    tenant: dict,  # type: ignore[type-arg]
+    logs: Path,
+    sample: list[dict],  # type: ignore[type-arg]
+    crm: HubSpotApi,
+    token_file: Path,
+) -> None:
     services = ServiceSet(
         config,
         prefix,
         pg_dsn,
-        REPO_ROOT / "samples" / "tenants",
+        demo_tenants(logs / "tenants", crm.url, token_file),
         logs,
         extra_env={
             "HERALD_RETRIEVAL_COLLECTION": f"KnowledgeChunkDemo{stamp}",
@@ -149,10 +210,10 @@ async def demo(config: StackConfig) -> None:
         print(f"  all ready in {time.monotonic() - started:.1f}s: " + ", ".join(services.replicas))
         print("▶ " + _run(services, "herald-retrieval", "load-kb", "--tenant", "acme", "--dir", str(SAMPLE / "kb")))
         print(
-            "▶ "
-            + _run(services, "herald-ingest", "seed", "--tenant", "acme", "--contacts", str(SAMPLE / "contacts.jsonl"))
+            f"▶ Acme's CRM: a HubSpot-shaped CRM API on loopback ({crm.url}) holding {len(sample)} contacts; "
+            "Herald's contact store is empty"
         )
-        contacts = [json.loads(line) for line in (SAMPLE / "contacts.jsonl").read_text().splitlines()][:LEADS]
+        contacts = sample[:LEADS]
         url = f"{services.ingest_url}/v1/webhooks/hubspot/acme"
         audit_topic = f"{prefix}herald.audit.v1"
         accepted = 0
@@ -182,8 +243,9 @@ async def demo(config: StackConfig) -> None:
         opted_out = sum(1 for c in contacts if c["opted_out"])
         vips = sum(1 for c in contacts if c["vip"] or c["deal_value_minor"] >= 5_000_000)
         print(
-            f"▶ posted {LEADS} new leads as signed HubSpot webhooks ({accepted} accepted): {opted_out} opted out, "
-            f"{vips} VIP, hourly cap {tenant['limits']['emails_per_hour']}"
+            f"▶ posted {LEADS} new leads as signed HubSpot webhooks naming only their objectId ({accepted} accepted; "
+            f"their properties read in {crm.calls[CONTACTS_READ]} batch reads of HubSpot's CRM API): "
+            f"{opted_out} opted out, {vips} VIP, hourly cap {tenant['limits']['emails_per_hour']}"
         )
 
         async def settled():  # type: ignore[no-untyped-def]
@@ -237,7 +299,7 @@ def _summary(
     line = "─" * 64
     print(f"\n{line}\n Herald demo — tenant acme (Acme Relay)\n{line}")
     print(f" events in (ContactCreated)        {types['herald.contact.created.v1']:>5}")
-    print(f" opt-outs recorded (seed)          {types['herald.consent.withdrawn.v1'] // 2:>5}")
+    print(f" opt-outs recorded (from HubSpot)  {types['herald.consent.withdrawn.v1'] // 2:>5}")
     print(f" plans                             {types['herald.plan.created.v1']:>5}")
     print(f" proposals (send_email)            {types['herald.action.proposed.v1']:>5}")
     print(f" approved (signed by the guard)    {types['herald.action.approved.v1']:>5}")

@@ -7,6 +7,13 @@ opt-out committed before that moment is always seen — an opt-out at offset X b
 checked after X was written. Concurrent callers share one end-offsets request, provided it began
 after they called, so the check costs one broker round trip per wave of actions, not per action.
 
+A record that cannot be read goes to the service's dead-letter topic — and when its key still names a contact
+(`tenant:contact:channel`), that contact is suppressed on that channel (reason `unreadable_consent_record`):
+a withdrawal that arrived damaged is still a withdrawal, so the feed fails closed. A record the database
+refuses is applied alone and, if it still fails, treated the same way. A database outage is retried without
+bound (never given up on: a withdrawal not yet applied must keep sending stopped); the feed's readiness
+reports it wedged while it lasts.
+
 An erasure (`ContactErased`) replaces every suppression row of the contact by one hashed entry
 (contact id and address as SHA-256, reason `erasure`, all channels) and runs the service's own
 `on_erasure` in the same transaction, which removes the contact's data from the service's tables.
@@ -29,21 +36,26 @@ from pathlib import Path
 
 import asyncpg
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
 
 from herald_core.bus import (
     FETCH_MAX_WAIT_MS,
-    BusNames,
+    DeadLetterer,
     Inbound,
+    Progress,
     Unreadable,
     cancel_and_wait,
+    is_transient,
+    note_commit,
+    note_fetch,
     read_record,
-    send_dead_letter,
+    reason_of,
 )
 from herald_core.contracts import ConsentGranted, ConsentWithdrawn, ContactErased
+from herald_core.observability import NotReady
 from herald_core.settings import CommonSettings
+from herald_core.text import text_problem
 from herald_core.topics import CONSENT
 
 log = structlog.get_logger("herald.consent")
@@ -83,7 +95,8 @@ class ConsentFeed:
         # end offsets are asked on a connection of their own: the broker answers one request per connection
         # at a time, and the follower's long-poll fetch would hold a freshness check up to its wait
         self._offsets: AIOKafkaConsumer | None = None
-        self._dlq_producer: AIOKafkaProducer | None = None
+        self.dead_letters = DeadLetterer(common, schema)
+        self.progress = Progress(schema, f"{schema}-consent-feed", common.wedge_seconds)
         self._task: asyncio.Task[None] | None = None
         self._positions: dict[TopicPartition, int] = {}
         self._advanced = asyncio.Condition()
@@ -119,13 +132,15 @@ class ConsentFeed:
             bootstrap_servers=self.common.kafka_bootstrap, group_id=None, isolation_level="read_committed"
         )
         await self._offsets.start()
-        self._dlq_producer = AIOKafkaProducer(bootstrap_servers=self.common.kafka_bootstrap, enable_idempotence=True)
-        await self._dlq_producer.start()
+        await self.dead_letters.start()
         self._task = asyncio.create_task(self._follow(), name=f"{self.schema}-consent-feed")
         self.started = True
 
-    async def ready(self) -> bool:
-        return self.started
+    async def ready(self) -> bool | NotReady:
+        if not self.started or self._task is None or self._task.done():
+            return False
+        wedged = self.progress.wedged()
+        return NotReady(wedged) if wedged else True
 
     async def _partitions(self) -> list[int]:
         admin = AIOKafkaAdminClient(bootstrap_servers=self.common.kafka_bootstrap)
@@ -144,59 +159,108 @@ class ConsentFeed:
             await self._consumer.stop()
         if self._offsets:
             await self._offsets.stop()
-        if self._dlq_producer:
-            await self._dlq_producer.stop()
+        await self.dead_letters.stop()
 
     async def _follow(self) -> None:
         assert self._consumer is not None
         consumer = self._consumer
+        delay = 0.5
         while True:
             batch = await consumer.getmany(timeout_ms=100, max_records=1000)
+            await note_fetch(self.progress, consumer, batch)
             try:
-                readable: list[Inbound] = []
-                for records in batch.values():
-                    for record in records:
-                        if record.value is None:
-                            continue  # a tombstone: compaction removing an erased contact's older records
-                        read = read_record(record, CONSENT)
-                        if isinstance(read, Unreadable):
-                            # before the offsets are stored, so a crash cannot lose it
-                            await self._dead_letter(record, read)
-                        else:
-                            readable.append(read)
-                if self._dlq_producer is not None:
-                    await self._dlq_producer.flush()
-                async with self.pool.acquire() as conn, conn.transaction():
-                    for inbound in readable:
-                        await self._apply(conn, inbound)
-                    for tp, records in batch.items():
-                        await conn.execute(
-                            f'INSERT INTO "{self.schema}".consent_offsets(partition, next_offset) VALUES ($1, $2) '
-                            "ON CONFLICT (partition) DO UPDATE SET next_offset = EXCLUDED.next_offset",
-                            tp.partition,
-                            records[-1].offset + 1,
-                        )
-            except (OSError, asyncpg.PostgresError, KafkaError) as exc:
-                log.error("consent feed could not store a batch; retrying", error=repr(exc))
+                await self._store(batch)
+            except Exception as exc:
+                # only an outage gets here (a record's own fault is dead-lettered in `_store`): read it again
+                self.progress.failed(reason_of(exc))
+                log.error("consent feed could not store a batch; retrying", error=repr(exc), delay=delay)
                 for tp in batch:
                     consumer.seek(tp, self._positions[tp])
-                await asyncio.sleep(1)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
                 continue
+            delay = 0.5
+            note_commit(self.progress, batch)
             async with self._advanced:
                 for tp in consumer.assignment():
                     self._positions[tp] = await consumer.position(tp)
                 self._advanced.notify_all()
 
-    async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], unreadable: Unreadable) -> None:
-        assert self._dlq_producer is not None
-        await send_dead_letter(
-            self._dlq_producer,
-            BusNames(self.common.topic_prefix),
-            self.schema,
-            record,
-            unreadable.reason,
-            unreadable.envelope,
+    async def _store(self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+        """Apply a batch and store the positions past it, in one transaction; dead letters are flushed first,
+        so a crash repeats one at worst and never loses it."""
+        readable: list[Inbound] = []
+        damaged: list[tuple[ConsumerRecord[bytes, bytes], str]] = []
+        for records in batch.values():
+            for record in records:
+                if record.value is None and not record.headers:
+                    continue  # a tombstone: compaction removing an erased contact's older records
+                read = read_record(record, CONSENT)
+                if isinstance(read, Unreadable):
+                    await self.dead_letters.send(record, read.reason, read.envelope)
+                    damaged.append((record, read.reason))
+                else:
+                    readable.append(read)
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                await self._apply_all(conn, readable, damaged, batch)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            # a value the database refuses: apply one record at a time, so only the one at fault is set aside
+            log.warning("consent batch refused by the database; applying one by one", error=reason_of(exc))
+            async with self.pool.acquire() as conn, conn.transaction():
+                for inbound in readable:
+                    try:
+                        async with conn.transaction():  # a savepoint per record
+                            await self._apply(conn, inbound)
+                    except Exception as one:
+                        if is_transient(one):
+                            raise
+                        record = _record_of(batch, inbound)
+                        await self.dead_letters.send(record, f"not applied: {reason_of(one)}", inbound.envelope)
+                        damaged.append((record, reason_of(one)))
+                await self._apply_all(conn, [], damaged, batch)
+        await self.dead_letters.flush()
+
+    async def _apply_all(
+        self,
+        conn: asyncpg.Connection,
+        readable: list[Inbound],
+        damaged: list[tuple[ConsumerRecord[bytes, bytes], str]],
+        batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+    ) -> None:
+        for inbound in readable:
+            await self._apply(conn, inbound)
+        for record, _ in damaged:
+            await self._suppress_damaged(conn, record)
+        for tp, records in batch.items():
+            if records:
+                await conn.execute(
+                    f'INSERT INTO "{self.schema}".consent_offsets(partition, next_offset) VALUES ($1, $2) '
+                    "ON CONFLICT (partition) DO UPDATE SET next_offset = EXCLUDED.next_offset",
+                    tp.partition,
+                    records[-1].offset + 1,
+                )
+
+    async def _suppress_damaged(self, conn: asyncpg.Connection, record: ConsumerRecord[bytes, bytes]) -> None:
+        """Fail closed on a record that could not be applied: suppress the contact its key names, if any."""
+        named = _named_by_key(record.key)
+        if named is None:
+            return
+        tenant, contact_id, channel = named
+        await conn.execute(
+            f'INSERT INTO "{self.schema}".suppression'
+            "(tenant, contact_id, channel, suppressed, reason, email, source_offset, updated_at) "
+            "VALUES ($1, $2, $3, true, 'unreadable_consent_record', NULL, $4, now()) "
+            "ON CONFLICT (tenant, contact_id, channel) DO UPDATE SET suppressed = true, "
+            "reason = EXCLUDED.reason, source_offset = EXCLUDED.source_offset, updated_at = now()",
+            tenant,
+            contact_id,
+            channel,
+            record.offset,
         )
+        log.warning("contact suppressed: its consent record could not be applied", tenant=tenant, channel=channel)
 
     async def _apply(self, conn: asyncpg.Connection, inbound: Inbound) -> None:
         body = inbound.body
@@ -299,6 +363,36 @@ class ConsentFeed:
             address_hash(email) if email else None,
         )
         return None if row is None else str(row["reason"])
+
+
+_CHANNELS = frozenset({"email", "sms", "phone", "all"})
+
+
+def _named_by_key(key: bytes | None) -> tuple[str, str, str] | None:
+    """(tenant, contact, channel) from a consent key `tenant:contact:channel`, if it is one a store can hold."""
+    try:
+        tenant, contact_id, channel = (
+            (key or b"").decode().rsplit(":", 2) if key and key.count(b":") >= 2 else ("", "", "")
+        )
+    except UnicodeDecodeError:
+        return None
+    if not tenant or not contact_id or channel not in _CHANNELS or len(tenant) > 63 or len(contact_id) > 64:
+        return None
+    if text_problem(tenant) or text_problem(contact_id):
+        return None
+    return tenant, contact_id, channel
+
+
+def _record_of(
+    batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]], inbound: Inbound
+) -> ConsumerRecord[bytes, bytes]:
+    return next(
+        r
+        for tp, records in batch.items()
+        if tp.partition == inbound.partition
+        for r in records
+        if r.offset == inbound.offset
+    )
 
 
 #: migrations for the tables above; a service passes this to `herald_core.db.migrate` after its own

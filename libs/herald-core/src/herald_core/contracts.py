@@ -12,7 +12,9 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+from herald_core.text import MAX_TEXT, TEXT_RULE, value_problem
 
 TenantId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
 ContactId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
@@ -27,10 +29,26 @@ EmailAddress = Annotated[
 
 
 class Contract(BaseModel):
-    """Base of every message body: frozen, strict about unknown fields."""
+    """Base of every message body: frozen, strict about unknown fields, and holding only what every store
+    can (`herald_core.text`): no NUL or unpaired surrogate in any string, strings at most `MAX_TEXT` long
+    unless a field says otherwise, integers within bigint, no NaN or Infinity."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        str_max_length=MAX_TEXT,
+        allow_inf_nan=False,
+        json_schema_extra={"$comment": TEXT_RULE},
+    )
     TYPE: ClassVar[str]
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        problem = value_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
 
 class Channel(StrEnum):
@@ -198,6 +216,10 @@ class MeetingBooked(Contract):
 # ---------------------------------------------------------------- plan / proposed action
 
 
+#: the longest query the retrieval API (`herald.v1.Retrieval` Search and Recall) answers; longer is INVALID_ARGUMENT
+MAX_QUERY_CHARS = 2000
+
+
 class EvidenceRef(Contract):
     """A retrieved passage a draft rests on."""
 
@@ -325,8 +347,9 @@ class ActionProposed(Contract):
     @classmethod
     def _input_of_its_tool(cls, data: Any) -> Any:
         """Read `input` as the model of `tool` (not whichever model of the union happens to fit)."""
-        if isinstance(data, dict) and isinstance(data.get("input"), dict) and data.get("tool") in TOOL_INPUTS:
-            return {**data, "input": TOOL_INPUTS[data["tool"]].model_validate(data["input"])}
+        tool = data.get("tool") if isinstance(data, dict) else None
+        if isinstance(tool, str) and tool in TOOL_INPUTS and isinstance(data.get("input"), dict):
+            return {**data, "input": TOOL_INPUTS[tool].model_validate(data["input"])}
         return data
 
     @model_validator(mode="after")

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from aiokafka import ConsumerRecord
 from prometheus_client import Gauge
 
-from herald_core.bus import Outbound, TopicFollower, Unreadable, read_record
+from herald_core.bus import Outbound, Rejected, TopicFollower, Unreadable, read_record
 from herald_core.contracts import KillSwitchChanged, LlmBudgetChanged
 from herald_core.envelope import Envelope
 from herald_core.observability import get_logger
@@ -43,20 +43,18 @@ class Stop:
 class KillSwitch(TopicFollower):
     def __init__(self, common: CommonSettings, service: str) -> None:
         self._stops: dict[str, Stop] = {}
-        super().__init__(common, CONTROL, self._apply, f"{service}-kill-switch")
+        super().__init__(common, CONTROL, self._apply, f"{service}-kill-switch", service=service)
 
     def _apply(self, record: ConsumerRecord[bytes, bytes]) -> None:
         read = read_record(record, CONTROL)
         if isinstance(read, Unreadable):
-            log.error("unreadable control record ignored", offset=record.offset, reason=read.reason)
-            return
+            raise Rejected(read.reason)  # the follower dead-letters it
         if not isinstance(read.body, KillSwitchChanged):
             return  # another control (an LLM budget) is another follower's
         change = read.body
         scope = change.tenant or GLOBAL
         if change.tenant and read.envelope.tenant != change.tenant:
-            log.error("control record for another tenant's envelope ignored", scope=scope)
-            return
+            raise Rejected(f"a kill switch for tenant {change.tenant} under tenant {read.envelope.tenant}'s envelope")
         if change.engaged:
             self._stops[scope] = Stop(scope, change.reason, change.set_by)
         else:
@@ -89,19 +87,21 @@ def budget_key(tenant: str) -> bytes:
 
 
 class LlmBudgets(TopicFollower):
-    """Which tenants have spent today's LLM budget (`LlmBudgetChanged` on the control topic, from the guard)."""
+    """Which tenants have spent today's LLM budget (`LlmBudgetChanged` on the control topic, from the guard).
+    Followed by the planner, which has no kill switch: a control record it cannot read is its to dead-letter."""
 
     def __init__(self, common: CommonSettings, service: str) -> None:
         self._latest: dict[str, LlmBudgetChanged] = {}
-        super().__init__(common, CONTROL, self._apply, f"{service}-llm-budgets")
+        super().__init__(common, CONTROL, self._apply, f"{service}-llm-budgets", service=service)
 
     def _apply(self, record: ConsumerRecord[bytes, bytes]) -> None:
         read = read_record(record, CONTROL)
-        if isinstance(read, Unreadable) or not isinstance(read.body, LlmBudgetChanged):
+        if isinstance(read, Unreadable):
+            raise Rejected(read.reason)
+        if not isinstance(read.body, LlmBudgetChanged):
             return
         if read.envelope.tenant != read.body.tenant:
-            log.error("LLM budget record for another tenant's envelope ignored", tenant=read.body.tenant)
-            return
+            raise Rejected(f"an LLM budget of tenant {read.body.tenant} under tenant {read.envelope.tenant}'s envelope")
         self._latest[read.body.tenant] = read.body
         log.info("LLM budget", tenant=read.body.tenant, exhausted=read.body.exhausted, day=str(read.body.day))
 

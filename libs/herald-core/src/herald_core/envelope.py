@@ -95,13 +95,15 @@ class Envelope(BaseModel):
         return headers
 
     @classmethod
-    def from_headers(cls, headers: Sequence[tuple[str, bytes]] | None) -> Envelope:
+    def from_headers(cls, headers: Sequence[tuple[str, bytes | None]] | None) -> Envelope:
         """Read the envelope back; raises `EnvelopeError` naming what is missing or wrong."""
         found: dict[str, str] = {}
         for name, value in headers or ():
             if name.startswith("ce_"):
                 attr = name[3:]
                 if attr in _ATTRS:
+                    if value is None:
+                        raise EnvelopeError(f"header {name} has no value")
                     try:
                         found[attr] = value.decode()
                     except UnicodeDecodeError as exc:

@@ -60,7 +60,20 @@ def get_logger(name: str | None = None) -> Any:
     return structlog.get_logger(name)
 
 
-ReadinessCheck = Callable[[], Awaitable[bool]]
+class NotReady:
+    """A readiness answer that is not ready and says why (falsy, like `False`)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return f"NotReady({self.reason!r})"
+
+
+ReadinessCheck = Callable[[], Awaitable["bool | NotReady"]]
 
 
 def add_ops_routes(app: FastAPI, checks: dict[str, ReadinessCheck]) -> None:
@@ -73,14 +86,20 @@ def add_ops_routes(app: FastAPI, checks: dict[str, ReadinessCheck]) -> None:
     @app.get("/readyz", include_in_schema=False)
     async def readyz(response: Response) -> dict[str, Any]:
         results: dict[str, bool] = {}
+        reasons: dict[str, str] = {}
         for name, check in checks.items():
             try:
-                results[name] = bool(await check())
-            except Exception:
-                results[name] = False
+                answer = await check()
+            except Exception as exc:
+                answer = NotReady(f"the check failed: {exc!r}"[:500])
+            results[name] = bool(answer)
+            if isinstance(answer, NotReady):
+                reasons[name] = answer.reason
         ready = all(results.values())
         response.status_code = 200 if ready else 503
-        return {"ready": ready, "checks": results}
+        return (
+            {"ready": ready, "checks": results, "reasons": reasons} if reasons else {"ready": ready, "checks": results}
+        )
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

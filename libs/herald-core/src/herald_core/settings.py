@@ -24,6 +24,17 @@ class CommonSettings(BaseSettings):
         default="0", description="Stable replica id (a StatefulSet ordinal); names the transactional producer."
     )
     log_level: str = Field(default="INFO", description="Log level.")
+    retry_give_up_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="How long a consumer retries a failure that should heal (a dependency down) before it "
+        "dead-letters the records that still fail.",
+    )
+    wedge_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="A consumer with lag whose committed offset has not moved for this long reports not-ready.",
+    )
 
 
 class ServiceSettings(BaseSettings):

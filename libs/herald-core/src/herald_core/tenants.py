@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import re
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -18,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
 
 from herald_core.contracts import EmailAddress
+from herald_core.hubspot import CONTACT_FIELDS, DEFAULT_CONTACT_PROPERTIES
 
 log = structlog.get_logger("herald.tenants")
 
@@ -79,8 +81,13 @@ class BrandKit(BaseModel):
         return palette
 
 
+#: a HubSpot property's internal name: lower-case letters, digits and underscores, starting with a letter
+HubSpotPropertyName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,99}$")]
+
+
 class CrmConnection(BaseModel):
-    """Where `update_crm_record` writes: Herald's own contact store (Postgres), or the tenant's HubSpot."""
+    """Where `update_crm_record` writes: Herald's own contact store (Postgres), or the tenant's HubSpot; and how
+    a contact read from HubSpot becomes Herald's."""
 
     model_config = ConfigDict(frozen=True)
     kind: Literal["herald", "hubspot"] = Field(default="herald", description="The CRM adapter.")
@@ -88,12 +95,42 @@ class CrmConnection(BaseModel):
     hubspot_token_file: Path | None = Field(
         default=None, description="A file holding the HubSpot private app's access token (a mounted secret)."
     )
+    properties: dict[HubSpotPropertyName, str] | None = Field(
+        default=None,
+        min_length=1,
+        description="HubSpot contact property (internal name) → the Herald contact field it sets, the whole "
+        "mapping (none: HubSpot's standard properties, `herald_core.hubspot.DEFAULT_CONTACT_PROPERTIES`). Fields: "
+        f"{', '.join(sorted(CONTACT_FIELDS))}.",
+    )
 
     @model_validator(mode="after")
     def _hubspot_needs_a_token(self) -> CrmConnection:
         if self.kind == "hubspot" and self.hubspot_token_file is None:
             raise ValueError("a hubspot CRM needs hubspot_token_file (the private app's access token)")
         return self
+
+    @field_validator("properties")
+    @classmethod
+    def _known_fields_once_each(cls, properties: dict[str, str] | None) -> dict[str, str] | None:
+        if properties is None:
+            return None
+        unknown = sorted({field for field in properties.values() if field not in CONTACT_FIELDS})
+        if unknown:
+            raise ValueError(f"not a contact field: {', '.join(unknown)} (known: {', '.join(sorted(CONTACT_FIELDS))})")
+        by_field: dict[str, list[str]] = {}
+        for name, field in properties.items():
+            by_field.setdefault(field, []).append(name)
+        twice = {field: names for field, names in by_field.items() if len(names) > 1}
+        if twice:
+            # which one would win is not for the configuration's reader to guess
+            said = "; ".join(f"{field} by {', '.join(sorted(names))}" for field, names in sorted(twice.items()))
+            raise ValueError(f"each contact field is set by one property at most: {said}")
+        return properties
+
+    @property
+    def contact_properties(self) -> Mapping[str, str]:
+        """The mapping in force: the tenant's own, else HubSpot's standard properties."""
+        return self.properties if self.properties is not None else DEFAULT_CONTACT_PROPERTIES
 
 
 class ImageGeneration(BaseModel):

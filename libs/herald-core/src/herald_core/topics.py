@@ -164,7 +164,7 @@ KNOWLEDGE_INDEXED = TopicSpec(
     "herald.knowledge-indexed.v1",
     Key.TENANT_DOCUMENT,
     ("retrieval",),
-    ("cli",),
+    ("cli", "retrieval"),  # retrieval: every replica forgets cached answers on a change (its cache invalidator)
     PIPELINE_PARTITIONS,
     message_types=("herald.document.indexed.v1", "herald.document.refused.v1"),
     doc="What became of each submitted document: indexed, unchanged, deleted, or refused with the reason.",

@@ -11,7 +11,6 @@ What the ledger row for an action id says about a newly read approval:
 from __future__ import annotations
 
 import html
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -81,12 +80,6 @@ class ToolError(Exception):
     @property
     def failure(self) -> ToolFailure:
         return ToolFailure(kind=self.kind, code=self.code, message=str(self)[:2000])
-
-
-def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
-    """A `Retry-After` given in seconds (a date is not worth honouring to the second here), else None."""
-    value = headers.get("Retry-After", "").strip()
-    return float(value) if value.replace(".", "", 1).isdigit() else None
 
 
 class ToolAdapter(Protocol):

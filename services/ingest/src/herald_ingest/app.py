@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import structlog
 from cloudevents.v1.exceptions import GenericException as CloudEventError
 from cloudevents.v1.http import from_http
@@ -36,7 +37,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import Counter
 from pydantic import TypeAdapter, ValidationError
 
-from herald_core.bus import Outbound, TransactionalProducer
+from herald_core.bus import Outbound, TransactionalProducer, UnpublishableError
 from herald_core.contracts import ContactFacts, Contract, EventRejected
 from herald_core.db import create_pool, migrate, readiness
 from herald_core.envelope import Envelope
@@ -44,9 +45,11 @@ from herald_core.observability import add_ops_routes, get_logger
 from herald_core.runtime import ServiceRuntime
 from herald_core.secret_files import SecretFiles
 from herald_core.tenants import TenantConfig, TenantDirectory
+from herald_core.text import MAX_TEXT, JsonRefused, read_json, storable, text_problem, value_problem
 from herald_core.topics import contact_key
 from herald_ingest.adapters.contacts import PostgresContacts
 from herald_ingest.adapters.dedup import EventKey, SeenEvents
+from herald_ingest.adapters.hubspot import HubSpotContacts, HubSpotUnavailable
 from herald_ingest.bounces import MalformedReport, Report, read_report, report_facts
 from herald_ingest.logic import (
     CLOUDEVENT_TYPES,
@@ -58,6 +61,7 @@ from herald_ingest.logic import (
     classify,
     consent_tombstones,
     continue_trace,
+    crm_opt_out,
     erasures,
     messages_for,
     property_change,
@@ -95,7 +99,12 @@ class Refusal(Exception):
 
 
 class Unavailable(Exception):
-    """Kafka or Postgres could not take the events now; the sender should retry (503)."""
+    """Kafka, Postgres or the tenant's CRM could not take or give what the events need now; the sender should retry
+    (503, with `Retry-After` when the CRM said how long to wait)."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class Ingest:
@@ -106,8 +115,10 @@ class Ingest:
         contacts: ContactDirectory,
         seen: SeenEvents,
         producer: TransactionalProducer,
+        hubspot: HubSpotContacts | None = None,
     ) -> None:
         self.settings = settings
+        self.hubspot = hubspot
         self.tenants = tenants
         self.contacts = contacts
         self.seen = seen
@@ -139,9 +150,11 @@ class Ingest:
             if problem:
                 raise Refusal(401, *problem)
             try:
-                raw = json.loads(body)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise Refusal(400, "malformed_json", str(exc)) from exc
+                # what no store can hold is refused per event below, not for the whole delivery
+                raw = read_json(body, storable_only=False)
+            except JsonRefused as exc:
+                raise Refusal(400, exc.error, exc.detail) from exc
+            raw, unstorable = _storable_items(raw)
             try:
                 events = _batch.validate_python(raw)
             except ValidationError as exc:
@@ -153,11 +166,57 @@ class Ingest:
                 )
         except Refusal as refusal:
             return await self.refuse(request, tenant, refusal)
-        return await self._accept_hubspot(request, tenant.tenant_id, events)
+        return await self._accept_hubspot(request, tenant, events, unstorable)
 
-    async def _accept_hubspot(self, request: Request, tenant: str, events: list[HubSpotEvent]) -> JSONResponse:
+    async def _contacts_of(
+        self, tenant: TenantConfig, events: Sequence[HubSpotEvent]
+    ) -> tuple[dict[str, ContactFacts], dict[str, str], list[ContactFacts]]:
+        """The contacts `events` are about, by the id each event names: those the store holds, and — for a tenant
+        whose CRM is HubSpot — those it does not hold (or read longer ago than `hubspot_stale_seconds`), read from
+        HubSpot's CRM API in one batch read and kept in the store. Also why each contact not found is missing, and
+        the contacts read as opted out in HubSpot (each to be withdrawn on the consent topic).
+
+        `HubSpotUnavailable` when HubSpot cannot be read now: nothing was claimed, and the webhook is answered 503
+        so HubSpot delivers it again (it retries for up to three days)."""
+        wanted = sorted({str(e.object_id) for e in events if classify(e) != "erased"})
+        known = await self.contacts.get_many(tenant.tenant_id, sorted({str(e.object_id) for e in events}))
+        missing: dict[str, str] = {}
+        opted_out: list[ContactFacts] = []
+        if tenant.crm.kind != "hubspot" or self.hubspot is None:
+            return known, missing, opted_out
+        stale_before = datetime.now(UTC) - timedelta(seconds=self.settings.hubspot_stale_seconds)
+        fetched = await self.contacts.fetched_at(tenant.tenant_id, [i for i in wanted if i in known])
+        to_read = [i for i in wanted if i not in known or (i in fetched and fetched[i] < stale_before)]
+        if not to_read:
+            return known, missing, opted_out
+        read = await self.hubspot.read(tenant, to_read)
+        found = {asked: contact for asked in to_read if (contact := read.get(asked)) is not None}
+        await self.contacts.upsert_fetched(tenant.tenant_id, list({c.contact_id: c for c in found.values()}.values()))
+        stored = await self.contacts.get_many(tenant.tenant_id, sorted({c.contact_id for c in found.values()}))
+        for asked, contact in found.items():
+            if contact.contact_id in stored:
+                known[asked] = stored[contact.contact_id]
+                if contact.opted_out:
+                    opted_out.append(stored[contact.contact_id])
+        for asked in to_read:
+            if asked not in known:
+                missing[asked] = f"unknown contact {asked}: HubSpot has no such contact"
+        log.info("contacts read from hubspot", tenant=tenant.tenant_id, asked=len(to_read), found=len(found))
+        return known, missing, opted_out
+
+    async def _accept_hubspot(
+        self,
+        request: Request,
+        tenant_config: TenantConfig,
+        events: list[HubSpotEvent],
+        unstorable: list[tuple[int | None, str]],
+    ) -> JSONResponse:
+        tenant = tenant_config.tenant_id
+        properties = tenant_config.crm.contact_properties
         header = request.headers.get("traceparent")
-        rejected: list[tuple[HubSpotEvent, str, str]] = []  # (event, metric reason, reason in words)
+        rejected: list[tuple[HubSpotEvent | int | None, str, str]] = [  # (event or its id, metric reason, words)
+            (event_id, "unstorable_value", f"a value no store can hold: {problem}") for event_id, problem in unstorable
+        ]
         duplicates = 0
         candidates: list[HubSpotEvent] = []
         ids_in_batch: set[int] = set()
@@ -169,7 +228,10 @@ class Ingest:
             else:
                 ids_in_batch.add(event.event_id)
                 candidates.append(event)
-        known = await self.contacts.get_many(tenant, sorted({str(e.object_id) for e in candidates}))
+        try:
+            known, missing, opted_out = await self._contacts_of(tenant_config, candidates)
+        except HubSpotUnavailable as exc:
+            raise Unavailable(f"HubSpot's CRM API cannot be read now: {exc}", retry_after=exc.retry_after) from exc
         usable: list[HubSpotEvent] = []
         for event in candidates:
             contact = known.get(str(event.object_id))
@@ -177,9 +239,10 @@ class Ingest:
                 # an erasure of a contact this store never held still reaches every other store
                 contact = known[str(event.object_id)] = ContactFacts(contact_id=str(event.object_id))
             if contact is None:
-                rejected.append((event, "unknown_contact", f"unknown contact {event.object_id}"))
+                words = missing.get(str(event.object_id), f"unknown contact {event.object_id}")
+                rejected.append((event, "unknown_contact", words))
                 continue
-            change = property_change(event.property_name, event.property_value)
+            change = property_change(event.property_name, event.property_value, properties)
             if change is not None:
                 try:
                     apply_property(contact, *change)
@@ -192,15 +255,19 @@ class Ingest:
         usable.sort(key=lambda e: (e.occurred_at, e.event_id))
 
         accepted: list[Outbound] = []
-        async with self.seen.claim(tenant, [(HUBSPOT, str(e.event_id)) for e in usable]) as fresh:
+        withdrawals = {(HUBSPOT, f"optout-{c.contact_id}"): c for c in opted_out}
+        async with self.seen.claim(tenant, [*withdrawals, *((HUBSPOT, str(e.event_id)) for e in usable)]) as fresh:
             messages: list[Outbound] = []
+            for key, contact in withdrawals.items():
+                if key in fresh:  # opted out in HubSpot before Herald read the contact: withdrawn first, once
+                    messages.extend(messages_for(tenant, crm_opt_out(contact, key[1]), continue_trace(header)))
             for event in usable:
                 if (HUBSPOT, str(event.event_id)) not in fresh:
                     duplicates += 1
                     continue
                 contact_id = str(event.object_id)
                 contact = known[contact_id]
-                change = property_change(event.property_name, event.property_value)
+                change = property_change(event.property_name, event.property_value, properties)
                 if change is not None:
                     # persisted before the publish: a failed publish leaves the event unseen, and its
                     # retry sets the same value again
@@ -221,25 +288,29 @@ class Ingest:
             {
                 "accepted": len(accepted),
                 "duplicates": duplicates,
-                "rejected": [{"eventId": event.event_id, "reason": words} for event, _, words in rejected],
+                "rejected": [{"eventId": _event_id(event), "reason": words} for event, _, words in rejected],
             }
         )
 
     def _item_rejection(
-        self, request: Request, tenant: str, event: HubSpotEvent, reason: str, header: str | None
+        self, request: Request, tenant: str, event: HubSpotEvent | int | None, reason: str, header: str | None
     ) -> tuple[bytes | None, Envelope, Contract]:
-        contact_id = str(event.object_id)
+        contact_id = str(event.object_id) if isinstance(event, HubSpotEvent) else None
         envelope = Envelope.new_chain(
             source=SOURCE,
             type=EventRejected.TYPE,
-            subject=f"contact/{contact_id}",
+            subject=f"contact/{contact_id}" if contact_id else None,
             tenant=tenant,
             traceparent=continue_trace(header),
         )
+        event_id = _event_id(event)
         body = EventRejected(
-            status_code=422, reason=reason, endpoint=request.url.path, upstream_event_id=str(event.event_id)
+            status_code=422,
+            reason=storable(reason, 2000),
+            endpoint=request.url.path,
+            upstream_event_id=str(event_id) if event_id is not None else None,
         )
-        return contact_key(tenant, contact_id), envelope, body
+        return (contact_key(tenant, contact_id) if contact_id else None), envelope, body
 
     def _signed_uri(self, request: Request) -> str:
         """The URI HubSpot signed: the one it called (behind an ingress, `public_base_url`), path as sent."""
@@ -255,10 +326,20 @@ class Ingest:
         tenant: TenantConfig | None = None
         try:
             body = await self._read_body(request)
+            if _is_json(request.headers.get("content-type")):
+                try:  # before the SDK parses it: JSON nested without end makes any parser recurse without end
+                    read_json(body)
+                except JsonRefused as exc:
+                    if exc.error == "malformed_json":
+                        raise Refusal(400, "invalid_cloudevent", exc.detail) from exc
+                    raise Refusal(422, exc.error, exc.detail) from exc
             try:
                 event = from_http(dict(request.headers), body)
-            except (CloudEventError, ValueError, TypeError, AttributeError) as exc:
-                raise Refusal(400, "invalid_cloudevent", str(exc)[:1000] or type(exc).__name__) from exc
+            except (CloudEventError, ValueError, TypeError, AttributeError, RecursionError) as exc:
+                raise Refusal(400, "invalid_cloudevent", storable(str(exc), 1000) or type(exc).__name__) from exc
+            problem = _attributes_problem(event)
+            if problem is not None:
+                raise Refusal(400, "invalid_cloudevent", problem)
             event_id = str(event["id"])
             tenant_id = event.get("tenant")
             if not tenant_id:
@@ -431,6 +512,8 @@ class Ingest:
         erased = erasures(messages)
         try:
             await self.producer.publish(messages, audit_only=audit_only, tombstones=consent_tombstones(erased))
+        except UnpublishableError:
+            raise  # this request's own messages; nothing was sent, and a retry would fail the same way
         except Exception as exc:  # whatever the failure (a broker outage, a fenced producer), nothing was published
             raise Unavailable(f"Kafka did not take the events: {exc!r}") from exc
         # once the erasure is on Kafka (so every other store follows), this store forgets the contact too
@@ -467,6 +550,49 @@ class Ingest:
         return b"".join(chunks)
 
 
+def _event_id(event: HubSpotEvent | int | None) -> int | None:
+    return event.event_id if isinstance(event, HubSpotEvent) else event
+
+
+def _storable_items(raw: Any) -> tuple[Any, list[tuple[int | None, str]]]:
+    """A webhook batch without the events holding a value no store can hold (a NUL, a lone surrogate, a number
+    past bigint, a string past `MAX_TEXT`), and those events' ids with the problem. HubSpot sends one delivery
+    for many events: one bad property value must not lose the others."""
+    if not isinstance(raw, list):
+        return raw, []
+    kept: list[Any] = []
+    refused: list[tuple[int | None, str]] = []
+    for item in raw:
+        problem = value_problem(item, max_text=MAX_TEXT)
+        if problem is None:
+            kept.append(item)
+            continue
+        event_id = item.get("eventId") if isinstance(item, dict) else None
+        usable_id = event_id if isinstance(event_id, int) and value_problem(event_id) is None else None
+        refused.append((usable_id, problem))
+    return kept, refused
+
+
+def _is_json(content_type: str | None) -> bool:
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or media_type.endswith("+json")
+
+
+#: the longest CloudEvents attribute value taken (ids, sources and types are short; 500 is generous)
+_MAX_ATTRIBUTE = 500
+
+
+def _attributes_problem(event: Any) -> str | None:
+    """Why the event's context attributes cannot be kept (each is stored and logged), or None."""
+    for name, value in event.get_attributes().items():
+        text = value if isinstance(value, str) else str(value)
+        if len(text) > _MAX_ATTRIBUTE:
+            return f"attribute {name} is longer than {_MAX_ATTRIBUTE} characters"
+        if (problem := text_problem(text)) is not None:
+            return f"attribute {storable(name, 40)} {problem}"
+    return None
+
+
 def _text(detail: Any) -> str:
     return detail if isinstance(detail, str) else json.dumps(detail)[:1500]
 
@@ -475,11 +601,18 @@ async def _answer(handling: Awaitable[JSONResponse]) -> JSONResponse:
     """The handler's answer; an outage becomes a 503 the sender retries (nothing was marked seen), a bug a 500."""
     try:
         return await handling
+    except UnpublishableError as exc:
+        EVENTS_IN.labels("rejected", "unpublishable").inc()
+        log.error("request refused: its messages cannot be published", error=str(exc))
+        return JSONResponse({"error": "unpublishable", "detail": storable(str(exc), 1000)}, status_code=422)
     except (Unavailable, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
         EVENTS_IN.labels("failed", "unavailable").inc()
         log.error("could not take the request; the sender should retry", error=repr(exc))
+        wait = getattr(exc, "retry_after", None)
         return JSONResponse(
-            {"error": "unavailable", "detail": "the events could not be recorded now; retry"}, status_code=503
+            {"error": "unavailable", "detail": "the events could not be recorded now; retry"},
+            status_code=503,
+            headers={"Retry-After": str(max(1, round(wait)))} if wait else None,
         )
     except Exception:
         EVENTS_IN.labels("failed", "internal_error").inc()
@@ -498,7 +631,10 @@ def _rejected_record(
         traceparent=continue_trace(request.headers.get("traceparent")),
     )
     body = EventRejected(
-        status_code=status, reason=reason[:2000], endpoint=request.url.path, upstream_event_id=upstream_event_id
+        status_code=status,
+        reason=storable(reason, 2000),
+        endpoint=storable(request.url.path, 2000),
+        upstream_event_id=storable(upstream_event_id, 500) if upstream_event_id is not None else None,
     )
     return None, envelope, body
 
@@ -509,7 +645,10 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     pool = await create_pool(common.pg_dsn, max_size=settings.pg_pool_size)
     await migrate(pool, "ingest", MIGRATIONS)
     producer = TransactionalProducer(common, "ingest")
-    ingest = Ingest(settings, TenantDirectory(common.tenants_dir), PostgresContacts(pool), SeenEvents(pool), producer)
+    crm_client = httpx.AsyncClient(timeout=settings.hubspot_timeout_seconds)
+    hubspot = HubSpotContacts(crm_client, budget_seconds=settings.hubspot_budget_seconds)
+    contacts = PostgresContacts(pool)
+    ingest = Ingest(settings, TenantDirectory(common.tenants_dir), contacts, SeenEvents(pool), producer, hubspot)
     http = FastAPI(title="herald-ingest", description="Where upstream systems publish events into Herald.")
 
     @http.post("/v1/webhooks/hubspot/{tenant}")
@@ -533,5 +672,5 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     add_ops_routes(http, {"postgres": readiness(pool), "kafka_producer": producer_ok})
     runtime = ServiceRuntime("ingest", http, settings.http_host, settings.http_port)
     runtime.on_start.append(producer.start)
-    runtime.on_stop += [pool.close, producer.stop]
+    runtime.on_stop += [pool.close, producer.stop, crm_client.aclose]
     return runtime

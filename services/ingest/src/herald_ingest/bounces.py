@@ -42,6 +42,7 @@ from herald_core.contracts import (
     EmailEngagement,
     EngagementKind,
 )
+from herald_core.text import MAX_DEPTH, text_problem
 
 #: `upstream_source` of everything this module publishes, and the de-duplication source
 BOUNCES = "herald-bounces"
@@ -102,8 +103,14 @@ _ACTION_ID = re.compile(r"[0-9A-Za-z]{26}")  # a ULID
 
 
 def read_report(raw: bytes, now: datetime) -> Report:
-    """The report `raw` (one RFC 5322 message) is; `MalformedReport` if it is a report that cannot be read."""
-    message = BytesParser(policy=policy.default).parsebytes(raw)
+    """The report `raw` (one RFC 5322 message) is; `MalformedReport` if it is a report that cannot be read (also
+    one whose parts nest deeper than `MAX_DEPTH`: a report has three levels, a bomb has thousands)."""
+    try:
+        message = BytesParser(policy=policy.default).parsebytes(raw)
+    except RecursionError as exc:
+        raise MalformedReport(f"the message's parts nest deeper than {MAX_DEPTH} levels") from exc
+    if _nesting(message) > MAX_DEPTH:
+        raise MalformedReport(f"the message's parts nest deeper than {MAX_DEPTH} levels")
     report_id = _message_id(message) or "sha256:" + hashlib.sha256(raw).hexdigest()
     try:
         if message.get_content_type() != "multipart/report":
@@ -127,6 +134,19 @@ def read_report(raw: bytes, now: datetime) -> Report:
         original_message_id=_message_id(original) if original is not None else None,
         original_action_id=_action_id(original) if original is not None else None,
     )
+
+
+def _nesting(message: Message) -> int:
+    """How deep the message's parts nest (walked without recursion)."""
+    deepest, pending = 0, [(message, 1)]
+    while pending:
+        part, depth = pending.pop()
+        deepest = max(deepest, depth)
+        if depth > MAX_DEPTH:
+            break
+        payload = part.get_payload() if part.is_multipart() else None
+        pending += [(p, depth + 1) for p in payload if isinstance(p, Message)] if isinstance(payload, list) else []
+    return deepest
 
 
 def _not_a_report(message: Message) -> str:
@@ -272,7 +292,10 @@ def _fields(fields: Message, name: str) -> list[str]:
         values = fields.get_all(name) or []
     except (HeaderParseError, LookupError, ValueError, TypeError):
         return []
-    return [" ".join(str(v).split()) for v in values]
+    # a value no store could hold (a NUL, or a byte that is not text, kept by the parser as a lone surrogate)
+    # is as unreadable as a malformed one
+    texts = [" ".join(str(v).split()) for v in values]
+    return [text for text in texts if text_problem(text) is None]
 
 
 def _part(message: Message, *content_types: str) -> Message | None:

@@ -1,5 +1,5 @@
-"""Ingest's pure logic: HubSpot signatures and webhook schema, the CRM port, mapping upstream events
-to Herald's contracts and building their messages. No I/O here."""
+"""Ingest's pure logic: HubSpot signatures and webhook schema, the CRM port, HubSpot contact properties as
+Herald's contact fields, mapping upstream events to Herald's contracts and building their messages. No I/O here."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ import base64
 import hashlib
 import hmac
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any, Literal, Protocol
+from zoneinfo import available_timezones
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from herald_core.bus import Outbound
 from herald_core.consent import address_hash
@@ -30,6 +32,8 @@ from herald_core.contracts import (
     MeetingBooked,
 )
 from herald_core.envelope import Envelope, child_traceparent, new_traceparent
+from herald_core.hubspot import DEFAULT_CONTACT_PROPERTIES
+from herald_core.tenants import zone_named
 from herald_core.topics import CONSENT, EVENTS, TopicSpec, consent_key, contact_key
 
 SOURCE = "herald/ingest"
@@ -67,43 +71,145 @@ class ContactDirectory(Protocol):
         no contact holds is left out."""
         ...
 
-    async def record_property(self, tenant: str, contact_id: str, field: str, value: str | bool | None) -> None:
-        """Keep a changed property (a `CONTACT_PROPERTIES` target); a real CRM adapter may ignore it."""
+    async def record_property(self, tenant: str, contact_id: str, field: str, value: str | bool | int | None) -> None:
+        """Keep a changed property (a contact field a HubSpot property maps to); a real CRM adapter may ignore it."""
         ...
 
     async def erase(self, tenant: str, contact_id: str) -> None:
         """Forget the contact and everything recorded about it (an erasure)."""
         ...
 
+    async def upsert_fetched(self, tenant: str, contacts: Sequence[CrmContact]) -> int:
+        """Keep contacts read from the tenant's CRM (the fields read overwrite, the others stay)."""
+        ...
 
-#: HubSpot contact property → the contact field it sets (`opted_out` and `country` are stored, not in ContactFacts).
-#: Not `hs_timezone`: HubSpot's values (`america_slash_new_york`) are not IANA names.
-CONTACT_PROPERTIES: dict[str, str] = {
-    "email": "email",
-    "firstname": "first_name",
-    "lastname": "last_name",
-    "company": "company",
-    "jobtitle": "job_title",
-    "industry": "industry",
-    "lifecyclestage": "lifecycle_stage",
-    "country": "country",
-    "hs_email_optout": "opted_out",
-}
+    async def fetched_at(self, tenant: str, contact_ids: Sequence[str]) -> dict[str, datetime]:
+        """When each of `contact_ids` was last read from the tenant's CRM (one never read from it is left out)."""
+        ...
 
 
-def property_change(name: str | None, value: str | None) -> tuple[str, str | bool | None] | None:
-    """The stored field and value a HubSpot property change sets, or None if Herald does not keep it."""
-    field = CONTACT_PROPERTIES.get(name or "")
+#: HubSpot contact property → the contact field it sets, by default (`opted_out` and `country` are stored, not in
+#: ContactFacts); a tenant may map its own (`crm.properties`, read through `crm.contact_properties`).
+CONTACT_PROPERTIES: Mapping[str, str] = DEFAULT_CONTACT_PROPERTIES
+
+StoredValue = str | bool | int | None
+
+_BOOLEAN_FIELDS = frozenset({"opted_out", "vip"})
+_WHOLE_NUMBER = re.compile(r"^\d{1,18}(?:\.0*)?$")  # HubSpot writes numbers as text, `1250` or `1250.0`
+_EMAIL: TypeAdapter[str] = TypeAdapter(EmailAddress)
+
+
+@cache
+def _zones_by_folded_name() -> dict[str, str]:
+    return {name.lower(): name for name in available_timezones()}
+
+
+def zone_of(value: str) -> str | None:
+    """The IANA zone `value` names — as IANA spells it, or as HubSpot's time zone property does
+    (`america_slash_new_york`) — or None."""
+    named = value.strip().replace("_slash_", "/")
+    if zone_named(named) is not None:
+        return named
+    return _zones_by_folded_name().get(named.lower())
+
+
+def hubspot_value(field: str, raw: str | None) -> StoredValue:
+    """The value a HubSpot property's text gives the contact field `field`: blank is no value (a box not ticked,
+    no deal), a checkbox is `true` or not, industry is lower case. `ValueError` says why `raw` is no value
+    the field can hold (an address that is none, a zone no one knows, a number that is not a whole one)."""
+    text = (raw or "").strip()
+    if field in _BOOLEAN_FIELDS:
+        return text.lower() == "true"
+    if field == "deal_value_minor":
+        if not text:
+            return 0
+        if not _WHOLE_NUMBER.match(text):
+            raise ValueError(f"{text[:40]!r} is not a whole, non-negative amount in minor units")
+        return int(text.split(".")[0])
+    if not text:
+        return None
+    if field == "email":
+        try:
+            return _EMAIL.validate_python(text)
+        except ValidationError:
+            raise ValueError(f"{text[:80]!r} is not an email address") from None
+    if field == "timezone":
+        zone = zone_of(text)
+        if zone is None:
+            raise ValueError(f"{text[:60]!r} is not a time zone")
+        return zone
+    if field == "industry":
+        return text.lower()
+    return text
+
+
+def property_change(
+    name: str | None, value: str | None, properties: Mapping[str, str] = CONTACT_PROPERTIES
+) -> tuple[str, StoredValue] | None:
+    """The stored field and value a HubSpot property change sets, or None if Herald does not keep it. A value
+    the field cannot hold is passed on as sent, for `apply_property` to refuse."""
+    field = properties.get(name or "")
     if field is None:
         return None
-    if field == "opted_out":
-        return field, (value or "").strip().lower() == "true"
-    if field == "industry" and value is not None:
-        return field, value.lower()
-    return field, (value if value != "" else None)
+    try:
+        return field, hubspot_value(field, value)
+    except ValueError:
+        return field, value
 
 
-def apply_property(contact: ContactFacts, field: str, value: str | bool | None) -> ContactFacts:
+class CrmContact(BaseModel):
+    """A contact as read from the tenant's CRM, in the contact store's fields. `read` names the fields the CRM
+    gave (a blank one included: it was cleared there); only those overwrite what the store holds, so a field the
+    tenant's mapping does not cover, or a value left out as invalid, keeps its stored value."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    contact_id: ContactId = Field(description="The contact's id in the tenant's CRM (HubSpot objectId).")
+    email: EmailAddress | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    company: str | None = None
+    job_title: str | None = None
+    industry: str | None = None
+    lifecycle_stage: str | None = None
+    country: str | None = None
+    timezone: str | None = None
+    vip: bool = False
+    deal_value_minor: int = Field(default=0, ge=0)
+    opted_out: bool = False
+    read: frozenset[str] = Field(default=frozenset(), description="The fields the CRM gave.")
+
+    def facts(self) -> ContactFacts:
+        """The contact's facts as read (a field not read has its default: the store's row may know better)."""
+        return ContactFacts.model_validate(self.model_dump(include=set(ContactFacts.model_fields)))
+
+
+def contact_from_hubspot(
+    contact_id: str,
+    properties: Mapping[str, str | None],
+    mapping: Mapping[str, str],
+    *,
+    company: str | None = None,
+) -> tuple[CrmContact, tuple[str, ...]]:
+    """A HubSpot contact's properties as Herald's contact, through the tenant's `mapping` (HubSpot property →
+    field), with `company` (its associated company's name) where its own company property is blank; and why each
+    value left out was (an invalid one never fails the contact, let alone its batch)."""
+    values: dict[str, StoredValue] = {}
+    left_out: list[str] = []
+    for name, field in mapping.items():
+        if name not in properties:
+            continue  # not in HubSpot's answer: a property the portal does not have
+        try:
+            values[field] = hubspot_value(field, properties[name])
+        except ValueError as exc:
+            left_out.append(f"{name} ({field}): {exc}")
+    if values.get("company") is None and company and company.strip():
+        values["company"] = company.strip()
+    read = frozenset(values)
+    return CrmContact(contact_id=contact_id, read=read, **values), tuple(left_out)
+
+
+def apply_property(contact: ContactFacts, field: str, value: StoredValue) -> ContactFacts:
     """The contact after a property change; raises `ValueError` (a `ValidationError`) for a value it cannot hold."""
     if field not in ContactFacts.model_fields:
         return contact
@@ -311,6 +417,19 @@ def parse_contact_lines(lines: Sequence[str]) -> tuple[list[SeedContact], list[s
         except ValidationError as exc:
             errors.append(f"line {number}: {validation_summary(exc)}")
     return contacts, errors
+
+
+def crm_opt_out(contact: ContactFacts, upstream_event_id: str) -> ConsentWithdrawn:
+    """The withdrawal of a contact read from the CRM already opted out (`hs_email_optout`): no webhook says so,
+    for it happened before Herald knew the contact."""
+    return ConsentWithdrawn(
+        contact_id=contact.contact_id,
+        email=contact.email,
+        reason=ConsentReason.UNSUBSCRIBE,
+        upstream_source=HUBSPOT,
+        upstream_event_id=upstream_event_id,
+        occurred_at=datetime.now(UTC),
+    )
 
 
 def seed_opt_out(contact: SeedContact, now: datetime) -> ConsentWithdrawn:

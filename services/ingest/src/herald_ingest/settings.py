@@ -18,3 +18,9 @@ class Settings(ServiceSettings):
     # URI the sender used, which the service cannot see behind a TLS-terminating proxy
     public_base_url: str | None = None
     pg_pool_size: int = 20
+    # reading contacts from a tenant's HubSpot (`crm.kind: hubspot`) for webhooks that name only their id:
+    # HubSpot waits a few seconds for a webhook's answer, so every retry of one read fits in the budget
+    hubspot_budget_seconds: float = 3.0
+    hubspot_timeout_seconds: float = 2.0
+    # a contact read from HubSpot longer ago than this is read again when a webhook names it
+    hubspot_stale_seconds: float = 24 * 3600

@@ -17,7 +17,7 @@ import structlog
 from fastapi import FastAPI
 from prometheus_client import Counter
 
-from herald_core.bus import ConsumerWorker, Inbound, Outbound, Rejected, TransientError
+from herald_core.bus import ConsumerWorker, Inbound, Outbound, Rejected, TransientError, is_transient, reason_of
 from herald_core.contracts import (
     ActionBlocked,
     ActionDeferred,
@@ -125,8 +125,10 @@ class Planner:
                 ),
             )
         except Exception as exc:
+            if not is_transient(exc):
+                raise  # retrieval refused the request itself (INVALID_ARGUMENT …): the event is dead-lettered
             # the run stays `started` with this event as its trigger; the batch is read again later
-            raise TransientError(f"retrieval unavailable: {exc!r}") from exc
+            raise TransientError(f"retrieval unavailable: {reason_of(exc)}") from exc
         draft, planner_kind = await self._draft(
             tenant.tenant_id, contact, evidence, memories, tenant.name, tenant.sender.name, tenant.first_touch
         )

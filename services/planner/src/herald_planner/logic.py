@@ -20,7 +20,7 @@ from typing import Any
 from jinja2 import Environment, StrictUndefined
 from pydantic import ValidationError
 
-from herald_core.contracts import ContactFacts, EvidenceRef, LlmUsageReported, MemoryRef
+from herald_core.contracts import MAX_QUERY_CHARS, ContactFacts, EvidenceRef, LlmUsageReported, MemoryRef
 from herald_core.tools import FetchCampaignStatsOutput
 
 WORKFLOW = "new_lead_first_touch"
@@ -55,15 +55,25 @@ def next_state(state: str, event: str) -> str | None:
     return TRANSITIONS.get((state, event))
 
 
+def bounded_query(text: str, limit: int = MAX_QUERY_CHARS) -> str:
+    """`text` cut to what the retrieval API takes, at a word boundary when there is one: a CRM field can be
+    as long as its sender likes, and the lead must be planned all the same."""
+    if len(text) <= limit:
+        return text
+    cut = text[:limit]
+    space = cut.rfind(" ")
+    return cut[:space] if space > limit // 2 else cut
+
+
 def retrieval_query(contact: ContactFacts) -> str:
     parts = [contact.industry or "", "customer story results", contact.job_title or "", "product overview"]
-    return " ".join(p for p in parts if p)
+    return bounded_query(" ".join(p for p in parts if p))
 
 
 def memory_query(contact: ContactFacts) -> str:
     """What to ask memory before a first touch: feedback on emails like this one, and the contact's past."""
     who = " ".join(p for p in (contact.job_title, contact.industry and f"in {contact.industry}") if p)
-    return f"first-touch email to a {who or 'new lead'}"
+    return bounded_query(f"first-touch email to a {who or 'new lead'}")
 
 
 @dataclass(frozen=True)

@@ -20,13 +20,14 @@ from importlib.resources import files
 from pathlib import Path
 
 import grpc
-from aiokafka import AIOKafkaConsumer
+from aiokafka import ConsumerRecord
 from fastapi import FastAPI
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import Counter, Histogram
 
-from herald_core.bus import ConsumerWorker, cancel_and_wait, tail_reader
+from herald_core.bus import ConsumerWorker, Rejected, TopicFollower, Unreadable, cancel_and_wait, read_record
+from herald_core.contracts import MAX_QUERY_CHARS
 from herald_core.db import create_pool, migrate, readiness
 from herald_core.grpc.herald.v1 import retrieval_pb2, retrieval_pb2_grpc
 from herald_core.observability import add_ops_routes, get_logger
@@ -85,6 +86,9 @@ class SearchCache:
         self._entries.move_to_end(key)
         return entry[1]
 
+    def forget_all(self) -> None:
+        self._entries.clear()
+
     def forget(self, tenant: str) -> None:
         """Drop a tenant's answers: its knowledge base just changed."""
         for key in [k for k in self._entries if k[0] == tenant]:
@@ -108,33 +112,31 @@ MODES = {
 RERANKS = {retrieval_pb2.RERANK_NONE: "none", retrieval_pb2.RERANK_FUSION: "fusion", retrieval_pb2.RERANK_LLM: "llm"}
 
 
-class CacheInvalidator:
+class CacheInvalidator(TopicFollower):
     """Follows `herald.knowledge-indexed.v1` from its end and forgets a tenant's cached answers on every change.
 
     Whichever replica indexed a document, every replica hears of it, so none serves an answer
-    that a replaced or deleted document could still be in.
+    that a replaced or deleted document could still be in. A record whose tenant cannot be read empties the
+    whole cache (it may have been anyone's) and is dead-lettered.
     """
 
     def __init__(self, common: CommonSettings, cache: SearchCache) -> None:
-        self.common = common
         self.cache = cache
-        self._task: asyncio.Task[None] | None = None
-        self._consumer: AIOKafkaConsumer | None = None
+        super().__init__(
+            common,
+            KNOWLEDGE_INDEXED,
+            self._apply,
+            "retrieval-cache-invalidator",
+            service="retrieval",
+            from_beginning=False,
+        )
 
-    async def start(self) -> None:
-        self._consumer = await tail_reader(self.common, KNOWLEDGE_INDEXED)
-        self._task = asyncio.create_task(self._follow(self._consumer), name="retrieval-cache-invalidator")
-
-    async def _follow(self, consumer: AIOKafkaConsumer) -> None:
-        async for record in consumer:
-            tenant = dict(record.headers or ()).get("ce_tenant")
-            if tenant:
-                self.cache.forget(tenant.decode(errors="replace"))
-
-    async def stop(self) -> None:
-        await cancel_and_wait(self._task)
-        if self._consumer:
-            await self._consumer.stop()
+    def _apply(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        read = read_record(record, KNOWLEDGE_INDEXED)
+        if isinstance(read, Unreadable):
+            self.cache.forget_all()
+            raise Rejected(read.reason)
+        self.cache.forget(read.envelope.tenant)
 
 
 class MemorySweeper:
@@ -185,6 +187,7 @@ class RetrievalService(retrieval_pb2_grpc.RetrievalServicer):
         await _check_tenant(request.tenant, context)
         if not request.query.strip():
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "query is empty")
+        await _check_query_length(request.query, context)
         k = await _check_k(request.k, 5, context)
         mode = MODES.get(request.mode)
         rerank = RERANKS.get(request.rerank, self.settings.rerank)
@@ -271,11 +274,15 @@ class RetrievalService(retrieval_pb2_grpc.RetrievalServicer):
         if not request.contact_id.strip():
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "contact_id is required")
         k = await _check_k(request.k, 8, context)
-        if len(request.query) > 2000:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "query over 2,000 characters")
+        await _check_query_length(request.query, context)
         with RECALL_SECONDS.time():
             memories = await self.memory.recall(request.tenant, request.contact_id, request.query, k)
         return retrieval_pb2.RecallResponse(memories=[_memory_to_proto(m) for m in memories])
+
+
+async def _check_query_length(query: str, context: grpc.aio.ServicerContext) -> None:
+    if len(query) > MAX_QUERY_CHARS:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"query over {MAX_QUERY_CHARS:,} characters")
 
 
 def _memory_to_proto(m: Memory) -> retrieval_pb2.Memory:
@@ -406,6 +413,7 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
         "postgres": readiness(pool),
         "knowledge_consumer": worker.ready,
         "memory_consumer": memory_worker.ready,
+        "cache_invalidator": invalidator.ready,
     }
     add_ops_routes(http, checks)
     runtime = ServiceRuntime("retrieval", http, settings.ops_host, settings.ops_port)

@@ -22,7 +22,9 @@ DECISIONS = (
 EXECUTION = ("herald.action.executed.v1", "herald.action.refused.v1", "herald.execution.resolved.v1")
 
 
-def _action_of(body: dict[str, Any]) -> str | None:
+def _action_of(body: Any) -> str | None:
+    if not isinstance(body, dict):  # any JSON a record held, or only its hash: no action named
+        return None
     action = body.get("action") if isinstance(body.get("action"), dict) else {}
     return body.get("action_id") or action.get("action_id")
 
@@ -46,7 +48,9 @@ def explain(records: list[dict[str, Any]], action_id: str) -> dict[str, Any] | N
         (
             r["body"]
             for r in chain
-            if r["type"] == "herald.plan.created.v1" and r["body"].get("workflow_id") == workflow_id
+            if r["type"] == "herald.plan.created.v1"
+            and isinstance(r["body"], dict)
+            and r["body"].get("workflow_id") == workflow_id
         ),
         None,
     )
@@ -97,7 +101,12 @@ def explain(records: list[dict[str, Any]], action_id: str) -> dict[str, Any] | N
             "edit": (decided or {}).get("edit"),
         },
         "execution": [_execution(r) for r in executed],
-        "steps": [{"at": r["occurred_at"], "type": r["type"], "topic": r["topic"]} for r in chain],
+        # a step whose record the index could not keep as it is says what was done (its body may be only a hash)
+        "steps": [
+            {"at": r["occurred_at"], "type": r["type"], "topic": r["topic"]}
+            | ({"note": r["body_note"]} if r.get("body_note") else {})
+            for r in chain
+        ],
     }
 
 

@@ -461,6 +461,8 @@ def audit_row(record: Mapping[str, Any]) -> dict[str, Any]:
         "action_id": record["action_id"],
         "rules": audit_rules(record),
         "summary": audit_summary(record["type"], record["body"]),
+        # the record held what the index could not keep as it was (a NUL, a body that is not JSON …)
+        "note": record.get("body_note"),
     }
 
 

@@ -35,11 +35,12 @@ from urllib.parse import quote
 import httpx
 import structlog
 
+from herald_core.bus import http_status_is_transient, retry_after_seconds
 from herald_core.contracts import ActionProposed, FailureKind
 from herald_core.tenants import TenantConfig
 from herald_core.tools import ScheduleMeetingOutput
 from herald_executor.adapters.smtp import SmtpSender
-from herald_executor.logic import Reconciled, ToolError, retry_after_seconds
+from herald_executor.logic import Reconciled, ToolError
 from herald_executor.meetings import (
     Meeting,
     blocking,
@@ -70,7 +71,7 @@ class Stored:
 def _refused(response: httpx.Response, doing: str) -> ToolError:
     status = response.status_code
     message = f"CalDAV {doing}: {status} {response.reason_phrase}"
-    if status == 429 or status >= 500:
+    if http_status_is_transient(status):
         wait = retry_after_seconds(response.headers)
         return ToolError(FailureKind.RETRYABLE, "caldav_unavailable", message, retry_after=wait)
     if status in (401, 403):

@@ -11,16 +11,17 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import Any
 
 import asyncpg
 import httpx
 
+from herald_core import hubspot
+from herald_core.bus import http_status_is_transient
 from herald_core.contracts import ActionProposed, FailureKind, UpdateCrmRecordInput
 from herald_core.secret_files import SecretFiles
 from herald_core.tenants import TenantConfig
 from herald_core.tools import UpdateCrmRecordOutput
-from herald_executor.logic import Reconciled, ToolError, retry_after_seconds
+from herald_executor.logic import Reconciled, ToolError
 
 #: Herald's property names → HubSpot's internal names (`herald_next_step` is a custom property the tenant adds)
 HUBSPOT_PROPERTIES = {
@@ -121,46 +122,25 @@ class HubSpotCrm:
         except httpx.TransportError as exc:
             # the request may have landed; setting the same values again changes nothing, so retrying is safe
             raise ToolError(FailureKind.RETRYABLE, "crm_unavailable", f"HubSpot call broke off: {exc!r}") from exc
-        self._note_rate_limit(token, response.headers)
+        pause = hubspot.interval_pause(response.headers)
+        if pause is not None:
+            self._not_before[token] = time.monotonic() + pause
         if response.status_code == 200:
             return UpdateCrmRecordOutput(contact_id=update.contact_id, updated=tuple(update.properties), crm="hubspot")
-        detail = _hubspot_message(response)
+        detail = hubspot.error_message(response.text)
         if response.status_code == 429:
             raise ToolError(
-                FailureKind.RETRYABLE, "crm_rate_limited", f"HubSpot 429: {detail}", retry_after=_retry_after(response)
+                FailureKind.RETRYABLE,
+                "crm_rate_limited",
+                f"HubSpot 429: {detail}",
+                retry_after=hubspot.rate_limited_wait(response.headers),
             )
-        if response.status_code >= 500:
+        if http_status_is_transient(response.status_code):
             raise ToolError(FailureKind.RETRYABLE, "crm_unavailable", f"HubSpot {response.status_code}: {detail}")
         code = {401: "crm_unauthorized", 403: "crm_unauthorized", 404: "crm_contact_not_found"}.get(
             response.status_code, "crm_rejected"
         )
         raise ToolError(FailureKind.PERMANENT, code, f"HubSpot {response.status_code}: {detail}")
-
-    def _note_rate_limit(self, token: str, headers: httpx.Headers) -> None:
-        remaining = headers.get("X-HubSpot-RateLimit-Remaining")
-        interval_ms = headers.get("X-HubSpot-RateLimit-Interval-Milliseconds")
-        if remaining is not None and interval_ms is not None and remaining.isdigit() and interval_ms.isdigit():
-            if int(remaining) <= 0:
-                self._not_before[token] = time.monotonic() + int(interval_ms) / 1000
-
-
-def _retry_after(response: httpx.Response) -> float:
-    """HubSpot's 429 says how long to wait in `Retry-After` (seconds) or, per interval, in its rate-limit headers."""
-    asked = retry_after_seconds(response.headers)
-    if asked is not None:
-        return asked
-    interval_ms = response.headers.get("X-HubSpot-RateLimit-Interval-Milliseconds", "")
-    return int(interval_ms) / 1000 if interval_ms.isdigit() else 1.0
-
-
-def _hubspot_message(response: httpx.Response) -> str:
-    try:
-        body: Any = response.json()
-    except ValueError:
-        return response.text[:300]
-    if isinstance(body, dict):
-        return f"{body.get('category') or body.get('errorType') or ''} {body.get('message', '')}".strip()[:500]
-    return str(body)[:300]
 
 
 class CrmTool:

@@ -20,11 +20,12 @@ from typing import Any
 import httpx
 from PIL import Image, ImageDraw, ImageFont, ImageOps, PngImagePlugin
 
+from herald_core.bus import http_status_is_transient, retry_after_seconds
 from herald_core.contracts import ActionProposed, FailureKind, GenerateImageInput
 from herald_core.secret_files import SecretFiles
 from herald_core.tenants import BrandKit, TenantConfig
 from herald_core.tools import GenerateImageOutput
-from herald_executor.logic import Reconciled, ToolError, retry_after_seconds
+from herald_executor.logic import Reconciled, ToolError
 
 SIZES = {"banner": (1200, 628), "square": (1080, 1080), "story": (1080, 1920)}
 LABEL = "Generated image"
@@ -234,7 +235,7 @@ def typed_failure(response: httpx.Response, token: str) -> ToolError:
         return ToolError(FailureKind.PERMANENT, "image_quota", detail)
     if status == 429:
         return ToolError(FailureKind.RETRYABLE, "image_rate_limited", detail, retry_after=_retry_after(response))
-    if status >= 500:
+    if http_status_is_transient(status):
         return ToolError(FailureKind.RETRYABLE, "image_unavailable", detail)
     if status in (401, 403):
         return ToolError(FailureKind.PERMANENT, "image_unauthorized", detail)

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from aiokafka import ConsumerRecord
 from prometheus_client import Counter, Gauge
 
-from herald_core.bus import TopicFollower, Unreadable, read_record
+from herald_core.bus import Rejected, TopicFollower, Unreadable, read_record
 from herald_core.contracts import PolicyPublished
 from herald_core.observability import get_logger
 from herald_core.policy import Policy, PolicyRefused, admit, default_policy
@@ -47,14 +47,13 @@ class PolicyBook(TopicFollower):
         self._defaults: dict[str, tuple[TenantConfig, Policy]] = {}  # tenant → (the configuration, its policy)
         self.refusals: dict[str, list[Refusal]] = {}
         # the whole history first (at start): no decision is made under a policy older than the published one
-        super().__init__(common, POLICY, self._apply, "guard-policy-book")
+        super().__init__(common, POLICY, self._apply, "guard-policy-book", service="guard")
 
     def _apply(self, record: ConsumerRecord[bytes, bytes]) -> None:
         read = read_record(record, POLICY)
         if isinstance(read, Unreadable):
             POLICIES.labels("unreadable").inc()
-            log.error("unreadable policy record refused", reason=read.reason)
-            return
+            raise Rejected(read.reason)  # the follower dead-letters it; the live policy stays
         published = read.body
         if not isinstance(published, PolicyPublished):
             return

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 
 import asyncpg
 from pydantic import ValidationError
 
 from herald_core.contracts import ContactFacts
+from herald_core.hubspot import CONTACT_FIELDS
 from herald_core.observability import get_logger
-from herald_ingest.logic import CONTACT_PROPERTIES, SeedContact, parse_contact_lines
+from herald_ingest.logic import CrmContact, SeedContact, StoredValue, parse_contact_lines
 
 log = get_logger("herald.ingest.contacts")
 
@@ -28,7 +30,7 @@ _COLUMNS = (
     "deal_value_minor",
     "opted_out",
 )
-_WRITABLE = frozenset(CONTACT_PROPERTIES.values()) & frozenset(_COLUMNS)
+_WRITABLE = CONTACT_FIELDS & frozenset(_COLUMNS)
 
 
 def _readable(rows: Sequence[asyncpg.Record]) -> Iterator[tuple[asyncpg.Record, ContactFacts]]:
@@ -67,7 +69,7 @@ class PostgresContacts:
             found.setdefault(row["email"].lower(), []).append(facts)
         return found
 
-    async def record_property(self, tenant: str, contact_id: str, field: str, value: str | bool | None) -> None:
+    async def record_property(self, tenant: str, contact_id: str, field: str, value: StoredValue) -> None:
         if field not in _WRITABLE:  # the column name is interpolated below: only known ones pass
             raise ValueError(f"not a contact store column: {field!r}")
         await self.pool.execute(
@@ -93,6 +95,35 @@ class PostgresContacts:
                 statement, [(tenant, c.id, *(getattr(c, column) for column in _COLUMNS)) for c in contacts]
             )
         return len(contacts)
+
+    async def upsert_fetched(self, tenant: str, contacts: Sequence[CrmContact]) -> int:
+        """Keep contacts read from the tenant's CRM, stamped `fetched_at`: a new one is inserted whole (a field not
+        read takes its default), a known one has the fields that were read overwritten and keeps the others (a VIP
+        flag or a deal value seeded into Herald that the CRM mapping does not cover). The number kept."""
+        groups: dict[tuple[str, ...], list[CrmContact]] = {}
+        for contact in contacts:
+            groups.setdefault(tuple(c for c in _COLUMNS if c in contact.read), []).append(contact)
+        placeholders = ", ".join(f"${i + 3}" for i in range(len(_COLUMNS)))
+        async with self.pool.acquire() as conn, conn.transaction():
+            for read, group in groups.items():
+                updates = "".join(f"{c} = EXCLUDED.{c}, " for c in read)
+                await conn.executemany(
+                    f"INSERT INTO ingest.contacts(tenant, contact_id, {', '.join(_COLUMNS)}, fetched_at) "
+                    f"VALUES ($1, $2, {placeholders}, now()) ON CONFLICT (tenant, contact_id) DO UPDATE "
+                    f"SET {updates}fetched_at = now(), updated_at = now()",
+                    [(tenant, c.contact_id, *(getattr(c, column) for column in _COLUMNS)) for c in group],
+                )
+        return len(contacts)
+
+    async def fetched_at(self, tenant: str, contact_ids: Sequence[str]) -> dict[str, datetime]:
+        """When each of `contact_ids` was last read from the CRM; a contact never read from it is left out."""
+        rows = await self.pool.fetch(
+            "SELECT contact_id, fetched_at FROM ingest.contacts "
+            "WHERE tenant = $1 AND contact_id = ANY($2::text[]) AND fetched_at IS NOT NULL",
+            tenant,
+            list(contact_ids),
+        )
+        return {row["contact_id"]: row["fetched_at"] for row in rows}
 
 
 def _facts(row: asyncpg.Record) -> ContactFacts:
