@@ -287,3 +287,16 @@ async def test_a_damaged_withdrawal_still_stops_sending_to_the_contact_its_key_n
     )
     assert decisions and decisions[0].rule == "consent.opt_out", decisions
     assert "unreadable_consent_record" in decisions[0].reason
+
+
+async def test_a_malformed_event_in_a_signed_delivery_is_refused_alone(herald, world) -> None:  # type: ignore[no-untyped-def]
+    """An `occurredAt` past year 9999 was a 500 for the whole delivery (and HubSpot retries it for days)."""
+    tenant, contacts, run = world
+    broken = {**_creation(contacts[6], _event_id(run, 7)), "occurredAt": 253_402_300_800_000}
+    response = await post_hubspot(herald, tenant, [broken, _creation(contacts[7], _event_id(run, 8))])
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["accepted"] == 1
+    assert body["rejected"][0]["eventId"] == _event_id(run, 7)
+    assert "occurredAt" in body["rejected"][0]["reason"], body
+    await _planned(herald, tenant, contacts[7]["contact_id"])

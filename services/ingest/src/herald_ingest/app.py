@@ -35,7 +35,7 @@ from cloudevents.v1.http import from_http
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from herald_core.bus import Outbound, TransactionalProducer, UnpublishableError
 from herald_core.contracts import ContactFacts, Contract, EventRejected
@@ -78,7 +78,6 @@ EVENTS_IN = Counter(
     "Upstream events by outcome (accepted, duplicate, ignored, rejected, failed) and reason.",
     ["outcome", "reason"],
 )
-_batch = TypeAdapter(list[HubSpotEvent])
 log = get_logger("herald.ingest")
 
 
@@ -154,11 +153,17 @@ class Ingest:
                 raw = read_json(body, storable_only=False)
             except JsonRefused as exc:
                 raise Refusal(400, exc.error, exc.detail) from exc
-            raw, unstorable = _storable_items(raw)
-            try:
-                events = _batch.validate_python(raw)
-            except ValidationError as exc:
-                raise Refusal(422, "invalid_schema", validation_errors(exc)) from exc
+            if not isinstance(raw, list):
+                detail = [{"loc": [], "msg": "a webhook delivery is a JSON array of events", "type": "list_type"}]
+                raise Refusal(422, "invalid_schema", detail)
+            # one event HubSpot sent malformed must not lose the others of its delivery: it is refused alone
+            raw, refused = _storable_items(raw)
+            events, invalid = _valid_events(raw)
+            if invalid and not events and not refused:
+                raise Refusal(422, "invalid_schema", [e for _, errors in invalid for e in errors][:20])
+            refused += [
+                (event_id, "invalid_schema", f"invalid event: {_first_error(errors)}") for event_id, errors in invalid
+            ]
             foreign = [e.event_id for e in events if e.portal_id != tenant.hubspot_portal_id]
             if foreign:
                 raise Refusal(
@@ -166,7 +171,7 @@ class Ingest:
                 )
         except Refusal as refusal:
             return await self.refuse(request, tenant, refusal)
-        return await self._accept_hubspot(request, tenant, events, unstorable)
+        return await self._accept_hubspot(request, tenant, events, refused)
 
     async def _contacts_of(
         self, tenant: TenantConfig, events: Sequence[HubSpotEvent]
@@ -209,14 +214,13 @@ class Ingest:
         request: Request,
         tenant_config: TenantConfig,
         events: list[HubSpotEvent],
-        unstorable: list[tuple[int | None, str]],
+        refused: list[tuple[int | None, str, str]],
     ) -> JSONResponse:
         tenant = tenant_config.tenant_id
         properties = tenant_config.crm.contact_properties
         header = request.headers.get("traceparent")
-        rejected: list[tuple[HubSpotEvent | int | None, str, str]] = [  # (event or its id, metric reason, words)
-            (event_id, "unstorable_value", f"a value no store can hold: {problem}") for event_id, problem in unstorable
-        ]
+        # (the event, or the id of one that could not be read; the metric reason; the reason in words)
+        rejected: list[tuple[HubSpotEvent | int | None, str, str]] = list(refused)
         duplicates = 0
         candidates: list[HubSpotEvent] = []
         ids_in_batch: set[int] = set()
@@ -554,14 +558,11 @@ def _event_id(event: HubSpotEvent | int | None) -> int | None:
     return event.event_id if isinstance(event, HubSpotEvent) else event
 
 
-def _storable_items(raw: Any) -> tuple[Any, list[tuple[int | None, str]]]:
-    """A webhook batch without the events holding a value no store can hold (a NUL, a lone surrogate, a number
-    past bigint, a string past `MAX_TEXT`), and those events' ids with the problem. HubSpot sends one delivery
-    for many events: one bad property value must not lose the others."""
-    if not isinstance(raw, list):
-        return raw, []
+def _storable_items(raw: list[Any]) -> tuple[list[Any], list[tuple[int | None, str, str]]]:
+    """A webhook delivery without the events holding a value no store can hold (a NUL, a lone surrogate, a number
+    past bigint, a string past `MAX_TEXT`), and for each of those its id (when usable), metric reason and words."""
     kept: list[Any] = []
-    refused: list[tuple[int | None, str]] = []
+    refused: list[tuple[int | None, str, str]] = []
     for item in raw:
         problem = value_problem(item, max_text=MAX_TEXT)
         if problem is None:
@@ -569,8 +570,28 @@ def _storable_items(raw: Any) -> tuple[Any, list[tuple[int | None, str]]]:
             continue
         event_id = item.get("eventId") if isinstance(item, dict) else None
         usable_id = event_id if isinstance(event_id, int) and value_problem(event_id) is None else None
-        refused.append((usable_id, problem))
+        refused.append((usable_id, "unstorable_value", f"a value no store can hold: {problem}"))
     return kept, refused
+
+
+def _valid_events(raw: list[Any]) -> tuple[list[HubSpotEvent], list[tuple[int | None, list[dict[str, Any]]]]]:
+    """The events of a delivery that match HubSpot's shape, and for each one that does not its id (when it has
+    a usable one) and its errors, located by its place in the delivery."""
+    events: list[HubSpotEvent] = []
+    invalid: list[tuple[int | None, list[dict[str, Any]]]] = []
+    for index, item in enumerate(raw):
+        try:
+            events.append(HubSpotEvent.model_validate(item))
+        except ValidationError as exc:
+            errors = [{**e, "loc": [index, *e["loc"]]} for e in validation_errors(exc)]
+            event_id = item.get("eventId") if isinstance(item, dict) else None
+            invalid.append((event_id if isinstance(event_id, int) and event_id >= 0 else None, errors))
+    return events, invalid
+
+
+def _first_error(errors: list[dict[str, Any]]) -> str:
+    first = errors[0]
+    return f"{'.'.join(str(p) for p in first['loc'][1:]) or '(event)'}: {first['msg']}"
 
 
 def _is_json(content_type: str | None) -> bool:

@@ -302,19 +302,25 @@ def verify_bearer(authorization: str | None, tokens: Sequence[str]) -> tuple[int
     return None
 
 
+#: the last millisecond a Python datetime holds (9999-12-31T23:59:59.999Z): a later `occurredAt` is no time at all
+LAST_MILLISECOND = 253_402_300_799_999
+
+
 class HubSpotEvent(BaseModel):
     """One item of a HubSpot webhook batch (the fields Herald uses; others are allowed and ignored)."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    event_id: int = Field(alias="eventId", description="HubSpot's id of the event.")
+    event_id: int = Field(alias="eventId", ge=0, description="HubSpot's id of the event.")
     subscription_id: int | None = Field(default=None, alias="subscriptionId")
     portal_id: int = Field(alias="portalId", description="The HubSpot account the event belongs to.")
     app_id: int | None = Field(default=None, alias="appId")
-    occurred_at: int = Field(alias="occurredAt", ge=0, description="Milliseconds since the epoch.")
+    occurred_at: int = Field(
+        alias="occurredAt", ge=0, le=LAST_MILLISECOND, description="Milliseconds since the epoch (before year 10000)."
+    )
     subscription_type: str = Field(alias="subscriptionType", description="e.g. `contact.creation`.")
     attempt_number: int = Field(default=0, alias="attemptNumber")
-    object_id: int = Field(alias="objectId", description="The contact's id.")
+    object_id: int = Field(alias="objectId", ge=0, description="The contact's id.")
     property_name: str | None = Field(default=None, alias="propertyName")
     property_value: str | None = Field(default=None, alias="propertyValue")
     change_source: str | None = Field(default=None, alias="changeSource")
