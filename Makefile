@@ -83,6 +83,15 @@ bench-retrieval: up ## hybrid search latency over >= 10k chunks (with and withou
 eval-retrieval: up ## retrieval quality (NDCG@10, recall@20, MRR) and latency on the shipped labelled set; JSON + PNG
 	$(UV) run herald-retrieval eval --kb samples/acme/kb --queries samples/acme/eval/retrieval.jsonl --out bench/results
 
+FUZZ_HTTP_CASES ?= 10000
+FUZZ_TOPIC_RECORDS ?= 2000
+
+.PHONY: fuzz
+fuzz: up ## the fuzz suite at length: 10,000 mutated requests at the ingest edges, 2,000 records on the consumed topics; JSON summary in bench/results/fuzz.json, service logs in .stack/fuzz/
+	HERALD_FUZZ_HTTP_CASES=$(FUZZ_HTTP_CASES) HERALD_FUZZ_TOPIC_RECORDS=$(FUZZ_TOPIC_RECORDS) \
+		HERALD_FUZZ_SETTLE_SECONDS=240 HERALD_FUZZ_SUMMARY=bench/results/fuzz.json \
+		$(UV) run pytest tests/fuzz --timeout=3600 --basetemp=.stack/fuzz $(PYTEST_ARGS)
+
 .PHONY: clean-stack
 clean-stack: down ## stop the stack and delete its data (not the artifact cache)
 	rm -rf .stack

@@ -75,3 +75,23 @@ def _nested(depth: int) -> object:
     for _ in range(depth):
         value = [value]
     return value
+
+
+def test_times_at_the_ends_of_the_calendar_and_counts_past_any_call_are_refused() -> None:
+    from herald_core.contracts import EmailReplied, LlmUsageReported
+
+    base = {"contact_id": "1", "subject": "Re: hi", "upstream_source": "test", "upstream_event_id": "1"}
+    for moment in ("0001-01-01T00:00:00+23:59", "9999-12-31T23:59:59-23:59"):
+        with pytest.raises(ValidationError, match="out of range"):
+            EmailReplied.model_validate({**base, "occurred_at": moment})
+    assert EmailReplied.model_validate({**base, "occurred_at": "2026-12-01T10:00:00Z"})
+    usage = {
+        "purpose": "draft",
+        "model": "m",
+        "input_tokens": 10,
+        "output_tokens": 1,
+        "occurred_at": "2026-12-01T10:00Z",
+    }
+    assert LlmUsageReported.model_validate(usage)
+    with pytest.raises(ValidationError):
+        LlmUsageReported.model_validate({**usage, "input_tokens": 2**63 - 1})

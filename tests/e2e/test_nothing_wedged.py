@@ -214,6 +214,14 @@ async def test_deeply_nested_json_and_mime_get_a_4xx_not_a_500(herald, world) ->
             headers={"content-type": "message/rfc822"},
         )
         assert 400 <= email.status_code < 500, email.text
+        # a structured event sent without a content type, an attribute named by a lone surrogate and too long
+        event = (
+            '{"specversion": "1.0", "id": "p1", "source": "s", "type": "herald.message.replied.v1", '
+            f'"tenant": "{tenant}", "\\ud800": "{"x" * 600}", "data": {{}}}}'
+        )
+        odd = await client.post(f"{herald.services.ingest_url}/v1/events", content=event.encode())
+        assert 400 <= odd.status_code < 500, odd.text
+        assert odd.json()["error"]
 
 
 async def test_a_wedged_consumer_is_not_ready_and_names_its_partition_then_gives_up_loudly(herald, world) -> None:  # type: ignore[no-untyped-def]

@@ -203,6 +203,7 @@ class ConsentFeed:
                     readable.append(read)
         try:
             async with self.pool.acquire() as conn, conn.transaction():
+                await self._serialize(conn)
                 await self._apply_all(conn, readable, damaged, batch)
         except Exception as exc:
             if is_transient(exc):
@@ -210,6 +211,7 @@ class ConsentFeed:
             # a value the database refuses: apply one record at a time, so only the one at fault is set aside
             log.warning("consent batch refused by the database; applying one by one", error=reason_of(exc))
             async with self.pool.acquire() as conn, conn.transaction():
+                await self._serialize(conn)
                 for inbound in readable:
                     try:
                         async with conn.transaction():  # a savepoint per record
@@ -222,6 +224,11 @@ class ConsentFeed:
                         damaged.append((record, reason_of(one)))
                 await self._apply_all(conn, [], damaged, batch)
         await self.dead_letters.flush()
+
+    async def _serialize(self, conn: asyncpg.Connection) -> None:
+        """Replicas of one service share its tables and apply the same records: one feed transaction at a time
+        (a transaction-scoped advisory lock), so two upserting the same rows in another order never deadlock."""
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"{self.schema}.consent-feed")
 
     async def _apply_all(
         self,

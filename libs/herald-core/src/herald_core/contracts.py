@@ -216,6 +216,9 @@ class MeetingBooked(Contract):
 # ---------------------------------------------------------------- plan / proposed action
 
 
+#: more tokens than any one LLM call reports: a count past it is no count (and summed, could overflow a counter)
+MAX_TOKENS = 100_000_000
+
 #: the longest query the retrieval API (`herald.v1.Retrieval` Search and Recall) answers; longer is INVALID_ARGUMENT
 MAX_QUERY_CHARS = 2000
 
@@ -651,8 +654,8 @@ class LlmUsageReported(Contract):
     workflow_id: str | None = Field(default=None, description="The workflow run the call was for.")
     purpose: Annotated[str, StringConstraints(min_length=1, max_length=50)] = Field(description="e.g. `draft`.")
     model: Annotated[str, StringConstraints(min_length=1, max_length=100)] = Field(description="The model called.")
-    input_tokens: int = Field(ge=0, description="Input tokens the API reported.")
-    output_tokens: int = Field(ge=0, description="Output tokens the API reported.")
+    input_tokens: int = Field(ge=0, le=MAX_TOKENS, description="Input tokens the API reported.")
+    output_tokens: int = Field(ge=0, le=MAX_TOKENS, description="Output tokens the API reported.")
     occurred_at: datetime = Field(description="When the call returned (UTC).")
 
 

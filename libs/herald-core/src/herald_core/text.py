@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from datetime import date
 from typing import Any
 
 from pydantic import BaseModel
@@ -22,11 +23,15 @@ MAX_TEXT = 10_000
 MIN_INT, MAX_INT = -(2**63), 2**63 - 1
 #: how deep a JSON document or a MIME message may nest at an edge
 MAX_DEPTH = 32
+#: the years a time may fall in: far enough from the ends of the calendar that a time zone or a TTL added to
+#: it stays a time (year 1 or 9999 with an offset overflows Python's datetime and PostgreSQL's timestamptz)
+FIRST_YEAR, LAST_YEAR = 1900, 9000
 
 #: the rule in words, for the JSON Schemas every contract publishes
 TEXT_RULE = (
     "Strings hold no NUL (U+0000) and no unpaired surrogate (U+D800-U+DFFF), and at most 10000 characters unless "
-    "a field says otherwise; integers fit in a signed 64-bit integer; numbers are never NaN or Infinity."
+    "a field says otherwise; integers fit in a signed 64-bit integer; numbers are never NaN or Infinity; times and "
+    "dates fall in the years 1900 to 9000."
 )
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
@@ -57,6 +62,8 @@ def value_problem(
         if max_text is not None and len(value) > max_text:
             return f"longer than {max_text} characters"
         return text_problem(value)
+    if isinstance(value, date):  # a datetime too
+        return None if FIRST_YEAR <= value.year <= LAST_YEAR else f"the year {value.year} is out of range"
     if isinstance(value, bool | float) or value is None or isinstance(value, BaseModel):
         return None
     if isinstance(value, int):

@@ -330,7 +330,7 @@ class Ingest:
         tenant: TenantConfig | None = None
         try:
             body = await self._read_body(request)
-            if _is_json(request.headers.get("content-type")):
+            if _is_json(request.headers.get("content-type")) or body.lstrip()[:1] in (b"{", b"["):
                 try:  # before the SDK parses it: JSON nested without end makes any parser recurse without end
                     read_json(body)
                 except JsonRefused as exc:
@@ -503,7 +503,9 @@ class Ingest:
             detail=_text(refusal.detail)[:500],
         )
         return JSONResponse(
-            {"error": refusal.error, "detail": refusal.detail}, status_code=refusal.status, headers=refusal.headers
+            {"error": refusal.error, "detail": _storable_detail(refusal.detail)},
+            status_code=refusal.status,
+            headers=refusal.headers,
         )
 
     async def _publish(
@@ -608,10 +610,22 @@ def _attributes_problem(event: Any) -> str | None:
     for name, value in event.get_attributes().items():
         text = value if isinstance(value, str) else str(value)
         if len(text) > _MAX_ATTRIBUTE:
-            return f"attribute {name} is longer than {_MAX_ATTRIBUTE} characters"
+            return f"attribute {storable(name, 40)} is longer than {_MAX_ATTRIBUTE} characters"
         if (problem := text_problem(text)) is not None:
             return f"attribute {storable(name, 40)} {problem}"
     return None
+
+
+def _storable_detail(detail: Any) -> Any:
+    """A refusal's detail as JSON can carry it: a detail may quote what was refused (a field's name, a key), and
+    what no store can hold cannot be answered either."""
+    if isinstance(detail, str):
+        return storable(detail, 2000)
+    if isinstance(detail, list):
+        return [_storable_detail(item) for item in detail]
+    if isinstance(detail, dict):
+        return {storable(str(k), 200): _storable_detail(v) for k, v in detail.items()}
+    return detail
 
 
 def _text(detail: Any) -> str:

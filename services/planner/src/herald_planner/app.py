@@ -48,7 +48,17 @@ from herald_planner.adapters.llm import DraftingFailed, LlmDrafter, llm_configur
 from herald_planner.adapters.retrieval import RetrievalClient
 from herald_planner.adapters.runs import WorkflowRuns
 from herald_planner.adapters.tools import ReadTools
-from herald_planner.logic import WORKFLOW, Draft, memory_query, next_state, retrieval_query, template_draft
+from herald_planner.logic import (
+    WORKFLOW,
+    Draft,
+    as_addressed,
+    memory_query,
+    next_state,
+    one_line,
+    recipient_name,
+    retrieval_query,
+    template_draft,
+)
 from herald_planner.settings import Settings
 
 SOURCE = "herald/planner"
@@ -129,8 +139,9 @@ class Planner:
                 raise  # retrieval refused the request itself (INVALID_ARGUMENT …): the event is dead-lettered
             # the run stays `started` with this event as its trigger; the batch is read again later
             raise TransientError(f"retrieval unavailable: {reason_of(exc)}") from exc
+        addressed = as_addressed(contact)
         draft, planner_kind = await self._draft(
-            tenant.tenant_id, contact, evidence, memories, tenant.name, tenant.sender.name, tenant.first_touch
+            tenant.tenant_id, addressed, evidence, memories, tenant.name, tenant.sender.name, tenant.first_touch
         )
         action_id = new_id()
         key = contact_key(tenant.tenant_id, contact.contact_id)
@@ -152,8 +163,8 @@ class Planner:
             tool="send_email",
             input=SendEmailInput(
                 to=contact.email,
-                to_name=" ".join(filter(None, [contact.first_name, contact.last_name])) or None,
-                subject=draft.subject,
+                to_name=recipient_name(addressed),
+                subject=one_line(draft.subject, 200) or "Hello",
                 body_text=draft.body_text,
             ),
             contact=contact,

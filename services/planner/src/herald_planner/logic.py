@@ -13,6 +13,7 @@ Workflow `new_lead_first_touch`:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -112,6 +113,38 @@ def first_sentence(text: str, limit: int = 280) -> str:
     return flat[:limit].strip()
 
 
+#: how long a name or a company may be in an email (a CRM field can be as long as its sender likes)
+NAME_CHARS = 100
+_WHITESPACE = re.compile(r"\s+")
+
+
+def one_line(text: str | None, limit: int) -> str | None:
+    """`text` on one line (line breaks and runs of spaces as one space), cut to `limit`; None when empty."""
+    if text is None:
+        return None
+    flat = _WHITESPACE.sub(" ", text).strip()[:limit].strip()
+    return flat or None
+
+
+def as_addressed(contact: ContactFacts) -> ContactFacts:
+    """The contact as an email may name it: names, company and title on one line and of a sane length. A lead
+    whose CRM fields hold line breaks or pages of text is still written to; the guard sees the contact as is."""
+    return contact.model_copy(
+        update={
+            "first_name": one_line(contact.first_name, NAME_CHARS),
+            "last_name": one_line(contact.last_name, NAME_CHARS),
+            "company": one_line(contact.company, NAME_CHARS),
+            "job_title": one_line(contact.job_title, 2 * NAME_CHARS),
+            "industry": one_line(contact.industry, NAME_CHARS),
+        }
+    )
+
+
+def recipient_name(contact: ContactFacts) -> str | None:
+    """The display name an email to the contact carries."""
+    return one_line(" ".join(filter(None, [contact.first_name, contact.last_name])), 200)
+
+
 def template_draft(
     contact: ContactFacts,
     evidence: list[EvidenceRef],
@@ -139,7 +172,7 @@ def template_draft(
         f"New lead ({contact.lifecycle_stage or 'lead'}) in {industry}; first touch built from "
         f"{len(proof)} retrieved passage(s): {', '.join(e.doc_id for e in evidence[:3]) or 'none'}"
     ) + remembered(memories)
-    return Draft(subject=subject[:200], body_text=body, confidence=confidence, rationale=rationale)
+    return Draft(subject=one_line(subject, 200) or "Hello", body_text=body, confidence=confidence, rationale=rationale)
 
 
 def consultation(tool: str, tool_input: Mapping[str, Any], answer: Mapping[str, Any] | None, error: str = "") -> str:
