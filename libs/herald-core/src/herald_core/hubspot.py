@@ -18,21 +18,19 @@ from typing import Any
 from herald_core.bus.failures import retry_after_seconds
 
 #: the contact fields Herald's contact store keeps, which a HubSpot property may set
-CONTACT_FIELDS: frozenset[str] = frozenset(
-    {
-        "email",
-        "first_name",
-        "last_name",
-        "company",
-        "job_title",
-        "industry",
-        "lifecycle_stage",
-        "country",
-        "timezone",
-        "vip",
-        "deal_value_minor",
-        "opted_out",
-    }
+CONTACT_FIELDS: tuple[str, ...] = (
+    "email",
+    "first_name",
+    "last_name",
+    "company",
+    "job_title",
+    "industry",
+    "lifecycle_stage",
+    "country",
+    "timezone",
+    "vip",
+    "deal_value_minor",
+    "opted_out",
 )
 
 #: HubSpot contact property → the contact field it sets, unless a tenant maps its own (`crm.properties`).

