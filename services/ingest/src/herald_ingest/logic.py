@@ -157,14 +157,10 @@ def property_change(
         return field, value
 
 
-class CrmContact(BaseModel):
-    """A contact as read from the tenant's CRM, in the contact store's fields. `read` names the fields the CRM
-    gave (a blank one included: it was cleared there); only those overwrite what the store holds, so a field the
-    tenant's mapping does not cover, or a value left out as invalid, keeps its stored value."""
+class StoredFields(BaseModel):
+    """The contact store's fields besides the id (`herald_core.hubspot.CONTACT_FIELDS`), as a seed file or a CRM
+    read gives them."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    contact_id: ContactId = Field(description="The contact's id in the tenant's CRM (HubSpot objectId).")
     email: EmailAddress | None = None
     first_name: str | None = None
     last_name: str | None = None
@@ -177,6 +173,16 @@ class CrmContact(BaseModel):
     vip: bool = False
     deal_value_minor: int = Field(default=0, ge=0)
     opted_out: bool = False
+
+
+class CrmContact(StoredFields):
+    """A contact as read from the tenant's CRM, in the contact store's fields. `read` names the fields the CRM
+    gave (a blank one included: it was cleared there); only those overwrite what the store holds, so a field the
+    tenant's mapping does not cover, or a value left out as invalid, keeps its stored value."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    contact_id: ContactId = Field(description="The contact's id in the tenant's CRM (HubSpot objectId).")
     read: frozenset[str] = Field(default=frozenset(), description="The fields the CRM gave.")
 
     def facts(self) -> ContactFacts:
@@ -386,24 +392,12 @@ def to_contract(event: HubSpotEvent, contact: ContactFacts) -> Contract:
 # ---------------------------------------------------------------- the contact file `herald-ingest seed` loads
 
 
-class SeedContact(BaseModel):
+class SeedContact(StoredFields):
     """One line of a contacts JSON-lines file."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     contact_id: int = Field(ge=0)
-    email: EmailAddress | None = None
-    first_name: str | None = None
-    last_name: str | None = None
-    company: str | None = None
-    job_title: str | None = None
-    industry: str | None = None
-    lifecycle_stage: str | None = None
-    country: str | None = None
-    timezone: str | None = None
-    vip: bool = False
-    deal_value_minor: int = Field(default=0, ge=0)
-    opted_out: bool = False
     created_at: datetime | None = None
 
     @property
