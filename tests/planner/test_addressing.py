@@ -4,7 +4,8 @@ email the executor can send (one-line subject and display name of a sane length)
 from __future__ import annotations
 
 from herald_core.contracts import ContactFacts, EvidenceRef, SendEmailInput
-from herald_planner.logic import as_addressed, one_line, recipient_name, template_draft
+from herald_planner.logic import as_addressed, one_line, recipient_name
+from herald_planner.templates import template_draft
 
 
 def test_one_line_folds_breaks_and_cuts() -> None:

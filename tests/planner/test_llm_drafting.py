@@ -56,6 +56,12 @@ FEEDBACK = MemoryRef(
 )
 
 
+def system_text(body: dict[str, Any]) -> str:
+    """The system prompt a Messages API request carried, as text (it is sent as blocks, to be cached)."""
+    system = body["system"]
+    return system if isinstance(system, str) else "".join(block["text"] for block in system)
+
+
 async def test_draft_comes_from_the_forced_tool_call(monkeypatch: pytest.MonkeyPatch) -> None:
     tool_use = {
         "type": "tool_use",
@@ -88,7 +94,9 @@ async def test_draft_comes_from_the_forced_tool_call(monkeypatch: pytest.MonkeyP
     assert "customers/logistics-northwind#000" in sent["body"]["messages"][0]["content"]
     # what memory recalled goes with the request: the model is told to follow reviewers' feedback
     assert "never quote per-seat prices in a first email" in sent["body"]["messages"][0]["content"]
-    assert "never invent prices" in sent["body"]["system"]
+    assert "never invent prices" in system_text(sent["body"])
+    # the stable prefix (tools, then the system text) is marked for the prompt cache
+    assert sent["body"]["system"][-1]["cache_control"] == {"type": "ephemeral"}
 
 
 async def test_an_answer_without_the_tool_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -212,9 +220,9 @@ async def test_the_model_reads_the_campaign_figures_then_drafts_a_variant(monkey
     assert variant["enum"] == ["proof", "question"] and "variant" not in first["tools"][0]["input_schema"]["required"]
     stats_schema = first["tools"][1]["input_schema"]
     assert stats_schema["required"] == ["campaign_id"] and "pattern" in stats_schema["properties"]["campaign_id"]
-    assert "'first-touch'" in first["system"]
-    assert "- proof: lead with a customer result" in first["system"]
-    assert "- question: open with a question about their work" in first["system"]
+    assert "'first-touch'" in system_text(first)
+    assert "- proof: lead with a customer result" in system_text(first)
+    assert "- question: open with a question about their work" in system_text(first)
     # the executor was asked once, for this tenant and campaign
     assert asked == [{"tool": "fetch_campaign_stats", "tenant": "acme", "input": {"campaign_id": "first-touch"}}]
     # the second request carries the model's call and the executor's answer to it
@@ -283,7 +291,7 @@ async def test_without_a_first_touch_campaign_the_model_reads_nothing(monkeypatc
     assert request["tool_choice"] == {"type": "tool", "name": "draft_email"}
     assert [t["name"] for t in request["tools"]] == ["draft_email"]
     assert "variant" not in request["tools"][0]["input_schema"]["properties"]
-    assert "fetch_campaign_stats" not in request["system"]
+    assert "fetch_campaign_stats" not in system_text(request)
 
 
 async def test_read_tools_refuse_a_tool_with_side_effects_before_asking() -> None:

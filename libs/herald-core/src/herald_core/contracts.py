@@ -27,6 +27,9 @@ EmailAddress = Annotated[
     str, StringConstraints(max_length=254, pattern=rf"^{_LOCAL_PART}@{_DOMAIN_LABEL}(?:\.{_DOMAIN_LABEL})+$")
 ]
 
+#: an RFC 5322 Message-ID in angle brackets, nothing around it (it becomes a header)
+MessageId = Annotated[str, StringConstraints(min_length=3, max_length=500, pattern=r"^<[^<>\s]+>$")]
+
 
 class Contract(BaseModel):
     """Base of every message body: frozen, strict about unknown fields, and holding only what every store
@@ -164,6 +167,11 @@ class EmailReplied(Contract):
     in_reply_to: str | None = Field(
         default=None, max_length=500, description="Message-ID of the email answered, when it was one of Herald's."
     )
+    from_address: EmailAddress | None = Field(
+        default=None,
+        description="The address the reply came from, when known (a reply from a colleague at the same company "
+        "domain can end a contact's sequence).",
+    )
     upstream_source: str = Field(description="Where the fact came from, e.g. `gmail` or `hubspot`.")
     upstream_event_id: str = Field(description="The upstream system's id of the event.")
     occurred_at: datetime = Field(description="When the reply arrived (UTC).")
@@ -185,9 +193,7 @@ class EmailEngagement(Contract):
     TYPE: ClassVar[str] = "herald.message.engagement.v1"
     contact_id: ContactId = Field(description="The contact the email went to.")
     kind: EngagementKind = Field(description="delivered, opened, clicked, bounced or complained.")
-    message_id: Annotated[str, StringConstraints(min_length=3, max_length=500, pattern=r"^<[^<>\s]+>$")] = Field(
-        description="The Message-ID Herald gave the email (`<action id@domain>`)."
-    )
+    message_id: MessageId = Field(description="The Message-ID Herald gave the email (`<action id@domain>`).")
     campaign_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")] | None = Field(
         default=None, description="The campaign, when the sender knows it (else it is the sent action's)."
     )
@@ -211,6 +217,26 @@ class MeetingBooked(Contract):
     upstream_source: str = Field(description="Where the fact came from, e.g. a calendar.")
     upstream_event_id: str = Field(description="The upstream system's id of the event.")
     occurred_at: datetime = Field(description="When it was booked (UTC).")
+
+
+# ---------------------------------------------------------------- the planner's own clock
+
+
+class TimerFired(Contract):
+    """A workflow run's durable timer reached its deadline ("wait 3 business days for a reply, else …"). The
+    planner publishes it from its timer table and reads it back in the contact's order; a timer takes effect
+    once, however often it is published."""
+
+    TYPE: ClassVar[str] = "herald.workflow.timer-fired.v1"
+    timer_id: str = Field(description="The timer (ULID).")
+    workflow_id: str = Field(description="The workflow run that set it.")
+    workflow: str = Field(description="The workflow kind, e.g. `new_lead_sequence`.")
+    contact_id: ContactId = Field(description="The run's contact.")
+    name: Annotated[str, StringConstraints(min_length=1, max_length=100)] = Field(
+        description="What the timer is for, e.g. `touch_2`."
+    )
+    due_at: datetime = Field(description="The deadline (UTC).")
+    fired_at: datetime = Field(description="When the planner fired it, on its clock (UTC).")
 
 
 # ---------------------------------------------------------------- plan / proposed action
@@ -275,6 +301,12 @@ class SendEmailInput(Contract):
     )
     body_text: Annotated[str, StringConstraints(min_length=1, max_length=20_000)] = Field(
         description="Plain-text body."
+    )
+    in_reply_to: MessageId | None = Field(
+        default=None, description="The Message-ID of the email this one follows in its thread (a sequence's touch 1)."
+    )
+    references: tuple[MessageId, ...] = Field(
+        default=(), max_length=20, description="The thread's Message-IDs, oldest first (RFC 5322 References)."
     )
 
 
@@ -654,8 +686,16 @@ class LlmUsageReported(Contract):
     workflow_id: str | None = Field(default=None, description="The workflow run the call was for.")
     purpose: Annotated[str, StringConstraints(min_length=1, max_length=50)] = Field(description="e.g. `draft`.")
     model: Annotated[str, StringConstraints(min_length=1, max_length=100)] = Field(description="The model called.")
-    input_tokens: int = Field(ge=0, le=MAX_TOKENS, description="Input tokens the API reported.")
+    input_tokens: int = Field(
+        ge=0, le=MAX_TOKENS, description="Input tokens the API reported, cache reads and writes included."
+    )
     output_tokens: int = Field(ge=0, le=MAX_TOKENS, description="Output tokens the API reported.")
+    cache_read_tokens: int = Field(
+        default=0, ge=0, le=MAX_TOKENS, description="Of the input tokens, those read from the prompt cache."
+    )
+    cache_write_tokens: int = Field(
+        default=0, ge=0, le=MAX_TOKENS, description="Of the input tokens, those written to the prompt cache."
+    )
     occurred_at: datetime = Field(description="When the call returned (UTC).")
 
 
@@ -756,6 +796,7 @@ MESSAGE_TYPES: dict[str, type[Contract]] = {
         EmailReplied,
         EmailEngagement,
         MeetingBooked,
+        TimerFired,
         PlanCreated,
         ActionProposed,
         ActionBlocked,

@@ -11,7 +11,7 @@ import re
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import structlog
@@ -181,6 +181,9 @@ class FirstTouch(BaseModel):
     )
 
 
+WorkflowName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
+
+
 class TenantConfig(BaseModel):
     model_config = ConfigDict(frozen=True)
     tenant_id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -208,6 +211,12 @@ class TenantConfig(BaseModel):
     first_touch: FirstTouch | None = Field(
         default=None,
         description="The first-touch campaign and its variants (none: first emails belong to no campaign).",
+    )
+    workflows: dict[WorkflowName, dict[str, Any] | None] | None = Field(
+        default=None,
+        description="The planner's workflows this tenant runs, each with its configuration (validated by the "
+        "planner against the workflow's own model; an empty entry takes its defaults). None: "
+        "`new_lead_first_touch` alone, as before workflows were configurable.",
     )
 
 

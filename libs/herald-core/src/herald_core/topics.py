@@ -205,6 +205,16 @@ LLM_USAGE = TopicSpec(
     message_types=("herald.llm.usage.v1",),
     doc="Tokens of every LLM call, per tenant; the guard sums them against the policy's daily budget.",
 )
+TIMERS = TopicSpec(
+    "herald.workflow-timer.v1",
+    Key.TENANT_CONTACT,
+    ("planner",),
+    ("planner",),
+    PIPELINE_PARTITIONS,
+    message_types=("herald.workflow.timer-fired.v1",),
+    doc="Workflow timers that reached their deadline, fired from the planner's timer table and read back in the "
+    "contact's order (a timer takes effect once, however often it is published).",
+)
 AUDIT = TopicSpec(
     "herald.audit.v1",
     Key.ANY,
@@ -246,6 +256,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     POLICY,
     CONTROL,
     LLM_USAGE,
+    TIMERS,
     AUDIT,
     AUDIT_SEALED,
 )

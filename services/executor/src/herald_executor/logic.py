@@ -109,6 +109,9 @@ def render_email(
     message["Subject"] = email.subject
     message["Date"] = format_datetime(datetime.now(UTC))
     message["Message-ID"] = message_id(action.action_id, domain)
+    if email.in_reply_to is not None:  # a follow-up in its thread (the ids are Herald's own, set by the planner)
+        message["In-Reply-To"] = email.in_reply_to
+        message["References"] = " ".join(dict.fromkeys([*email.references, email.in_reply_to]))
     link = f"{unsubscribe_url}?{urlencode({'t': action.tenant, 'c': action.contact.contact_id})}"
     message["List-Unsubscribe"] = f"<{link}>"
     message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"

@@ -1,15 +1,5 @@
-"""The planner's workflow state machine and template drafting, as pure functions.
-
-Workflow `new_lead_first_touch`:
-
-    started ──► proposed ──► completed            (executed)
-                   │  ├────► blocked              (a guard rule)
-                   │  ├────► failed / in_doubt    (the executor; a person's check settles in_doubt:
-                   │  │                             happened → completed, did_not_happen → failed)
-                   │  ├────► deferred ──► …       (outside the send window; decided again when it opens)
-                   │  └────► awaiting_review ──► completed | blocked
-                   └ skipped                      (no address to write to)
-"""
+"""The planner's drafting, as pure functions: retrieval queries, contacts as an email may name them, and
+template drafts whose every claim is quoted from a retrieved passage. (The workflows are in `workflows/`.)"""
 
 from __future__ import annotations
 
@@ -18,42 +8,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from jinja2 import Environment, StrictUndefined
 from pydantic import ValidationError
 
 from herald_core.contracts import MAX_QUERY_CHARS, ContactFacts, EvidenceRef, LlmUsageReported, MemoryRef
+from herald_core.tenants import FirstTouch
 from herald_core.tools import FetchCampaignStatsOutput
-
-WORKFLOW = "new_lead_first_touch"
-
-# (state, what happened) → next state; anything else is ignored as stale or duplicate
-TRANSITIONS: dict[tuple[str, str], str] = {
-    ("proposed", "escalated"): "awaiting_review",
-    ("proposed", "blocked"): "blocked",
-    ("awaiting_review", "blocked"): "blocked",
-    ("proposed", "succeeded"): "completed",
-    ("awaiting_review", "succeeded"): "completed",
-    ("proposed", "failed"): "failed",
-    ("awaiting_review", "failed"): "failed",
-    ("proposed", "in_doubt"): "in_doubt",
-    ("awaiting_review", "in_doubt"): "in_doubt",
-    ("proposed", "refused"): "failed",
-    ("awaiting_review", "refused"): "failed",
-    ("proposed", "deferred"): "deferred",
-    ("awaiting_review", "deferred"): "deferred",
-    ("deferred", "succeeded"): "completed",
-    ("deferred", "blocked"): "blocked",
-    ("deferred", "escalated"): "awaiting_review",
-    ("deferred", "failed"): "failed",
-    ("deferred", "in_doubt"): "in_doubt",
-    ("deferred", "refused"): "failed",
-    ("in_doubt", "happened"): "completed",
-    ("in_doubt", "did_not_happen"): "failed",
-}
-
-
-def next_state(state: str, event: str) -> str | None:
-    return TRANSITIONS.get((state, event))
 
 
 def bounded_query(text: str, limit: int = MAX_QUERY_CHARS) -> str:
@@ -68,6 +27,16 @@ def bounded_query(text: str, limit: int = MAX_QUERY_CHARS) -> str:
 
 def retrieval_query(contact: ContactFacts) -> str:
     parts = [contact.industry or "", "customer story results", contact.job_title or "", "product overview"]
+    return bounded_query(" ".join(p for p in parts if p))
+
+
+def touch_query(contact: ContactFacts, touch: int, touches: int) -> str:
+    """What to retrieve for an email of a sequence: the first asks for results, a follow-up for another
+    benefit, the last for the quickest win (each finds passages the others did not)."""
+    if touch <= 1:
+        return retrieval_query(contact)
+    angle = "getting started quickly first week" if touch >= touches else "benefits time saved fewer errors"
+    parts = [contact.industry or "", contact.job_title or "", angle]
     return bounded_query(" ".join(p for p in parts if p))
 
 
@@ -86,22 +55,35 @@ class Draft:
     usage: LlmUsageReported | None = None  # the tokens an LLM draft cost
     variant: str | None = None  # the first-touch campaign's variant the draft takes, when one was chosen
     consulted: tuple[str, ...] = ()  # the read-only tools called while drafting, in order
+    chunks: tuple[str, ...] = ()  # the passages the draft quotes (all given, for an LLM draft)
 
 
-_env = Environment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)  # noqa: S701 - plain text
-_BODY = _env.from_string(
-    """Hi {{ first_name }},
+@dataclass(frozen=True)
+class DraftRequest:
+    """What a draft is written from: the contact (as an email may name it), the passages and memories
+    retrieved for it, who writes, and the campaign it belongs to."""
 
-Thanks for your interest in {{ company_name }}. {{ opener }}
+    tenant_id: str
+    contact: ContactFacts
+    evidence: Sequence[EvidenceRef]
+    memories: Sequence[MemoryRef]
+    company_name: str
+    sender: str
+    campaign: FirstTouch | None = None
+    touch: int = 1  # which email of its sequence this is (1: the first)
+    touches: int = 1  # how many the sequence has
+    earlier: tuple[EarlierTouch, ...] = ()  # the emails of the sequence already sent, oldest first
+    feedback: tuple[str, ...] = ()  # why earlier attempts at this email were refused (guard rule, reviewer)
 
-{% for passage in proof %}- {{ passage }}
-{% endfor %}
-Would a 20-minute call next week be useful to see how this would look for {{ their_company }}?
 
-Best,
-{{ sender }}
-"""
-)
+@dataclass(frozen=True)
+class EarlierTouch:
+    """An email of the sequence already sent: what the next one must not repeat."""
+
+    number: int
+    subject: str
+    body_text: str
+    chunks: tuple[str, ...] = ()  # the passages it quoted
 
 
 def first_sentence(text: str, limit: int = 280) -> str:
@@ -143,36 +125,6 @@ def as_addressed(contact: ContactFacts) -> ContactFacts:
 def recipient_name(contact: ContactFacts) -> str | None:
     """The display name an email to the contact carries."""
     return one_line(" ".join(filter(None, [contact.first_name, contact.last_name])), 200)
-
-
-def template_draft(
-    contact: ContactFacts,
-    evidence: list[EvidenceRef],
-    *,
-    company_name: str,
-    sender: str,
-    memories: Sequence[MemoryRef] = (),
-) -> Draft:
-    """A first-touch email whose every claim is quoted from a retrieved passage; the rationale names
-    what memory brought up (reviewers' feedback first), so a reviewer sees what the plan knew."""
-    proof = [first_sentence(e.quote) for e in evidence[:3] if e.quote.strip()]
-    industry = contact.industry or "your"
-    opener = f"Here is what teams in {industry} tell us after switching:" if proof else "I'd love to learn more."
-    body = _BODY.render(
-        first_name=contact.first_name or "there",
-        company_name=company_name,
-        opener=opener,
-        proof=proof,
-        their_company=contact.company or "your team",
-        sender=sender,
-    )
-    subject = f"{contact.first_name or 'Hello'}, how {industry} teams use {company_name}"
-    confidence = 0.8 if len(proof) >= 2 else 0.5
-    rationale = (
-        f"New lead ({contact.lifecycle_stage or 'lead'}) in {industry}; first touch built from "
-        f"{len(proof)} retrieved passage(s): {', '.join(e.doc_id for e in evidence[:3]) or 'none'}"
-    ) + remembered(memories)
-    return Draft(subject=one_line(subject, 200) or "Hello", body_text=body, confidence=confidence, rationale=rationale)
 
 
 def consultation(tool: str, tool_input: Mapping[str, Any], answer: Mapping[str, Any] | None, error: str = "") -> str:

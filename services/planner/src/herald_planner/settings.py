@@ -28,3 +28,15 @@ class Settings(ServiceSettings):
         description="Messages API calls one LLM draft may take; the last must draft, so 1 reads no tool.",
     )
     concurrency: int = 16  # messages of different contacts handled at once
+    clock_offset_seconds: float = Field(
+        default=0.0,
+        description="Moves the planner's clock (timers, business-day waits) for drills; 0 in production. Move the "
+        "guard's by as much, or its caps and send windows see a different day.",
+    )
+    timer_poll_seconds: float = Field(default=0.5, gt=0, description="How often due timers are looked for.")
+    timer_lease_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="How long a replica holds a timer it is publishing; after that another replica publishes it "
+        "again (the run takes it once either way).",
+    )

@@ -26,7 +26,7 @@ from herald_core.contracts import ContactFacts, EvidenceRef, LlmUsageReported, M
 from herald_core.tenants import FirstTouch
 from herald_core.tools import anthropic_tool
 from herald_planner.adapters.tools import ReadToolError, ReadTools, read_only_tools
-from herald_planner.logic import Draft, consultation
+from herald_planner.logic import Draft, DraftRequest, consultation
 
 FORCE_DRAFT = {"type": "tool", "name": "draft_email"}
 
@@ -95,6 +95,25 @@ def _as_param(block: ContentBlock) -> dict[str, Any]:
     return dict(block.model_dump(exclude_none=True))
 
 
+def _touch_brief(brief: DraftRequest | None) -> str:
+    """What the prompt says of the email's place in its sequence and of earlier attempts refused."""
+    if brief is None:
+        return ""
+    said = ""
+    if brief.touches > 1:
+        said += f"\n\nThis is email {brief.touch} of {brief.touches} of a sequence"
+        if brief.touch >= brief.touches:
+            said += "; the last one: keep it short and leave the door open"
+        said += "."
+    if brief.earlier:
+        sent = "\n\n".join(f"Email {t.number}: {t.subject}\n{t.body_text[:1500]}" for t in brief.earlier)
+        said += f" Emails already sent in this thread (say something new; do not repeat them):\n{sent}"
+    if brief.feedback:
+        refused = "\n".join(f"- {reason}" for reason in brief.feedback)
+        said += f"\n\nEarlier drafts of this email were refused; write it again without these problems:\n{refused}"
+    return said
+
+
 class LlmDrafter:
     def __init__(
         self, model: str, max_tokens: int, read_tools: ReadTools | None = None, max_tool_rounds: int = 3
@@ -115,6 +134,7 @@ class LlmDrafter:
         sender: str,
         tenant: str | None = None,
         first_touch: FirstTouch | None = None,
+        brief: DraftRequest | None = None,
     ) -> Draft:
         """The model's draft. With a first-touch campaign and the executor's read API, the model may call read
         tools for up to `max_tool_rounds - 1` rounds (each answered in the conversation, a failure as an error
@@ -125,9 +145,10 @@ class LlmDrafter:
         if remembered:
             remembered = f"\n\nMemories (recent interactions, reviewers' feedback):\n{remembered}"
         system = (
-            f"You write first-touch emails for {company_name}, signed by {sender}. Use only facts from "
+            f"You write emails to leads for {company_name}, signed by {sender}. Use only facts from "
             "the passages given; never invent prices, discounts, dates or competitor claims. Follow the "
-            "reviewers' feedback in the memories; they are not facts to quote."
+            "reviewers' feedback in the memories; they are not facts to quote. Never present the lead's own "
+            "company as another customer's story."
         )
         tools = [DRAFT_TOOL]
         campaign = first_touch if self.read_tools is not None and tenant is not None else None
@@ -140,11 +161,13 @@ class LlmDrafter:
                 "role": "user",
                 "content": (
                     f"Lead: {contact.first_name} {contact.last_name}, {contact.job_title} at {contact.company} "
-                    f"({contact.industry}).\n\nPassages:\n{passages}" + remembered
+                    f"({contact.industry}).{_touch_brief(brief)}\n\nPassages:\n{passages}" + remembered
                 ),
             }
         ]
-        input_tokens = output_tokens = 0
+        # the stable prefix (the tools, then this system text) is the same for every draft of the tenant: cached
+        system_blocks = [{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}]
+        input_tokens = output_tokens = cache_read = cache_write = 0
         usage: LlmUsageReported | None = None
         consulted: list[str] = []
         notes: list[str] = []
@@ -154,7 +177,7 @@ class LlmDrafter:
                 response = await self.client.messages.create(  # type: ignore[call-overload]
                     model=self.model,
                     max_tokens=self.max_tokens,
-                    system=system,
+                    system=system_blocks,
                     tools=tools,
                     tool_choice=FORCE_DRAFT if last else {"type": "any"},
                     messages=messages,
@@ -163,13 +186,22 @@ class LlmDrafter:
                 if usage is None:
                     raise
                 raise DraftingFailed(f"the Messages API failed in round {round_}: {exc!r}"[:500], usage) from exc
-            input_tokens += response.usage.input_tokens
+            cache_read += response.usage.cache_read_input_tokens or 0
+            cache_write += response.usage.cache_creation_input_tokens or 0
+            # the API counts cached tokens apart from `input_tokens`: the budget counts every token read
+            input_tokens += (
+                response.usage.input_tokens
+                + (response.usage.cache_read_input_tokens or 0)
+                + (response.usage.cache_creation_input_tokens or 0)
+            )
             output_tokens += response.usage.output_tokens
             usage = LlmUsageReported(
                 purpose="draft",
                 model=self.model,
                 input_tokens=input_tokens,
                 output_tokens=output_tokens,
+                cache_read_tokens=cache_read,
+                cache_write_tokens=cache_write,
                 occurred_at=datetime.now(UTC),
             )
             uses = [block for block in response.content if isinstance(block, ToolUseBlock)]
@@ -185,6 +217,8 @@ class LlmDrafter:
                     rationale += f"; variant {variant}"
                 if notes:
                     rationale += "; consulted " + " | ".join(notes)
+                if brief is not None and brief.feedback:
+                    rationale += f"; drafted again after: {' | '.join(brief.feedback)[:600]}"
                 return Draft(
                     subject=str(data["subject"])[:200],
                     body_text=str(data["body_text"]),

@@ -1,0 +1,33 @@
+"""What a workflow's steps may use: retrieval, a drafter, the tenant and the clock (ports the runner fills)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal, Protocol
+
+from herald_core.contracts import EvidenceRef, MemoryRef
+from herald_core.tenants import TenantConfig
+from herald_planner.logic import Draft, DraftRequest
+from herald_planner.settings import Settings
+
+
+class Retrieval(Protocol):
+    async def search(
+        self, tenant: str, query: str, k: int, collections: list[str] | None = None
+    ) -> list[EvidenceRef]: ...
+
+    async def recall(self, tenant: str, contact_id: str, query: str, k: int) -> list[MemoryRef]: ...
+
+
+class Drafter(Protocol):
+    async def draft(self, request: DraftRequest) -> tuple[Draft, Literal["llm", "template"]]: ...
+
+
+@dataclass(frozen=True)
+class Ports:
+    retrieval: Retrieval
+    drafter: Drafter
+    settings: Settings
+    tenant: TenantConfig
+    now: datetime

@@ -1,0 +1,176 @@
+"""What workflows share: reading a guard decision or an execution as the outcome of the run's current action,
+and the messages an email proposal is made of (the plan, the action, the LLM usage)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from herald_core.bus import Outbound, TransientError, is_transient, reason_of
+from herald_core.contracts import (
+    ActionBlocked,
+    ActionDeferred,
+    ActionEscalated,
+    ActionExecuted,
+    ActionProposed,
+    ActionRefused,
+    Contract,
+    EvidenceRef,
+    ExecutionResolved,
+    LlmUsageReported,
+    MemoryRef,
+    PlanCreated,
+    PlanStep,
+    SendEmailInput,
+)
+from herald_core.envelope import Envelope
+from herald_core.ids import new_id
+from herald_core.tools import TOOLS
+from herald_core.topics import LLM_USAGE, PLAN, PROPOSED_ACTION, contact_key, tenant_key
+from herald_planner.engine.ports import Ports
+from herald_planner.engine.spec import Run
+from herald_planner.logic import Draft, as_addressed, one_line, recipient_name
+
+SOURCE = "herald/planner"
+
+#: the contract types that say what became of a proposed action
+OUTCOME_TYPES: tuple[type[Contract], ...] = (
+    ActionEscalated,
+    ActionBlocked,
+    ActionDeferred,
+    ActionExecuted,
+    ActionRefused,
+    ExecutionResolved,
+)
+
+
+def outcome_of(run: Run, event: Contract) -> str | None:
+    """What `event` says of the run's current action: escalated, blocked, deferred, succeeded, failed, in_doubt,
+    refused, happened or did_not_happen. None when it is about another action (an earlier attempt's, stale)."""
+    action_id = getattr(event, "action_id", None)
+    if action_id is None or action_id != run.data.get("action_id"):
+        return None
+    match event:
+        case ActionEscalated():
+            return "escalated"
+        case ActionBlocked():
+            return "blocked"
+        case ActionDeferred():
+            return "deferred"
+        case ActionExecuted():
+            return event.status.value
+        case ActionRefused():
+            return "refused"
+        case ExecutionResolved():
+            return event.outcome.value
+    return None
+
+
+def outcome_note(event: Contract) -> dict[str, object]:
+    """What the run's history keeps of an outcome."""
+    match event:
+        case ActionBlocked():
+            return {"rule": event.rule, "reason": event.reason}
+        case ActionEscalated():
+            return {"review_id": event.review_id, "reason": event.reason}
+        case ActionDeferred():
+            return {"release_at": event.release_at.isoformat()}
+        case ActionExecuted():
+            return {"result": event.result, "error": event.error}
+        case ActionRefused():
+            return {"reason": event.reason, "detail": event.detail}
+        case ExecutionResolved():
+            return {"review_id": event.review_id, "reviewer": event.reviewer, "reason": event.reason}
+    return {}
+
+
+def plan_steps(draft: Draft, purpose: str) -> tuple[PlanStep, ...]:
+    """What the plan did and will do: the read tools the LLM consulted (only those it called), then the email."""
+    consulted = [
+        PlanStep(tool=name, purpose=f"read before drafting, no approval needed: {TOOLS[name].description}")
+        for name in dict.fromkeys(draft.consulted)
+    ]
+    if draft.variant is not None:
+        purpose += f", variant {draft.variant}"
+    return (*consulted, PlanStep(tool="send_email", purpose=purpose))
+
+
+def email_proposal(
+    *,
+    run: Run,
+    trigger: Envelope,
+    draft: Draft,
+    planner_kind: str,
+    query: str,
+    evidence: Sequence[EvidenceRef],
+    memories: Sequence[MemoryRef],
+    purpose: str,
+    campaign_id: str | None,
+    in_reply_to: str | None = None,
+    references: Sequence[str] = (),
+) -> tuple[list[Outbound], str]:
+    """The plan, the email proposed to the run's contact (its address is the contact's, never the draft's) and
+    the LLM usage of the draft, as messages caused by `trigger`; and the action's id."""
+    contact = run.contact
+    assert contact.email is not None, "a run writes only to a contact with an address"
+    addressed = as_addressed(contact)
+    action_id = new_id()
+    key = contact_key(run.tenant, contact.contact_id)
+    subject = f"contact/{contact.contact_id}"
+    plan = PlanCreated(
+        workflow_id=run.workflow_id,
+        workflow=run.workflow,
+        contact_id=contact.contact_id,
+        steps=plan_steps(draft, purpose),
+        planner=planner_kind,  # type: ignore[arg-type]
+        query=query,
+        evidence=tuple(evidence),
+        memories=tuple(memories),
+    )
+    action = ActionProposed(
+        action_id=action_id,
+        tenant=run.tenant,
+        workflow_id=run.workflow_id,
+        tool="send_email",
+        input=SendEmailInput(
+            to=contact.email,
+            to_name=recipient_name(addressed),
+            subject=one_line(draft.subject, 200) or "Hello",
+            body_text=draft.body_text,
+            in_reply_to=in_reply_to,
+            references=tuple(references),
+        ),
+        contact=contact,
+        evidence=tuple(evidence),
+        confidence=draft.confidence,
+        rationale=draft.rationale,
+        drafted_by=planner_kind,  # type: ignore[arg-type]
+        campaign_id=campaign_id,
+        variant=draft.variant,
+    )
+    plan_env = trigger.caused(source=SOURCE, type=PlanCreated.TYPE, subject=subject)
+    action_env = plan_env.caused(source=SOURCE, type=ActionProposed.TYPE, subject=subject)
+    outputs = [Outbound(PLAN, key, plan_env, plan), Outbound(PROPOSED_ACTION, key, action_env, action)]
+    if draft.usage is not None:  # the guard counts it against the tenant's daily LLM budget
+        usage_env = plan_env.caused(source=SOURCE, type=LlmUsageReported.TYPE, subject=subject)
+        usage = draft.usage.model_copy(update={"workflow_id": run.workflow_id})
+        outputs.append(Outbound(LLM_USAGE, tenant_key(run.tenant), usage_env, usage))
+    return outputs, action_id
+
+
+async def retrieve(
+    ports: Ports, contact_id: str, query: str, memory_query: str, collections: Sequence[str] = ("customers", "product")
+) -> tuple[list[EvidenceRef], list[MemoryRef]]:
+    """Passages for the draft and what memory holds of the contact. An outage is a `TransientError` (the event
+    is read again later); a refusal of the request itself is not, and dead-letters the event."""
+    tenant = ports.tenant.tenant_id
+    try:
+        evidence, memories = await asyncio.gather(
+            ports.retrieval.search(tenant, query, ports.settings.evidence_k, list(collections)),
+            ports.retrieval.recall(tenant, contact_id, memory_query, ports.settings.memory_k),
+        )
+    except Exception as exc:
+        if not is_transient(exc):
+            raise  # retrieval refused the request itself (INVALID_ARGUMENT …): the event is dead-lettered
+        raise TransientError(f"retrieval unavailable: {reason_of(exc)}") from exc
+    return evidence, memories

@@ -1,0 +1,357 @@
+"""Workflow `new_lead_sequence`: follow a new lead up until it answers.
+
+    (start) ──► touching(1) ──► … sent ──► waiting ──(timer)──► touching(2) ──► … ──► touching(last) ──► completed
+       │            │                        │
+       │            ├─ escalated ─► awaiting_review ─┐        every active state, on the contact's reply (or a
+       │            ├─ deferred ──► deferred ────────┤        colleague's, when the tenant opts in), a booked
+       │            ├─ in_doubt ──► in_doubt ────────┤        meeting, an opt-out, a hard bounce or complaint, or
+       │            │   (a person's check settles it)│        a CRM stage past lead ─────────────────► exited
+       │            └─ blocked: content or grounding, or a reviewer's rejection → drafted again with the reason
+       │                        (at most `reflection_attempts` times), else skipped or ended per `on_block`
+       └──► skipped (no address)
+
+Each touch is an `ActionProposed` through the guard like any other. Waits are in business days in the
+contact's time zone (the tenant's when the contact has none), counted from when the touch was sent (a
+deferral moves the whole sequence). Touches 2+ go in the thread of touch 1 (In-Reply-To, References).
+
+**Deadline and event race.** When a wait's timer fires, the contact's recorded activity is checked first:
+an exit recorded (at Herald's edge) before the deadline wins over the timer, even if the planner reads it
+after. An exit recorded after the deadline still ends the sequence before any further touch.
+
+**Edits while runs are in flight.** A run keeps the configuration it started with (pinned in the run), so
+an edit of the tenant's sequence changes only runs started after it; a touch is identified by its number in
+the run, and the run moves past a number once: no edit makes a run send a touch twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from herald_core.contracts import (
+    ConsentWithdrawn,
+    ContactCreated,
+    ContactUpdated,
+    Contract,
+    EmailEngagement,
+    EmailReplied,
+    MeetingBooked,
+    TimerFired,
+)
+from herald_core.envelope import Envelope
+from herald_planner.engine.activity import activity_of, company_domain
+from herald_planner.engine.calendar import add_business_days
+from herald_planner.engine.ports import Ports
+from herald_planner.engine.spec import (
+    Activity,
+    Advance,
+    Context,
+    Propose,
+    Run,
+    StartTimer,
+    StepResult,
+    Transition,
+    WorkflowSpec,
+)
+from herald_planner.logic import DraftRequest, EarlierTouch, as_addressed, memory_query, touch_query
+from herald_planner.workflows.common import OUTCOME_TYPES, email_proposal, outcome_note, outcome_of, retrieve
+
+NAME = "new_lead_sequence"
+
+Stage = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
+
+
+class SequenceConfig(BaseModel):
+    """A tenant's `workflows.new_lead_sequence` section."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    waits_business_days: tuple[Annotated[int, Field(ge=1, le=30)], ...] = Field(
+        default=(3, 4),
+        max_length=5,
+        description="The wait before each touch after the first, in business days: (3, 4) is touch 1, three "
+        "business days, touch 2, four more, touch 3 (the last, short one).",
+    )
+    campaign_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")] | None = Field(
+        default=None, description="The campaign the touches are counted under (none: the tenant's first_touch one)."
+    )
+    exit_on_company_reply: bool = Field(
+        default=False, description="A reply from anyone at the contact's company domain ends the sequence too."
+    )
+    exit_lifecycle_stages: tuple[Stage, ...] = Field(
+        default=("opportunity", "customer", "evangelist"),
+        description="CRM lifecycle stages that end the sequence (a salesperson has the lead now).",
+    )
+    on_block: Literal["end", "skip"] = Field(
+        default="end",
+        description="What a touch the guard blocks does (after any redrafts): end the sequence, or skip to the "
+        "next touch. A consent block always ends it.",
+    )
+    reflection_attempts: int = Field(
+        default=2,
+        ge=0,
+        le=5,
+        description="How many times a touch blocked for its content or grounding, or rejected by a reviewer, is "
+        "drafted again with the reason before `on_block` applies.",
+    )
+
+    @property
+    def touches(self) -> int:
+        return len(self.waits_business_days) + 1
+
+
+ACTIVE = ("touching", "awaiting_review", "deferred", "in_doubt", "waiting")
+IN_FLIGHT = ("touching", "awaiting_review", "deferred")
+TERMINAL = frozenset({"completed", "exited", "blocked", "failed", "skipped"})
+STATES = (*ACTIVE, *sorted(TERMINAL))
+
+#: what the planner keeps of the contact (what a wait checks before it sleeps)
+ACTIVITY: frozenset[type[Contract]] = frozenset(
+    {EmailReplied, MeetingBooked, ConsentWithdrawn, EmailEngagement, ContactUpdated}
+)
+
+#: the block rules a redraft can answer (the words were wrong); anything else is about the lead or the limits
+REFLECTABLE_PREFIXES = ("content.", "grounding.")
+REFLECTABLE_RULES = frozenset({"review.rejected"})
+
+
+def reflectable(rule: str) -> bool:
+    return rule in REFLECTABLE_RULES or rule.startswith(REFLECTABLE_PREFIXES)
+
+
+# ---------------------------------------------------------------- exits
+
+
+def exit_reason(run: Run, activity: Activity, config: SequenceConfig) -> str | None:
+    """Why this activity ends the sequence, or None. A colleague's activity counts only for a reply, and only
+    when the tenant opts in."""
+    own = activity.contact_id == run.contact.contact_id
+    facts = activity.facts
+    if activity.type == EmailReplied.TYPE:
+        if own:
+            return "replied"
+        domain = company_domain(run.contact.email)
+        same_company = domain is not None and facts.get("from_domain") == domain
+        return "colleague_replied" if config.exit_on_company_reply and same_company else None
+    if not own:
+        return None
+    if activity.type == MeetingBooked.TYPE:
+        return "meeting_booked"
+    if activity.type == ConsentWithdrawn.TYPE:
+        return f"opted_out ({facts.get('reason')})"
+    if activity.type == EmailEngagement.TYPE:
+        if facts.get("kind") == "complained":
+            return "complained"
+        if facts.get("kind") == "bounced" and facts.get("permanent"):
+            return "hard_bounce"
+        return None
+    if activity.type == ContactUpdated.TYPE:
+        stage = (facts.get("lifecycle_stage") or "").lower()
+        return f"became_{stage}" if stage in config.exit_lifecycle_stages else None
+    return None
+
+
+def _exit(reason: str, **note: Any) -> Advance:
+    return Advance("exited", data={"exit": reason}, note={"exit": reason, **note})
+
+
+def on_activity(run: Run, event: Contract, context: Context[SequenceConfig]) -> Advance | None:
+    """An event of the contact (or a colleague) in any active state: an exit ends the run; a CRM change that
+    is not one keeps the run where it is, with the contact as it now is."""
+    activity = activity_of(context.envelope, event)
+    if activity is None:
+        return None
+    reason = exit_reason(run, activity, context.config)
+    if reason is not None:
+        # a touch in flight may still be sent: the guard decides it; nothing after it is
+        return _exit(reason, in_flight=run.data.get("touch") if run.state in IN_FLIGHT else None)
+    if isinstance(event, ContactUpdated) and event.contact.contact_id == run.contact.contact_id:
+        return Advance(run.state, note={"contact_updated": event.changed_property})
+    return None
+
+
+# ---------------------------------------------------------------- the touches
+
+
+def on_new_lead(event: ContactCreated, context: Context[SequenceConfig]) -> Advance:
+    if event.contact.email is None:
+        return Advance("skipped", note={"reason": "no email address"})
+    return Advance(
+        "touching",
+        (Propose("touch", {"touch": 1}),),
+        data={"touch": 1, "attempt": 1, "touches": context.config.touches, "sent": []},
+    )
+
+
+def _wait_for(run: Run, context: Context[SequenceConfig], after_touch: int) -> Advance:
+    """Touch `after_touch` is done (sent or skipped): wait for the next, or finish."""
+    config = context.config
+    if after_touch >= config.touches:
+        return Advance("completed", note={"touches_sent": len(run.data.get("sent", []))})
+    days = config.waits_business_days[after_touch - 1]
+    due = add_business_days(context.now, days, run.contact.timezone, context.tenant.timezone)
+    name = f"touch_{after_touch + 1}"
+    return Advance(
+        "waiting",
+        (StartTimer(name, due),),
+        data={"waiting_for": after_touch + 1},
+        note={"wait_business_days": days, "zone": run.contact.timezone or context.tenant.timezone},
+    )
+
+
+def on_outcome(run: Run, event: Contract, context: Context[SequenceConfig]) -> Advance | None:
+    """What became of the current touch's action."""
+    outcome = outcome_of(run, event)
+    if outcome is None:
+        return None  # about an earlier attempt's action: stale
+    touch = int(run.data.get("touch", 1))
+    note = {"outcome": outcome, "touch": touch, **outcome_note(event)}
+    state = run.state
+    if outcome == "escalated" and state in ("touching", "deferred"):
+        return Advance("awaiting_review", note=note)
+    if outcome == "deferred" and state in ("touching", "awaiting_review"):
+        return Advance("deferred", note=note)
+    if outcome == "in_doubt" and state in IN_FLIGHT:
+        return Advance("in_doubt", note=note)
+    if (outcome == "succeeded" and state in IN_FLIGHT) or (outcome == "happened" and state == "in_doubt"):
+        message_id = getattr(event, "result", {}).get("message_id") if outcome == "succeeded" else None
+        sent = [*run.data.get("sent", []), {"touch": touch, "action_id": run.data.get("action_id")}]
+        thread = [*run.data.get("thread", []), *([message_id] if isinstance(message_id, str) else [])]
+        waited = _wait_for(run, context, touch)
+        return Advance(waited.state, waited.commands, data={**waited.data, "sent": sent, "thread": thread}, note=note)
+    if (outcome in ("failed", "refused") and state in IN_FLIGHT) or (
+        outcome == "did_not_happen" and state == "in_doubt"
+    ):
+        return Advance("failed", note=note)
+    if outcome == "blocked" and state in IN_FLIGHT:
+        return _on_block(run, event, context, touch, note)
+    return None
+
+
+def _on_block(run: Run, event: Contract, context: Context[SequenceConfig], touch: int, note: dict[str, Any]) -> Advance:
+    rule = str(getattr(event, "rule", ""))
+    reason = str(getattr(event, "reason", ""))
+    attempt = int(run.data.get("attempt", 1))
+    if reflectable(rule) and attempt <= context.config.reflection_attempts:
+        feedback = [*run.data.get("feedback", []), f"{rule}: {reason}"[:1000]]
+        return Advance(
+            "touching",
+            (Propose("touch", {"touch": touch}),),
+            data={"attempt": attempt + 1, "feedback": feedback},
+            note={**note, "redraft": attempt + 1},
+        )
+    if rule.startswith("consent.") or context.config.on_block == "end":
+        return Advance("blocked", note=note)
+    skipped = _wait_for(run, context, touch)  # skip: on to the next touch, if any
+    return Advance(skipped.state, skipped.commands, data=skipped.data, note={**note, "skipped_touch": touch})
+
+
+def on_timer(run: Run, event: TimerFired, context: Context[SequenceConfig]) -> Advance | None:
+    """A wait ended. Before the touch, what the contact did is checked: an exit recorded before the deadline
+    wins over it (the planner may read such an event after the timer)."""
+    touch = int(run.data.get("waiting_for", 0))
+    if event.name != f"touch_{touch}":
+        return None
+    for activity in context.history:
+        reason = exit_reason(run, activity, context.config)
+        if reason is not None:
+            return _exit(reason, decided_at_deadline=True, recorded_at=activity.recorded_at.isoformat())
+    if run.contact.email is None:
+        return _exit("no_address")
+    return Advance(
+        "touching",
+        (Propose("touch", {"touch": touch}),),
+        data={"touch": touch, "attempt": 1, "feedback": []},
+        note={"timer": event.name, "due_at": event.due_at.isoformat()},
+    )
+
+
+async def touch(ports: Ports, run: Run, trigger: Envelope, args: Mapping[str, Any]) -> StepResult:
+    """Draft touch n (knowing the touches already sent and why earlier attempts were refused), propose it in
+    the thread of the first."""
+    number = int(args["touch"])
+    touches = int(run.data.get("touches", 1))
+    contact = run.contact
+    tenant = ports.tenant
+    config = SequenceConfig.model_validate(run.config)
+    drafts: dict[str, Any] = dict(run.data.get("drafts", {}))
+    sent_numbers = [int(s["touch"]) for s in run.data.get("sent", [])]
+    earlier = tuple(
+        EarlierTouch(n, drafts[str(n)]["subject"], drafts[str(n)]["body_text"], tuple(drafts[str(n)]["chunks"]))
+        for n in sent_numbers
+        if str(n) in drafts
+    )
+    query = touch_query(contact, number, touches)
+    evidence, memories = await retrieve(ports, contact.contact_id, query, memory_query(contact))
+    request = DraftRequest(
+        tenant_id=tenant.tenant_id,
+        contact=as_addressed(contact),
+        evidence=evidence,
+        memories=memories,
+        company_name=tenant.name,
+        sender=tenant.sender.name,
+        campaign=tenant.first_touch if number == 1 else None,
+        touch=number,
+        touches=touches,
+        earlier=earlier,
+        feedback=tuple(run.data.get("feedback", [])),
+    )
+    draft, planner_kind = await ports.drafter.draft(request)
+    thread: Sequence[str] = run.data.get("thread", [])
+    campaign = config.campaign_id or (tenant.first_touch.campaign_id if tenant.first_touch is not None else None)
+    kind = "first touch" if number == 1 else ("last, short touch" if number >= touches else "follow-up")
+    attempt = int(run.data.get("attempt", 1))
+    purpose = f"{kind} ({number} of {touches}) grounded in retrieved passages"
+    if attempt > 1:
+        purpose += f", attempt {attempt} after a refusal"
+    outputs, action_id = email_proposal(
+        run=run,
+        trigger=trigger,
+        draft=draft,
+        planner_kind=planner_kind,
+        query=query,
+        evidence=evidence,
+        memories=memories,
+        purpose=purpose,
+        campaign_id=campaign,
+        in_reply_to=thread[-1] if number > 1 and thread else None,
+        references=list(thread) if number > 1 else [],
+    )
+    chunks = draft.chunks or tuple(e.chunk_id for e in evidence)
+    drafts[str(number)] = {"subject": draft.subject, "body_text": draft.body_text[:3000], "chunks": list(chunks)}
+    note = {
+        "planner": planner_kind,
+        "action_id": action_id,
+        "touch": number,
+        "attempt": attempt,
+        "evidence": [e.chunk_id for e in evidence],
+        "memories": [m.memory_id for m in memories],
+    }
+    return StepResult(outputs, action_id=action_id, data={"action_id": action_id, "drafts": drafts}, note=note)
+
+
+def _transitions() -> dict[tuple[str, type[Contract]], Transition]:
+    table: dict[tuple[str, type[Contract]], Transition] = {}
+    for state in ACTIVE:
+        for kind in ACTIVITY:
+            table[(state, kind)] = on_activity
+    for state in ("touching", "awaiting_review", "deferred", "in_doubt"):
+        for kind in OUTCOME_TYPES:
+            table[(state, kind)] = on_outcome
+    table[("waiting", TimerFired)] = on_timer
+    return table
+
+
+SPEC = WorkflowSpec(
+    name=NAME,
+    doc="A new lead is followed up, in one thread, until it answers (or books, opts out, becomes an opportunity).",
+    config=SequenceConfig,
+    starts={ContactCreated: on_new_lead},
+    states=STATES,
+    terminal=TERMINAL,
+    transitions=_transitions(),
+    steps={"touch": touch},
+    job="new_lead",
+    activity=ACTIVITY,
+)

@@ -1,0 +1,209 @@
+"""Events for the table-driven workflow tests: one factory per kind of event, each made about a given run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from herald_core.contracts import (
+    ActionBlocked,
+    ActionDeferred,
+    ActionEscalated,
+    ActionExecuted,
+    ActionRefused,
+    ConsentReason,
+    ConsentWithdrawn,
+    ContactCreated,
+    ContactFacts,
+    ContactUpdated,
+    Contract,
+    EmailEngagement,
+    EmailReplied,
+    EngagementKind,
+    ExecutionResolved,
+    ExecutionStatus,
+    MeetingBooked,
+    ResolutionOutcome,
+    TimerFired,
+)
+from herald_core.envelope import Envelope
+from herald_core.tenants import TenantConfig
+from herald_planner.engine.spec import Activity, Context, Run, WorkflowSpec
+
+NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)  # a Monday
+TENANT = TenantConfig.model_validate(
+    {
+        "tenant_id": "acme",
+        "name": "Acme Relay",
+        "sender": {"name": "Maya", "address": "maya@acmerelay.example"},
+        "unsubscribe_url": "https://acmerelay.example/u",
+        "timezone": "America/New_York",
+    }
+)
+CONTACT = ContactFacts(
+    contact_id="501",
+    email="jordan@northwind.example",
+    first_name="Jordan",
+    company="Northwind Freight",
+    industry="logistics",
+    timezone="Europe/Berlin",
+)
+ACTION = "01ACTION"
+OTHER_ACTION = "01EARLIER"
+TIMER = "01TIMER"
+
+
+def run_in(spec: WorkflowSpec, state: str, **data: Any) -> Run:
+    return Run(
+        workflow_id="wf-1",
+        workflow=spec.name,
+        tenant="acme",
+        contact=CONTACT,
+        state=state,
+        version=3,
+        data={"action_id": ACTION, "touch": 1, "timer": TIMER, **data},
+        config={},
+        started_at=NOW - timedelta(days=1),
+        correlation_id="corr",
+    )
+
+
+def context(
+    spec: WorkflowSpec, event: Contract, config: Mapping[str, Any] | None = None, history: tuple[Activity, ...] = ()
+) -> Context[Any]:
+    envelope = Envelope(source="test", type=event.TYPE, tenant="acme", correlation_id="corr", time=NOW)
+    return Context(
+        now=NOW, envelope=envelope, config=spec.config.model_validate(config or {}), tenant=TENANT, history=history
+    )
+
+
+def _upstream() -> dict[str, Any]:
+    return {"upstream_source": "test", "upstream_event_id": "u1", "occurred_at": NOW}
+
+
+def _decided(kind: type[Contract], action_id: str = ACTION, **fields: Any) -> Contract:
+    return kind.model_validate(
+        {"action_id": action_id, "workflow_id": "wf-1", "contact_id": CONTACT.contact_id, "rules": (), **fields}
+    )
+
+
+def executed(status: ExecutionStatus, action_id: str = ACTION) -> ActionExecuted:
+    result = {"message_id": f"<{action_id.lower()}@herald.local>"} if status is ExecutionStatus.SUCCEEDED else {}
+    return ActionExecuted(
+        action_id=action_id,
+        workflow_id="wf-1",
+        contact_id=CONTACT.contact_id,
+        tool="send_email",
+        status=status,
+        result=result,
+    )
+
+
+def resolved(outcome: ResolutionOutcome) -> ExecutionResolved:
+    return ExecutionResolved(
+        review_id="r1",
+        action_id=ACTION,
+        workflow_id="wf-1",
+        contact_id=CONTACT.contact_id,
+        tool="send_email",
+        outcome=outcome,
+        reviewer="ann",
+        reason="checked the mailbox",
+        resolved_at=NOW,
+    )
+
+
+def blocked(rule: str = "consent.opt_out", action_id: str = ACTION) -> Contract:
+    return _decided(ActionBlocked, action_id, rule=rule, reason=f"{rule} said no", stage="proposal")
+
+
+def timer_fired(timer_id: str = TIMER, name: str = "touch_2", due: datetime = NOW) -> TimerFired:
+    return TimerFired(
+        timer_id=timer_id,
+        workflow_id="wf-1",
+        workflow="new_lead_sequence",
+        contact_id=CONTACT.contact_id,
+        name=name,
+        due_at=due,
+        fired_at=NOW,
+    )
+
+
+def updated(stage: str) -> ContactUpdated:
+    return ContactUpdated(
+        contact=CONTACT.model_copy(update={"lifecycle_stage": stage}),
+        changed_property="lifecyclestage",
+        new_value=stage,
+        **_upstream(),
+    )
+
+
+#: every kind of event a workflow may be handed, by a name the tables use
+EVENTS: dict[str, Callable[[], Contract]] = {
+    "created": lambda: ContactCreated(contact=CONTACT, **_upstream()),
+    "created:no_email": lambda: ContactCreated(contact=CONTACT.model_copy(update={"email": None}), **_upstream()),
+    "escalated": lambda: _decided(ActionEscalated, review_id="r1", reason="VIP"),
+    "escalated:other_action": lambda: _decided(ActionEscalated, OTHER_ACTION, review_id="r1", reason="VIP"),
+    "deferred": lambda: _decided(
+        ActionDeferred, release_at=NOW + timedelta(hours=10), reason="quiet hours", stage="proposal"
+    ),
+    "blocked": lambda: blocked("consent.opt_out"),
+    "blocked:content": lambda: blocked("content.banned_phrases"),
+    "blocked:grounding": lambda: blocked("grounding.unsupported"),
+    "blocked:review": lambda: blocked("review.rejected"),
+    "blocked:cap": lambda: blocked("limits.per_contact"),
+    "blocked:other_action": lambda: blocked("consent.opt_out", OTHER_ACTION),
+    "succeeded": lambda: executed(ExecutionStatus.SUCCEEDED),
+    "succeeded:other_action": lambda: executed(ExecutionStatus.SUCCEEDED, OTHER_ACTION),
+    "failed": lambda: executed(ExecutionStatus.FAILED),
+    "in_doubt": lambda: executed(ExecutionStatus.IN_DOUBT),
+    "refused": lambda: ActionRefused(
+        action_id=ACTION, contact_id=CONTACT.contact_id, reason="kill_switch", detail="stopped"
+    ),
+    "happened": lambda: resolved(ResolutionOutcome.HAPPENED),
+    "did_not_happen": lambda: resolved(ResolutionOutcome.DID_NOT_HAPPEN),
+    "timer": lambda: timer_fired(),
+    "timer:other": lambda: timer_fired("01OLDTIMER", name="touch_3"),
+    "replied": lambda: EmailReplied(contact_id=CONTACT.contact_id, subject="Re: hello", **_upstream()),
+    "replied:colleague": lambda: EmailReplied(
+        contact_id="777", subject="Re: hello", from_address="sam@northwind.example", **_upstream()
+    ),
+    "meeting": lambda: MeetingBooked(
+        contact_id=CONTACT.contact_id, title="Intro", starts_at=NOW + timedelta(days=2), **_upstream()
+    ),
+    "unsubscribed": lambda: ConsentWithdrawn(
+        contact_id=CONTACT.contact_id, reason=ConsentReason.UNSUBSCRIBE, **_upstream()
+    ),
+    "bounced": lambda: EmailEngagement(
+        contact_id=CONTACT.contact_id,
+        kind=EngagementKind.BOUNCED,
+        message_id="<x@herald.local>",
+        permanent=True,
+        **_upstream(),
+    ),
+    "bounced:soft": lambda: EmailEngagement(
+        contact_id=CONTACT.contact_id,
+        kind=EngagementKind.BOUNCED,
+        message_id="<x@herald.local>",
+        permanent=False,
+        **_upstream(),
+    ),
+    "complained": lambda: EmailEngagement(
+        contact_id=CONTACT.contact_id, kind=EngagementKind.COMPLAINED, message_id="<x@herald.local>", **_upstream()
+    ),
+    "opened": lambda: EmailEngagement(
+        contact_id=CONTACT.contact_id, kind=EngagementKind.OPENED, message_id="<x@herald.local>", **_upstream()
+    ),
+    "became_opportunity": lambda: updated("opportunity"),
+    "became_customer": lambda: updated("customer"),
+    "updated:title": lambda: updated("lead"),
+}
+
+
+def kinds_named() -> dict[type[Contract], list[str]]:
+    """Each contract type and the names of the events of that type."""
+    by_kind: dict[type[Contract], list[str]] = {}
+    for name, make in EVENTS.items():
+        by_kind.setdefault(type(make()), []).append(name)
+    return by_kind

@@ -1,0 +1,194 @@
+"""`new_lead_sequence` as a table: every active state against every kind of event it handles, decided by the
+pure `advance` (no Kafka, no Postgres); then the rules a table cannot show: business days in the contact's
+zone, the thread, redrafts and their bound, skipping, a colleague's reply, and a deadline racing an event."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from cases import EVENTS, NOW, context, kinds_named, run_in, timer_fired
+
+from herald_core.contracts import EmailReplied
+from herald_planner.engine.activity import activity_of
+from herald_planner.engine.spec import Activity, Propose, StartTimer, advance
+from herald_planner.workflows.sequence import SPEC
+
+# rows: events; columns: the active states; "-": ignored (stale, a duplicate, or nothing to do)
+TABLE = """
+event                   touching         awaiting_review  deferred         in_doubt   waiting
+escalated               awaiting_review  -                awaiting_review  -          -
+escalated:other_action  -                -                -                -          -
+deferred                deferred         deferred         -                -          -
+blocked                 blocked          blocked          blocked          -          -
+blocked:content         touching         touching         touching         -          -
+blocked:grounding       touching         touching         touching         -          -
+blocked:review          touching         touching         touching         -          -
+blocked:cap             blocked          blocked          blocked          -          -
+blocked:other_action    -                -                -                -          -
+succeeded               waiting          waiting          waiting          -          -
+succeeded:other_action  -                -                -                -          -
+failed                  failed           failed           failed           -          -
+in_doubt                in_doubt         in_doubt         in_doubt         -          -
+refused                 failed           failed           failed           -          -
+happened                -                -                -                waiting    -
+did_not_happen          -                -                -                failed     -
+timer                   -                -                -                -          touching
+timer:other             -                -                -                -          -
+replied                 exited           exited           exited           exited     exited
+replied:colleague       -                -                -                -          -
+meeting                 exited           exited           exited           exited     exited
+unsubscribed            exited           exited           exited           exited     exited
+bounced                 exited           exited           exited           exited     exited
+bounced:soft            -                -                -                -          -
+complained              exited           exited           exited           exited     exited
+opened                  -                -                -                -          -
+became_opportunity      exited           exited           exited           exited     exited
+became_customer         exited           exited           exited           exited     exited
+updated:title           touching         awaiting_review  deferred         in_doubt   waiting
+"""
+
+
+def _rows() -> dict[tuple[str, str], str | None]:
+    header, *lines = [line.split() for line in TABLE.strip().splitlines()]
+    return {
+        (state, line[0]): (None if cell == "-" else cell)
+        for line in lines
+        for state, cell in zip(header[1:], line[1:], strict=True)
+    }
+
+
+ROWS = _rows()
+
+
+def _run(state: str, **data: object):  # type: ignore[no-untyped-def]
+    return run_in(SPEC, state, waiting_for=2, touches=3, **data)
+
+
+@pytest.mark.parametrize(("state", "event"), sorted(ROWS))
+def test_each_state_and_event(state: str, event: str) -> None:
+    made = EVENTS[event]()
+    decided = advance(SPEC, _run(state), made, context(SPEC, made))
+    assert (decided.state if decided else None) == ROWS[(state, event)]
+
+
+def test_every_active_state_and_handled_event_type_has_a_row() -> None:
+    assert set(SPEC.active) == {state for state, _ in ROWS}
+    named = kinds_named()
+    for state in SPEC.active:
+        for kind in SPEC.handles - set(SPEC.starts):
+            assert any((state, name) in ROWS for name in named[kind]), (state, kind.__name__)
+
+
+def test_terminal_states_take_nothing() -> None:
+    for state in SPEC.terminal:
+        for name, make in EVENTS.items():
+            made = make()
+            assert advance(SPEC, _run(state), made, context(SPEC, made)) is None, (state, name)
+
+
+def test_a_new_lead_gets_touch_one_and_one_without_an_address_is_skipped() -> None:
+    created = EVENTS["created"]()
+    started = advance(SPEC, None, created, context(SPEC, created))
+    assert started is not None and started.state == "touching"
+    assert started.commands == (Propose("touch", {"touch": 1}),)
+    assert started.data["touches"] == 3
+    bare = EVENTS["created:no_email"]()
+    assert advance(SPEC, None, bare, context(SPEC, bare)).state == "skipped"  # type: ignore[union-attr]
+    shorter = advance(SPEC, None, created, context(SPEC, created, {"waits_business_days": [2]}))
+    assert shorter is not None and shorter.data["touches"] == 2
+
+
+def test_a_sent_touch_waits_business_days_in_the_contacts_zone_and_keeps_the_thread() -> None:
+    sent = EVENTS["succeeded"]()
+    decided = advance(SPEC, _run("touching"), sent, context(SPEC, sent))
+    assert decided is not None and decided.state == "waiting"
+    # Monday 16:00 in Berlin, three business days: Thursday 16:00 in Berlin (15:00 UTC)
+    assert decided.commands == (StartTimer("touch_2", datetime(2026, 3, 5, 15, 0, tzinfo=UTC)),)
+    assert decided.data["thread"] == ["<01action@herald.local>"]
+    assert decided.data["waiting_for"] == 2
+    # from a Friday afternoon, over the weekend: Wednesday
+    friday = context(SPEC, sent)
+    friday = type(friday)(
+        now=NOW + timedelta(days=4), envelope=friday.envelope, config=friday.config, tenant=friday.tenant
+    )
+    later = advance(SPEC, _run("touching"), sent, friday)
+    assert later is not None and later.commands == (StartTimer("touch_2", datetime(2026, 3, 11, 15, 0, tzinfo=UTC)),)
+
+
+def test_the_second_touch_waits_the_second_wait_and_the_last_touch_completes() -> None:
+    sent = EVENTS["succeeded"]()
+    second = advance(SPEC, _run("touching", touch=2), sent, context(SPEC, sent))
+    assert second is not None and second.commands == (StartTimer("touch_3", datetime(2026, 3, 6, 15, 0, tzinfo=UTC)),)
+    last = advance(SPEC, _run("touching", touch=3), sent, context(SPEC, sent))
+    assert last is not None and last.state == "completed" and last.commands == ()
+
+
+def test_a_timer_starts_the_touch_it_waited_for() -> None:
+    fired = timer_fired()
+    decided = advance(SPEC, _run("waiting"), fired, context(SPEC, fired))
+    assert decided is not None and decided.commands == (Propose("touch", {"touch": 2}),)
+    assert decided.data["touch"] == 2 and decided.data["attempt"] == 1
+
+
+def test_a_block_for_the_words_is_drafted_again_with_its_reason_at_most_n_times() -> None:
+    block = EVENTS["blocked:grounding"]()
+    again = advance(SPEC, _run("touching"), block, context(SPEC, block))
+    assert again is not None and again.commands == (Propose("touch", {"touch": 1}),)
+    assert again.data["attempt"] == 2
+    assert again.data["feedback"] == ["grounding.unsupported: grounding.unsupported said no"]
+    spent = advance(SPEC, _run("touching", attempt=3), block, context(SPEC, block))
+    assert spent is not None and spent.state == "blocked", "two redrafts, then on_block (end)"
+    none = advance(SPEC, _run("touching"), block, context(SPEC, block, {"reflection_attempts": 0}))
+    assert none is not None and none.state == "blocked"
+
+
+def test_skip_moves_on_to_the_next_touch_but_a_consent_block_always_ends() -> None:
+    skip = {"on_block": "skip"}
+    capped = EVENTS["blocked:cap"]()
+    skipped = advance(SPEC, _run("touching"), capped, context(SPEC, capped, skip))
+    assert skipped is not None and skipped.state == "waiting"
+    assert skipped.commands == (StartTimer("touch_2", datetime(2026, 3, 5, 15, 0, tzinfo=UTC)),)
+    assert skipped.note["skipped_touch"] == 1
+    at_last = advance(SPEC, _run("touching", touch=3), capped, context(SPEC, capped, skip))
+    assert at_last is not None and at_last.state == "completed"
+    opted_out = EVENTS["blocked"]()
+    assert advance(SPEC, _run("touching"), opted_out, context(SPEC, opted_out, skip)).state == "blocked"  # type: ignore[union-attr]
+
+
+def test_a_colleagues_reply_ends_the_sequence_only_when_the_tenant_opts_in() -> None:
+    reply = EVENTS["replied:colleague"]()
+    assert advance(SPEC, _run("waiting"), reply, context(SPEC, reply)) is None
+    opted = advance(SPEC, _run("waiting"), reply, context(SPEC, reply, {"exit_on_company_reply": True}))
+    assert opted is not None and opted.state == "exited" and opted.data["exit"] == "colleague_replied"
+    # a reply from a free-mail address is nobody's company
+    gmail = reply.model_copy(update={"from_address": "sam@gmail.com"})
+    assert advance(SPEC, _run("waiting"), gmail, context(SPEC, gmail, {"exit_on_company_reply": True})) is None
+
+
+def test_an_exit_recorded_before_the_deadline_wins_over_the_timer() -> None:
+    reply = EVENTS["replied"]()
+    envelope = context(SPEC, reply).envelope.model_copy(update={"time": NOW - timedelta(minutes=1)})
+    recorded = activity_of(envelope, reply)
+    assert recorded is not None
+    fired = timer_fired(due=NOW)
+    decided = advance(SPEC, _run("waiting"), fired, context(SPEC, fired, history=(recorded,)))
+    assert decided is not None and decided.state == "exited" and decided.data["exit"] == "replied"
+    assert decided.note["decided_at_deadline"] is True
+    # what does not end a sequence does not stop the touch
+    opened = Activity("e2", "herald.message.engagement.v1", "501", NOW, {"kind": "opened"})
+    going = advance(SPEC, _run("waiting"), fired, context(SPEC, fired, history=(opened,)))
+    assert going is not None and going.state == "touching"
+
+
+def test_a_lifecycle_stage_the_tenant_does_not_list_does_not_end_it() -> None:
+    became = EVENTS["became_opportunity"]()
+    kept = advance(SPEC, _run("waiting"), became, context(SPEC, became, {"exit_lifecycle_stages": ["customer"]}))
+    assert kept is not None and kept.state == "waiting"
+
+
+def test_a_reply_is_kept_as_the_contacts_activity() -> None:
+    reply = EVENTS["replied"]()
+    assert EmailReplied in SPEC.activity
+    recorded = activity_of(context(SPEC, reply).envelope, reply)
+    assert recorded is not None and recorded.contact_id == "501" and recorded.type == EmailReplied.TYPE
