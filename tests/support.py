@@ -453,17 +453,17 @@ def part_of(mail: Message, subtype: str) -> str:
 
 
 def mails_to(maildir: Path, address: str) -> list[Message]:
-    """Messages the SMTP server delivered to `address`, read back from its Maildir."""
+    """Messages the SMTP server delivered to `address`, read back from its Maildir, in the order they arrived."""
     wanted = address.lower()
-    found = []
+    paths = []
     for folder in ("new", "cur"):
         directory = maildir / folder
-        if not directory.is_dir():
-            continue
-        for path in directory.iterdir():
-            if wanted in _recipients_of(path):
-                with path.open("rb") as handle:
-                    found.append(BytesParser().parse(handle))
+        if directory.is_dir():
+            paths += [path for path in directory.iterdir() if wanted in _recipients_of(path)]
+    found = []
+    for path in sorted(paths, key=lambda p: (p.stat().st_mtime_ns, p.name)):
+        with path.open("rb") as handle:
+            found.append(BytesParser().parse(handle))
     return found
 
 
