@@ -166,7 +166,9 @@ async def test_a_reviewers_feedback_is_recalled_by_a_later_workflow(herald, tena
         return [
             r.body(PlanCreated)
             for r in records
-            if r.tenant == tenant and r.body(PlanCreated).contact_id == str(later["contact_id"])
+            if r.tenant == tenant
+            and r.type == PlanCreated.TYPE
+            and r.body(PlanCreated).contact_id == str(later["contact_id"])
         ]
 
     plans = plan_for_later(

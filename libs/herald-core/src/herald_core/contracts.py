@@ -289,6 +289,24 @@ class PlanCreated(Contract):
     )
 
 
+class WorkflowEnded(Contract):
+    """A workflow run reached its end: done, or stopped (a reply, a meeting, an opt-out, a block …). What a
+    marketer reading the audit asks of a sequence: why did it stop?"""
+
+    TYPE: ClassVar[str] = "herald.workflow.ended.v1"
+    workflow_id: str = Field(description="The run.")
+    workflow: str = Field(description="The workflow kind, e.g. `new_lead_sequence`.")
+    contact_id: ContactId = Field(description="The run's contact.")
+    state: Annotated[str, StringConstraints(min_length=1, max_length=50)] = Field(
+        description="The state it ended in, e.g. `completed`, `exited`, `blocked`."
+    )
+    reason: Annotated[str, StringConstraints(max_length=500)] = Field(
+        description="Why, in a few words (e.g. `replied`, `meeting_booked`, `touches_sent: 3`)."
+    )
+    actions: tuple[str, ...] = Field(default=(), max_length=200, description="Every action the run proposed.")
+    ended_at: datetime = Field(description="When, on the planner's clock (UTC).")
+
+
 class SendEmailInput(Contract):
     """Input of the `send_email` tool."""
 
@@ -798,6 +816,7 @@ MESSAGE_TYPES: dict[str, type[Contract]] = {
         MeetingBooked,
         TimerFired,
         PlanCreated,
+        WorkflowEnded,
         ActionProposed,
         ActionBlocked,
         ActionEscalated,

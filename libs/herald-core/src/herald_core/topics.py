@@ -79,8 +79,8 @@ PLAN = TopicSpec(
     ("planner",),
     (),
     PIPELINE_PARTITIONS,
-    message_types=("herald.plan.created.v1",),
-    doc="Plans the planner made, with the evidence they rest on.",
+    message_types=("herald.plan.created.v1", "herald.workflow.ended.v1"),
+    doc="Plans the planner made, with the evidence they rest on, and the end of each workflow run (why it stopped).",
 )
 PROPOSED_ACTION = TopicSpec(
     "herald.proposed-action.v1",

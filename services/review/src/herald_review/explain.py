@@ -44,16 +44,19 @@ def explain(records: list[dict[str, Any]], action_id: str) -> dict[str, Any] | N
     proposed = ActionProposed.model_validate(proposal) if proposal is not None else None
     workflow_id = (proposal or {}).get("workflow_id")
     upstream = next((r for r in chain if r["type"] in UPSTREAM), None)
-    plan = next(
-        (
-            r["body"]
-            for r in chain
-            if r["type"] == "herald.plan.created.v1"
-            and isinstance(r["body"], dict)
-            and r["body"].get("workflow_id") == workflow_id
-        ),
-        None,
+    plans = [
+        r
+        for r in chain
+        if r["type"] == "herald.plan.created.v1"
+        and isinstance(r["body"], dict)
+        and r["body"].get("workflow_id") == workflow_id
+    ]
+    proposed_record = next((r for r in mine if r["type"] == "herald.action.proposed.v1"), None)
+    # the plan this proposal came of (a run of several steps makes several plans); else the run's first
+    own_plan = next(
+        (r for r in plans if proposed_record and r["message_id"] == proposed_record.get("causation_id")), None
     )
+    plan = (own_plan or (plans[0] if plans else {})).get("body")
     decisions = [_decision(r) for r in mine if r["type"] in DECISIONS]
     requested = next((r["body"] for r in mine if r["type"] == "herald.review.requested.v1"), None)
     decided = next((r["body"] for r in mine if r["type"] == "herald.review.decided.v1"), None)
@@ -101,6 +104,7 @@ def explain(records: list[dict[str, Any]], action_id: str) -> dict[str, Any] | N
             "edit": (decided or {}).get("edit"),
         },
         "execution": [_execution(r) for r in executed],
+        "workflow": None if workflow_id is None else _workflow(chain, workflow_id),
         # a step whose record the index could not keep as it is says what was done (its body may be only a hash)
         "steps": [
             {"at": r["occurred_at"], "type": r["type"], "topic": r["topic"]}
@@ -108,6 +112,54 @@ def explain(records: list[dict[str, Any]], action_id: str) -> dict[str, Any] | N
             for r in chain
         ],
     }
+
+
+def _workflow(chain: list[dict[str, Any]], workflow_id: str) -> dict[str, Any]:
+    """The run the action belongs to, step by step: each action it proposed (every touch, every attempt after a
+    refusal) with what became of it, each timer that fired, and why the run ended."""
+    steps: list[dict[str, Any]] = []
+    actions: dict[str, dict[str, Any]] = {}
+    name = None
+    for record in chain:
+        body = record["body"] if isinstance(record["body"], dict) else {}
+        kind = record["type"]
+        if kind == "herald.plan.created.v1" and body.get("workflow_id") == workflow_id:
+            name = body.get("workflow") or name
+        elif kind == "herald.action.proposed.v1" and body.get("workflow_id") == workflow_id:
+            proposed = ActionProposed.model_validate(body)
+            step = {
+                "at": record["occurred_at"],
+                "kind": "proposed",
+                "action_id": proposed.action_id,
+                "what": proposed.describe(),
+                "drafted_by": proposed.drafted_by,
+                "rationale": proposed.rationale[:300],
+                "outcome": "not decided yet",
+            }
+            actions[proposed.action_id] = step
+            steps.append(step)
+        elif kind in DECISIONS or kind in EXECUTION:
+            step = actions.get(str(_action_of(body)))
+            if step is not None:  # the latest word on the action is its outcome
+                if kind in EXECUTION:
+                    status = _execution(record)["status"]
+                    step["outcome"] = status if kind == "herald.execution.resolved.v1" else f"executed: {status}"
+                else:
+                    decision = _decision(record)
+                    step["outcome"] = (
+                        f"blocked by {decision['rule']}: {decision['reason']}"
+                        if decision["decision"] == "blocked"
+                        else decision["decision"]
+                    )
+        elif kind == "herald.workflow.timer-fired.v1" and body.get("workflow_id") == workflow_id:
+            name = body.get("workflow") or name
+            steps.append(
+                {"at": record["occurred_at"], "kind": "timer", "what": f"{body['name']} (due {body['due_at']})"}
+            )
+        elif kind == "herald.workflow.ended.v1" and body.get("workflow_id") == workflow_id:
+            name = body.get("workflow") or name
+            steps.append({"at": record["occurred_at"], "kind": "ended", "what": f"{body['state']}: {body['reason']}"})
+    return {"workflow_id": workflow_id, "workflow": name, "steps": steps}
 
 
 def _execution(record: dict[str, Any]) -> dict[str, Any]:
@@ -197,4 +249,15 @@ def render(explanation: dict[str, Any]) -> str:
             lines.append(f"    edited by the reviewer: body “{edit['body_text'][:160]}”")
     for x in e["execution"]:
         lines.append(f"  executor: {x['status']} {x['detail'] or ''} {x['result'] or ''}".rstrip())
+    workflow = e.get("workflow")
+    if workflow and len(workflow["steps"]) > 1:  # a run of one step has been told above
+        lines.append(f"  the run {workflow['workflow_id']} ({workflow['workflow'] or 'workflow'}), step by step:")
+        for step in workflow["steps"]:
+            mark = " ◀ this action" if step.get("action_id") == e["action_id"] else ""
+            if step["kind"] == "proposed":
+                lines.append(
+                    f"    {step['at']} proposed {step['what']} ({step['drafted_by']}): {step['outcome']}{mark}"
+                )
+            else:
+                lines.append(f"    {step['at']} {step['kind']}: {step['what']}")
     return "\n".join(lines)

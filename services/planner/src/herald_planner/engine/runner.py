@@ -24,11 +24,12 @@ from prometheus_client import Counter
 from pydantic import BaseModel, ValidationError
 
 from herald_core.bus import Inbound, Outbound, Rejected, TransientError
-from herald_core.contracts import MESSAGE_TYPES, ContactErased, Contract, EmailReplied, TimerFired
+from herald_core.contracts import MESSAGE_TYPES, ContactErased, Contract, EmailReplied, TimerFired, WorkflowEnded
+from herald_core.envelope import Envelope, child_traceparent
 from herald_core.ids import new_id
 from herald_core.observability import get_logger
 from herald_core.tenants import TenantConfig, TenantDirectory
-from herald_core.topics import TOPICS, TopicSpec
+from herald_core.topics import PLAN, TOPICS, TopicSpec, contact_key
 from herald_planner.adapters.runs import Change, Conflict, NewTimer, WorkflowRuns
 from herald_planner.engine.activity import activity_of, company_domain, contact_id_of, domain_of
 from herald_planner.engine.ports import Ports
@@ -43,6 +44,7 @@ from herald_planner.engine.spec import (
     advance,
 )
 
+SOURCE = "herald/planner"
 TRANSITIONS = Counter("herald_planner_workflow_transitions_total", "Workflow state changes.", ["workflow", "state"])
 CONFLICTS = Counter(
     "herald_planner_run_conflicts_total", "Steps decided again because another lane moved the run.", ["workflow"]
@@ -250,6 +252,42 @@ class Runner:
                 CONFLICTS.labels(spec.name).inc()
         raise TransientError(f"run {workflow_id} kept changing under its steps")
 
+    def _ended(
+        self,
+        spec: WorkflowSpec,
+        run: Run,
+        decided: Advance,
+        msg: Inbound,
+        note: Mapping[str, Any],
+        context: Context[Any],
+        actions: Sequence[str],
+    ) -> Outbound:
+        """The run's end, on the plan topic in the run's own chain (its correlation id), caused by the event that
+        ended it: what `herald explain` reads to say why a sequence stopped."""
+        reason = next((str(note[k]) for k in ("exit", "reason", "rule", "outcome") if note.get(k)), decided.state)
+        if decided.state == "completed" and "touches_sent" in note:
+            reason = f"touches_sent: {note['touches_sent']}"
+        proposed = [*run.data.get("actions", []), *actions]
+        body = WorkflowEnded(
+            workflow_id=run.workflow_id,
+            workflow=spec.name,
+            contact_id=run.contact.contact_id,
+            state=decided.state,
+            reason=reason[:500],
+            actions=tuple(proposed[-200:]),
+            ended_at=context.now,
+        )
+        envelope = Envelope(
+            source=SOURCE,
+            type=WorkflowEnded.TYPE,
+            subject=f"contact/{run.contact.contact_id}",
+            tenant=run.tenant,
+            correlation_id=run.correlation_id,
+            causation_id=msg.envelope.id,
+            traceparent=child_traceparent(msg.envelope.traceparent),
+        )
+        return Outbound(PLAN, contact_key(run.tenant, run.contact.contact_id), envelope, body)
+
     async def _carry_out(
         self,
         spec: WorkflowSpec,
@@ -269,7 +307,8 @@ class Runner:
         outputs: list[Outbound] = []
         actions: list[str] = []
         timers: list[NewTimer] = []
-        cancel = decided.state in spec.terminal
+        ending = decided.state in spec.terminal
+        cancel = ending
         ports = self.ports_for(context.tenant)
         for command in decided.commands:
             match command:
@@ -280,11 +319,14 @@ class Runner:
                     note.update(result.note)
                     if result.action_id is not None:
                         actions.append(result.action_id)
+                        data["actions"] = [*data.get("actions", []), result.action_id]
                 case StartTimer(name=name, due_at=due_at):
                     timers.append(NewTimer(new_id(), name, due_at))
                     note.setdefault("timers", []).append({"name": name, "due_at": due_at.isoformat()})
                 case CancelTimers():
                     cancel = True
+        if ending:
+            outputs.append(self._ended(spec, run, decided, msg, note, context, actions))
         await self.runs.commit(
             Change(
                 run=run,
