@@ -113,11 +113,11 @@ REVIEW_DECISION = TopicSpec(
     "herald.review-decision.v1",
     Key.TENANT_CONTACT,
     ("review",),
-    ("guard", "retrieval"),
+    ("guard", "retrieval", "planner"),
     PIPELINE_PARTITIONS,
     message_types=("herald.review.decided.v1",),
     doc="Reviewers' answers, back to the guard, which re-checks every hard rule before it signs; their reasons "
-    "become long-term memory.",
+    "become long-term memory, and their edits examples for the planner's later drafts of the same kind.",
 )
 APPROVED_ACTION = TopicSpec(
     "herald.approved-action.v1",

@@ -6,6 +6,7 @@ Handlers, by topic (each is `Runner.on_message`; the topics are those carrying a
     herald.decision.v1        the guard blocked, escalated or deferred a run's action
     herald.executed.v1        the executor ran (or refused) it; a person's check of one in doubt
     herald.workflow-timer.v1  a run's timer reached its deadline (published by the firer)
+    herald.review-decision.v1 a reviewer's edit or reason: an example for later drafts like it
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from herald_core.observability import add_ops_routes, get_logger
 from herald_core.runtime import ServiceRuntime
 from herald_core.tenants import TenantConfig, TenantDirectory
 from herald_planner.adapters.drafter import Drafter
+from herald_planner.adapters.examples import DraftExamples
 from herald_planner.adapters.llm import LlmDrafter, llm_configured
 from herald_planner.adapters.retrieval import RetrievalClient
 from herald_planner.adapters.runs import WorkflowRuns
@@ -60,11 +62,15 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
         """The planner's clock (`clock_offset_seconds` moves it, for drills and tests of waits)."""
         return datetime.now(UTC) + offset
 
+    examples = DraftExamples(pool)
+
     def ports_for(tenant: TenantConfig) -> Ports:
-        return Ports(retrieval=retrieval, drafter=drafter, settings=settings, tenant=tenant, now=now())
+        return Ports(
+            retrieval=retrieval, drafter=drafter, examples=examples, settings=settings, tenant=tenant, now=now()
+        )
 
     runs = WorkflowRuns(pool)
-    runner = Runner(REGISTRY, runs, TenantDirectory(common.tenants_dir), ports_for, now, DEFAULT_WORKFLOWS)
+    runner = Runner(REGISTRY, runs, TenantDirectory(common.tenants_dir), ports_for, now, DEFAULT_WORKFLOWS, examples)
     worker = ConsumerWorker(
         common,
         "planner",

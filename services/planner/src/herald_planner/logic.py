@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -28,6 +29,11 @@ def bounded_query(text: str, limit: int = MAX_QUERY_CHARS) -> str:
 def retrieval_query(contact: ContactFacts) -> str:
     parts = [contact.industry or "", "customer story results", contact.job_title or "", "product overview"]
     return bounded_query(" ".join(p for p in parts if p))
+
+
+def segment_of(contact: ContactFacts) -> str:
+    """The segment reviewers' examples are kept and applied by: the contact's industry (lower case)."""
+    return (one_line(contact.industry, 100) or "any").lower()
 
 
 def touch_query(contact: ContactFacts, touch: int, touches: int) -> str:
@@ -74,6 +80,23 @@ class DraftRequest:
     touches: int = 1  # how many the sequence has
     earlier: tuple[EarlierTouch, ...] = ()  # the emails of the sequence already sent, oldest first
     feedback: tuple[str, ...] = ()  # why earlier attempts at this email were refused (guard rule, reviewer)
+    examples: tuple[ReviewerExample, ...] = ()  # reviewers' edits and reasons on drafts like this one, newest first
+
+
+@dataclass(frozen=True)
+class ReviewerExample:
+    """What a reviewer did to a draft of the same workflow, touch and segment, with the contact's names as
+    placeholders (`{first_name}`, `{last_name}`, `{company}`, `{sender}`)."""
+
+    review_id: str
+    reviewer: str
+    decision: str  # approved (with an edit) or rejected
+    reason: str | None
+    original_subject: str
+    original_body: str
+    edited_subject: str | None
+    edited_body: str | None
+    decided_at: datetime
 
 
 @dataclass(frozen=True)

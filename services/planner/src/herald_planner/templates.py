@@ -8,6 +8,7 @@ unsupported claim, a banned phrase) keep the passages that hold them out of the 
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -216,6 +217,7 @@ def draft_from_template(request: DraftRequest) -> Draft:
         )
     else:
         draft = follow_up_draft(request, avoid)
+    draft = apply_examples(draft, request)
     if request.feedback:
         left_out = f" (left out: {', '.join(avoid)})" if avoid else ""
         draft = replace(
@@ -223,3 +225,89 @@ def draft_from_template(request: DraftRequest) -> Draft:
             rationale=f"{draft.rationale}; drafted again after: {' | '.join(request.feedback)[:600]}{left_out}",
         )
     return draft
+
+
+# ---------------------------------------------------------------- learning from reviewers' edits
+
+
+def _names(contact: ContactFacts, sender: str) -> list[tuple[str, str]]:
+    """(text, placeholder) for the names a draft carries, longest first (so "Northwind Freight" goes whole)."""
+    pairs = [
+        (contact.company, "{company}"),
+        (sender, "{sender}"),
+        (contact.first_name, "{first_name}"),
+        (contact.last_name, "{last_name}"),
+    ]
+    return sorted(((t.strip(), p) for t, p in pairs if t and len(t.strip()) >= 2), key=lambda x: -len(x[0]))
+
+
+def generalize(text: str, contact: ContactFacts, sender: str) -> str:
+    """`text` with the contact's (and the sender's) names as placeholders: what an example keeps."""
+    for name, placeholder in _names(contact, sender):
+        text = re.sub(rf"(?<!\w){re.escape(name)}(?!\w)", placeholder, text)
+    return text
+
+
+def specialize(pattern: str, contact: ContactFacts, sender: str) -> str:
+    """A generalized text filled in for another contact."""
+    values = {
+        "{company}": contact.company or "your team",
+        "{sender}": sender,
+        "{first_name}": contact.first_name or "there",
+        "{last_name}": contact.last_name or "",
+    }
+    for placeholder, value in values.items():
+        pattern = pattern.replace(placeholder, value)
+    return pattern
+
+
+def apply_examples(draft: Draft, request: DraftRequest) -> Draft:
+    """The draft with reviewers' edits of drafts like it applied: a line (or subject) a reviewer replaced or
+    removed, where this draft has the same line for its own contact, is replaced or removed here too; a line a
+    reviewer added after one this draft also has is added. The newest example decides a line first."""
+    edits = [e for e in request.examples if e.decision == "approved" and (e.edited_body or e.edited_subject)]
+    if not edits:
+        return draft
+    contact, sender = request.contact, request.sender
+    lines = generalize(draft.body_text, contact, sender).split("\n")
+    subject = generalize(draft.subject, contact, sender)
+    settled: set[int] = set()  # lines an example already decided
+    applied: list[str] = []
+    for example in edits:
+        changed = False
+        if example.edited_subject and subject == example.original_subject and example.edited_subject != subject:
+            subject, changed = example.edited_subject, True
+        if example.edited_body:
+            before, after = example.original_body.split("\n"), example.edited_body.split("\n")
+            for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=before, b=after, autojunk=False).get_opcodes():
+                if tag == "equal":
+                    continue
+                block, replacement = before[i1:i2], after[j1:j2]
+                at = _find(lines, block, settled) if block else _find(lines, before[i1 - 1 : i1], settled)
+                if at is None:
+                    continue
+                start = at if block else at + 1
+                lines[start : start + len(block)] = replacement
+                settled.update(range(start, start + len(replacement)))
+                changed = True
+        if changed:
+            applied.append(f"{example.reviewer} ({example.decided_at:%Y-%m-%d})")
+    if not applied:
+        return draft
+    return replace(
+        draft,
+        subject=one_line(specialize(subject, contact, sender), 200) or draft.subject,
+        body_text=specialize("\n".join(lines), contact, sender),
+        rationale=f"{draft.rationale}; wording as reviewers edited drafts like it: {', '.join(applied)}",
+    )
+
+
+def _find(lines: list[str], block: list[str], settled: set[int]) -> int | None:
+    """Where `block` starts in `lines` (untouched by an earlier example), or None."""
+    if not block or not any(line.strip() for line in block):
+        return None
+    for start in range(len(lines) - len(block) + 1):
+        span = range(start, start + len(block))
+        if lines[start : start + len(block)] == block and not settled & set(span):
+            return start
+    return None

@@ -108,6 +108,20 @@ def _touch_brief(brief: DraftRequest | None) -> str:
     if brief.earlier:
         sent = "\n\n".join(f"Email {t.number}: {t.subject}\n{t.body_text[:1500]}" for t in brief.earlier)
         said += f" Emails already sent in this thread (say something new; do not repeat them):\n{sent}"
+    if brief.examples:
+        taught = []
+        for example in brief.examples[:3]:
+            if example.edited_subject or example.edited_body:
+                taught.append(
+                    f"- {example.reviewer} edited a draft like this one (names as placeholders):\n"
+                    f"  before: {example.original_subject} / {example.original_body[:600]}\n"
+                    f"  after: {example.edited_subject or example.original_subject} / "
+                    f"{(example.edited_body or example.original_body)[:600]}"
+                )
+            elif example.reason:
+                taught.append(f"- {example.reviewer} rejected a draft like this one: {example.reason[:300]}")
+        if taught:
+            said += "\n\nHow reviewers changed drafts like this one (follow their lead):\n" + "\n".join(taught)
     if brief.feedback:
         refused = "\n".join(f"- {reason}" for reason in brief.feedback)
         said += f"\n\nEarlier drafts of this email were refused; write it again without these problems:\n{refused}"

@@ -39,7 +39,7 @@ class Change:
     event_type: str
     note: Mapping[str, Any]
     outputs: Sequence[Mapping[str, str]]
-    actions: Sequence[str] = ()
+    actions: Sequence[tuple[str, str | None]] = ()  # (action id, the step that proposed it)
     timers: Sequence[NewTimer] = ()
     cancel_timers: bool = False
     fired_timer: str | None = None  # the timer this step consumes: it must still be pending
@@ -131,6 +131,15 @@ class WorkflowRuns:
             limit,
         )
         return [_run(r) for r in rows]
+
+    async def step_of_action(self, action_id: str) -> tuple[str, str, str | None] | None:
+        """(run, workflow, step) of an action a run proposed."""
+        row = await self.pool.fetchrow(
+            "SELECT a.workflow_id, r.workflow, a.step FROM planner.run_actions a "
+            "JOIN planner.workflow_runs r USING (workflow_id) WHERE a.action_id = $1",
+            action_id,
+        )
+        return None if row is None else (row["workflow_id"], row["workflow"], row["step"])
 
     async def run_of_action(self, action_id: str) -> str | None:
         value = await self.pool.fetchval("SELECT workflow_id FROM planner.run_actions WHERE action_id = $1", action_id)
@@ -225,8 +234,8 @@ class WorkflowRuns:
             )
             if change.actions:
                 await conn.executemany(
-                    "INSERT INTO planner.run_actions(action_id, workflow_id) VALUES ($1, $2)",
-                    [(action_id, run.workflow_id) for action_id in change.actions],
+                    "INSERT INTO planner.run_actions(action_id, workflow_id, step) VALUES ($1, $2, $3)",
+                    [(action_id, run.workflow_id, step) for action_id, step in change.actions],
                 )
             if change.timers:
                 await conn.executemany(

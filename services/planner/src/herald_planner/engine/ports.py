@@ -8,7 +8,7 @@ from typing import Literal, Protocol
 
 from herald_core.contracts import EvidenceRef, MemoryRef
 from herald_core.tenants import TenantConfig
-from herald_planner.logic import Draft, DraftRequest
+from herald_planner.logic import Draft, DraftRequest, ReviewerExample
 from herald_planner.settings import Settings
 
 
@@ -20,6 +20,12 @@ class Retrieval(Protocol):
     async def recall(self, tenant: str, contact_id: str, query: str, k: int) -> list[MemoryRef]: ...
 
 
+class Examples(Protocol):
+    async def recent(
+        self, tenant: str, workflow: str, step: str, segment: str, limit: int = 5
+    ) -> list[ReviewerExample]: ...
+
+
 class Drafter(Protocol):
     async def draft(self, request: DraftRequest) -> tuple[Draft, Literal["llm", "template"]]: ...
 
@@ -28,6 +34,7 @@ class Drafter(Protocol):
 class Ports:
     retrieval: Retrieval
     drafter: Drafter
+    examples: Examples
     settings: Settings
     tenant: TenantConfig
     now: datetime

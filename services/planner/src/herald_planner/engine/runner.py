@@ -24,12 +24,22 @@ from prometheus_client import Counter
 from pydantic import BaseModel, ValidationError
 
 from herald_core.bus import Inbound, Outbound, Rejected, TransientError
-from herald_core.contracts import MESSAGE_TYPES, ContactErased, Contract, EmailReplied, TimerFired, WorkflowEnded
+from herald_core.contracts import (
+    MESSAGE_TYPES,
+    ContactErased,
+    Contract,
+    EmailReplied,
+    ReviewDecided,
+    SendEmailInput,
+    TimerFired,
+    WorkflowEnded,
+)
 from herald_core.envelope import Envelope, child_traceparent
 from herald_core.ids import new_id
 from herald_core.observability import get_logger
 from herald_core.tenants import TenantConfig, TenantDirectory
 from herald_core.topics import PLAN, TOPICS, TopicSpec, contact_key
+from herald_planner.adapters.examples import DraftExamples
 from herald_planner.adapters.runs import Change, Conflict, NewTimer, WorkflowRuns
 from herald_planner.engine.activity import activity_of, company_domain, contact_id_of, domain_of
 from herald_planner.engine.ports import Ports
@@ -43,6 +53,8 @@ from herald_planner.engine.spec import (
     WorkflowSpec,
     advance,
 )
+from herald_planner.logic import ReviewerExample, as_addressed, segment_of
+from herald_planner.templates import generalize
 
 SOURCE = "herald/planner"
 TRANSITIONS = Counter("herald_planner_workflow_transitions_total", "Workflow state changes.", ["workflow", "state"])
@@ -52,7 +64,7 @@ CONFLICTS = Counter(
 log = get_logger("herald.planner")
 
 #: contract types the runner handles itself, for every workflow
-BUILT_IN: frozenset[type[Contract]] = frozenset({ContactErased})
+BUILT_IN: frozenset[type[Contract]] = frozenset({ContactErased, ReviewDecided})
 
 
 def topics_for(types: frozenset[type[Contract]]) -> tuple[TopicSpec, ...]:
@@ -77,8 +89,10 @@ class Runner:
         ports_for: Callable[[TenantConfig], Ports],
         clock: Callable[[], datetime],
         default_workflows: Mapping[str, Mapping[str, Any]],
+        examples: DraftExamples,
         max_conflicts: int = 5,
     ) -> None:
+        self.examples = examples
         self.specs = {spec.name: spec for spec in specs}
         self.runs = runs
         self.tenants = tenants
@@ -132,6 +146,9 @@ class Runner:
             forgotten = await self.runs.forget(tenant.tenant_id, body.contact_id)
             log.info("contact erased: workflow runs forgotten", runs=forgotten)
             return []
+        if isinstance(body, ReviewDecided):
+            await self._learn(tenant, body)
+            return []
         if type(body) in self.activity_types:
             activity = activity_of(msg.envelope, body)
             if activity is not None:
@@ -149,6 +166,37 @@ class Runner:
                 touched.add(workflow_id)
                 outputs += await self._advance(workflow_id, tenant, msg)
         return outputs
+
+    async def _learn(self, tenant: TenantConfig, decided: ReviewDecided) -> None:
+        """A reviewer's edit (or reason for a rejection) of a run's email: an example for later drafts of the same
+        workflow, step and segment, with the contact's names as placeholders."""
+        action = decided.action
+        email = action.input
+        if not isinstance(email, SendEmailInput) or action.tenant != tenant.tenant_id:
+            return
+        if decided.edit is None and not decided.reason:
+            return  # a plain approval teaches nothing about wording
+        found = await self.runs.step_of_action(action.action_id)
+        if found is None or found[2] is None:
+            return  # not an email a run of this planner drafted
+        _, workflow, step = found
+        contact, sender = as_addressed(action.contact), tenant.sender.name
+        edit = decided.edit
+        example = ReviewerExample(
+            review_id=decided.review_id,
+            reviewer=decided.reviewer,
+            decision=decided.decision.value,
+            reason=decided.reason,
+            original_subject=generalize(email.subject, contact, sender),
+            original_body=generalize(email.body_text, contact, sender),
+            edited_subject=generalize(edit.subject, contact, sender) if edit and edit.subject else None,
+            edited_body=generalize(edit.body_text, contact, sender) if edit and edit.body_text else None,
+            decided_at=decided.decided_at,
+        )
+        await self.examples.record(
+            tenant=tenant.tenant_id, workflow=workflow, step=step, segment=segment_of(action.contact), example=example
+        )
+        log.info("a reviewer's example kept for later drafts", workflow=workflow, step=step, edited=edit is not None)
 
     def _starts(self, body: Contract) -> bool:
         return any(type(body) in spec.starts for spec in self.specs.values())
@@ -305,7 +353,7 @@ class Runner:
         if own is not None and own.contact_id == contact.contact_id:
             contact = own  # the run keeps the contact as its latest event describes it
         outputs: list[Outbound] = []
-        actions: list[str] = []
+        actions: list[tuple[str, str | None]] = []
         timers: list[NewTimer] = []
         ending = decided.state in spec.terminal
         cancel = ending
@@ -318,7 +366,7 @@ class Runner:
                     data.update(result.data)
                     note.update(result.note)
                     if result.action_id is not None:
-                        actions.append(result.action_id)
+                        actions.append((result.action_id, result.label))
                         data["actions"] = [*data.get("actions", []), result.action_id]
                 case StartTimer(name=name, due_at=due_at):
                     timers.append(NewTimer(new_id(), name, due_at))
@@ -326,7 +374,7 @@ class Runner:
                 case CancelTimers():
                     cancel = True
         if ending:
-            outputs.append(self._ended(spec, run, decided, msg, note, context, actions))
+            outputs.append(self._ended(spec, run, decided, msg, note, context, [a for a, _ in actions]))
         await self.runs.commit(
             Change(
                 run=run,
@@ -345,7 +393,7 @@ class Runner:
         )
         TRANSITIONS.labels(spec.name, decided.state).inc()
         if actions:
-            structlog.contextvars.bind_contextvars(action_id=actions[-1])
+            structlog.contextvars.bind_contextvars(action_id=actions[-1][0])
         log.info(
             "workflow step",
             workflow=spec.name,

@@ -107,6 +107,7 @@ class Advance:
 class StepResult:
     outputs: Sequence[Outbound]
     action_id: str | None = None  # the action the step proposed, so decisions about it find the run
+    label: str | None = None  # which of the run's steps proposed it (e.g. `touch_2`): reviewers' examples key on it
     data: Mapping[str, Any] = field(default_factory=dict)  # merged into the run's data after the advance's
     note: Mapping[str, Any] = field(default_factory=dict)
 

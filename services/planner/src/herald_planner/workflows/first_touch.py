@@ -20,7 +20,7 @@ from herald_core.contracts import ContactCreated, Contract
 from herald_core.envelope import Envelope
 from herald_planner.engine.ports import Ports
 from herald_planner.engine.spec import Advance, Context, Propose, Run, StepResult, Transition, WorkflowSpec
-from herald_planner.logic import DraftRequest, as_addressed, memory_query, retrieval_query
+from herald_planner.logic import DraftRequest, as_addressed, memory_query, retrieval_query, segment_of
 from herald_planner.workflows.common import OUTCOME_TYPES, email_proposal, outcome_note, outcome_of, retrieve
 
 NAME = "new_lead_first_touch"
@@ -78,6 +78,7 @@ async def first_touch(ports: Ports, run: Run, trigger: Envelope, args: Mapping[s
     tenant = ports.tenant
     query = retrieval_query(contact)
     evidence, memories = await retrieve(ports, contact.contact_id, query, memory_query(contact))
+    examples = await ports.examples.recent(tenant.tenant_id, run.workflow, "touch_1", segment_of(contact))
     request = DraftRequest(
         tenant_id=tenant.tenant_id,
         contact=as_addressed(contact),
@@ -86,6 +87,7 @@ async def first_touch(ports: Ports, run: Run, trigger: Envelope, args: Mapping[s
         company_name=tenant.name,
         sender=tenant.sender.name,
         campaign=tenant.first_touch,
+        examples=tuple(examples),
     )
     draft, planner_kind = await ports.drafter.draft(request)
     outputs, action_id = email_proposal(
@@ -105,7 +107,7 @@ async def first_touch(ports: Ports, run: Run, trigger: Envelope, args: Mapping[s
         "evidence": [e.chunk_id for e in evidence],
         "memories": [m.memory_id for m in memories],
     }
-    return StepResult(outputs, action_id=action_id, data={"action_id": action_id}, note=note)
+    return StepResult(outputs, action_id=action_id, label="touch_1", data={"action_id": action_id}, note=note)
 
 
 def _transitions() -> dict[tuple[str, type[Contract]], Transition]:

@@ -55,7 +55,7 @@ from herald_planner.engine.spec import (
     Transition,
     WorkflowSpec,
 )
-from herald_planner.logic import DraftRequest, EarlierTouch, as_addressed, memory_query, touch_query
+from herald_planner.logic import DraftRequest, EarlierTouch, as_addressed, memory_query, segment_of, touch_query
 from herald_planner.workflows.common import OUTCOME_TYPES, email_proposal, outcome_note, outcome_of, retrieve
 
 NAME = "new_lead_sequence"
@@ -284,6 +284,7 @@ async def touch(ports: Ports, run: Run, trigger: Envelope, args: Mapping[str, An
     )
     query = touch_query(contact, number, touches)
     evidence, memories = await retrieve(ports, contact.contact_id, query, memory_query(contact))
+    examples = await ports.examples.recent(tenant.tenant_id, run.workflow, f"touch_{number}", segment_of(contact))
     request = DraftRequest(
         tenant_id=tenant.tenant_id,
         contact=as_addressed(contact),
@@ -296,6 +297,7 @@ async def touch(ports: Ports, run: Run, trigger: Envelope, args: Mapping[str, An
         touches=touches,
         earlier=earlier,
         feedback=tuple(run.data.get("feedback", [])),
+        examples=tuple(examples),
     )
     draft, planner_kind = await ports.drafter.draft(request)
     thread: Sequence[str] = run.data.get("thread", [])
@@ -328,7 +330,13 @@ async def touch(ports: Ports, run: Run, trigger: Envelope, args: Mapping[str, An
         "evidence": [e.chunk_id for e in evidence],
         "memories": [m.memory_id for m in memories],
     }
-    return StepResult(outputs, action_id=action_id, data={"action_id": action_id, "drafts": drafts}, note=note)
+    return StepResult(
+        outputs,
+        action_id=action_id,
+        label=f"touch_{number}",
+        data={"action_id": action_id, "drafts": drafts},
+        note=note,
+    )
 
 
 def _transitions() -> dict[tuple[str, type[Contract]], Transition]:
