@@ -64,12 +64,19 @@ generate: uv ## regenerate JSON Schemas, the AsyncAPI document and the Strimzi t
 	$(UV) run python -m herald_core.generate --root .
 
 .PHONY: bench
-bench: up ## throughput and latency against raw aiokafka, guard decisions, the executor's tools, search at 10k chunks; JSON + PNG in bench/results/
+bench: up ## throughput and latency against raw aiokafka, guard decisions, the executor's tools, search at 10k chunks, the planner's timers, transitions and prompt cache; JSON + PNG in bench/results/
 	$(UV) run python -m bench.run
 	$(UV) run python -m bench.guard
 	$(UV) run python -m bench.guard_kafka
 	$(UV) run python -m bench.executor
 	$(UV) run python -m bench.retrieval
+	$(UV) run python -m bench.planner
+	$(UV) run python -m bench.planner_cache
+
+.PHONY: bench-planner
+bench-planner: up ## the planner's engine: timer lateness at 10k pending, transitions/s against a raw aiokafka hop, the prompt cache's share
+	$(UV) run python -m bench.planner
+	$(UV) run python -m bench.planner_cache
 
 .PHONY: bench-executor
 bench-executor: up ## the executor's four tools through Kafka at a steady rate each, against a raw aiokafka hop (p50/p95/p99)

@@ -26,6 +26,7 @@ from herald_core.tenants import FirstTouch
 from herald_core.tools import ToolInputInvalid, validate_input
 from herald_planner.adapters.llm import DraftingFailed, LlmDrafter
 from herald_planner.adapters.tools import ReadToolError, ReadTools
+from herald_planner.logic import DraftRequest
 from support import loopback, messages_api
 
 EVIDENCE = [
@@ -97,6 +98,53 @@ async def test_draft_comes_from_the_forced_tool_call(monkeypatch: pytest.MonkeyP
     assert "never invent prices" in system_text(sent["body"])
     # the stable prefix (tools, then the system text) is marked for the prompt cache
     assert sent["body"]["system"][-1]["cache_control"] == {"type": "ephemeral"}
+
+
+async def test_the_brand_guide_and_house_rules_ride_in_the_cached_prefix_and_cache_reads_are_reported(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tool_use = {
+        "type": "tool_use",
+        "id": "toolu_1",
+        "name": "draft_email",
+        "input": {"subject": "Jordan, exceptions", "confidence": 0.8, "body_text": "Hi Jordan,\n\nA note."},
+    }
+    usage = {
+        "input_tokens": 240,
+        "output_tokens": 90,
+        "cache_read_input_tokens": 1700,
+        "cache_creation_input_tokens": 0,
+    }
+    brief = DraftRequest(
+        tenant_id="acme",
+        contact=CONTACT,
+        evidence=EVIDENCE,
+        memories=(),
+        company_name="Acme Relay",
+        sender="Maya",
+        house_rules="Products you may name: Acme Relay, Growth.",
+    )
+    async with messages_api({"content": [tool_use], "usage": usage}) as (url, received):
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", url)
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-loopback")
+        drafter = LlmDrafter("claude-sonnet-5", 800)
+        draft = await drafter.draft(
+            CONTACT,
+            EVIDENCE,
+            [],
+            company_name="Acme Relay",
+            sender="Maya",
+            brief=brief,
+            guide="[brand/voice-and-tone] Plain words, short sentences.",
+        )
+        await drafter.client.close()
+    (block,) = received[0]["body"]["system"]
+    assert block["cache_control"] == {"type": "ephemeral"}
+    assert "Plain words, short sentences." in block["text"] and "Products you may name: Acme Relay" in block["text"]
+    # what varies per lead is after the cached prefix, in the message
+    assert "Plain words" not in received[0]["body"]["messages"][0]["content"]
+    assert draft.usage is not None
+    assert (draft.usage.input_tokens, draft.usage.cache_read_tokens, draft.usage.cache_write_tokens) == (1940, 1700, 0)
 
 
 async def test_an_answer_without_the_tool_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:

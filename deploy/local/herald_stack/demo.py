@@ -7,6 +7,12 @@ HubSpot webhook batches that name new leads by `objectId` only, as HubSpot sends
 contact, VIPs and more new leads than the hourly cap allows. Herald's contact store starts empty:
 ingest reads each batch's contacts from the CRM API. The demo approves one escalated email through
 the review API and prints a summary read from Kafka, the SMTP mailbox and the review API.
+
+Acme runs `new_lead_sequence`: after touch 1 for every lead, one lead replies, and the clock moves on (a
+drill: the planner and the guard restart with a clock offset), so the leads who did nothing get touch 2 in
+the thread of touch 1 and the one who replied gets nothing more. Acme's policy for the demo also forbids
+naming a customer who is not a public reference: a draft that quotes that customer's story is blocked and
+drafted again without it. `herald explain` then tells one lead's sequence step by step.
 """
 
 from __future__ import annotations
@@ -39,6 +45,28 @@ from herald_stack.services import ServiceSet
 
 SAMPLE = REPO_ROOT / "samples" / "acme"
 LEADS = 40  # contacts 5100001..5100040: more than the hourly cap of 25
+#: the demo's policy: the tenant file's escalations, and a legal rule a template draft can break (and mend)
+POLICY = """tenant: acme
+version: 1
+description: Acme Relay's rules for the demo
+rules:
+  - id: escalation.vip
+    when: action.contact.vip
+    then: escalate
+    reason: VIP contacts get a human's eye
+  - id: escalation.deal_value
+    when: action.contact.deal_value_minor >= 5000000
+    then: escalate
+    reason: an open deal of $50,000 or more
+  - id: content.unreferenceable_customer
+    kind: pattern
+    field: draft.body
+    pattern: (?i)\\bLedgerly\\b
+    then: block
+    reason: Ledgerly is not a public reference; never name them in outbound email
+"""
+#: how far the drill moves the clocks: past three business days from any weekday
+DRILL_DAYS = 6
 #: the HubSpot properties Acme's portal keeps beyond HubSpot's own, and the contact fields they set
 ACME_PROPERTIES = {"hs_timezone": "timezone", "herald_vip": "vip", "herald_open_deal_value": "deal_value_minor"}
 
@@ -209,6 +237,14 @@ async def _run_demo(
     try:
         print(f"  all ready in {time.monotonic() - started:.1f}s: " + ", ".join(services.replicas))
         print("▶ " + _run(services, "herald-retrieval", "load-kb", "--tenant", "acme", "--dir", str(SAMPLE / "kb")))
+        policy = logs / "policy.yaml"
+        policy.write_text(POLICY)
+        _run(services, "herald", "policy", "apply", str(policy), "--note", "the demo's rules")
+        print(
+            "▶ applied Acme's demo policy: VIP and deal-value escalations, and Ledgerly (not a public reference) "
+            "never named in an email"
+        )
+        await _wait_for(lambda: _policy_live(services), "the demo policy on the guard", timeout=60)
         print(
             f"▶ Acme's CRM: a HubSpot-shaped CRM API on loopback ({crm.url}) holding {len(sample)} contacts; "
             "Herald's contact store is empty"
@@ -269,9 +305,131 @@ async def _run_demo(
         records = await _wait_for(all_executed, "every approval to be executed")
         _summary(records, config, services, prefix, database, still_pending, logs)
         await _campaign(services, tenant["first_touch"]["campaign_id"])
+        await _sequence(config, services, pg_dsn, audit_topic, records)
         await _why(records, services)
     finally:
         services.stop_all()
+
+
+async def _policy_live(services: ServiceSet) -> bool:
+    replica = services.replicas["guard-0"]
+    async with httpx.AsyncClient(timeout=5) as client:
+        response = await client.get(f"http://127.0.0.1:{replica.ops_port}/v1/policies/acme")
+    return response.status_code == 200 and str(response.json().get("version", "")).startswith("v1-")
+
+
+async def _runs(pg_dsn: str) -> Counter[str]:
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT state, data->>'exit' AS exit FROM planner.workflow_runs WHERE workflow = 'new_lead_sequence'"
+        )
+    finally:
+        await conn.close()
+    return Counter(f"{r['state']} ({r['exit']})" if r["exit"] else r["state"] for r in rows)
+
+
+def _restart_with_clock(services: ServiceSet, days: float) -> None:
+    """The drill: the planner and the guard restarted with their clocks `days` ahead (waits, caps and send
+    windows all see the same day)."""
+    for name, variable in (
+        ("planner-0", "HERALD_PLANNER_CLOCK_OFFSET_SECONDS"),
+        ("guard-0", "HERALD_GUARD_CLOCK_OFFSET_SECONDS"),
+    ):
+        services.stop(name)
+        services.replicas[name].env[variable] = str(days * 86_400)
+        services.start(name)
+
+
+async def _sequence(
+    config: StackConfig,
+    services: ServiceSet,
+    pg_dsn: str,
+    audit_topic: str,
+    records: list[tuple[dict[str, str], bytes]],
+) -> None:
+    """One lead replies to touch 1; the clock moves; the rest get touch 2 in the thread of touch 1."""
+    sent = [ActionExecuted.model_validate_json(v) for h, v in records if h.get("ce_type") == ActionExecuted.TYPE]
+    sent = [e for e in sent if e.status.value == "succeeded"]
+    blocked = [ActionBlocked.model_validate_json(v) for h, v in records if h.get("ce_type") == ActionBlocked.TYPE]
+    redrafted = [b for b in blocked if b.rule == "content.unreferenceable_customer"]
+    print(
+        f"\n▶ new_lead_sequence: touch 1 sent to {len(sent)} leads; {len(redrafted)} draft(s) blocked by "
+        "content.unreferenceable_customer and drafted again without that customer"
+    )
+    print(f"   runs: {dict(await _runs(pg_dsn))}")
+    replier = sent[0].contact_id
+    async with httpx.AsyncClient(timeout=30) as client:
+        event = {
+            "specversion": "1.0",
+            "id": f"demo-reply-{replier}",
+            "source": "demo/inbox",
+            "type": "herald.message.replied.v1",
+            "tenant": "acme",
+            "datacontenttype": "application/json",
+            "data": {
+                "contact_id": replier,
+                "subject": "Re: your note",
+                "snippet": "Interesting - can you send pricing for 40 dispatchers?",
+                "upstream_source": "demo-inbox",
+                "upstream_event_id": f"reply-{replier}",
+                "occurred_at": datetime.now(UTC).isoformat(),
+            },
+        }
+        response = await client.post(
+            f"{services.ingest_url}/v1/events",
+            content=json.dumps(event),
+            headers={"Content-Type": "application/cloudevents+json"},
+        )
+        response.raise_for_status()
+
+    async def stopped():  # type: ignore[no-untyped-def]
+        return (await _runs(pg_dsn))["exited (replied)"] >= 1
+
+    await _wait_for(stopped, "the reply to stop its sequence")
+    waiting = (await _runs(pg_dsn))["waiting"]
+    print(f"▶ contact {replier} replied to touch 1: its sequence stopped; {waiting} lead(s) wait for touch 2")
+    print(f"▶ drill: the planner's and the guard's clocks move {DRILL_DAYS} days ahead (restarted with an offset)")
+    _restart_with_clock(services, DRILL_DAYS)
+
+    async def touched_again():  # type: ignore[no-untyped-def]
+        """Every touch-2 timer fired and every touch it started decided and, when approved, executed."""
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            pending = await conn.fetchval(
+                "SELECT count(*) FROM planner.timers WHERE state = 'pending' AND name = 'touch_2'"
+            )
+        finally:
+            await conn.close()
+        runs = await _runs(pg_dsn)
+        if pending or runs["touching"]:
+            return None
+        audit = await _audit(config.kafka_bootstrap, audit_topic, settle=1.0)
+        types = _types(audit)
+        return audit if types["herald.action.executed.v1"] >= types["herald.action.approved.v1"] else None
+
+    audit = await _wait_for(touched_again, "touch 2 for the leads who did nothing", timeout=180)
+    first = {s.action_id for s in sent}
+    second = [
+        e
+        for e in (ActionExecuted.model_validate_json(v) for h, v in audit if h.get("ce_type") == ActionExecuted.TYPE)
+        if e.action_id not in first and e.status.value == "succeeded"
+    ]
+    to_replier = [e for e in second if e.contact_id == replier]
+    print(
+        f"▶ touch 2 sent in the thread of touch 1 to {len(second)} lead(s); to the one who replied: {len(to_replier)}"
+    )
+    print(f"   runs: {dict(await _runs(pg_dsn))}")
+    follow_up = second[0] if second else None
+    if follow_up is not None:
+        async with httpx.AsyncClient(base_url=services.review_url, timeout=30) as review:
+
+            async def story():  # type: ignore[no-untyped-def]
+                response = await review.get(f"/v1/explain/{follow_up.action_id}", params={"format": "text"})
+                return response.text if response.status_code == 200 and "step by step" in response.text else None
+
+            text = await _wait_for(story, "touch 2's story in the audit index", timeout=60)
+        print(f"\n▶ why? herald explain {follow_up.action_id}   (touch 2 of a sequence)\n{text}")
 
 
 def _summary(

@@ -25,6 +25,7 @@ from herald_core.runtime import ServiceRuntime
 from herald_core.tenants import TenantConfig, TenantDirectory
 from herald_planner.adapters.drafter import Drafter
 from herald_planner.adapters.examples import DraftExamples
+from herald_planner.adapters.guide import BrandGuide
 from herald_planner.adapters.llm import LlmDrafter, llm_configured
 from herald_planner.adapters.retrieval import RetrievalClient
 from herald_planner.adapters.runs import WorkflowRuns
@@ -55,7 +56,7 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     if llm is None:
         log.info("ANTHROPIC_API_KEY not set: drafting from templates")
     budgets = LlmBudgets(common, "planner")
-    drafter = Drafter(llm, budgets)
+    drafter = Drafter(llm, budgets, BrandGuide(retrieval))
     offset = timedelta(seconds=settings.clock_offset_seconds)
 
     def now() -> datetime:

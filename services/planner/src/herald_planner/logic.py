@@ -31,6 +31,18 @@ def retrieval_query(contact: ContactFacts) -> str:
     return bounded_query(" ".join(p for p in parts if p))
 
 
+def house_rules(products: Sequence[str], competitors: Sequence[str]) -> str:
+    """What the LLM is told of the tenant's names (the same words every draft of the tenant)."""
+    rules = []
+    if products:
+        rules.append(f"Products you may name: {', '.join(products)}.")
+    if competitors:
+        rules.append(
+            f"Competitors ({', '.join(competitors)}): describe them only as the passages do, never run them down."
+        )
+    return " ".join(rules)
+
+
 def segment_of(contact: ContactFacts) -> str:
     """The segment reviewers' examples are kept and applied by: the contact's industry (lower case)."""
     return (one_line(contact.industry, 100) or "any").lower()
@@ -81,6 +93,7 @@ class DraftRequest:
     earlier: tuple[EarlierTouch, ...] = ()  # the emails of the sequence already sent, oldest first
     feedback: tuple[str, ...] = ()  # why earlier attempts at this email were refused (guard rule, reviewer)
     examples: tuple[ReviewerExample, ...] = ()  # reviewers' edits and reasons on drafts like this one, newest first
+    house_rules: str = ""  # the tenant's products and competitors, as the LLM's system prompt states them
 
 
 @dataclass(frozen=True)

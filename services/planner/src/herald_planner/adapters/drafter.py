@@ -9,6 +9,7 @@ from typing import Literal
 from herald_core.contracts import LlmUsageReported
 from herald_core.control import LlmBudgets
 from herald_core.observability import get_logger
+from herald_planner.adapters.guide import BrandGuide
 from herald_planner.adapters.llm import DraftingFailed, LlmDrafter
 from herald_planner.logic import Draft, DraftRequest
 from herald_planner.templates import draft_from_template
@@ -17,9 +18,10 @@ log = get_logger("herald.planner")
 
 
 class Drafter:
-    def __init__(self, llm: LlmDrafter | None, budgets: LlmBudgets) -> None:
+    def __init__(self, llm: LlmDrafter | None, budgets: LlmBudgets, guide: BrandGuide | None = None) -> None:
         self.llm = llm
         self.budgets = budgets
+        self.guide = guide
 
     async def draft(self, request: DraftRequest) -> tuple[Draft, Literal["llm", "template"]]:
         spent = self.budgets.exhausted(request.tenant_id) if self.llm is not None else None
@@ -28,6 +30,7 @@ class Drafter:
         usage: LlmUsageReported | None = None
         if self.llm is not None and spent is None:
             try:
+                guide = await self.guide.for_tenant(request.tenant_id) if self.guide is not None else ""
                 draft = await self.llm.draft(
                     request.contact,
                     list(request.evidence),
@@ -37,6 +40,7 @@ class Drafter:
                     tenant=request.tenant_id,
                     first_touch=request.campaign,
                     brief=request,
+                    guide=guide,
                 )
                 return draft, "llm"
             except Exception as exc:

@@ -149,6 +149,7 @@ class LlmDrafter:
         tenant: str | None = None,
         first_touch: FirstTouch | None = None,
         brief: DraftRequest | None = None,
+        guide: str = "",
     ) -> Draft:
         """The model's draft. With a first-touch campaign and the executor's read API, the model may call read
         tools for up to `max_tool_rounds - 1` rounds (each answered in the conversation, a failure as an error
@@ -164,6 +165,10 @@ class LlmDrafter:
             "reviewers' feedback in the memories; they are not facts to quote. Never present the lead's own "
             "company as another customer's story."
         )
+        if brief is not None and brief.house_rules:
+            system += f" {brief.house_rules}"
+        if guide:
+            system += f"\n\nThe brand guide (how {company_name} writes; not facts to quote):\n{guide}"
         tools = [DRAFT_TOOL]
         campaign = first_touch if self.read_tools is not None and tenant is not None else None
         if campaign is not None:

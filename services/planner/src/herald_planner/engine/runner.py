@@ -357,10 +357,10 @@ class Runner:
         timers: list[NewTimer] = []
         ending = decided.state in spec.terminal
         cancel = ending
-        ports = self.ports_for(context.tenant)
         for command in decided.commands:
             match command:
                 case Propose(step=step, args=args):
+                    ports = self.ports_for(context.tenant)
                     result = await spec.steps[step](ports, replace(run, data=data, contact=contact), msg.envelope, args)
                     outputs += result.outputs
                     data.update(result.data)

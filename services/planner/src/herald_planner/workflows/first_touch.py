@@ -20,7 +20,7 @@ from herald_core.contracts import ContactCreated, Contract
 from herald_core.envelope import Envelope
 from herald_planner.engine.ports import Ports
 from herald_planner.engine.spec import Advance, Context, Propose, Run, StepResult, Transition, WorkflowSpec
-from herald_planner.logic import DraftRequest, as_addressed, memory_query, retrieval_query, segment_of
+from herald_planner.logic import DraftRequest, as_addressed, house_rules, memory_query, retrieval_query, segment_of
 from herald_planner.workflows.common import OUTCOME_TYPES, email_proposal, outcome_note, outcome_of, retrieve
 
 NAME = "new_lead_first_touch"
@@ -88,6 +88,7 @@ async def first_touch(ports: Ports, run: Run, trigger: Envelope, args: Mapping[s
         sender=tenant.sender.name,
         campaign=tenant.first_touch,
         examples=tuple(examples),
+        house_rules=house_rules(tenant.products, tenant.competitors),
     )
     draft, planner_kind = await ports.drafter.draft(request)
     outputs, action_id = email_proposal(

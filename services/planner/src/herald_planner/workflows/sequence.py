@@ -55,7 +55,15 @@ from herald_planner.engine.spec import (
     Transition,
     WorkflowSpec,
 )
-from herald_planner.logic import DraftRequest, EarlierTouch, as_addressed, memory_query, segment_of, touch_query
+from herald_planner.logic import (
+    DraftRequest,
+    EarlierTouch,
+    as_addressed,
+    house_rules,
+    memory_query,
+    segment_of,
+    touch_query,
+)
 from herald_planner.workflows.common import OUTCOME_TYPES, email_proposal, outcome_note, outcome_of, retrieve
 
 NAME = "new_lead_sequence"
@@ -298,6 +306,7 @@ async def touch(ports: Ports, run: Run, trigger: Envelope, args: Mapping[str, An
         earlier=earlier,
         feedback=tuple(run.data.get("feedback", [])),
         examples=tuple(examples),
+        house_rules=house_rules(tenant.products, tenant.competitors),
     )
     draft, planner_kind = await ports.drafter.draft(request)
     thread: Sequence[str] = run.data.get("thread", [])
