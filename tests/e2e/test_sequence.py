@@ -1,8 +1,9 @@
 """`new_lead_sequence` end to end: touch 1 for every lead, then, on a moved clock across planner restarts, touch 2
 and the last touch in the thread of the first — for the leads who did nothing. A reply, a colleague's reply
-(opted in), a booked meeting and an unsubscribe end a lead's sequence; so does a reply the planner recorded
-before the lead's wait was even set (the lead was in review). An edit of the sequence while runs are in flight
-changes no run already started, and no touch is sent twice. Read back from the mailbox and from Postgres."""
+(opted in), a booked meeting and an unsubscribe end a lead's sequence; so does a reply recorded before the
+lead's wait was even set (its touch 1 was in review: it is withdrawn, and its approval sends nothing). An edit
+of the sequence while runs are in flight changes no run already started, and no touch is sent twice. Read
+back from the mailbox and from Postgres."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ import httpx
 import pytest
 import yaml
 from sequence_support import lead, mails, new_lead, planner_clock, reply_from, runs_of, timers_of, upstream
+from test_review_edit import after_review
 
+from herald_core.contracts import ActionBlocked
 from support import eventually, mails_to, part_of, post_event
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.postgres, pytest.mark.weaviate, pytest.mark.smtp]
@@ -99,11 +102,13 @@ async def test_a_three_touch_sequence_runs_to_the_end_and_stops_for_whoever_answ
         "eve": "opted_out (unsubscribe)",
         "fay": "colleague_replied",
     }
-    # the reviewer approves the VIP's touch 1 after all: it is sent, and its sequence does not start again
+    # the reviewer approves the VIP's touch 1 after all: its workflow withdrew it when the VIP answered, so the
+    # guard blocks it and nothing is sent
     async with httpx.AsyncClient(base_url=herald.services.review_url, timeout=30) as client:
         approved = await client.post(f"/v1/reviews/{item['review_id']}/approve", json={"reviewer": "dana@acme.example"})
         assert approved.status_code == 200, approved.text
-    await mails(herald, leads["cy"]["email"], 1, "the VIP's approved touch 1")
+    withdrawn = await after_review(herald, tenant, str(item["action_id"]))
+    assert isinstance(withdrawn, ActionBlocked) and withdrawn.rule == "workflow.withdrawn", withdrawn
 
     # the sequence is edited while ada's and gus's runs wait: their runs keep the version they started on
     path = herald.tenants_dir / f"{tenant}.yaml"
@@ -130,7 +135,7 @@ async def test_a_three_touch_sequence_runs_to_the_end_and_stops_for_whoever_answ
         await asyncio.sleep(3)  # anything more would have been sent by now
 
     counts = {name: len(mails_to(herald.maildir, str(c["email"]))) for name, c in leads.items()}
-    assert counts == {"ada": 3, "gus": 3, "bo": 1, "cy": 1, "dee": 1, "eve": 1, "fay": 1}
+    assert counts == {"ada": 3, "gus": 3, "bo": 1, "cy": 0, "dee": 1, "eve": 1, "fay": 1}
     for name in ("ada", "gus"):
         bodies = [part_of(m, "plain") for m in mails_to(herald.maildir, str(leads[name]["email"]))]
         assert len(set(bodies)) == 3, f"each touch to {name} says something new"

@@ -11,7 +11,7 @@ from cases import EVENTS, NOW, context, kinds_named, run_in, timer_fired
 
 from herald_core.contracts import EmailReplied
 from herald_planner.engine.activity import activity_of
-from herald_planner.engine.spec import Activity, Propose, StartTimer, advance
+from herald_planner.engine.spec import Activity, Propose, StartTimer, Withdraw, advance
 from herald_planner.workflows.sequence import SPEC
 
 # rows: events; columns: the active states; "-": ignored (stale, a duplicate, or nothing to do)
@@ -192,3 +192,12 @@ def test_a_reply_is_kept_as_the_contacts_activity() -> None:
     assert EmailReplied in SPEC.activity
     recorded = activity_of(context(SPEC, reply).envelope, reply)
     assert recorded is not None and recorded.contact_id == "501" and recorded.type == EmailReplied.TYPE
+
+
+def test_an_exit_while_a_touch_waits_for_review_withdraws_it_and_one_while_waiting_has_nothing_to_withdraw() -> None:
+    reply = EVENTS["replied"]()
+    for state in ("touching", "awaiting_review", "deferred"):
+        decided = advance(SPEC, _run(state), reply, context(SPEC, reply))
+        assert decided is not None and decided.commands == (Withdraw("01ACTION", "replied"),), state
+    waiting = advance(SPEC, _run("waiting"), reply, context(SPEC, reply))
+    assert waiting is not None and waiting.state == "exited" and waiting.commands == ()

@@ -449,6 +449,22 @@ class ActionProposed(Contract):
         return f"{self.tool}"
 
 
+class ActionWithdrawn(Contract):
+    """The workflow that proposed an action no longer wants it (the contact answered while it waited for a
+    review or a send window): the guard blocks it at any later decision. A withdrawal can only stop an action,
+    never let one through; one the executor already has is not recalled."""
+
+    TYPE: ClassVar[str] = "herald.action.withdrawn.v1"
+    action_id: str = Field(description="The action withdrawn.")
+    tenant: TenantId = Field(description="Its tenant.")
+    workflow_id: str = Field(description="The workflow run that proposed it.")
+    contact_id: ContactId = Field(description="The contact.")
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=500)] = Field(
+        description="Why, in a few words (e.g. `replied`)."
+    )
+    withdrawn_at: datetime = Field(description="When, on the planner's clock (UTC).")
+
+
 # ---------------------------------------------------------------- guard decisions
 
 
@@ -818,6 +834,7 @@ MESSAGE_TYPES: dict[str, type[Contract]] = {
         PlanCreated,
         WorkflowEnded,
         ActionProposed,
+        ActionWithdrawn,
         ActionBlocked,
         ActionEscalated,
         ActionDeferred,

@@ -88,8 +88,9 @@ PROPOSED_ACTION = TopicSpec(
     ("planner",),
     ("guard",),
     PIPELINE_PARTITIONS,
-    message_types=("herald.action.proposed.v1",),
-    doc="Actions the planner wants taken; nothing here has been allowed yet.",
+    message_types=("herald.action.proposed.v1", "herald.action.withdrawn.v1"),
+    doc="Actions the planner wants taken (nothing here has been allowed yet), and withdrawals of those its "
+    "workflows no longer want (the guard blocks them at any later decision).",
 )
 DECISION = TopicSpec(
     "herald.decision.v1",

@@ -31,6 +31,7 @@ from herald_core.contracts import (
     ActionDeferred,
     ActionEscalated,
     ActionProposed,
+    ActionWithdrawn,
     Approval,
     LlmBudgetChanged,
     LlmUsageReported,
@@ -90,6 +91,7 @@ SHADOW_DIFFERENCES = Counter(
     "Decisions a tenant's shadow policy would have made otherwise, by live and shadow outcome.",
     ["live", "shadow"],
 )
+WITHDRAWN = Counter("herald_guard_withdrawn_total", "Actions their workflow withdrew (blocked at any later decision).")
 RELEASED = Counter("herald_guard_released_total", "Held actions decided again when their window opened.")
 log = get_logger("herald.guard")
 
@@ -131,9 +133,22 @@ class Guard:
         self.keys.signer()  # a guard without its key must not start
 
     async def on_proposed_action(self, msg: Inbound) -> list[Outbound]:
+        if isinstance(msg.body, ActionWithdrawn):
+            return await self._withdraw(msg, msg.body)
         action = msg.body_as(ActionProposed)
         structlog.contextvars.bind_contextvars(action_id=action.action_id)
         return await self._decide(msg, action, stage="proposal", approved_by="guard")
+
+    async def _withdraw(self, msg: Inbound, withdrawn: ActionWithdrawn) -> list[Outbound]:
+        """Record that the workflow no longer wants the action: a review's approval or a window's opening will
+        block it. (A withdrawal can only stop an action, so it needs no more proof than its topic's ACL.)"""
+        if withdrawn.tenant != msg.envelope.tenant:
+            raise Rejected(f"a withdrawal for tenant {withdrawn.tenant} under tenant {msg.envelope.tenant}'s envelope")
+        structlog.contextvars.bind_contextvars(action_id=withdrawn.action_id)
+        await self.store.withdraw(withdrawn.action_id, withdrawn.tenant, withdrawn.reason)
+        WITHDRAWN.inc()
+        log.info("action withdrawn by its workflow", reason=withdrawn.reason)
+        return []
 
     async def on_review_decision(self, msg: Inbound) -> list[Outbound]:
         decided = msg.body_as(ReviewDecided)
@@ -194,6 +209,11 @@ class Guard:
         if tenant is None:
             raise Rejected(f"unknown tenant {msg.envelope.tenant!r}")
         policy = self.policies.for_tenant(tenant)
+        withdrawn = await self.store.withdrawal(action.action_id)
+        if withdrawn is not None:  # its workflow no longer wants it: nothing else is asked
+            hit = RuleHit(rule="workflow.withdrawn", outcome="block", detail=f"withdrawn by its workflow: {withdrawn}")
+            verdict = Decision("block", hit.rule, hit.detail, (hit,), None, None, action_hash(action), policy.version)
+            return await self._record(msg, action, stage, verdict)
         shadow = self.policies.shadow(tenant.tenant_id)
         seen = await self._circumstances(action, tenant, [p for p in (policy, shadow) if p is not None])
         grounding = await self.grounding.check(action) if needs_grounding(policy) and not seen.kill_switch else None

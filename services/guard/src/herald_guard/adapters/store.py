@@ -142,6 +142,19 @@ class GuardStore:
         )
         return int(total)
 
+    async def withdraw(self, action_id: str, tenant: str, reason: str) -> None:
+        await self.pool.execute(
+            "INSERT INTO guard.withdrawn(action_id, tenant, reason) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            action_id,
+            tenant,
+            reason,
+        )
+
+    async def withdrawal(self, action_id: str) -> str | None:
+        """Why the action's workflow withdrew it, if it did."""
+        value = await self.pool.fetchval("SELECT reason FROM guard.withdrawn WHERE action_id = $1", action_id)
+        return None if value is None else str(value)
+
     async def campaign_launched(self, tenant: str, campaign_id: str) -> bool:
         """Whether a send of the campaign has been approved (its first send is behind it)."""
         found = await self.pool.fetchval(

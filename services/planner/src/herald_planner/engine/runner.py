@@ -26,6 +26,7 @@ from pydantic import BaseModel, ValidationError
 from herald_core.bus import Inbound, Outbound, Rejected, TransientError
 from herald_core.contracts import (
     MESSAGE_TYPES,
+    ActionWithdrawn,
     ContactErased,
     Contract,
     EmailReplied,
@@ -38,7 +39,7 @@ from herald_core.envelope import Envelope, child_traceparent
 from herald_core.ids import new_id
 from herald_core.observability import get_logger
 from herald_core.tenants import TenantConfig, TenantDirectory
-from herald_core.topics import PLAN, TOPICS, TopicSpec, contact_key
+from herald_core.topics import PLAN, PROPOSED_ACTION, TOPICS, TopicSpec, contact_key
 from herald_planner.adapters.examples import DraftExamples
 from herald_planner.adapters.runs import Change, Conflict, NewTimer, WorkflowRuns
 from herald_planner.engine.activity import activity_of, company_domain, contact_id_of, domain_of
@@ -50,6 +51,7 @@ from herald_planner.engine.spec import (
     Propose,
     Run,
     StartTimer,
+    Withdraw,
     WorkflowSpec,
     advance,
 )
@@ -300,6 +302,33 @@ class Runner:
                 CONFLICTS.labels(spec.name).inc()
         raise TransientError(f"run {workflow_id} kept changing under its steps")
 
+    def _withdrawn(self, run: Run, action_id: str, reason: str, msg: Inbound, context: Context[Any]) -> Outbound:
+        """The withdrawal of one of the run's actions, for the guard, in the run's chain."""
+        body = ActionWithdrawn(
+            action_id=action_id,
+            tenant=run.tenant,
+            workflow_id=run.workflow_id,
+            contact_id=run.contact.contact_id,
+            reason=reason[:500] or "withdrawn",
+            withdrawn_at=context.now,
+        )
+        return Outbound(
+            PROPOSED_ACTION, contact_key(run.tenant, run.contact.contact_id), self._in_run(run, msg, body), body
+        )
+
+    @staticmethod
+    def _in_run(run: Run, msg: Inbound, body: Contract) -> Envelope:
+        """An envelope in the run's own chain (its correlation id), caused by the event being handled."""
+        return Envelope(
+            source=SOURCE,
+            type=body.TYPE,
+            subject=f"contact/{run.contact.contact_id}",
+            tenant=run.tenant,
+            correlation_id=run.correlation_id,
+            causation_id=msg.envelope.id,
+            traceparent=child_traceparent(msg.envelope.traceparent),
+        )
+
     def _ended(
         self,
         spec: WorkflowSpec,
@@ -325,16 +354,7 @@ class Runner:
             actions=tuple(proposed[-200:]),
             ended_at=context.now,
         )
-        envelope = Envelope(
-            source=SOURCE,
-            type=WorkflowEnded.TYPE,
-            subject=f"contact/{run.contact.contact_id}",
-            tenant=run.tenant,
-            correlation_id=run.correlation_id,
-            causation_id=msg.envelope.id,
-            traceparent=child_traceparent(msg.envelope.traceparent),
-        )
-        return Outbound(PLAN, contact_key(run.tenant, run.contact.contact_id), envelope, body)
+        return Outbound(PLAN, contact_key(run.tenant, run.contact.contact_id), self._in_run(run, msg, body), body)
 
     async def _carry_out(
         self,
@@ -373,6 +393,9 @@ class Runner:
                     note.setdefault("timers", []).append({"name": name, "due_at": due_at.isoformat()})
                 case CancelTimers():
                     cancel = True
+                case Withdraw(action_id=action_id, reason=reason):
+                    outputs.append(self._withdrawn(run, action_id, reason, msg, context))
+                    note["withdrawn"] = action_id
         if ending:
             outputs.append(self._ended(spec, run, decided, msg, note, context, [a for a, _ in actions]))
         await self.runs.commit(

@@ -89,7 +89,16 @@ class CancelTimers:
     """Cancel the run's pending timers (leaving a wait early). Leaving for a terminal state cancels them too."""
 
 
-Command = Propose | StartTimer | CancelTimers
+@dataclass(frozen=True)
+class Withdraw:
+    """Tell the guard the run no longer wants `action_id` (still waiting for a review or a send window): any
+    later decision of it blocks it."""
+
+    action_id: str
+    reason: str
+
+
+Command = Propose | StartTimer | CancelTimers | Withdraw
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,7 @@ from herald_planner.engine.spec import (
     StartTimer,
     StepResult,
     Transition,
+    Withdraw,
     WorkflowSpec,
 )
 from herald_planner.logic import (
@@ -172,8 +173,11 @@ def on_activity(run: Run, event: Contract, context: Context[SequenceConfig]) -> 
         return None
     reason = exit_reason(run, activity, context.config)
     if reason is not None:
-        # a touch in flight may still be sent: the guard decides it; nothing after it is
-        return _exit(reason, in_flight=run.data.get("touch") if run.state in IN_FLIGHT else None)
+        ended = _exit(reason)
+        in_flight = run.data.get("action_id") if run.state in IN_FLIGHT else None
+        if isinstance(in_flight, str):  # a touch waiting for a review or a window: the guard is told to drop it
+            return Advance(ended.state, (Withdraw(in_flight, reason),), data=ended.data, note=ended.note)
+        return ended
     if isinstance(event, ContactUpdated) and event.contact.contact_id == run.contact.contact_id:
         return Advance(run.state, note={"contact_updated": event.changed_property})
     return None
