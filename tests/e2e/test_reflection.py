@@ -1,7 +1,8 @@
 """Reflection: a touch the guard blocks for its words is drafted again with the block's reason and proposed
 again — the template leaves out the passage the reason quotes, and the second draft passes and is sent;
 where the refused words are not the passages' (a redraft cannot mend it), the run stops after the configured
-number of attempts. "Why did it do that?" tells every attempt."""
+number of attempts. An LLM draft blocked by the grounding check is drafted again with the reason (the model is
+told what was refused) and the grounded redraft is sent. "Why did it do that?" tells every attempt."""
 
 from __future__ import annotations
 
@@ -15,7 +16,16 @@ from sequence_support import lead, new_lead, runs_of
 
 from herald_core.contracts import ActionBlocked, ActionProposed
 from herald_core.topics import PROPOSED_ACTION
-from support import eventually, guard_answer, mails_to, part_of, read_topic, tenant_with_policy
+from support import (
+    eventually,
+    guard_answer,
+    mails_to,
+    messages_api,
+    part_of,
+    planner_drafting_with,
+    read_topic,
+    tenant_with_policy,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.postgres, pytest.mark.weaviate, pytest.mark.smtp]
 
@@ -116,3 +126,45 @@ async def test_redrafts_stop_after_the_configured_attempts(herald, tmp_path) -> 
         answer = await guard_answer(herald, tenant, proposal.action_id)
         assert isinstance(answer, ActionBlocked) and answer.rule == "content.banned_phrases"
     assert mails_to(herald.maildir, contact["email"]) == []
+
+
+GROUNDED = """tenant: {tenant}
+version: 1
+rules:
+  - id: content.grounded
+    kind: grounding
+    claims: [price, percentage, date]
+    reason: a claim no evidence passage supports
+"""
+
+
+def _draft(body: str) -> dict[str, object]:
+    return {
+        "type": "tool_use",
+        "id": "toolu_1",
+        "name": "draft_email",
+        "input": {"subject": "Exception handling at Fabrikam", "body_text": body, "confidence": 0.9},
+    }
+
+
+async def test_an_llm_draft_blocked_by_grounding_is_drafted_again_with_the_reason_and_passes(herald, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    tenant = await tenant_with_policy(herald, "reflg", GROUNDED, tmp_path, workflows={"new_lead_sequence": {}})
+    herald.load_kb(tenant, _kb(tmp_path / "kb", STORIES))
+    invented = "Hi Ida,\n\nTeams like yours cut exception handling time by 90% in a week.\n"
+    grounded = "Hi Ida,\n\nDelta Cargo cut exception handling time by 40% for its operations team with Acme Relay.\n"
+    contact = lead(secrets.token_hex(3), "ida", company="Fabrikam Logistics")
+    async with messages_api([{"content": [_draft(invented)]}, {"content": [_draft(grounded)]}]) as (url, received):
+        async with planner_drafting_with(herald, url):
+            await new_lead(herald, tenant, contact)
+            first, second = await _proposals(herald, tenant, 2)
+            refused = await guard_answer(herald, tenant, first.action_id)
+            assert isinstance(refused, ActionBlocked) and refused.rule == "content.grounded", refused
+            assert "90%" in refused.reason
+            (mail,) = await eventually(
+                lambda: mails_to(herald.maildir, contact["email"]), timeout=60, what="the redraft"
+            )
+    assert "40%" in part_of(mail, "plain") and "90%" not in part_of(mail, "plain")
+    assert second.drafted_by == "llm" and "drafted again after: content.grounded" in second.rationale
+    # the second request told the model what was refused, and why
+    retry = received[1]["body"]["messages"][0]["content"]
+    assert "Earlier drafts of this email were refused" in retry and "90%" in retry

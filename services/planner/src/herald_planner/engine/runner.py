@@ -179,9 +179,11 @@ class Runner:
         if decided.edit is None and not decided.reason:
             return  # a plain approval teaches nothing about wording
         found = await self.runs.step_of_action(action.action_id)
-        if found is None or found[2] is None:
+        if found is None:
             return  # not an email a run of this planner drafted
         _, workflow, step = found
+        if step is None:
+            return  # an action of a run made before steps were recorded
         contact, sender = as_addressed(action.contact), tenant.sender.name
         edit = decided.edit
         example = ReviewerExample(

@@ -58,11 +58,11 @@ def outcome_of(run: Run, event: Contract) -> str | None:
         case ActionDeferred():
             return "deferred"
         case ActionExecuted():
-            return event.status.value
+            return str(event.status.value)
         case ActionRefused():
             return "refused"
         case ExecutionResolved():
-            return event.outcome.value
+            return str(event.outcome.value)
     return None
 
 
