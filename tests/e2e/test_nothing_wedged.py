@@ -145,7 +145,7 @@ _CONSUMED = {
     "herald.proposed-action.v1": ("guard",),
     "herald.decision.v1": ("planner",),
     "herald.review.v1": ("review",),
-    "herald.review-decision.v1": ("guard", "retrieval"),
+    "herald.review-decision.v1": ("guard", "retrieval", "planner"),
     "herald.approved-action.v1": ("executor",),
     "herald.executed.v1": ("planner", "retrieval", "review", "executor"),
     "herald.consent.v1": ("guard", "executor"),
@@ -154,6 +154,7 @@ _CONSUMED = {
     "herald.policy.v1": ("guard",),
     "herald.control.v1": ("guard", "executor", "planner"),
     "herald.llm-usage.v1": ("guard",),
+    "herald.workflow-timer.v1": ("planner",),
 }
 
 

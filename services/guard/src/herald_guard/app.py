@@ -209,7 +209,9 @@ class Guard:
         if tenant is None:
             raise Rejected(f"unknown tenant {msg.envelope.tenant!r}")
         policy = self.policies.for_tenant(tenant)
-        withdrawn = await self.store.withdrawal(action.action_id)
+        # a withdrawal follows its proposal on the same partition, so only a later decision (after a review, at a
+        # window's opening) can find one: the proposal's own decision never looks
+        withdrawn = await self.store.withdrawal(action.action_id) if stage != "proposal" else None
         if withdrawn is not None:  # its workflow no longer wants it: nothing else is asked
             hit = RuleHit(rule="workflow.withdrawn", outcome="block", detail=f"withdrawn by its workflow: {withdrawn}")
             verdict = Decision("block", hit.rule, hit.detail, (hit,), None, None, action_hash(action), policy.version)
