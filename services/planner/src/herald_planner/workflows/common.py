@@ -4,7 +4,9 @@ and the messages an email proposal is made of (the plan, the action, the LLM usa
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from herald_core.bus import Outbound, TransientError, is_transient, reason_of
 from herald_core.contracts import (
@@ -29,7 +31,16 @@ from herald_core.tools import TOOLS
 from herald_core.topics import LLM_USAGE, PLAN, PROPOSED_ACTION, contact_key, tenant_key
 from herald_planner.engine.ports import Ports
 from herald_planner.engine.spec import Run
-from herald_planner.logic import Draft, as_addressed, one_line, recipient_name
+from herald_planner.logic import (
+    Draft,
+    DraftRequest,
+    as_addressed,
+    house_rules,
+    memory_query,
+    one_line,
+    recipient_name,
+    segment_of,
+)
 
 SOURCE = "herald/planner"
 
@@ -174,3 +185,73 @@ async def retrieve(
             raise  # retrieval refused the request itself (INVALID_ARGUMENT …): the event is dead-lettered
         raise TransientError(f"retrieval unavailable: {reason_of(exc)}") from exc
     return evidence, memories
+
+
+@dataclass(frozen=True)
+class Drafted:
+    """An email a step drafted and proposed: the messages to publish, the action, and what it was made of."""
+
+    outputs: list[Outbound]
+    action_id: str
+    draft: Draft
+    planner_kind: str
+    evidence: list[EvidenceRef]
+    memories: list[MemoryRef]
+
+    @property
+    def note(self) -> dict[str, Any]:
+        """What the run's journal keeps of the step."""
+        return {
+            "planner": self.planner_kind,
+            "action_id": self.action_id,
+            "evidence": [e.chunk_id for e in self.evidence],
+            "memories": [m.memory_id for m in self.memories],
+        }
+
+
+async def draft_and_propose(
+    ports: Ports,
+    run: Run,
+    trigger: Envelope,
+    *,
+    step: str,
+    query: str,
+    purpose: str,
+    campaign_id: str | None,
+    brief: Mapping[str, Any] | None = None,
+    in_reply_to: str | None = None,
+    references: Sequence[str] = (),
+) -> Drafted:
+    """The email step every workflow shares: retrieve passages and memories, gather reviewers' examples for the
+    step and the contact's segment, draft (LLM or template), propose it to the run's contact. `brief` adds what
+    the draft must know of its place (`touch`, `touches`, `earlier`, `feedback`, `campaign`)."""
+    contact = run.contact
+    tenant = ports.tenant
+    evidence, memories = await retrieve(ports, contact.contact_id, query, memory_query(contact))
+    examples = await ports.examples.recent(tenant.tenant_id, run.workflow, step, segment_of(contact))
+    request = DraftRequest(
+        tenant_id=tenant.tenant_id,
+        contact=as_addressed(contact),
+        evidence=evidence,
+        memories=memories,
+        company_name=tenant.name,
+        sender=tenant.sender.name,
+        examples=tuple(examples),
+        house_rules=house_rules(tenant.products, tenant.competitors),
+        **dict(brief or {}),
+    )
+    draft, planner_kind = await ports.drafter.draft(request)
+    outputs, action_id = email_proposal(
+        run=run,
+        trigger=trigger,
+        draft=draft,
+        planner_kind=planner_kind,
+        query=query,
+        evidence=evidence,
+        memories=memories,
+        purpose=purpose,
+        campaign_id=campaign_id,
+        in_reply_to=in_reply_to,
+        references=references,
+    )
+    return Drafted(outputs, action_id, draft, planner_kind, evidence, memories)

@@ -20,8 +20,8 @@ from herald_core.contracts import ContactCreated, Contract
 from herald_core.envelope import Envelope
 from herald_planner.engine.ports import Ports
 from herald_planner.engine.spec import Advance, Context, Propose, Run, StepResult, Transition, WorkflowSpec
-from herald_planner.logic import DraftRequest, as_addressed, house_rules, memory_query, retrieval_query, segment_of
-from herald_planner.workflows.common import OUTCOME_TYPES, email_proposal, outcome_note, outcome_of, retrieve
+from herald_planner.logic import retrieval_query
+from herald_planner.workflows.common import OUTCOME_TYPES, draft_and_propose, outcome_note, outcome_of
 
 NAME = "new_lead_first_touch"
 
@@ -74,41 +74,21 @@ def _on_outcome(run: Run, event: Contract, context: Context[FirstTouchConfig]) -
 
 async def first_touch(ports: Ports, run: Run, trigger: Envelope, args: Mapping[str, Any]) -> StepResult:
     """Retrieve passages and memories for the lead, draft (LLM or template), propose the email."""
-    contact = run.contact
     tenant = ports.tenant
-    query = retrieval_query(contact)
-    evidence, memories = await retrieve(ports, contact.contact_id, query, memory_query(contact))
-    examples = await ports.examples.recent(tenant.tenant_id, run.workflow, "touch_1", segment_of(contact))
-    request = DraftRequest(
-        tenant_id=tenant.tenant_id,
-        contact=as_addressed(contact),
-        evidence=evidence,
-        memories=memories,
-        company_name=tenant.name,
-        sender=tenant.sender.name,
-        campaign=tenant.first_touch,
-        examples=tuple(examples),
-        house_rules=house_rules(tenant.products, tenant.competitors),
-    )
-    draft, planner_kind = await ports.drafter.draft(request)
-    outputs, action_id = email_proposal(
-        run=run,
-        trigger=trigger,
-        draft=draft,
-        planner_kind=planner_kind,
-        query=query,
-        evidence=evidence,
-        memories=memories,
+    drafted = await draft_and_propose(
+        ports,
+        run,
+        trigger,
+        step="touch_1",
+        query=retrieval_query(run.contact),
         purpose="first-touch email grounded in retrieved passages",
         campaign_id=tenant.first_touch.campaign_id if tenant.first_touch is not None else None,
+        brief={"campaign": tenant.first_touch},
     )
-    note = {
-        "planner": planner_kind,
-        "action_id": action_id,
-        "evidence": [e.chunk_id for e in evidence],
-        "memories": [m.memory_id for m in memories],
-    }
-    return StepResult(outputs, action_id=action_id, label="touch_1", data={"action_id": action_id}, note=note)
+    action_id = drafted.action_id
+    return StepResult(
+        drafted.outputs, action_id=action_id, label="touch_1", data={"action_id": action_id}, note=drafted.note
+    )
 
 
 def _transitions() -> dict[tuple[str, type[Contract]], Transition]:

@@ -57,15 +57,10 @@ from herald_planner.engine.spec import (
     WorkflowSpec,
 )
 from herald_planner.logic import (
-    DraftRequest,
     EarlierTouch,
-    as_addressed,
-    house_rules,
-    memory_query,
-    segment_of,
     touch_query,
 )
-from herald_planner.workflows.common import OUTCOME_TYPES, email_proposal, outcome_note, outcome_of, retrieve
+from herald_planner.workflows.common import OUTCOME_TYPES, draft_and_propose, outcome_note, outcome_of
 
 NAME = "new_lead_sequence"
 
@@ -294,25 +289,6 @@ async def touch(ports: Ports, run: Run, trigger: Envelope, args: Mapping[str, An
         for n in sent_numbers
         if str(n) in drafts
     )
-    query = touch_query(contact, number, touches)
-    evidence, memories = await retrieve(ports, contact.contact_id, query, memory_query(contact))
-    examples = await ports.examples.recent(tenant.tenant_id, run.workflow, f"touch_{number}", segment_of(contact))
-    request = DraftRequest(
-        tenant_id=tenant.tenant_id,
-        contact=as_addressed(contact),
-        evidence=evidence,
-        memories=memories,
-        company_name=tenant.name,
-        sender=tenant.sender.name,
-        campaign=tenant.first_touch if number == 1 else None,
-        touch=number,
-        touches=touches,
-        earlier=earlier,
-        feedback=tuple(run.data.get("feedback", [])),
-        examples=tuple(examples),
-        house_rules=house_rules(tenant.products, tenant.competitors),
-    )
-    draft, planner_kind = await ports.drafter.draft(request)
     thread: Sequence[str] = run.data.get("thread", [])
     campaign = config.campaign_id or (tenant.first_touch.campaign_id if tenant.first_touch is not None else None)
     kind = "first touch" if number == 1 else ("last, short touch" if number >= touches else "follow-up")
@@ -320,35 +296,35 @@ async def touch(ports: Ports, run: Run, trigger: Envelope, args: Mapping[str, An
     purpose = f"{kind} ({number} of {touches}) grounded in retrieved passages"
     if attempt > 1:
         purpose += f", attempt {attempt} after a refusal"
-    outputs, action_id = email_proposal(
-        run=run,
-        trigger=trigger,
-        draft=draft,
-        planner_kind=planner_kind,
-        query=query,
-        evidence=evidence,
-        memories=memories,
+    brief = {
+        "campaign": tenant.first_touch if number == 1 else None,
+        "touch": number,
+        "touches": touches,
+        "earlier": earlier,
+        "feedback": tuple(run.data.get("feedback", [])),
+    }
+    drafted = await draft_and_propose(
+        ports,
+        run,
+        trigger,
+        step=f"touch_{number}",
+        query=touch_query(contact, number, touches),
         purpose=purpose,
         campaign_id=campaign,
+        brief=brief,
         in_reply_to=thread[-1] if number > 1 and thread else None,
         references=list(thread) if number > 1 else [],
     )
-    chunks = draft.chunks or tuple(e.chunk_id for e in evidence)
+    draft = drafted.draft
+    chunks = draft.chunks or tuple(e.chunk_id for e in drafted.evidence)
     drafts[str(number)] = {"subject": draft.subject, "body_text": draft.body_text[:3000], "chunks": list(chunks)}
-    note = {
-        "planner": planner_kind,
-        "action_id": action_id,
-        "touch": number,
-        "attempt": attempt,
-        "evidence": [e.chunk_id for e in evidence],
-        "memories": [m.memory_id for m in memories],
-    }
+    action_id = drafted.action_id
     return StepResult(
-        outputs,
+        drafted.outputs,
         action_id=action_id,
         label=f"touch_{number}",
         data={"action_id": action_id, "drafts": drafts},
-        note=note,
+        note={**drafted.note, "touch": number, "attempt": attempt},
     )
 
 
