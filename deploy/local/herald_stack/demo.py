@@ -416,10 +416,12 @@ async def _sequence(
         if e.action_id not in first and e.status.value == "succeeded"
     ]
     to_replier = [e for e in second if e.contact_id == replier]
+    runs = await _runs(pg_dsn)
     print(
         f"▶ touch 2 sent in the thread of touch 1 to {len(second)} lead(s); to the one who replied: {len(to_replier)}"
+        f"; touches waiting for a reviewer (VIPs): {runs['awaiting_review']}"
     )
-    print(f"   runs: {dict(await _runs(pg_dsn))}")
+    print(f"   runs: {dict(runs)}")
     follow_up = second[0] if second else None
     if follow_up is not None:
         async with httpx.AsyncClient(base_url=services.review_url, timeout=30) as review:
