@@ -48,6 +48,7 @@ from herald_core.contracts import (
     ActionEscalated,
     ActionExecuted,
     ActionRefused,
+    ActionWithdrawn,
     ConsentGranted,
     ConsentReason,
     ConsentWithdrawn,
@@ -80,6 +81,8 @@ from herald_core.contracts import (
     ReviewDecision,
     ReviewRequested,
     RuleHit,
+    TimerFired,
+    WorkflowEnded,
 )
 from herald_core.envelope import Envelope
 from herald_core.topics import (
@@ -98,6 +101,7 @@ from herald_core.topics import (
     PROPOSED_ACTION,
     REVIEW,
     REVIEW_DECISION,
+    TIMERS,
     TOPICS,
     TopicSpec,
     dead_letter_topic,
@@ -115,7 +119,7 @@ pytestmark = [
 
 #: every consumer group, as each service's app.py names its workers (`{prefix}herald-{service}-{name}`)
 GROUPS: dict[tuple[str, str], tuple[TopicSpec, ...]] = {
-    ("planner", "workflows"): (EVENTS, DECISION, EXECUTED),
+    ("planner", "workflows"): (EVENTS, DECISION, EXECUTED, REVIEW_DECISION, TIMERS),
     ("guard", "decisions"): (PROPOSED_ACTION, REVIEW_DECISION, LLM_USAGE),
     ("review", "queue"): (REVIEW, EXECUTED),
     ("review", "sealer"): (AUDIT,),
@@ -220,6 +224,34 @@ def valid_body(herald, tenant: str, kind: str, marker: str, variant: int) -> Con
             )
         case "herald.action.proposed.v1":
             return action
+        case ActionWithdrawn.TYPE:
+            return ActionWithdrawn(
+                action_id=action.action_id,
+                tenant=tenant,
+                workflow_id=action.workflow_id,
+                contact_id=marker,
+                reason=f"replied {marker}",
+                withdrawn_at=now,
+            )
+        case TimerFired.TYPE:
+            return TimerFired(
+                timer_id=f"tm-{marker}",
+                workflow_id=action.workflow_id,
+                workflow="new_lead_sequence",
+                contact_id=marker,
+                name="touch_2",
+                due_at=now,
+                fired_at=now,
+            )
+        case WorkflowEnded.TYPE:
+            return WorkflowEnded(
+                workflow_id=action.workflow_id,
+                workflow="new_lead_sequence",
+                contact_id=marker,
+                state="exited",
+                reason=f"replied {marker}",
+                ended_at=now,
+            )
         case ActionBlocked.TYPE:
             return ActionBlocked(**ids, rule="fuzz.rule", reason=marker, rules=rules, stage="proposal")
         case ActionEscalated.TYPE:
