@@ -85,6 +85,7 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
         now,
         interval=settings.timer_poll_seconds,
         lease_seconds=settings.timer_lease_seconds,
+        keep_days=settings.keep_days,
     )
 
     http = FastAPI(title="herald-planner")

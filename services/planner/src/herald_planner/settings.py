@@ -40,3 +40,9 @@ class Settings(ServiceSettings):
         description="How long a replica holds a timer it is publishing; after that another replica publishes it "
         "again (the run takes it once either way).",
     )
+    keep_days: float = Field(
+        default=180.0,
+        gt=0,
+        description="How long the contacts' recorded activity and finished timers are kept; a run reads only what "
+        "happened since it started, so this bounds how long a sequence can wait for an answer.",
+    )

@@ -325,6 +325,17 @@ class WorkflowRuns:
         )
         return sorted((DueTimer(**dict(r)) for r in rows), key=lambda t: t.due_at)
 
+    async def sweep(self, before: datetime) -> tuple[int, int]:
+        """Forget what no run can ask for any more: activity recorded before `before` (a wait reads only what
+        happened since its run started) and timers that fired, were spent or cancelled before it. Pending timers
+        are never swept. Returns (activity rows, timer rows) deleted."""
+        async with self.pool.acquire() as conn:
+            activity = await conn.execute("DELETE FROM planner.contact_activity WHERE recorded_at < $1", before)
+            timers = await conn.execute(
+                "DELETE FROM planner.timers WHERE state <> 'pending' AND coalesce(fired_at, created_at) < $1", before
+            )
+        return int(activity.split()[-1]), int(timers.split()[-1])
+
     async def timer_counts(self, now: datetime) -> TimerCounts:
         row = await self.pool.fetchrow(
             "SELECT count(*) FILTER (WHERE state = 'pending') AS pending, "

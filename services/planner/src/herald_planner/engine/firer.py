@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -70,8 +70,10 @@ class TimerFirer:
         *,
         interval: float,
         lease_seconds: float,
+        keep_days: float = 180.0,
         batch: int = 500,
     ) -> None:
+        self.keep = timedelta(days=keep_days)
         self.runs = runs
         self.producer = producer
         self.clock = clock
@@ -113,7 +115,7 @@ class TimerFirer:
         return len(due)
 
     async def _run(self) -> None:
-        counted = 0.0
+        counted = swept = 0.0
         while True:
             published = 0
             try:
@@ -123,6 +125,11 @@ class TimerFirer:
                     counts = await self.runs.timer_counts(self.clock())
                     PENDING.set(counts.pending)
                     OVERDUE.set(counts.overdue)
+                if time.monotonic() - swept > 600:  # what no run can ask for any more
+                    swept = time.monotonic()
+                    activity, timers = await self.runs.sweep(self.clock() - self.keep)
+                    if activity or timers:
+                        log.info("swept old activity and timers", activity=activity, timers=timers)
                 self._last_round = time.monotonic()
             except Exception as exc:  # the lease runs out and a later round (or replica) publishes them
                 self._last_error = repr(exc)[:300]
