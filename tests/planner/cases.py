@@ -29,7 +29,7 @@ from herald_core.contracts import (
 )
 from herald_core.envelope import Envelope
 from herald_core.tenants import TenantConfig
-from herald_planner.engine.spec import Activity, Context, Run, WorkflowSpec
+from herald_planner.engine.spec import Activity, Context, Run, WorkflowSpec, advance
 
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)  # a Monday
 TENANT = TenantConfig.model_validate(
@@ -207,3 +207,19 @@ def kinds_named() -> dict[type[Contract], list[str]]:
     for name, make in EVENTS.items():
         by_kind.setdefault(type(make()), []).append(name)
     return by_kind
+
+
+def assert_rows_cover(spec: WorkflowSpec, rows: Mapping[tuple[str, str], object]) -> None:
+    """Every active state of `spec` has a row for every contract type it handles (a new state or event type
+    without one fails)."""
+    named = kinds_named()
+    for state in spec.active:
+        for kind in spec.handles - set(spec.starts):
+            assert any((state, name) in rows for name in named[kind]), (state, kind.__name__)
+
+
+def assert_terminal_states_take_nothing(spec: WorkflowSpec, run_of: Callable[[str], Run]) -> None:
+    for state in spec.terminal:
+        for name, make in EVENTS.items():
+            made = make()
+            assert advance(spec, run_of(state), made, context(spec, made)) is None, (state, name)

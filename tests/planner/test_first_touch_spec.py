@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import pytest
-from cases import EVENTS, context, kinds_named, run_in
+from cases import EVENTS, assert_rows_cover, assert_terminal_states_take_nothing, context, run_in
 
 from herald_planner.engine.spec import Propose, advance
 from herald_planner.workflows.first_touch import SPEC
@@ -44,17 +44,11 @@ def test_each_state_and_event(state: str, event: str) -> None:
 
 
 def test_every_active_state_and_handled_event_type_has_a_row() -> None:
-    named = kinds_named()
-    for state in SPEC.active:
-        for kind in SPEC.handles - set(SPEC.starts):
-            assert any((state, name) in ROWS for name in named[kind]), (state, kind.__name__)
+    assert_rows_cover(SPEC, ROWS)
 
 
 def test_terminal_states_take_nothing() -> None:
-    for state in SPEC.terminal:
-        for name, make in EVENTS.items():
-            made = make()
-            assert advance(SPEC, run_in(SPEC, state), made, context(SPEC, made)) is None, (state, name)
+    assert_terminal_states_take_nothing(SPEC, lambda state: run_in(SPEC, state))
 
 
 def test_a_new_lead_with_an_address_is_drafted_for_and_one_without_is_skipped() -> None:

@@ -7,7 +7,15 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from cases import EVENTS, NOW, context, kinds_named, run_in, timer_fired
+from cases import (
+    EVENTS,
+    NOW,
+    assert_rows_cover,
+    assert_terminal_states_take_nothing,
+    context,
+    run_in,
+    timer_fired,
+)
 
 from herald_core.contracts import EmailReplied
 from herald_planner.engine.activity import activity_of
@@ -74,17 +82,11 @@ def test_each_state_and_event(state: str, event: str) -> None:
 
 def test_every_active_state_and_handled_event_type_has_a_row() -> None:
     assert set(SPEC.active) == {state for state, _ in ROWS}
-    named = kinds_named()
-    for state in SPEC.active:
-        for kind in SPEC.handles - set(SPEC.starts):
-            assert any((state, name) in ROWS for name in named[kind]), (state, kind.__name__)
+    assert_rows_cover(SPEC, ROWS)
 
 
 def test_terminal_states_take_nothing() -> None:
-    for state in SPEC.terminal:
-        for name, make in EVENTS.items():
-            made = make()
-            assert advance(SPEC, _run(state), made, context(SPEC, made)) is None, (state, name)
+    assert_terminal_states_take_nothing(SPEC, _run)
 
 
 def test_a_new_lead_gets_touch_one_and_one_without_an_address_is_skipped() -> None:
@@ -201,3 +203,9 @@ def test_an_exit_while_a_touch_waits_for_review_withdraws_it_and_one_while_waiti
         assert decided is not None and decided.commands == (Withdraw("01ACTION", "replied"),), state
     waiting = advance(SPEC, _run("waiting"), reply, context(SPEC, reply))
     assert waiting is not None and waiting.state == "exited" and waiting.commands == ()
+
+
+def test_a_wait_is_handed_what_the_contact_did_and_no_other_step_pays_for_reading_it() -> None:
+    from herald_core.contracts import TimerFired
+
+    assert frozenset({TimerFired}) == SPEC.reads_history

@@ -424,13 +424,7 @@ async def _sequence(
     print(f"   runs: {dict(runs)}")
     follow_up = second[0] if second else None
     if follow_up is not None:
-        async with httpx.AsyncClient(base_url=services.review_url, timeout=30) as review:
-
-            async def story():  # type: ignore[no-untyped-def]
-                response = await review.get(f"/v1/explain/{follow_up.action_id}", params={"format": "text"})
-                return response.text if response.status_code == 200 and "step by step" in response.text else None
-
-            text = await _wait_for(story, "touch 2's story in the audit index", timeout=60)
+        text = await _explained(services, follow_up.action_id, "step by step", "touch 2's story")
         print(f"\n▶ why? herald explain {follow_up.action_id}   (touch 2 of a sequence)\n{text}")
 
 
@@ -500,18 +494,24 @@ async def _campaign(services: ServiceSet, campaign_id: str) -> None:
         print(f"   variant {variant['variant']:<10} {figures}")
 
 
+async def _explained(services: ServiceSet, action_id: str, until: str, what: str) -> str:
+    """`herald explain`'s text for the action, once the audit index holds enough of it to say `until`."""
+    async with httpx.AsyncClient(base_url=services.review_url, timeout=30) as review:
+
+        async def story():  # type: ignore[no-untyped-def]
+            response = await review.get(f"/v1/explain/{action_id}", params={"format": "text"})
+            return response.text if response.status_code == 200 and until in response.text else None
+
+        text: str = await _wait_for(story, f"{what} in the audit index", timeout=60)
+    return text
+
+
 async def _why(records, services: ServiceSet) -> None:  # type: ignore[no-untyped-def]
     """Explain one blocked action from the audit, and check the audit's hash chain."""
     blocked = [ActionBlocked.model_validate_json(v) for h, v in records if h.get("ce_type") == ActionBlocked.TYPE]
     if blocked:
         action_id = blocked[0].action_id
-        async with httpx.AsyncClient(base_url=services.review_url, timeout=30) as review:
-
-            async def story():  # type: ignore[no-untyped-def]
-                response = await review.get(f"/v1/explain/{action_id}", params={"format": "text"})
-                return response.text if response.status_code == 200 and "blocked by" in response.text else None
-
-            text = await _wait_for(story, "the blocked action's story in the audit index", timeout=60)
+        text = await _explained(services, action_id, "blocked by", "the blocked action's story")
         print(f"\n▶ why? herald explain {action_id}\n{text}")
     print(f"▶ herald audit verify\n{_run(services, 'herald', 'audit', 'verify')}")
 

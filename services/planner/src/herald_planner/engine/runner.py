@@ -289,8 +289,12 @@ class Runner:
                 config = spec.config.model_validate(run.config)
             except ValidationError as exc:
                 raise Rejected(f"run {run.workflow_id}'s pinned configuration no longer reads: {exc}"[:2000]) from exc
-            history = await self.runs.history(
-                run.tenant, run.contact.contact_id, company_domain(run.contact.email), run.started_at
+            history = (
+                await self.runs.history(
+                    run.tenant, run.contact.contact_id, company_domain(run.contact.email), run.started_at
+                )
+                if type(body) in spec.reads_history
+                else ()
             )
             context = Context(now=self.clock(), envelope=msg.envelope, config=config, tenant=tenant, history=history)
             decided = advance(spec, run, body, context)

@@ -62,7 +62,7 @@ class Context(Generic[ConfigT]):
     envelope: Envelope  # of the event
     config: ConfigT  # the run's configuration (the tenant's, as pinned at the start)
     tenant: TenantConfig
-    history: Sequence[Activity] = ()  # what the contact did since the run started, oldest first
+    history: Sequence[Activity] = ()  # since the run started, oldest first; for the spec's `reads_history` types
 
 
 # ---------------------------------------------------------------- what a transition asks the runner to do
@@ -138,6 +138,8 @@ class WorkflowSpec:
     steps: Mapping[str, Step]
     job: str  # what it does for a tenant; a tenant runs one workflow per job (two would write twice)
     activity: frozenset[type[Contract]] = frozenset()  # event types recorded as the contact's activity
+    # the event types whose transitions read `Context.history` (a query per event: only where it is read)
+    reads_history: frozenset[type[Contract]] = frozenset()
     version: int = 1
 
     def __post_init__(self) -> None:

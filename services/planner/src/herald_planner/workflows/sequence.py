@@ -351,4 +351,5 @@ SPEC = WorkflowSpec(
     steps={"touch": touch},
     job="new_lead",
     activity=ACTIVITY,
+    reads_history=frozenset({TimerFired}),  # a wait checks what the contact did before it acts
 )
