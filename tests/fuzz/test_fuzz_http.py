@@ -37,7 +37,8 @@ SAMPLED_ADDRESSES = {
     "arf_abuse.eml": "alex.kim@hooli.example",
     "postfix_4.2.2_failed_after_retries.eml": "sam.lee@umbrella.example",
     "postfix_4.4.1_delayed.eml": "priya.shah@initech.example",
-    "autoreply_out_of_office.eml": "",
+    "autoreply_out_of_office.eml": "jordan.reyes@northwind.example",
+    "reply_gmail_question.eml": "jordan.reyes@northwind.example",
     "malformed_report_without_recipient.eml": "",
     "malformed_report_without_status.eml": "someone@contoso.example",
 }

@@ -76,6 +76,8 @@ from herald_core.contracts import (
     PlanCreated,
     PlanStep,
     PolicyPublished,
+    ReplyMatch,
+    ReplyReceived,
     ResolutionOutcome,
     ReviewDecided,
     ReviewDecision,
@@ -205,6 +207,18 @@ def valid_body(herald, tenant: str, kind: str, marker: str, variant: int) -> Con
             return ContactErased(contact_id=marker, email_sha256=address_hash(email), **upstream)
         case EmailReplied.TYPE:
             return EmailReplied(contact_id=marker, subject="Re: hello", snippet=f"Thanks {marker}", **upstream)
+        case ReplyReceived.TYPE:
+            return ReplyReceived(
+                contact=facts,
+                message_id=f"<{marker}@mail.example>",
+                matched_by=ReplyMatch.SENDER,
+                from_address=email,
+                subject="Re: hello",
+                text=f"Thanks {marker}, tell me more.",
+                upstream_source="fuzz",
+                upstream_event_id=marker,
+                occurred_at=now,
+            )
         case EmailEngagement.TYPE:
             return EmailEngagement(
                 contact_id=marker, kind=EngagementKind.OPENED, message_id=f"<{marker}@herald.example>", **upstream

@@ -369,6 +369,11 @@ async def ingest(ingest_names: Names, tmp_path_factory: pytest.TempPathFactory) 
     runtime = await create_app(settings)
     await runtime.start()
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=runtime.http), base_url=BASE_URL, timeout=30)
+    # as a deployment would, wait until it is ready (its consumer of what Herald sent has its partitions)
+    deadline = time.monotonic() + 60
+    while (await client.get("/readyz")).status_code != 200:
+        assert time.monotonic() < deadline, "ingest never became ready"
+        await asyncio.sleep(0.2)
     harness = Harness(
         runtime,
         client,

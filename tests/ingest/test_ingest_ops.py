@@ -30,7 +30,7 @@ async def test_health_and_readiness(ingest) -> None:  # type: ignore[no-untyped-
     assert (await ingest.client.get("/healthz")).json() == {"status": "ok"}
     ready = await ingest.client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json() == {"ready": True, "checks": {"postgres": True, "kafka_producer": True}}
+    assert ready.json() == {"ready": True, "checks": {"postgres": True, "kafka_producer": True, "consumer": True}}
 
 
 async def test_events_are_counted_by_outcome_and_reason(ingest, tmp_path) -> None:  # type: ignore[no-untyped-def]

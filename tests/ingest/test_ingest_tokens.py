@@ -120,7 +120,8 @@ async def post_report(ingest, tenant: str, raw: bytes, headers: dict[str, str] |
 
 def published(records: list[Any], upstream_event_id: str) -> list[Any]:
     """The records of one upstream event (a report's records have ids that start with its Message-ID)."""
-    return [r for r in records if str(r.json().get("upstream_event_id", "")).startswith(upstream_event_id)]
+    bodies = [r for r in records if r.value is not None]  # not the tombstones an erasure leaves on the consent topic
+    return [r for r in bodies if str(r.json().get("upstream_event_id", "")).startswith(upstream_event_id)]
 
 
 async def audited_refusal(  # type: ignore[no-untyped-def]

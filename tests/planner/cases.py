@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from herald_core.contracts import (
@@ -24,6 +24,8 @@ from herald_core.contracts import (
     ExecutionResolved,
     ExecutionStatus,
     MeetingBooked,
+    ReplyMatch,
+    ReplyReceived,
     ResolutionOutcome,
     TimerFired,
 )
@@ -139,6 +141,27 @@ def updated(stage: str) -> ContactUpdated:
     )
 
 
+def reply(text: str = "Sounds good, tell me more.", *, away_until: date | None = None, **fields: Any) -> ReplyReceived:
+    """A reply read at Herald's inbound edge, to the run's email; `away_until`: an out-of-office reply."""
+    values: dict[str, Any] = {
+        "contact": CONTACT,
+        "message_id": "<reply.1@mail.northwind.example>",
+        "matched_by": ReplyMatch.IN_REPLY_TO,
+        "in_reply_to": f"<{ACTION.lower()}@herald.local>",
+        "answers_action_id": ACTION,
+        "answers_workflow_id": "wf-1",
+        "from_address": CONTACT.email,
+        "subject": "Re: hello",
+        "text": text,
+        "out_of_office": away_until is not None or bool(fields.pop("away", False)),
+        "returns_on": away_until,
+        "upstream_source": "herald-inbound",
+        "upstream_event_id": "<reply.1@mail.northwind.example>",
+        "occurred_at": NOW,
+    }
+    return ReplyReceived.model_validate({**values, **fields})
+
+
 #: every kind of event a workflow may be handed, by a name the tables use
 EVENTS: dict[str, Callable[[], Contract]] = {
     "created": lambda: ContactCreated(contact=CONTACT, **_upstream()),
@@ -169,6 +192,14 @@ EVENTS: dict[str, Callable[[], Contract]] = {
     "replied:colleague": lambda: EmailReplied(
         contact_id="777", subject="Re: hello", from_address="sam@northwind.example", **_upstream()
     ),
+    "reply": lambda: reply(),
+    "reply:colleague": lambda: reply(
+        "Jordan left, I look after this.",
+        contact=CONTACT.model_copy(update={"contact_id": "777", "email": "sam@northwind.example"}),
+        from_address="sam@northwind.example",
+    ),
+    "reply:away": lambda: reply("I am out of the office.", away_until=date(2026, 3, 16)),
+    "reply:away_no_date": lambda: reply("I am out of the office.", away=True),
     "meeting": lambda: MeetingBooked(
         contact_id=CONTACT.contact_id, title="Intro", starts_at=NOW + timedelta(days=2), **_upstream()
     ),

@@ -4,22 +4,24 @@ zone, the thread, redrafts and their bound, skipping, a colleague's reply, and a
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from cases import (
+    ACTION,
     EVENTS,
     NOW,
     assert_rows_cover,
     assert_terminal_states_take_nothing,
     context,
+    reply,
     run_in,
     timer_fired,
 )
 
 from herald_core.contracts import EmailReplied
 from herald_planner.engine.activity import activity_of
-from herald_planner.engine.spec import Activity, Propose, StartTimer, Withdraw, advance
+from herald_planner.engine.spec import Activity, CancelTimers, Propose, StartTimer, Withdraw, advance
 from herald_planner.workflows.sequence import SPEC
 
 # rows: events; columns: the active states; "-": ignored (stale, a duplicate, or nothing to do)
@@ -45,6 +47,10 @@ timer                   -                -                -                -    
 timer:other             -                -                -                -          -
 replied                 exited           exited           exited           exited     exited
 replied:colleague       -                -                -                -          -
+reply                   exited           exited           exited           exited     exited
+reply:colleague         -                -                -                -          -
+reply:away              touching         awaiting_review  deferred         in_doubt   waiting
+reply:away_no_date      touching         awaiting_review  deferred         in_doubt   waiting
 meeting                 exited           exited           exited           exited     exited
 unsubscribed            exited           exited           exited           exited     exited
 bounced                 exited           exited           exited           exited     exited
@@ -209,3 +215,54 @@ def test_a_wait_is_handed_what_the_contact_did_and_no_other_step_pays_for_readin
     from herald_core.contracts import TimerFired
 
     assert frozenset({TimerFired}) == SPEC.reads_history
+
+
+def test_an_out_of_office_reply_moves_the_wait_to_the_contacts_return_and_never_ends_the_run() -> None:
+    away = EVENTS["reply:away"]()  # back on Monday 16 March 2026
+    due = NOW + timedelta(days=2)
+    decided = advance(SPEC, _run("waiting", due_at=due.isoformat()), away, context(SPEC, away))
+    assert decided is not None and decided.state == "waiting"
+    # 09:00 in Berlin (the contact's zone) on the return day: 08:00 UTC
+    back = datetime(2026, 3, 16, 8, 0, tzinfo=UTC)
+    assert decided.commands == (CancelTimers(), StartTimer("touch_2", back))
+    assert decided.data["due_at"] == back.isoformat()
+    # a wait that already ends after the return stays as it was
+    later = (back + timedelta(days=1)).isoformat()
+    unchanged = advance(SPEC, _run("waiting", due_at=later), away, context(SPEC, away))
+    assert unchanged is not None and unchanged.commands == ()
+    # no return day given: the wait stays
+    vague = EVENTS["reply:away_no_date"]()
+    assert advance(SPEC, _run("waiting", due_at=due.isoformat()), vague, context(SPEC, vague)).commands == ()  # type: ignore[union-attr]
+
+
+def test_a_return_day_on_a_weekend_means_the_monday_after() -> None:
+    away = reply("Away.", away_until=date(2026, 3, 14))  # a Saturday
+    decided = advance(SPEC, _run("waiting", due_at=NOW.isoformat()), away, context(SPEC, away))
+    assert decided is not None and decided.commands[-1] == StartTimer(
+        "touch_2", datetime(2026, 3, 16, 8, 0, tzinfo=UTC)
+    )
+
+
+def test_an_out_of_office_while_a_touch_is_in_flight_holds_the_wait_after_it() -> None:
+    away = EVENTS["reply:away"]()
+    held = advance(SPEC, _run("touching"), away, context(SPEC, away))
+    assert held is not None and held.state == "touching" and held.commands == ()
+    sent = EVENTS["succeeded"]()
+    decided = advance(SPEC, _run("touching", **held.data), sent, context(SPEC, sent))
+    # three business days would end on Thursday 5 March; the contact is back on the 16th
+    assert decided is not None and decided.commands == (StartTimer("touch_2", datetime(2026, 3, 16, 8, 0, tzinfo=UTC)),)
+
+
+def test_an_out_of_office_recorded_before_a_deadline_does_not_end_the_run() -> None:
+    away = EVENTS["reply:away_no_date"]()
+    fired = timer_fired()
+    seen = (activity_of(context(SPEC, away).envelope, away),)
+    decided = advance(SPEC, _run("waiting"), fired, context(SPEC, fired, history=seen))  # type: ignore[arg-type]
+    assert decided is not None and decided.state == "touching"
+
+
+def test_a_reply_read_at_the_inbound_edge_ends_the_run_and_withdraws_a_touch_in_flight() -> None:
+    answered = EVENTS["reply"]()
+    decided = advance(SPEC, _run("awaiting_review"), answered, context(SPEC, answered))
+    assert decided is not None and decided.state == "exited"
+    assert decided.commands == (Withdraw(ACTION, "replied"),)

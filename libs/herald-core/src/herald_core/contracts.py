@@ -177,6 +177,55 @@ class EmailReplied(Contract):
     occurred_at: datetime = Field(description="When the reply arrived (UTC).")
 
 
+class ReplyMatch(StrEnum):
+    IN_REPLY_TO = "in_reply_to"  # its In-Reply-To names an email Herald sent
+    REFERENCES = "references"  # its References do
+    SENDER = "sender"  # no thread Herald knows: its sender's address is one contact's
+
+
+class ReplyReceived(Contract):
+    """A reply Herald read itself (the raw message at the tenant's inbound address): matched to the contact and,
+    by its thread, to the email and the run it answers; only the new text, quoted history and signature removed.
+    The text is the contact's, not Herald's: untrusted, it can only choose among what a workflow declares."""
+
+    TYPE: ClassVar[str] = "herald.message.reply-received.v1"
+    contact: ContactFacts = Field(description="The contact the reply is from (its thread's, else its sender's).")
+    message_id: Annotated[str, StringConstraints(min_length=3, max_length=500)] = Field(
+        description="The reply's own Message-ID (else `sha256:` of its bytes): the de-duplication key."
+    )
+    matched_by: ReplyMatch = Field(description="How the reply was matched: by its thread, else by its sender.")
+    in_reply_to: MessageId | None = Field(
+        default=None, description="The Message-ID of Herald's email it answers (None when matched by sender)."
+    )
+    answers_action_id: str | None = Field(
+        default=None, max_length=64, description="The action whose email it answers, when its thread says."
+    )
+    answers_workflow_id: str | None = Field(
+        default=None, max_length=100, description="The workflow run that sent that email, when its thread says."
+    )
+    references: tuple[MessageId, ...] = Field(
+        default=(), max_length=50, description="The thread's Message-IDs, oldest first (for an answer in-thread)."
+    )
+    from_address: EmailAddress = Field(description="The address the reply came from.")
+    subject: Annotated[str, StringConstraints(max_length=300)] = Field(description="The reply's subject.")
+    text: Annotated[str, StringConstraints(max_length=10_000)] = Field(
+        description="What the reply says that is new: quoted history and signature removed, at most 10,000 "
+        "characters (`clipped` says when it was longer)."
+    )
+    clipped: bool = Field(default=False, description="The new text was longer than `text` holds.")
+    out_of_office: bool = Field(
+        default=False,
+        description="An automatic reply (RFC 3834 `Auto-Submitted: auto-replied`, or the usual out-of-office "
+        "headers): the contact is away, it did not answer.",
+    )
+    returns_on: date | None = Field(
+        default=None, description="For an out-of-office reply, the day the text says the contact is back."
+    )
+    upstream_source: str = Field(default="herald-inbound", description="`herald-inbound`: Herald's inbound edge.")
+    upstream_event_id: str = Field(description="The reply's Message-ID (as `message_id`).")
+    occurred_at: datetime = Field(description="When the reply was sent, by its Date (never later than arrival; UTC).")
+
+
 class EngagementKind(StrEnum):
     DELIVERED = "delivered"
     OPENED = "opened"
@@ -828,6 +877,7 @@ MESSAGE_TYPES: dict[str, type[Contract]] = {
         ConsentGranted,
         ContactErased,
         EmailReplied,
+        ReplyReceived,
         EmailEngagement,
         MeetingBooked,
         TimerFired,

@@ -67,6 +67,7 @@ EVENTS = TopicSpec(
         "herald.consent.withdrawn.v1",
         "herald.contact.erased.v1",
         "herald.message.replied.v1",
+        "herald.message.reply-received.v1",
         "herald.message.engagement.v1",
         "herald.meeting.booked.v1",
     ),
@@ -133,7 +134,7 @@ EXECUTED = TopicSpec(
     "herald.executed.v1",
     Key.TENANT_CONTACT,
     ("executor", "review"),
-    ("planner", "retrieval", "review", "executor"),
+    ("planner", "retrieval", "review", "executor", "ingest"),
     PIPELINE_PARTITIONS,
     message_types=("herald.action.executed.v1", "herald.action.refused.v1", "herald.execution.resolved.v1"),
     doc="What the executor did (or refused to do) with each approval, and what a person found when an execution "

@@ -2,15 +2,18 @@
 
     POST /v1/webhooks/hubspot/{tenant}   HubSpot webhook batches (v3 signature)  → Ingest.hubspot_webhook
     POST /v1/events                      CloudEvents 1.0 (structured or binary)  → Ingest.cloudevent
-    POST /v1/inbound/{tenant}/email      one raw message to the bounce address   → Ingest.inbound_email
+    POST /v1/inbound/{tenant}/email      one raw message to the inbound address  → Ingest.inbound_email
     GET  /healthz /readyz /metrics
+    herald.executed.v1 (consumed)        the emails Herald sent                  → Ingest.on_executed
 
 Valid events become `ContactCreated` / `ContactUpdated` / `ConsentWithdrawn` on herald.events.v1
 (withdrawals also on the compacted herald.consent.v1), audit copies included, in one Kafka
 transaction; the de-duplication rows commit only after it. Bounces and complaints (`bounces`) become
-`ConsentWithdrawn` and `EmailEngagement` the same way. Bad input is refused with a 4xx and a JSON
+`ConsentWithdrawn` and `EmailEngagement` the same way; a person's reply (`replies`) becomes `ReplyReceived`,
+matched to the email it answers by its thread (the sent emails are kept from the executor's reports), else to
+the contact holding its sender's address. Bad input is refused with a 4xx and a JSON
 `{"error", "detail"}`, and every refusal is on the audit as `EventRejected`; so is whatever part of an
-inbound message is left aside (an autoreply, an unknown recipient), with status 202.
+inbound message is left aside (an automatic message, an unknown recipient or sender), with status 202.
 
 HubSpot's webhook proves itself by its signature. The other two edges require one of a tenant's bearer tokens
 when its file names `ingest_token_files` (`Authorization: Bearer <token>`, checked as soon as the tenant is
@@ -37,8 +40,17 @@ from fastapi.responses import JSONResponse
 from prometheus_client import Counter
 from pydantic import ValidationError
 
-from herald_core.bus import Outbound, TransactionalProducer, UnpublishableError
-from herald_core.contracts import ContactFacts, Contract, EventRejected
+from herald_core.bus import ConsumerWorker, Inbound, Outbound, TransactionalProducer, UnpublishableError
+from herald_core.contracts import (
+    ActionExecuted,
+    ContactCreated,
+    ContactFacts,
+    ContactUpdated,
+    Contract,
+    EventRejected,
+    ReplyMatch,
+    ReplyReceived,
+)
 from herald_core.db import create_pool, migrate, readiness
 from herald_core.envelope import Envelope
 from herald_core.observability import add_ops_routes, get_logger
@@ -46,11 +58,12 @@ from herald_core.runtime import ServiceRuntime
 from herald_core.secret_files import SecretFiles
 from herald_core.tenants import TenantConfig, TenantDirectory
 from herald_core.text import MAX_TEXT, JsonRefused, read_json, storable, text_problem, value_problem
-from herald_core.topics import contact_key
+from herald_core.topics import EXECUTED, contact_key
 from herald_ingest.adapters.contacts import PostgresContacts
 from herald_ingest.adapters.dedup import EventKey, SeenEvents
 from herald_ingest.adapters.hubspot import HubSpotContacts, HubSpotUnavailable
-from herald_ingest.bounces import MalformedReport, Report, read_report, report_facts
+from herald_ingest.adapters.threads import SentEmails
+from herald_ingest.bounces import MalformedReport, Report, is_report, read_report, report_facts
 from herald_ingest.logic import (
     CLOUDEVENT_TYPES,
     HUBSPOT,
@@ -70,6 +83,7 @@ from herald_ingest.logic import (
     verify_bearer,
     verify_hubspot_v3,
 )
+from herald_ingest.replies import INBOUND, Reply, UnreadableReply, read_reply, sent_email_of
 from herald_ingest.settings import Settings
 
 MIGRATIONS = Path(str(files("herald_ingest") / "migrations"))
@@ -114,9 +128,11 @@ class Ingest:
         contacts: ContactDirectory,
         seen: SeenEvents,
         producer: TransactionalProducer,
+        sent: SentEmails,
         hubspot: HubSpotContacts | None = None,
     ) -> None:
         self.settings = settings
+        self.sent = sent
         self.hubspot = hubspot
         self.tenants = tenants
         self.contacts = contacts
@@ -369,14 +385,17 @@ class Ingest:
         traceparent = event.get("traceparent") or request.headers.get("traceparent")
         key = (str(event["source"]), event_id)
         accepted, duplicates = await self.accept(tenant.tenant_id, [(key, contract)], traceparent)
+        if accepted and isinstance(contract, ContactCreated | ContactUpdated):
+            # Herald's contact store holds it too: a bounce or a reply from its address finds it
+            await self.contacts.remember(tenant.tenant_id, [contract.contact])
         return JSONResponse({"accepted": accepted, "duplicates": duplicates}, status_code=202 if accepted else 200)
 
     # ------------------------------------------------------------ bounces and complaints
 
     async def inbound_email(self, request: Request, tenant_id: str) -> JSONResponse:
-        """One message that arrived at the tenant's bounce address, raw. A hard bounce or a complaint withdraws
-        consent, so with the tenant's ingest tokens the sender must hold one; it is checked before the body is
-        read."""
+        """One message that arrived at the tenant's inbound address, raw: a bounce or complaint report, or a
+        person's reply. A hard bounce or a complaint withdraws consent and a reply moves workflows, so with the
+        tenant's ingest tokens the sender must hold one; it is checked before the body is read."""
         tenant = self.tenants.get(tenant_id)
         try:
             if tenant is None:
@@ -389,6 +408,12 @@ class Ingest:
             body = await self._read_body(request)
             if not body.strip():
                 raise Refusal(400, "empty_message", "the body holds no message")
+            if not is_report(body):
+                try:
+                    reply = read_reply(body, datetime.now(UTC))
+                except UnreadableReply as exc:
+                    raise Refusal(exc.status, exc.code, exc.reason, exc.message_id) from exc
+                return await self._accept_reply(request, tenant.tenant_id, reply)
             try:
                 report = read_report(body, datetime.now(UTC))
             except MalformedReport as exc:
@@ -396,6 +421,85 @@ class Ingest:
         except Refusal as refusal:
             return await self.refuse(request, tenant, refusal)
         return await self._accept_report(request, tenant.tenant_id, report)
+
+    async def _accept_reply(self, request: Request, tenant: str, reply: Reply) -> JSONResponse:
+        """A person's reply: matched by its thread, else by its sender; or left aside with the reason (202)."""
+        matched = await self._reply_of(tenant, reply)
+        if isinstance(matched, tuple):
+            code, reason = matched
+            record = _rejected_record(request, tenant, 202, f"{code}: {reason}", reply.message_id)
+            await self._publish([], [record])
+            EVENTS_IN.labels("ignored", code).inc()
+            log.info("inbound reply left aside", tenant=tenant, message_id=reply.message_id, reason=code)
+            return JSONResponse(
+                {"accepted": 0, "duplicates": 0, "ignored": [{"recipient": None, "reason": reason}]}, status_code=202
+            )
+        key = (INBOUND, reply.message_id)
+        accepted, duplicates = await self.accept(tenant, [(key, matched)], request.headers.get("traceparent"))
+        log.info(
+            "inbound reply",
+            tenant=tenant,
+            message_id=reply.message_id,
+            contact_id=matched.contact.contact_id,
+            action_id=matched.answers_action_id,
+            matched_by=matched.matched_by.value,
+            out_of_office=matched.out_of_office,
+            accepted=accepted,
+            duplicates=duplicates,
+        )
+        return JSONResponse(
+            {"accepted": accepted, "duplicates": duplicates, "ignored": []},
+            status_code=200 if duplicates and not accepted else 202,
+        )
+
+    async def _reply_of(self, tenant: str, reply: Reply) -> ReplyReceived | tuple[str, str]:
+        """The reply as `ReplyReceived`, or (code, reason) for leaving it aside; the reasons name no address."""
+        if reply.automatic is not None:
+            return "automatic", reply.automatic
+        if not reply.text and not reply.out_of_office:
+            return "nothing_new", "the reply adds no text to what it quotes"
+        thread = await self.sent.find(tenant, reply.thread)
+        if thread is not None:
+            named, sent = thread
+            contact = (await self.contacts.get_many(tenant, [sent.contact_id])).get(sent.contact_id)
+            if contact is None:
+                return "unknown_contact", "the email it answers went to a contact Herald no longer holds"
+            match = ReplyMatch.IN_REPLY_TO if named == reply.in_reply_to else ReplyMatch.REFERENCES
+        else:
+            holders = (await self.contacts.find_by_email(tenant, [reply.from_address])).get(reply.from_address, [])
+            if not holders:
+                return "unknown_sender", "neither its thread nor its sender is known: no email Herald sent, no contact"
+            if len(holders) > 1:
+                return "ambiguous_sender", f"no known thread, and {len(holders)} contacts hold the sender's address"
+            contact, sent, named, match = holders[0], None, None, ReplyMatch.SENDER
+        return ReplyReceived(
+            contact=contact,
+            message_id=reply.message_id,
+            matched_by=match,
+            in_reply_to=named,
+            answers_action_id=sent.action_id if sent else None,
+            answers_workflow_id=sent.workflow_id if sent else None,
+            references=tuple(m for m in reply.references if len(m) <= 500),
+            from_address=reply.from_address,
+            subject=reply.subject,
+            text=reply.text,
+            clipped=reply.clipped,
+            out_of_office=reply.out_of_office,
+            returns_on=reply.returns_on,
+            upstream_source=INBOUND,
+            upstream_event_id=reply.message_id,
+            occurred_at=reply.sent_at,
+        )
+
+    # ------------------------------------------------------------ what Herald sent
+
+    async def on_executed(self, msg: Inbound) -> list[Outbound]:
+        """Keep each email Herald sent, so a reply's thread finds its contact and run."""
+        if isinstance(msg.body, ActionExecuted):
+            sent = sent_email_of(msg.body)
+            if sent is not None:
+                await self.sent.record(msg.envelope.tenant, sent)
+        return []
 
     async def _accept_report(self, request: Request, tenant: str, report: Report) -> JSONResponse:
         header = request.headers.get("traceparent")
@@ -525,6 +629,7 @@ class Ingest:
         # once the erasure is on Kafka (so every other store follows), this store forgets the contact too
         for tenant, contact_id in erased:
             await self.contacts.erase(tenant, contact_id)
+            await self.sent.forget(tenant, contact_id)
 
     def _count_accepted(self, tenant: str, accepted: Sequence[Outbound], duplicates: int) -> None:
         for out in accepted:
@@ -683,7 +788,9 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     crm_client = httpx.AsyncClient(timeout=settings.hubspot_timeout_seconds)
     hubspot = HubSpotContacts(crm_client, budget_seconds=settings.hubspot_budget_seconds)
     contacts = PostgresContacts(pool)
-    ingest = Ingest(settings, TenantDirectory(common.tenants_dir), contacts, SeenEvents(pool), producer, hubspot)
+    tenants = TenantDirectory(common.tenants_dir)
+    ingest = Ingest(settings, tenants, contacts, SeenEvents(pool), producer, SentEmails(pool), hubspot)
+    worker = ConsumerWorker(common, "ingest", "sent", {EXECUTED: ingest.on_executed})
     http = FastAPI(title="herald-ingest", description="Where upstream systems publish events into Herald.")
 
     @http.post("/v1/webhooks/hubspot/{tenant}")
@@ -704,8 +811,8 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     async def producer_ok() -> bool:
         return producer.started
 
-    add_ops_routes(http, {"postgres": readiness(pool), "kafka_producer": producer_ok})
+    add_ops_routes(http, {"postgres": readiness(pool), "kafka_producer": producer_ok, "consumer": worker.ready})
     runtime = ServiceRuntime("ingest", http, settings.http_host, settings.http_port)
-    runtime.on_start.append(producer.start)
-    runtime.on_stop += [pool.close, producer.stop, crm_client.aclose]
+    runtime.on_start += [producer.start, worker.start]
+    runtime.on_stop += [pool.close, producer.stop, worker.stop, crm_client.aclose]
     return runtime

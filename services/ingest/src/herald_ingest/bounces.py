@@ -24,12 +24,12 @@ import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from email import policy
 from email.errors import HeaderParseError
 from email.message import Message
 from email.parser import BytesParser, Parser
-from email.utils import collapse_rfc2231_value, getaddresses, parsedate_to_datetime
+from email.utils import collapse_rfc2231_value, getaddresses
 from enum import StrEnum
 
 from herald_core.consent import address_hash
@@ -43,6 +43,7 @@ from herald_core.contracts import (
     EngagementKind,
 )
 from herald_core.text import MAX_DEPTH, text_problem
+from herald_ingest.mail import header_date, nesting
 
 #: `upstream_source` of everything this module publishes, and the de-duplication source
 BOUNCES = "herald-bounces"
@@ -102,6 +103,15 @@ _ADDRESS = re.compile(r"[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+")
 _ACTION_ID = re.compile(r"[0-9A-Za-z]{26}")  # a ULID
 
 
+def is_report(raw: bytes) -> bool:
+    """Whether `raw` says it is a report (`multipart/report`); anything else is read as a reply."""
+    try:
+        headers = BytesParser(policy=policy.default).parsebytes(raw, headersonly=True)
+        return headers.get_content_type() == "multipart/report"
+    except (RecursionError, LookupError, ValueError, TypeError):
+        return False
+
+
 def read_report(raw: bytes, now: datetime) -> Report:
     """The report `raw` (one RFC 5322 message) is; `MalformedReport` if it is a report that cannot be read (also
     one whose parts nest deeper than `MAX_DEPTH`: a report has three levels, a bomb has thousands)."""
@@ -109,7 +119,7 @@ def read_report(raw: bytes, now: datetime) -> Report:
         message = BytesParser(policy=policy.default).parsebytes(raw)
     except RecursionError as exc:
         raise MalformedReport(f"the message's parts nest deeper than {MAX_DEPTH} levels") from exc
-    if _nesting(message) > MAX_DEPTH:
+    if nesting(message) > MAX_DEPTH:
         raise MalformedReport(f"the message's parts nest deeper than {MAX_DEPTH} levels")
     report_id = _message_id(message) or "sha256:" + hashlib.sha256(raw).hexdigest()
     try:
@@ -117,9 +127,9 @@ def read_report(raw: bytes, now: datetime) -> Report:
             return Report(report_id, (), (Ignored(None, "not_a_report", _not_a_report(message)),))
         report_type = collapse_rfc2231_value(message.get_param("report-type") or "").strip().lower()[:60]
         if report_type == "delivery-status":
-            problems, ignored = _delivery_status(message, _date(_field(message, "Date"), now) or now)
+            problems, ignored = _delivery_status(message, header_date(_field(message, "Date"), now) or now)
         elif report_type == "feedback-report":
-            problems, ignored = _feedback_report(message, _date(_field(message, "Date"), now) or now)
+            problems, ignored = _feedback_report(message, header_date(_field(message, "Date"), now) or now)
         else:
             reason = f"a report of type {report_type or 'none'!r}, neither a delivery status nor an abuse report"
             return Report(report_id, (), (Ignored(None, "not_a_report", reason),))
@@ -134,19 +144,6 @@ def read_report(raw: bytes, now: datetime) -> Report:
         original_message_id=_message_id(original) if original is not None else None,
         original_action_id=_action_id(original) if original is not None else None,
     )
-
-
-def _nesting(message: Message) -> int:
-    """How deep the message's parts nest (walked without recursion)."""
-    deepest, pending = 0, [(message, 1)]
-    while pending:
-        part, depth = pending.pop()
-        deepest = max(deepest, depth)
-        if depth > MAX_DEPTH:
-            break
-        payload = part.get_payload() if part.is_multipart() else None
-        pending += [(p, depth + 1) for p in payload if isinstance(p, Message)] if isinstance(payload, list) else []
-    return deepest
 
 
 def _not_a_report(message: Message) -> str:
@@ -183,7 +180,7 @@ def _delivery_status(message: Message, reported_at: datetime) -> tuple[tuple[Pro
             if status[0] == "2":
                 raise MalformedReport(f"{where}: Action failed with the success status {status}")
             outcome = Outcome.HARD_BOUNCE if status[0] == "5" else Outcome.SOFT_BOUNCE
-            occurred_at = _date(_field(fields, "Last-Attempt-Date"), reported_at) or reported_at
+            occurred_at = header_date(_field(fields, "Last-Attempt-Date"), reported_at) or reported_at
             problems.append(Problem(recipient, outcome, status, occurred_at))
         elif action == "delayed":
             reason = f"delivery delayed ({status or 'no status'}), not failed: the sending server is still retrying"
@@ -373,15 +370,3 @@ def _message_id(message: Message) -> str | None:
 def _action_id(message: Message) -> str | None:
     value = (_field(message, "X-Herald-Action-Id") or "").strip()
     return value if _ACTION_ID.fullmatch(value) else None
-
-
-def _date(value: str | None, now: datetime) -> datetime | None:
-    """A date field in UTC (never later than `now`: a sender's clock is not ours to trust), or None."""
-    if not value:
-        return None
-    try:
-        moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-    return min(moment, now)

@@ -30,6 +30,7 @@ from herald_core.contracts import (
     EmailEngagement,
     EmailReplied,
     MeetingBooked,
+    ReplyReceived,
 )
 from herald_core.envelope import Envelope, child_traceparent, new_traceparent
 from herald_core.hubspot import DEFAULT_CONTACT_PROPERTIES
@@ -81,6 +82,10 @@ class ContactDirectory(Protocol):
 
     async def upsert_fetched(self, tenant: str, contacts: Sequence[CrmContact]) -> int:
         """Keep contacts read from the tenant's CRM (the fields read overwrite, the others stay)."""
+        ...
+
+    async def remember(self, tenant: str, contacts: Sequence[ContactFacts]) -> None:
+        """Keep contacts as an event sent to Herald describes them (their facts overwrite)."""
         ...
 
     async def fetched_at(self, tenant: str, contact_ids: Sequence[str]) -> dict[str, datetime]:
@@ -448,7 +453,7 @@ def seed_opt_out(contact: SeedContact, now: datetime) -> ConsentWithdrawn:
 
 def contact_of(contract: Contract) -> ContactId:
     """The contact a contract is about (its Kafka key and envelope subject)."""
-    if isinstance(contract, ContactCreated | ContactUpdated):
+    if isinstance(contract, ContactCreated | ContactUpdated | ReplyReceived):
         return contract.contact.contact_id
     if isinstance(contract, ConsentWithdrawn | ContactErased | EmailReplied | EmailEngagement | MeetingBooked):
         return contract.contact_id

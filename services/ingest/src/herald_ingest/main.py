@@ -21,6 +21,7 @@ from herald_core.runtime import run
 from herald_core.tenants import TenantDirectory
 from herald_ingest.adapters.contacts import ContactFileError, PostgresContacts, read_contacts_file
 from herald_ingest.adapters.dedup import SeenEvents
+from herald_ingest.adapters.threads import SentEmails
 from herald_ingest.app import MIGRATIONS, Ingest, create_app
 from herald_ingest.logic import SEED, seed_opt_out
 from herald_ingest.settings import Settings
@@ -54,7 +55,7 @@ async def seed(settings: Settings, tenant: str, path: Path) -> SeedResult:
         store = PostgresContacts(pool)
         await store.upsert(tenant, contacts)
         await producer.start()
-        ingest = Ingest(settings, tenants, store, SeenEvents(pool), producer)
+        ingest = Ingest(settings, tenants, store, SeenEvents(pool), producer, SentEmails(pool))
         now = datetime.now(UTC)
         opt_outs = [((SEED, f"seed-optout-{c.id}"), seed_opt_out(c, now)) for c in contacts if c.opted_out]
         accepted, _ = await ingest.accept(tenant, opt_outs, None)

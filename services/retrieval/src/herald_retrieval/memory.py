@@ -12,7 +12,7 @@
 first) and the long-term memories most relevant to the query, fused by reciprocal rank.
 
 Handlers, by topic:
-    herald.events.v1           → on_interaction      (EmailReplied, MeetingBooked; ContactErased forgets)
+    herald.events.v1           → on_interaction      (EmailReplied, ReplyReceived, MeetingBooked; ContactErased forgets)
     herald.executed.v1         → on_interaction      (a sent email)
     herald.review-decision.v1  → on_review_decision  (a reviewer's reason)
 """
@@ -33,6 +33,7 @@ from herald_core.contracts import (
     ExecutionResolved,
     ExecutionStatus,
     MeetingBooked,
+    ReplyReceived,
     ResolutionOutcome,
     ReviewDecided,
 )
@@ -53,6 +54,14 @@ def interaction_of(msg: Inbound) -> Memory | None:
     if isinstance(body, EmailReplied):
         text = f"Replied “{body.subject}”" + (f": {body.snippet}" if body.snippet else "")
         return Memory(envelope.id, "medium", "reply", text[:2000], body.occurred_at, body.contact_id)
+    if isinstance(body, ReplyReceived):
+        said = body.text.strip()
+        if body.out_of_office:
+            back = f", back on {body.returns_on:%Y-%m-%d}" if body.returns_on else ""
+            text = f"Out of office (automatic reply to “{body.subject}”{back})"
+        else:
+            text = f"Replied “{body.subject}”" + (f": {said}" if said else "")
+        return Memory(envelope.id, "medium", "reply", text[:2000], body.occurred_at, body.contact.contact_id)
     if isinstance(body, MeetingBooked):
         text = f"Meeting booked: “{body.title}” on {body.starts_at:%Y-%m-%d %H:%M} UTC"
         return Memory(envelope.id, "medium", "meeting", text, body.occurred_at, body.contact_id)

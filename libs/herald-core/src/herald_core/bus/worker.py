@@ -202,9 +202,10 @@ class ConsumerWorker:
             self.common, f"{self.common.topic_prefix}herald-{self.service}-{self.name}-{self.common.instance_id}"
         )
         consumer = group_consumer(self.common, self.group_id, *self.by_topic_name, max_records=self.max_batch)
+        # kept before they start, so a stop that cancels the start still closes both
+        self._consumer, self._producer = consumer, producer
         await producer.start()
         await consumer.start()
-        self._consumer, self._producer = consumer, producer
         return consumer, producer
 
     async def _close(self) -> None:

@@ -20,6 +20,7 @@ from herald_core.contracts import (
     EmailEngagement,
     EmailReplied,
     FetchCampaignStatsInput,
+    ReplyReceived,
 )
 from herald_core.tools import FetchCampaignStatsOutput, VariantStats
 
@@ -48,6 +49,8 @@ def _event_fields(body: Contract) -> tuple[str, str | None, str | None, str | No
             return body.kind.value, body.message_id, body.campaign_id, body.variant, body.occurred_at
         case EmailReplied():
             return "replied", body.in_reply_to, None, None, body.occurred_at
+        case ReplyReceived() if not body.out_of_office:  # an autoresponder is not an answer
+            return "replied", body.in_reply_to, None, None, body.occurred_at
         case ConsentWithdrawn() if body.reason is ConsentReason.UNSUBSCRIBE:
             return "unsubscribed", None, None, None, body.occurred_at
     return None
@@ -63,7 +66,8 @@ class CampaignStats:
         if fields is None:
             return False
         kind, message_id, campaign_id, variant, occurred_at = fields
-        assert isinstance(body, EmailEngagement | EmailReplied | ConsentWithdrawn)
+        assert isinstance(body, EmailEngagement | EmailReplied | ReplyReceived | ConsentWithdrawn)
+        contact_id = body.contact.contact_id if isinstance(body, ReplyReceived) else body.contact_id
         await self.pool.execute(
             "INSERT INTO executor.message_events"
             "(event_key, tenant, contact_id, message_id, campaign_id, variant, kind, occurred_at) "
@@ -72,7 +76,7 @@ class CampaignStats:
             "$5, $6, $7, $8) ON CONFLICT (event_key) DO NOTHING",
             f"{body.upstream_source}:{body.upstream_event_id}:{kind}",
             tenant,
-            body.contact_id,
+            contact_id,
             message_id,
             campaign_id,
             variant,

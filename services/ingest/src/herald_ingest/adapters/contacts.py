@@ -102,6 +102,18 @@ class PostgresContacts:
                 )
         return len(contacts)
 
+    async def remember(self, tenant: str, contacts: Sequence[ContactFacts]) -> None:
+        """Keep contacts as an event sent to Herald describes them whole (a CloudEvent's `ContactCreated` or
+        `ContactUpdated`): their facts overwrite, what the facts do not hold (an opt-out flag) stays."""
+        fields = [f for f in ContactFacts.model_fields if f != "contact_id" and f in _WRITABLE]
+        placeholders = ", ".join(f"${i + 3}" for i in range(len(fields)))
+        updates = ", ".join(f"{f} = EXCLUDED.{f}" for f in fields)
+        await self.pool.executemany(
+            f"INSERT INTO ingest.contacts(tenant, contact_id, {', '.join(fields)}) VALUES ($1, $2, {placeholders}) "
+            f"ON CONFLICT (tenant, contact_id) DO UPDATE SET {updates}, updated_at = now()",
+            [(tenant, c.contact_id, *(getattr(c, f) for f in fields)) for c in contacts],
+        )
+
     async def fetched_at(self, tenant: str, contact_ids: Sequence[str]) -> dict[str, datetime]:
         """When each of `contact_ids` was last read from the CRM; a contact never read from it is left out."""
         rows = await self.pool.fetch(

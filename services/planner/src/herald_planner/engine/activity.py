@@ -13,6 +13,7 @@ from herald_core.contracts import (
     EmailEngagement,
     EmailReplied,
     MeetingBooked,
+    ReplyReceived,
 )
 from herald_core.envelope import Envelope
 from herald_planner.engine.spec import Activity
@@ -70,6 +71,16 @@ def _(event: EmailReplied) -> dict[str, Any]:
 
 
 @facts_of.register
+def _(event: ReplyReceived) -> dict[str, Any]:
+    return {
+        "in_reply_to": event.in_reply_to,
+        "from_domain": company_domain(event.from_address),
+        "out_of_office": event.out_of_office,
+        "returns_on": event.returns_on.isoformat() if event.returns_on else None,
+    }
+
+
+@facts_of.register
 def _(event: ConsentWithdrawn) -> dict[str, Any]:
     return {"reason": event.reason.value, "channel": event.channel.value}
 
@@ -103,7 +114,7 @@ def activity_of(envelope: Envelope, event: Contract) -> Activity | None:
 
 def domain_of(event: Contract) -> str | None:
     """The company domain an event speaks from: the replying address, else the contact's own."""
-    if isinstance(event, EmailReplied) and event.from_address:
+    if isinstance(event, EmailReplied | ReplyReceived) and event.from_address:
         return company_domain(event.from_address)
     contact = getattr(event, "contact", None)
     return company_domain(contact.email) if contact is not None else None

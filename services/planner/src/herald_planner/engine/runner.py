@@ -30,6 +30,7 @@ from herald_core.contracts import (
     ContactErased,
     Contract,
     EmailReplied,
+    ReplyReceived,
     ReviewDecided,
     SendEmailInput,
     TimerFired,
@@ -221,7 +222,7 @@ class Runner:
         if contact_id is None:
             return []
         ids = [run.workflow_id for run in await self.runs.of_contact(tenant.tenant_id, contact_id)]
-        domain = domain_of(body) if isinstance(body, EmailReplied) else None
+        domain = domain_of(body) if isinstance(body, EmailReplied | ReplyReceived) else None
         if domain is not None:
             ids += [run.workflow_id for run in await self.runs.at_domain(tenant.tenant_id, domain, contact_id)]
         return ids

@@ -18,6 +18,10 @@ deferral moves the whole sequence). Touches 2+ go in the thread of touch 1 (In-R
 an exit recorded (at Herald's edge) before the deadline wins over the timer, even if the planner reads it
 after. An exit recorded after the deadline still ends the sequence before any further touch.
 
+**Out of office.** An automatic reply (`ReplyReceived.out_of_office`) is not an answer: the sequence goes on,
+but no touch goes before the contact is back: the next one waits until 09:00 in the contact's zone on the first
+business day from the return day the reply gives (no day given: the wait stays as it was).
+
 **Edits while runs are in flight.** A run keeps the configuration it started with (pinned in the run), so
 an edit of the tenant's sequence changes only runs started after it; a touch is identified by its number in
 the run, and the run moves past a number once: no edit makes a run send a touch twice.
@@ -26,6 +30,7 @@ the run, and the run moves past a number once: no edit makes a run send a touch 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime, time
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -38,15 +43,18 @@ from herald_core.contracts import (
     EmailEngagement,
     EmailReplied,
     MeetingBooked,
+    ReplyReceived,
     TimerFired,
 )
 from herald_core.envelope import Envelope
+from herald_core.tenants import zone_named
 from herald_planner.engine.activity import activity_of, company_domain
 from herald_planner.engine.calendar import add_business_days
 from herald_planner.engine.ports import Ports
 from herald_planner.engine.spec import (
     Activity,
     Advance,
+    CancelTimers,
     Context,
     Propose,
     Run,
@@ -112,7 +120,7 @@ STATES = (*ACTIVE, *sorted(TERMINAL))
 
 #: what the planner keeps of the contact (what a wait checks before it sleeps)
 ACTIVITY: frozenset[type[Contract]] = frozenset(
-    {EmailReplied, MeetingBooked, ConsentWithdrawn, EmailEngagement, ContactUpdated}
+    {EmailReplied, ReplyReceived, MeetingBooked, ConsentWithdrawn, EmailEngagement, ContactUpdated}
 )
 
 #: the block rules a redraft can answer (the words were wrong); anything else is about the lead or the limits
@@ -132,7 +140,9 @@ def exit_reason(run: Run, activity: Activity, config: SequenceConfig) -> str | N
     when the tenant opts in."""
     own = activity.contact_id == run.contact.contact_id
     facts = activity.facts
-    if activity.type == EmailReplied.TYPE:
+    if activity.type in (EmailReplied.TYPE, ReplyReceived.TYPE):
+        if facts.get("out_of_office"):
+            return None  # an autoresponder did not answer: the sequence only waits (`on_activity`)
         if own:
             return "replied"
         domain = company_domain(run.contact.email)
@@ -175,7 +185,41 @@ def on_activity(run: Run, event: Contract, context: Context[SequenceConfig]) -> 
         return ended
     if isinstance(event, ContactUpdated) and event.contact.contact_id == run.contact.contact_id:
         return Advance(run.state, note={"contact_updated": event.changed_property})
+    if isinstance(event, ReplyReceived) and event.out_of_office and activity.contact_id == run.contact.contact_id:
+        return _away(run, event, context)
     return None
+
+
+def back_at(returns_on: date, run: Run, context: Context[SequenceConfig]) -> datetime:
+    """09:00 in the contact's zone (else the tenant's) on the first business day from `returns_on`."""
+    zone = zone_named(run.contact.timezone) or zone_named(context.tenant.timezone) or UTC
+    day = datetime.combine(returns_on, time(9, 0), tzinfo=zone)
+    if day.weekday() >= 5:
+        return add_business_days(day, 1, run.contact.timezone, context.tenant.timezone)
+    return day.astimezone(UTC)
+
+
+def _away(run: Run, event: ReplyReceived, context: Context[SequenceConfig]) -> Advance:
+    """The contact is out of office: no touch before it is back. A wait that would end sooner is moved; a touch
+    in flight keeps going, and the wait after it ends no sooner than the contact's return."""
+    if event.returns_on is None:
+        return Advance(run.state, note={"out_of_office": True, "returns_on": None})
+    back = max(back_at(event.returns_on, run, context), context.now)
+    note = {"out_of_office": True, "returns_on": event.returns_on.isoformat(), "back_at": back.isoformat()}
+    data = {"back_at": back.isoformat()}
+    if run.state != "waiting":
+        return Advance(run.state, data=data, note=note)
+    due = _moment(run.data.get("due_at")) or back
+    if back <= due:
+        return Advance(run.state, data=data, note={**note, "wait_unchanged": due.isoformat()})
+    name = f"touch_{int(run.data.get('waiting_for', 0))}"
+    return Advance(
+        "waiting", (CancelTimers(), StartTimer(name, back)), data={**data, "due_at": back.isoformat()}, note=note
+    )
+
+
+def _moment(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) else None
 
 
 # ---------------------------------------------------------------- the touches
@@ -198,12 +242,13 @@ def _wait_for(run: Run, context: Context[SequenceConfig], after_touch: int) -> A
         return Advance("completed", note={"touches_sent": len(run.data.get("sent", []))})
     days = config.waits_business_days[after_touch - 1]
     due = add_business_days(context.now, days, run.contact.timezone, context.tenant.timezone)
+    note: dict[str, Any] = {"wait_business_days": days, "zone": run.contact.timezone or context.tenant.timezone}
+    back = _moment(run.data.get("back_at"))
+    if back is not None and back > due:  # the contact said it is away until then
+        due, note["until_back"] = back, back.isoformat()
     name = f"touch_{after_touch + 1}"
     return Advance(
-        "waiting",
-        (StartTimer(name, due),),
-        data={"waiting_for": after_touch + 1},
-        note={"wait_business_days": days, "zone": run.contact.timezone or context.tenant.timezone},
+        "waiting", (StartTimer(name, due),), data={"waiting_for": after_touch + 1, "due_at": due.isoformat()}, note=note
     )
 
 

@@ -1,0 +1,113 @@
+"""Replies end to end: a lead's touch 1 goes out through the SMTP server; the lead's answer, written as a mail client
+writes it (in the thread of the delivered email, quoting it, signed), is posted raw to ingest's inbound edge. It is
+read once as `ReplyReceived` with only the new text and its thread, and it ends the lead's sequence. Another lead's
+out-of-office reply does not: its next touch waits until the day the reply says the lead is back. Read back from
+the mailbox, the events topic and the planner's runs and timers."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from datetime import UTC, date, datetime, timedelta
+from email.message import EmailMessage, Message
+
+import asyncpg
+import httpx
+import pytest
+from sequence_support import lead, mails, new_lead, runs_of
+
+from herald_core.contracts import ReplyMatch, ReplyReceived
+from herald_core.topics import EVENTS
+from support import bodies, eventually, part_of, read_topic
+
+pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.postgres, pytest.mark.weaviate, pytest.mark.smtp]
+
+
+def answer(to: Message, text: str, **headers: str) -> bytes:
+    """A reply to a delivered email as a mail client writes it: in its thread, quoting it, with a signature."""
+    reply = EmailMessage()
+    reply["From"] = str(to["To"])
+    reply["To"] = str(to["From"])
+    reply["Subject"] = f"Re: {to['Subject']}"
+    reply["Date"] = datetime.now(UTC).strftime("%a, %d %b %Y %H:%M:%S +0000")
+    reply["Message-ID"] = f"<{secrets.token_hex(8)}@mail.client.example>"
+    reply["In-Reply-To"] = str(to["Message-ID"])
+    reply["References"] = str(to["Message-ID"])
+    for name, value in headers.items():
+        reply[name.replace("_", "-")] = value
+    quoted = "\n".join(f"> {line}" for line in part_of(to, "plain").splitlines())
+    reply.set_content(f"{text}\n\n-- \nSent from my phone\n\nOn Monday, {to['From']} wrote:\n{quoted}\n")
+    return reply.as_bytes()
+
+
+async def post_reply(herald, tenant: str, raw: bytes) -> None:  # type: ignore[no-untyped-def]
+    async with httpx.AsyncClient(timeout=30) as client:
+        posted = await client.post(
+            f"{herald.services.ingest_url}/v1/inbound/{tenant}/email",
+            content=raw,
+            headers={"Content-Type": "message/rfc822"},
+        )
+    assert posted.status_code == 202 and posted.json()["accepted"] == 1, posted.text
+
+
+async def received(herald, tenant: str, contact_id: str) -> ReplyReceived:  # type: ignore[no-untyped-def]
+    async def look() -> ReplyReceived | None:
+        records = await read_topic(herald.bootstrap, EVENTS.full_name(herald.prefix))
+        found = [r for r in bodies(records, ReplyReceived, contact_id) if r.contact.contact_id == contact_id]
+        return found[0] if found else None
+
+    reply: ReplyReceived = await eventually(look, timeout=60, what=f"the reply of {contact_id} on the events topic")
+    return reply
+
+
+async def test_a_reply_in_the_thread_ends_the_sequence_and_an_out_of_office_only_moves_it(herald) -> None:  # type: ignore[no-untyped-def]
+    tenant = herald.add_tenant(
+        f"rep{secrets.token_hex(3)}",
+        workflows={"new_lead_sequence": {"waits_business_days": [3, 4]}},
+        limits={"emails_per_hour": 1000, "emails_per_contact_per_day": 10},
+    )
+    herald.load_kb(tenant)
+    run = secrets.token_hex(3)
+    ana, ben = lead(run, "ana"), lead(run, "ben")
+    for contact in (ana, ben):
+        await new_lead(herald, tenant, contact)
+    touch_ana = (await mails(herald, ana["email"], 1, "touch 1 to ana"))[0]
+    touch_ben = (await mails(herald, ben["email"], 1, "touch 1 to ben"))[0]
+    await eventually(
+        lambda: _all_waiting(herald, tenant, ana["contact_id"], ben["contact_id"]), timeout=60, what="both waiting"
+    )
+
+    await post_reply(herald, tenant, answer(touch_ana, "Interesting. Does it work with our WMS?"))
+    reply = await received(herald, tenant, ana["contact_id"])
+    assert reply.text == "Interesting. Does it work with our WMS?"
+    assert (reply.matched_by, reply.in_reply_to) == (ReplyMatch.IN_REPLY_TO, touch_ana["Message-ID"])
+    assert reply.answers_workflow_id is not None and not reply.out_of_office
+
+    back = date.today() + timedelta(days=20)
+    away = f"I am out of the office until {back:%A, %B} {back.day}, {back.year}, with limited access to email."
+    await post_reply(herald, tenant, answer(touch_ben, away, Auto_Submitted="auto-replied"))
+    assert (await received(herald, tenant, ben["contact_id"])).returns_on == back
+
+    async def settled() -> dict[str, dict[str, object]] | None:
+        runs = await runs_of(herald, tenant)
+        ben_data = json.loads(str(runs[ben["contact_id"]]["data"]))
+        return runs if runs[ana["contact_id"]]["state"] == "exited" and "back_at" in ben_data else None
+
+    runs = await eventually(settled, timeout=60, what="ana's run ended and ben's moved")
+    assert json.loads(str(runs[ana["contact_id"]]["data"]))["exit"] == "replied"
+    assert runs[ben["contact_id"]]["state"] == "waiting"
+    conn = await asyncpg.connect(herald.pg_dsn)
+    try:
+        pending = await conn.fetch(
+            "SELECT contact_id, due_at FROM planner.timers WHERE tenant = $1 AND state = 'pending'", tenant
+        )
+    finally:
+        await conn.close()
+    [(contact_id, due_at)] = [(r["contact_id"], r["due_at"]) for r in pending]  # ana's timer was cancelled
+    assert contact_id == ben["contact_id"]
+    assert due_at.astimezone(UTC).date() >= back  # no touch before ben is back (09:00 in ben's zone that day)
+
+
+async def _all_waiting(herald, tenant: str, *contact_ids: str) -> bool:  # type: ignore[no-untyped-def]
+    runs = await runs_of(herald, tenant)
+    return all(runs.get(c, {}).get("state") == "waiting" for c in contact_ids)
