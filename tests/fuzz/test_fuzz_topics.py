@@ -92,6 +92,7 @@ from herald_core.topics import (
     AUDIT,
     AUDIT_SEALED,
     CONSENT,
+    CONSUMERS,
     CONTROL,
     DECISION,
     EVENTS,
@@ -129,6 +130,7 @@ GROUPS: dict[tuple[str, str], tuple[TopicSpec, ...]] = {
     ("executor", "stats"): (EVENTS, EXECUTED),
     ("retrieval", "knowledge"): (KNOWLEDGE,),
     ("retrieval", "memory"): (EVENTS, EXECUTED, REVIEW_DECISION),
+    ("ingest", "sent"): (EXECUTED,),
 }
 #: the readers outside a group: consent feeds (positions in Postgres), followers of compacted topics, the cache
 #: invalidator; each dead-letters what it cannot read under its service's name
@@ -521,7 +523,7 @@ async def test_mutated_records_on_every_consumed_topic_are_dead_lettered_and_not
     summary.skipped_records += len(made) - len(records)
     records += sentinels(herald, tenant, run)
 
-    dlq_topics = {service: herald.topic(dead_letter_topic(service)) for service in SERVICES}
+    dlq_topics = {service: herald.topic(dead_letter_topic(service)) for service in CONSUMERS}
     watched = [*dlq_topics.values(), herald.topic(AUDIT_SEALED), *(herald.topic(s) for s in PRODUCED)]
     starts = await end_offsets(herald.bootstrap, watched)
     refusals = await publish_all(herald.bootstrap, records)

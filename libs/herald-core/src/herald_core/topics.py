@@ -263,7 +263,8 @@ TOPICS: tuple[TopicSpec, ...] = (
     AUDIT_SEALED,
 )
 
-CONSUMERS: tuple[str, ...] = ("planner", "guard", "review", "executor", "retrieval")
+#: the services that consume a topic, from the table (the CLI reads, but dead-letters nothing)
+CONSUMERS: tuple[str, ...] = tuple(dict.fromkeys(c for spec in TOPICS for c in spec.consumers if c != "cli"))
 
 
 def dead_letter_topic(consumer: str) -> TopicSpec:
