@@ -163,6 +163,7 @@ def test_other_automatic_messages_are_not_replies(headers: dict[str, str], why: 
         ("Returning 4 January. For urgent matters call Sam.", date(2027, 1, 4)),  # no year: the next one
         ("I am away through Jan 8th and will answer then.", date(2027, 1, 8)),
         ("Ich bin ab dem 14.12.2026 wieder erreichbar.", date(2026, 12, 14)),
+        ("Ich bin ab dem 04.01.2027 wieder im Büro.", date(2027, 1, 4)),  # dotted: day first
         ("Je serai de retour le 15/12/2026.", date(2026, 12, 15)),  # day first: 15 cannot be a month
         ("Back on Monday.", date(2026, 12, 7)),  # the next Monday after 2 December 2026 (a Wednesday)
         ("I am on vacation with limited access to email.", None),

@@ -327,14 +327,17 @@ _RETURN_CUE = re.compile(
 def return_date(text: str, today: date) -> date | None:
     """The day an out-of-office text says its writer is back, or None. A day without a year is the next such
     day; a date in the past or more than a year ahead is not believed. Numeric dates are read day first when
-    the first number cannot be a month, else month first (04/12 is April 12)."""
+    the first number cannot be a month or the date is dotted (04.01.2027 is 4 January), else month first (04/12
+    is April 12)."""
     for cue in _RETURN_CUE.finditer(text[:5000]):
         phrase = text[cue.end() : cue.end() + 40].split("\n", 1)[0]
         phrase = re.split(r"[;.!?](?!\d)|\b(?:and|with|but|for|if|please|und|et|y)\b", phrase, maxsplit=1)[0]
         if not re.search(r"\d|monday|tuesday|wednesday|thursday|friday|saturday|sunday", phrase, re.IGNORECASE):
             continue
+        dotted = re.search(r"\b\d{1,2}\.\d{1,2}\.", phrase) is not None  # 04.01.2027: always day first
         try:
-            parsed = dateparser.parse(phrase, fuzzy=True, default=datetime(today.year, today.month, today.day))
+            default = datetime(today.year, today.month, today.day)
+            parsed = dateparser.parse(phrase, fuzzy=True, default=default, dayfirst=dotted)
         except (ValueError, OverflowError, TypeError):
             continue
         day = parsed.date()
