@@ -88,7 +88,8 @@ async def timers_of(herald, tenant: str) -> list[dict[str, Any]]:  # type: ignor
     conn = await asyncpg.connect(herald.pg_dsn)
     try:
         rows = await conn.fetch(
-            "SELECT contact_id, name, state, leases FROM planner.timers WHERE tenant = $1 ORDER BY contact_id, name",
+            "SELECT contact_id, name, state, leases, due_at FROM planner.timers WHERE tenant = $1 "
+            "ORDER BY contact_id, name",
             tenant,
         )
     finally:

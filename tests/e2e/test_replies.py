@@ -11,10 +11,9 @@ import secrets
 from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage, Message
 
-import asyncpg
 import httpx
 import pytest
-from sequence_support import lead, mails, new_lead, runs_of
+from sequence_support import lead, mails, new_lead, runs_of, timers_of
 
 from herald_core.contracts import ReplyMatch, ReplyReceived
 from herald_core.topics import EVENTS
@@ -96,14 +95,8 @@ async def test_a_reply_in_the_thread_ends_the_sequence_and_an_out_of_office_only
     runs = await eventually(settled, timeout=60, what="ana's run ended and ben's moved")
     assert json.loads(str(runs[ana["contact_id"]]["data"]))["exit"] == "replied"
     assert runs[ben["contact_id"]]["state"] == "waiting"
-    conn = await asyncpg.connect(herald.pg_dsn)
-    try:
-        pending = await conn.fetch(
-            "SELECT contact_id, due_at FROM planner.timers WHERE tenant = $1 AND state = 'pending'", tenant
-        )
-    finally:
-        await conn.close()
-    [(contact_id, due_at)] = [(r["contact_id"], r["due_at"]) for r in pending]  # ana's timer was cancelled
+    pending = [t for t in await timers_of(herald, tenant) if t["state"] == "pending"]
+    [(contact_id, due_at)] = [(t["contact_id"], t["due_at"]) for t in pending]  # ana's timer was cancelled
     assert contact_id == ben["contact_id"]
     assert due_at.astimezone(UTC).date() >= back  # no touch before ben is back (09:00 in ben's zone that day)
 

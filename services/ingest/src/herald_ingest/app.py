@@ -479,7 +479,7 @@ class Ingest:
             in_reply_to=named,
             answers_action_id=sent.action_id if sent else None,
             answers_workflow_id=sent.workflow_id if sent else None,
-            references=tuple(m for m in reply.references if len(m) <= 500),
+            references=reply.references,
             from_address=reply.from_address,
             subject=reply.subject,
             text=reply.text,
