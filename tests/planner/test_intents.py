@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from herald_ingest.replies import read_reply
-from herald_planner.intents import Intent, classify_offline, not_before, referred
+from herald_planner.intents import Intent, classify_offline, not_before, referred, with_similarity
 
 REPLIES = Path(__file__).parent / "replies"
 NOW = datetime(2026, 12, 2, 18, 0, tzinfo=UTC)
@@ -93,3 +93,33 @@ def test_an_injection_can_only_select_an_intent() -> None:
 
 def test_nothing_the_rules_know_is_unclear() -> None:
     assert classify_offline("Hmm.", today=date(2026, 12, 2)).intent is Intent.UNCLEAR
+
+
+def _scores(**by_label: float) -> dict[str, float]:
+    return {label: by_label.get(label, 0.0) for label in (i.value for i in Intent if i not in (Intent.UNCLEAR,))}
+
+
+def test_similarity_names_an_unclear_reply_only_when_it_is_clearly_closest() -> None:
+    unclear = classify_offline("Quit writing to me.", today=date(2026, 12, 2))
+    assert unclear.intent is Intent.UNCLEAR
+    named = with_similarity(unclear, _scores(unsubscribe=0.6, not_interested=0.4))
+    assert (named.intent, named.confidence, named.classifier) == (Intent.UNSUBSCRIBE, 0.8, "rules+similarity")
+    close_call = with_similarity(unclear, _scores(unsubscribe=0.6, not_interested=0.55))
+    assert close_call.intent is Intent.UNCLEAR  # too close to call: a person reads it
+    far = with_similarity(unclear, _scores(unsubscribe=0.2))
+    assert far.intent is Intent.UNCLEAR
+
+
+def test_similarity_agreeing_raises_a_rule_and_contradicting_it_sends_it_to_a_person() -> None:
+    rule = classify_offline("Not interested, thanks.", today=date(2026, 12, 2))
+    assert rule.intent is Intent.NOT_INTERESTED
+    agreed = with_similarity(rule, _scores(not_interested=0.7, unsubscribe=0.3))
+    assert agreed.confidence == pytest.approx(min(1.0, rule.confidence + 0.05))
+    doubted = with_similarity(rule, _scores(not_interested=0.2, meeting_request=0.6))
+    assert doubted.intent is Intent.NOT_INTERESTED and doubted.confidence == 0.5
+    assert doubted.evidence[-1].startswith("but closest to the meeting_request examples")
+
+
+def test_an_out_of_office_stays_whatever_the_text_resembles() -> None:
+    away = classify_offline("Back on Monday.", today=date(2026, 12, 2), out_of_office=True)
+    assert with_similarity(away, _scores(meeting_request=0.9)) == away

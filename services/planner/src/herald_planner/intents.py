@@ -5,13 +5,16 @@ The reply is the contact's text, untrusted: all it can do here is select an inte
 for `wrong_person`, an address that only ever becomes a lead for a person to confirm). Rules come first, each a
 phrase a person uses for one intent; where several intents' phrases appear, the strongest rule wins and the
 confidence drops; where none does, a question mark is a question and anything else is `unclear`, which reply
-handling sends to a person.
+handling sends to a person. Then the reply's sentence embedding is placed among `EXAMPLES` (retrieval's
+`Resemble`): it names the intent of a reply no rule reads (when it is clearly closest to one), and lowers the
+confidence of a rule it clearly contradicts, so that reply goes to a person too.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 
@@ -39,6 +42,54 @@ class Classification:
     referral: str | None = None  # wrong_person: the address the reply points to (untrusted: a lead to confirm)
     evidence: tuple[str, ...] = field(default=())  # the phrases that decided it, for the plan and explain
 
+
+#: what people write for each intent, in a few words: the examples a reply's sentence embedding is placed among
+#: (written for Herald, none taken from the test table)
+EXAMPLES: dict[Intent, tuple[str, ...]] = {
+    Intent.INTERESTED: (
+        "This looks interesting, I'd like to know more.",
+        "Yes, we are interested, please send more details.",
+        "Sounds promising, what are the next steps?",
+        "I like what I see, tell me more about it.",
+    ),
+    Intent.QUESTION: (
+        "How does it integrate with our current system?",
+        "What does it cost per user?",
+        "Do you support single sign-on?",
+        "Where is our data stored?",
+        "Which carriers do you connect to?",
+    ),
+    Intent.MEETING_REQUEST: (
+        "Can we schedule a call next week?",
+        "Let's set up a demo, are you free on Thursday?",
+        "Send me an invite for a 30 minute meeting.",
+        "Happy to talk, how about Tuesday at 3pm?",
+    ),
+    Intent.NOT_NOW: (
+        "Not right now, please get back to me next quarter.",
+        "The timing is bad, try again in a few months.",
+        "We're too busy at the moment, follow up after the holidays.",
+        "Maybe later this year, not a priority now.",
+    ),
+    Intent.NOT_INTERESTED: (
+        "No thanks, we are not interested.",
+        "This is not a fit for us.",
+        "We already have a solution we're happy with.",
+        "We'll pass.",
+    ),
+    Intent.UNSUBSCRIBE: (
+        "Please stop sending me emails.",
+        "Unsubscribe me from this list.",
+        "Remove my address, do not contact me again.",
+        "I don't want to receive these messages.",
+    ),
+    Intent.WRONG_PERSON: (
+        "I'm not the right person, please contact my colleague.",
+        "She no longer works here, reach out to him instead.",
+        "This isn't my department, try our operations team.",
+        "You have the wrong contact, I don't handle this.",
+    ),
+}
 
 # (intent, weight, pattern): the weight orders rules when several intents' phrases appear in one reply
 _RULES: tuple[tuple[Intent, float, str], ...] = (
@@ -188,3 +239,38 @@ def _add_months(day: date, months: int) -> date:
         except ValueError:
             continue
     raise ValueError(day)
+
+
+#: a reply no rule reads takes the closest intent only when it is this close, and this much closer than the next
+CLOSE_ENOUGH = 0.35
+CLEAR_MARGIN = 0.08
+#: a rule's intent is doubted when another is this much closer (and close in itself)
+CONTRADICTION = 0.2
+
+
+def examples() -> list[tuple[str, str]]:
+    """(label, text) of every example, for `Resemble`."""
+    return [(intent.value, text) for intent, texts in EXAMPLES.items() for text in texts]
+
+
+def with_similarity(found: Classification, scores: Mapping[str, float]) -> Classification:
+    """The rules' reading weighed with how close the reply is to each intent's examples (`scores`: label → best
+    cosine). Out-of-office comes from the headers and stays."""
+    ranked = sorted(((Intent(label), score) for label, score in scores.items()), key=lambda item: -item[1])
+    if found.intent is Intent.OUT_OF_OFFICE or not ranked:
+        return found
+    top, score = ranked[0]
+    margin = score - (ranked[1][1] if len(ranked) > 1 else -1.0)
+    why = f"closest to the {top.value} examples ({score:.2f}, {margin:.2f} ahead)"
+    if found.intent is Intent.UNCLEAR:
+        if score >= CLOSE_ENOUGH and margin >= CLEAR_MARGIN:
+            confidence = round(min(0.8, 0.5 + 2 * margin), 2)
+            return Classification(top, confidence, "rules+similarity", evidence=(why,))
+        return replace(found, classifier="rules+similarity")
+    if top is found.intent:
+        return replace(found, confidence=min(1.0, found.confidence + 0.05), classifier="rules+similarity")
+    own = scores.get(found.intent.value, -1.0)
+    if score >= CLOSE_ENOUGH and score - own >= CONTRADICTION:
+        doubt = (*found.evidence, f"but {why}")
+        return replace(found, confidence=min(found.confidence, 0.5), classifier="rules+similarity", evidence=doubt)
+    return replace(found, classifier="rules+similarity")

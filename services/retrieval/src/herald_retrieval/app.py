@@ -20,6 +20,7 @@ from importlib.resources import files
 from pathlib import Path
 
 import grpc
+import numpy as np
 from aiokafka import ConsumerRecord
 from fastapi import FastAPI
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -57,6 +58,9 @@ SEARCH_SECONDS = Histogram(
 GROUND_SECONDS = Histogram("herald_retrieval_ground_seconds", "Grounding check latency.")
 RECALL_SECONDS = Histogram(
     "herald_retrieval_recall_seconds", "Recall latency (both tiers, embedding included).", buckets=LATENCY_BUCKETS
+)
+RESEMBLE_SECONDS = Histogram(
+    "herald_retrieval_resemble_seconds", "Resemble latency (embedding included).", buckets=LATENCY_BUCKETS
 )
 CLAIMS = Counter(
     "herald_retrieval_claims_total", "Claims checked for grounding, by kind and result.", ["kind", "result"]
@@ -278,6 +282,38 @@ class RetrievalService(retrieval_pb2_grpc.RetrievalServicer):
         with RECALL_SECONDS.time():
             memories = await self.memory.recall(request.tenant, request.contact_id, request.query, k)
         return retrieval_pb2.RecallResponse(memories=[_memory_to_proto(m) for m in memories])
+
+    async def Resemble(
+        self, request: retrieval_pb2.ResembleRequest, context: grpc.aio.ServicerContext
+    ) -> retrieval_pb2.ResembleResponse:
+        await _check_resemble(request, context)
+
+        def similarities() -> list[float]:
+            # each example's vector is computed once, then comes from the embedder's cache
+            text = np.asarray(self.embedder.embed_one(request.text))
+            examples = np.asarray([self.embedder.embed_one(e.text) for e in request.examples])
+            return [float(score) for score in examples @ text]
+
+        with RESEMBLE_SECONDS.time():
+            scores = await asyncio.to_thread(similarities)
+        best: dict[str, float] = {}
+        for example, score in zip(request.examples, scores, strict=True):
+            best[example.label] = max(best.get(example.label, -1.0), float(score))
+        ranked = sorted(best.items(), key=lambda item: -item[1])
+        return retrieval_pb2.ResembleResponse(
+            scores=[retrieval_pb2.LabelScore(label=label, score=score) for label, score in ranked]
+        )
+
+
+async def _check_resemble(request: retrieval_pb2.ResembleRequest, context: grpc.aio.ServicerContext) -> None:
+    if not request.text.strip():
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "text is empty")
+    if len(request.text) > 10_000:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "text over 10,000 characters")
+    if not request.examples or len(request.examples) > 500:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "between 1 and 500 examples")
+    if any(not e.label or not e.text.strip() or len(e.text) > 2000 for e in request.examples):
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "every example needs a label and 1..2,000 characters")
 
 
 async def _check_query_length(query: str, context: grpc.aio.ServicerContext) -> None:

@@ -43,5 +43,13 @@ class RetrievalClient:
             for m in response.memories
         ]
 
+    async def resemble(self, text: str, examples: list[tuple[str, str]]) -> dict[str, float]:
+        """How close `text` is to each label's examples (the best cosine per label)."""
+        request = retrieval_pb2.ResembleRequest(
+            text=text[:10_000], examples=[retrieval_pb2.LabelledText(label=label, text=t) for label, t in examples]
+        )
+        response = await self.stub.Resemble(request, timeout=self.timeout)
+        return {s.label: round(s.score, 4) for s in response.scores}
+
     async def close(self) -> None:
         await self.channel.close()

@@ -19,6 +19,8 @@ class Retrieval(Protocol):
 
     async def recall(self, tenant: str, contact_id: str, query: str, k: int) -> list[MemoryRef]: ...
 
+    async def resemble(self, text: str, examples: list[tuple[str, str]]) -> dict[str, float]: ...
+
 
 class Examples(Protocol):
     async def recent(

@@ -49,6 +49,11 @@ class RetrievalStub(object):
                 request_serializer=herald_dot_v1_dot_retrieval__pb2.RecallRequest.SerializeToString,
                 response_deserializer=herald_dot_v1_dot_retrieval__pb2.RecallResponse.FromString,
                 _registered_method=True)
+        self.Resemble = channel.unary_unary(
+                '/herald.v1.Retrieval/Resemble',
+                request_serializer=herald_dot_v1_dot_retrieval__pb2.ResembleRequest.SerializeToString,
+                response_deserializer=herald_dot_v1_dot_retrieval__pb2.ResembleResponse.FromString,
+                _registered_method=True)
 
 
 class RetrievalServicer(object):
@@ -77,6 +82,14 @@ class RetrievalServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Resemble(self, request, context):
+        """How close a text is to each label's example texts: the best cosine similarity of their sentence
+        embeddings per label. What an offline classifier needs, with the embedding model loaded here only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RetrievalServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -94,6 +107,11 @@ def add_RetrievalServicer_to_server(servicer, server):
                     servicer.Recall,
                     request_deserializer=herald_dot_v1_dot_retrieval__pb2.RecallRequest.FromString,
                     response_serializer=herald_dot_v1_dot_retrieval__pb2.RecallResponse.SerializeToString,
+            ),
+            'Resemble': grpc.unary_unary_rpc_method_handler(
+                    servicer.Resemble,
+                    request_deserializer=herald_dot_v1_dot_retrieval__pb2.ResembleRequest.FromString,
+                    response_serializer=herald_dot_v1_dot_retrieval__pb2.ResembleResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -177,6 +195,33 @@ class Retrieval(object):
             '/herald.v1.Retrieval/Recall',
             herald_dot_v1_dot_retrieval__pb2.RecallRequest.SerializeToString,
             herald_dot_v1_dot_retrieval__pb2.RecallResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Resemble(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/herald.v1.Retrieval/Resemble',
+            herald_dot_v1_dot_retrieval__pb2.ResembleRequest.SerializeToString,
+            herald_dot_v1_dot_retrieval__pb2.ResembleResponse.FromString,
             options,
             channel_credentials,
             insecure,
