@@ -7,12 +7,13 @@ import contextlib
 import secrets
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from email.message import Message
+from email.message import EmailMessage, Message
 from typing import Any
 
 import asyncpg
+import httpx
 
-from support import eventually, mails_to, post_event
+from support import eventually, mails_to, part_of, post_event
 
 DAY = 86_400.0
 
@@ -107,3 +108,30 @@ async def runs_of(herald, tenant: str) -> dict[str, dict[str, Any]]:  # type: ig
     finally:
         await conn.close()
     return {r["contact_id"]: dict(r) for r in rows}
+
+
+def answer(to: Message, text: str, **headers: str) -> bytes:
+    """A reply to a delivered email as a mail client writes it: in its thread, quoting it, with a signature."""
+    reply = EmailMessage()
+    reply["From"] = str(to["To"])
+    reply["To"] = str(to["From"])
+    reply["Subject"] = f"Re: {to['Subject']}"
+    reply["Date"] = datetime.now(UTC).strftime("%a, %d %b %Y %H:%M:%S +0000")
+    reply["Message-ID"] = f"<{secrets.token_hex(8)}@mail.client.example>"
+    reply["In-Reply-To"] = str(to["Message-ID"])
+    reply["References"] = str(to["Message-ID"])
+    for name, value in headers.items():
+        reply[name.replace("_", "-")] = value
+    quoted = "\n".join(f"> {line}" for line in part_of(to, "plain").splitlines())
+    reply.set_content(f"{text}\n\n-- \nSent from my phone\n\nOn Monday, {to['From']} wrote:\n{quoted}\n")
+    return reply.as_bytes()
+
+
+async def post_reply(herald, tenant: str, raw: bytes) -> None:  # type: ignore[no-untyped-def]
+    async with httpx.AsyncClient(timeout=30) as client:
+        posted = await client.post(
+            f"{herald.services.ingest_url}/v1/inbound/{tenant}/email",
+            content=raw,
+            headers={"Content-Type": "message/rfc822"},
+        )
+    assert posted.status_code == 202 and posted.json()["accepted"] == 1, posted.text

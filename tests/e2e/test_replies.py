@@ -8,45 +8,16 @@ from __future__ import annotations
 
 import json
 import secrets
-from datetime import UTC, date, datetime, timedelta
-from email.message import EmailMessage, Message
+from datetime import UTC, date, timedelta
 
-import httpx
 import pytest
-from sequence_support import lead, mails, new_lead, runs_of, timers_of
+from sequence_support import answer, lead, mails, new_lead, post_reply, runs_of, timers_of
 
 from herald_core.contracts import ReplyMatch, ReplyReceived
 from herald_core.topics import EVENTS
-from support import bodies, eventually, part_of, read_topic
+from support import bodies, eventually, read_topic
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.postgres, pytest.mark.weaviate, pytest.mark.smtp]
-
-
-def answer(to: Message, text: str, **headers: str) -> bytes:
-    """A reply to a delivered email as a mail client writes it: in its thread, quoting it, with a signature."""
-    reply = EmailMessage()
-    reply["From"] = str(to["To"])
-    reply["To"] = str(to["From"])
-    reply["Subject"] = f"Re: {to['Subject']}"
-    reply["Date"] = datetime.now(UTC).strftime("%a, %d %b %Y %H:%M:%S +0000")
-    reply["Message-ID"] = f"<{secrets.token_hex(8)}@mail.client.example>"
-    reply["In-Reply-To"] = str(to["Message-ID"])
-    reply["References"] = str(to["Message-ID"])
-    for name, value in headers.items():
-        reply[name.replace("_", "-")] = value
-    quoted = "\n".join(f"> {line}" for line in part_of(to, "plain").splitlines())
-    reply.set_content(f"{text}\n\n-- \nSent from my phone\n\nOn Monday, {to['From']} wrote:\n{quoted}\n")
-    return reply.as_bytes()
-
-
-async def post_reply(herald, tenant: str, raw: bytes) -> None:  # type: ignore[no-untyped-def]
-    async with httpx.AsyncClient(timeout=30) as client:
-        posted = await client.post(
-            f"{herald.services.ingest_url}/v1/inbound/{tenant}/email",
-            content=raw,
-            headers={"Content-Type": "message/rfc822"},
-        )
-    assert posted.status_code == 202 and posted.json()["accepted"] == 1, posted.text
 
 
 async def received(herald, tenant: str, contact_id: str) -> ReplyReceived:  # type: ignore[no-untyped-def]

@@ -76,6 +76,8 @@ from herald_core.contracts import (
     PlanCreated,
     PlanStep,
     PolicyPublished,
+    ReplyClassified,
+    ReplyIntent,
     ReplyMatch,
     ReplyReceived,
     ResolutionOutcome,
@@ -100,6 +102,7 @@ from herald_core.topics import (
     KNOWLEDGE,
     KNOWLEDGE_INDEXED,
     LLM_USAGE,
+    PLAN,
     POLICY,
     PROPOSED_ACTION,
     REVIEW,
@@ -122,7 +125,7 @@ pytestmark = [
 
 #: every consumer group, as each service's app.py names its workers (`{prefix}herald-{service}-{name}`)
 GROUPS: dict[tuple[str, str], tuple[TopicSpec, ...]] = {
-    ("planner", "workflows"): (EVENTS, DECISION, EXECUTED, REVIEW_DECISION, TIMERS),
+    ("planner", "workflows"): (EVENTS, DECISION, EXECUTED, REVIEW_DECISION, TIMERS, PLAN),
     ("guard", "decisions"): (PROPOSED_ACTION, REVIEW_DECISION, LLM_USAGE),
     ("review", "queue"): (REVIEW, EXECUTED),
     ("review", "sealer"): (AUDIT,),
@@ -258,6 +261,17 @@ def valid_body(herald, tenant: str, kind: str, marker: str, variant: int) -> Con
                 name="touch_2",
                 due_at=now,
                 fired_at=now,
+            )
+        case ReplyClassified.TYPE:
+            return ReplyClassified(
+                workflow_id=action.workflow_id,
+                contact_id=marker,
+                reply_message_id=f"<{marker}@mail.example>",
+                intent=ReplyIntent.NOT_NOW,
+                confidence=0.9,
+                classifier="rules",
+                until=(now + timedelta(days=30)).date(),
+                classified_at=now,
             )
         case WorkflowEnded.TYPE:
             return WorkflowEnded(

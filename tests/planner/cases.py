@@ -24,6 +24,8 @@ from herald_core.contracts import (
     ExecutionResolved,
     ExecutionStatus,
     MeetingBooked,
+    ReplyClassified,
+    ReplyIntent,
     ReplyMatch,
     ReplyReceived,
     ResolutionOutcome,
@@ -141,11 +143,28 @@ def updated(stage: str) -> ContactUpdated:
     )
 
 
+REPLY_ID = "<reply.1@mail.northwind.example>"
+
+
+def classified(intent: str, until: date | None = None, reply_id: str = REPLY_ID) -> ReplyClassified:
+    """Reply handling's reading of the contact's reply."""
+    return ReplyClassified(
+        workflow_id="wf-reply",
+        contact_id=CONTACT.contact_id,
+        reply_message_id=reply_id,
+        intent=ReplyIntent(intent),
+        confidence=0.9,
+        classifier="rules",
+        until=until,
+        classified_at=NOW,
+    )
+
+
 def reply(text: str = "Sounds good, tell me more.", *, away_until: date | None = None, **fields: Any) -> ReplyReceived:
     """A reply read at Herald's inbound edge, to the run's email; `away_until`: an out-of-office reply."""
     values: dict[str, Any] = {
         "contact": CONTACT,
-        "message_id": "<reply.1@mail.northwind.example>",
+        "message_id": REPLY_ID,
         "matched_by": ReplyMatch.IN_REPLY_TO,
         "in_reply_to": f"<{ACTION.lower()}@herald.local>",
         "answers_action_id": ACTION,
@@ -200,6 +219,10 @@ EVENTS: dict[str, Callable[[], Contract]] = {
     ),
     "reply:away": lambda: reply("I am out of the office.", away_until=date(2026, 3, 16)),
     "reply:away_no_date": lambda: reply("I am out of the office.", away=True),
+    "classified:not_now": lambda: classified("not_now", date(2026, 4, 1)),
+    "classified:not_now_no_day": lambda: classified("not_now"),
+    "classified:not_interested": lambda: classified("not_interested"),
+    "classified:other_reply": lambda: classified("not_now", date(2026, 4, 1), "<another@mail.example>"),
     "meeting": lambda: MeetingBooked(
         contact_id=CONTACT.contact_id, title="Intro", starts_at=NOW + timedelta(days=2), **_upstream()
     ),

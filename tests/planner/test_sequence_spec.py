@@ -11,6 +11,7 @@ from cases import (
     ACTION,
     EVENTS,
     NOW,
+    REPLY_ID,
     assert_rows_cover,
     assert_terminal_states_take_nothing,
     context,
@@ -26,40 +27,44 @@ from herald_planner.workflows.sequence import SPEC
 
 # rows: events; columns: the active states; "-": ignored (stale, a duplicate, or nothing to do)
 TABLE = """
-event                   touching         awaiting_review  deferred         in_doubt   waiting
-escalated               awaiting_review  -                awaiting_review  -          -
-escalated:other_action  -                -                -                -          -
-deferred                deferred         deferred         -                -          -
-blocked                 blocked          blocked          blocked          -          -
-blocked:content         touching         touching         touching         -          -
-blocked:grounding       touching         touching         touching         -          -
-blocked:review          touching         touching         touching         -          -
-blocked:cap             blocked          blocked          blocked          -          -
-blocked:other_action    -                -                -                -          -
-succeeded               waiting          waiting          waiting          -          -
-succeeded:other_action  -                -                -                -          -
-failed                  failed           failed           failed           -          -
-in_doubt                in_doubt         in_doubt         in_doubt         -          -
-refused                 failed           failed           failed           -          -
-happened                -                -                -                waiting    -
-did_not_happen          -                -                -                failed     -
-timer                   -                -                -                -          touching
-timer:other             -                -                -                -          -
-replied                 exited           exited           exited           exited     exited
-replied:colleague       -                -                -                -          -
-reply                   exited           exited           exited           exited     exited
-reply:colleague         -                -                -                -          -
-reply:away              touching         awaiting_review  deferred         in_doubt   waiting
-reply:away_no_date      touching         awaiting_review  deferred         in_doubt   waiting
-meeting                 exited           exited           exited           exited     exited
-unsubscribed            exited           exited           exited           exited     exited
-bounced                 exited           exited           exited           exited     exited
-bounced:soft            -                -                -                -          -
-complained              exited           exited           exited           exited     exited
-opened                  -                -                -                -          -
-became_opportunity      exited           exited           exited           exited     exited
-became_customer         exited           exited           exited           exited     exited
-updated:title           touching         awaiting_review  deferred         in_doubt   waiting
+event                      touching         awaiting_review  deferred         in_doubt  waiting   answered
+escalated                  awaiting_review  -                awaiting_review  -         -         -
+escalated:other_action     -                -                -                -         -         -
+deferred                   deferred         deferred         -                -         -         -
+blocked                    blocked          blocked          blocked          -         -         -
+blocked:content            touching         touching         touching         -         -         -
+blocked:grounding          touching         touching         touching         -         -         -
+blocked:review             touching         touching         touching         -         -         -
+blocked:cap                blocked          blocked          blocked          -         -         -
+blocked:other_action       -                -                -                -         -         -
+succeeded                  waiting          waiting          waiting          -         -         -
+succeeded:other_action     -                -                -                -         -         -
+failed                     failed           failed           failed           -         -         -
+in_doubt                   in_doubt         in_doubt         in_doubt         -         -         -
+refused                    failed           failed           failed           -         -         -
+happened                   -                -                -                waiting   -         -
+did_not_happen             -                -                -                failed    -         -
+timer                      -                -                -                -         touching  -
+timer:other                -                -                -                -         -         -
+replied                    exited           exited           exited           exited    exited    exited
+replied:colleague          -                -                -                -         -         -
+reply                      exited           exited           exited           exited    exited    exited
+reply:colleague            -                -                -                -         -         -
+reply:away                 touching         awaiting_review  deferred         in_doubt  waiting   answered
+reply:away_no_date         touching         awaiting_review  deferred         in_doubt  waiting   answered
+meeting                    exited           exited           exited           exited    exited    exited
+unsubscribed               exited           exited           exited           exited    exited    exited
+bounced                    exited           exited           exited           exited    exited    exited
+bounced:soft               -                -                -                -         -         -
+complained                 exited           exited           exited           exited    exited    exited
+opened                     -                -                -                -         -         -
+became_opportunity         exited           exited           exited           exited    exited    exited
+became_customer            exited           exited           exited           exited    exited    exited
+updated:title              touching         awaiting_review  deferred         in_doubt  waiting   answered
+classified:not_now         -                -                -                -         -         waiting
+classified:not_now_no_day  -                -                -                -         -         exited
+classified:not_interested  -                -                -                -         -         exited
+classified:other_reply     -                -                -                -         -         -
 """
 
 
@@ -76,7 +81,7 @@ ROWS = _rows()
 
 
 def _run(state: str, **data: object):  # type: ignore[no-untyped-def]
-    return run_in(SPEC, state, waiting_for=2, touches=3, **data)
+    return run_in(SPEC, state, **{"waiting_for": 2, "touches": 3, "answered_by": REPLY_ID, "resume_touch": 2, **data})
 
 
 @pytest.mark.parametrize(("state", "event"), sorted(ROWS))
@@ -266,3 +271,51 @@ def test_a_reply_read_at_the_inbound_edge_ends_the_run_and_withdraws_a_touch_in_
     decided = advance(SPEC, _run("awaiting_review"), answered, context(SPEC, answered))
     assert decided is not None and decided.state == "exited"
     assert decided.commands == (Withdraw(ACTION, "replied"),)
+
+
+def _handing_over(event):  # type: ignore[no-untyped-def]
+    """The context of a tenant that runs reply handling beside the sequence."""
+    plain = context(SPEC, event)
+    tenant = plain.tenant.model_copy(update={"workflows": {"new_lead_sequence": {}, "reply_handling": {}}})
+    return type(plain)(now=plain.now, envelope=plain.envelope, config=plain.config, tenant=tenant)
+
+
+@pytest.mark.parametrize(
+    ("state", "resume"), [("waiting", 2), ("touching", 1), ("awaiting_review", 1), ("in_doubt", 2)]
+)
+def test_with_reply_handling_a_reply_holds_the_sequence_for_its_reading(state: str, resume: int) -> None:
+    answered = EVENTS["reply"]()
+    held = advance(SPEC, _run(state), answered, _handing_over(answered))
+    assert held is not None and held.state == "answered"
+    assert held.data == {"answered_by": REPLY_ID, "resume_touch": resume}
+    assert held.commands[0] == CancelTimers()
+    if state in ("touching", "awaiting_review"):  # the touch in flight is withdrawn, and sent again on resuming
+        assert held.commands[1:] == (Withdraw(ACTION, "replied"),)
+
+
+def test_a_not_now_reading_resumes_the_interrupted_touch_on_its_day() -> None:
+    reading = EVENTS["classified:not_now"]()  # not before 1 April 2026
+    resumed = advance(SPEC, _run("answered"), reading, _handing_over(reading))
+    assert resumed is not None and resumed.state == "waiting"
+    assert resumed.commands == (StartTimer("touch_2", datetime(2026, 4, 1, 7, 0, tzinfo=UTC)),)  # 09:00 in Berlin
+    assert resumed.data["waiting_for"] == 2
+    done = advance(SPEC, _run("answered", resume_touch=4), reading, _handing_over(reading))
+    assert done is not None and done.state == "completed"  # it had sent its last touch
+
+
+def test_any_other_reading_ends_the_sequence_with_the_intent() -> None:
+    reading = EVENTS["classified:not_interested"]()
+    ended = advance(SPEC, _run("answered"), reading, _handing_over(reading))
+    assert ended is not None and ended.state == "exited" and ended.data["exit"] == "replied (not_interested)"
+
+
+def test_with_reply_handling_a_reply_recorded_before_a_deadline_holds_instead_of_ending() -> None:
+    answered = EVENTS["reply"]()
+    fired = timer_fired()
+    seen = (activity_of(context(SPEC, answered).envelope, answered),)
+    plain = _handing_over(fired)
+    at_deadline = type(plain)(
+        now=plain.now, envelope=plain.envelope, config=plain.config, tenant=plain.tenant, history=seen
+    )  # type: ignore[arg-type]
+    held = advance(SPEC, _run("waiting"), fired, at_deadline)
+    assert held is not None and held.state == "answered" and held.data["answered_by"] == REPLY_ID

@@ -356,6 +356,41 @@ class WorkflowEnded(Contract):
     ended_at: datetime = Field(description="When, on the planner's clock (UTC).")
 
 
+class ReplyIntent(StrEnum):
+    INTERESTED = "interested"
+    QUESTION = "question"
+    MEETING_REQUEST = "meeting_request"
+    NOT_NOW = "not_now"
+    NOT_INTERESTED = "not_interested"
+    UNSUBSCRIBE = "unsubscribe"
+    OUT_OF_OFFICE = "out_of_office"
+    WRONG_PERSON = "wrong_person"
+    UNCLEAR = "unclear"
+
+
+class ReplyClassified(Contract):
+    """What the planner read a reply to mean: one of the intents reply handling declares, how sure it is and
+    why. The contact's other runs act on it (a sequence pauses until a "not now" day, or ends)."""
+
+    TYPE: ClassVar[str] = "herald.reply.classified.v1"
+    workflow_id: str = Field(description="The reply-handling run that read it.")
+    contact_id: ContactId = Field(description="The contact who replied.")
+    reply_message_id: Annotated[str, StringConstraints(min_length=3, max_length=500)] = Field(
+        description="The reply's Message-ID (as on `ReplyReceived`)."
+    )
+    answers_workflow_id: str | None = Field(
+        default=None, max_length=100, description="The run whose email the reply answers, when its thread says."
+    )
+    intent: ReplyIntent = Field(description="What the reply means.")
+    confidence: float = Field(ge=0, le=1, description="How sure the reading is.")
+    classifier: Literal["rules", "rules+similarity", "llm"] = Field(description="What read it.")
+    until: date | None = Field(default=None, description="For not_now or out_of_office: the day to come back.")
+    evidence: tuple[Annotated[str, StringConstraints(max_length=300)], ...] = Field(
+        default=(), max_length=4, description="The phrases or similarities that decided it."
+    )
+    classified_at: datetime = Field(description="When, on the planner's clock (UTC).")
+
+
 class SendEmailInput(Contract):
     """Input of the `send_email` tool."""
 
@@ -883,6 +918,7 @@ MESSAGE_TYPES: dict[str, type[Contract]] = {
         TimerFired,
         PlanCreated,
         WorkflowEnded,
+        ReplyClassified,
         ActionProposed,
         ActionWithdrawn,
         ActionBlocked,

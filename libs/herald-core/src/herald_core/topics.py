@@ -78,10 +78,11 @@ PLAN = TopicSpec(
     "herald.plan.v1",
     Key.TENANT_CONTACT,
     ("planner",),
-    (),
+    ("planner",),
     PIPELINE_PARTITIONS,
-    message_types=("herald.plan.created.v1", "herald.workflow.ended.v1"),
-    doc="Plans the planner made, with the evidence they rest on, and the end of each workflow run (why it stopped).",
+    message_types=("herald.plan.created.v1", "herald.workflow.ended.v1", "herald.reply.classified.v1"),
+    doc="Plans the planner made, with the evidence they rest on, what it read each reply to mean (the contact's "
+    "other runs act on it), and the end of each workflow run (why it stopped).",
 )
 PROPOSED_ACTION = TopicSpec(
     "herald.proposed-action.v1",
@@ -143,7 +144,7 @@ EXECUTED = TopicSpec(
 CONSENT = TopicSpec(
     "herald.consent.v1",
     Key.TENANT_CONTACT_CHANNEL,
-    ("ingest",),
+    ("ingest", "planner"),
     ("guard", "executor"),
     PIPELINE_PARTITIONS,
     retention_ms=None,

@@ -16,21 +16,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
-from enum import StrEnum
 
 from dateutil import parser as dateparser
 
-
-class Intent(StrEnum):
-    INTERESTED = "interested"
-    QUESTION = "question"
-    MEETING_REQUEST = "meeting_request"
-    NOT_NOW = "not_now"
-    NOT_INTERESTED = "not_interested"
-    UNSUBSCRIBE = "unsubscribe"
-    OUT_OF_OFFICE = "out_of_office"
-    WRONG_PERSON = "wrong_person"
-    UNCLEAR = "unclear"
+from herald_core.contracts import ReplyIntent as Intent
 
 
 @dataclass(frozen=True)

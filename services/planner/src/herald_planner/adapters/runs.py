@@ -82,12 +82,13 @@ def _run(row: asyncpg.Record) -> Run:
         config=json.loads(row["config"]),
         started_at=row["created_at"],
         correlation_id=row["correlation_id"],
+        key=row["run_key"],
     )
 
 
 _COLUMNS = (
     "workflow_id, workflow, tenant, contact_id, contact::text, state, version, data::text, config::text, "
-    "created_at, correlation_id"
+    "created_at, correlation_id, run_key"
 )
 
 
@@ -103,12 +104,14 @@ class WorkflowRuns:
         )
         return None if row is None else _run(row)
 
-    async def find(self, tenant: str, contact_id: str, workflow: str) -> Run | None:
+    async def find(self, tenant: str, contact_id: str, workflow: str, key: str = "") -> Run | None:
         row = await self.pool.fetchrow(
-            f"SELECT {_COLUMNS} FROM planner.workflow_runs WHERE tenant = $1 AND contact_id = $2 AND workflow = $3",
+            f"SELECT {_COLUMNS} FROM planner.workflow_runs "
+            "WHERE tenant = $1 AND contact_id = $2 AND workflow = $3 AND run_key = $4",
             tenant,
             contact_id,
             workflow,
+            key,
         )
         return None if row is None else _run(row)
 
@@ -175,9 +178,9 @@ class WorkflowRuns:
             if run.state == "":
                 inserted = await conn.fetchval(
                     "INSERT INTO planner.workflow_runs(workflow_id, tenant, contact_id, workflow, state, "
-                    "correlation_id, history, version, data, config, contact, contact_domain) "
-                    "VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, $10, $11) "
-                    "ON CONFLICT (tenant, contact_id, workflow) DO NOTHING RETURNING 1",
+                    "correlation_id, history, version, data, config, contact, contact_domain, run_key) "
+                    "VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, $10, $11, $12) "
+                    "ON CONFLICT (tenant, contact_id, workflow, run_key) DO NOTHING RETURNING 1",
                     run.workflow_id,
                     run.tenant,
                     run.contact.contact_id,
@@ -189,6 +192,7 @@ class WorkflowRuns:
                     json.dumps(run.config),
                     contact_json,
                     domain,
+                    run.key,
                 )
                 if inserted is None:
                     raise Conflict(f"{run.workflow} already runs for contact {run.contact.contact_id}")

@@ -73,6 +73,7 @@ def _(event: EmailReplied) -> dict[str, Any]:
 @facts_of.register
 def _(event: ReplyReceived) -> dict[str, Any]:
     return {
+        "message_id": event.message_id,
         "in_reply_to": event.in_reply_to,
         "from_domain": company_domain(event.from_address),
         "out_of_office": event.out_of_office,

@@ -30,6 +30,7 @@ from herald_core.contracts import (
     ContactErased,
     Contract,
     EmailReplied,
+    ReplyClassified,
     ReplyReceived,
     ReviewDecided,
     SendEmailInput,
@@ -152,6 +153,8 @@ class Runner:
         if isinstance(body, ReviewDecided):
             await self._learn(tenant, body)
             return []
+        if type(body) not in self.handled:
+            return []  # another type the topic carries (a plan, a run's end): nothing here reads it
         if type(body) in self.activity_types:
             activity = activity_of(msg.envelope, body)
             if activity is not None:
@@ -211,6 +214,8 @@ class Runner:
         contacts at the replying company, whose workflows decide whether a colleague's reply counts)."""
         if isinstance(body, TimerFired):
             return [body.workflow_id]
+        if isinstance(body, ReplyClassified):  # its own run takes its branch; the contact's others (a sequence) react
+            return [run.workflow_id for run in await self.runs.of_contact(tenant.tenant_id, body.contact_id)]
         workflow_id = getattr(body, "workflow_id", None)
         if isinstance(workflow_id, str):
             return [workflow_id]
@@ -235,8 +240,9 @@ class Runner:
         contact = getattr(msg.body, "contact", None)
         if contact is None:
             return [], None
+        key = spec.run_key(msg.body) if spec.run_key is not None else ""
         for _ in range(self.max_conflicts):
-            existing = await self.runs.find(tenant.tenant_id, contact.contact_id, spec.name)
+            existing = await self.runs.find(tenant.tenant_id, contact.contact_id, spec.name, key)
             if existing is not None:
                 replay = await self.runs.published_for(existing.workflow_id, msg.envelope.id)
                 if replay is None:
@@ -255,6 +261,7 @@ class Runner:
                 config=config.model_dump(mode="json"),
                 started_at=now,
                 correlation_id=msg.envelope.correlation_id,
+                key=key,
             )
             context = Context(now=now, envelope=msg.envelope, config=config, tenant=tenant)
             decided = advance(spec, None, msg.body, context)

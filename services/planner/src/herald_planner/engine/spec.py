@@ -52,6 +52,7 @@ class Run:
     config: Mapping[str, Any]  # the tenant's configuration of the workflow when the run started (pinned)
     started_at: datetime
     correlation_id: str
+    key: str = ""  # which of the contact's runs of a workflow with `run_key` ("" for one run per contact)
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,8 @@ class WorkflowSpec:
     name: str
     doc: str
     config: type[BaseModel]  # the tenant file's `workflows.<name>` section
-    starts: Mapping[type[Contract], Start]  # an event of this type may start a run (one per contact, ever)
+    # an event of this type may start a run: one per contact, ever, unless `run_key` names one per key
+    starts: Mapping[type[Contract], Start]
     states: tuple[str, ...]
     terminal: frozenset[str]
     transitions: Mapping[tuple[str, type[Contract]], Transition]
@@ -140,6 +142,8 @@ class WorkflowSpec:
     activity: frozenset[type[Contract]] = frozenset()  # event types recorded as the contact's activity
     # the event types whose transitions read `Context.history` (a query per event: only where it is read)
     reads_history: frozenset[type[Contract]] = frozenset()
+    # the key of the run a starting event starts (e.g. the reply's Message-ID: one run per reply); None: one run
+    run_key: Callable[[Contract], str] | None = None
     version: int = 1
 
     def __post_init__(self) -> None:

@@ -43,6 +43,8 @@ from herald_core.contracts import (
     EmailEngagement,
     EmailReplied,
     MeetingBooked,
+    ReplyClassified,
+    ReplyIntent,
     ReplyReceived,
     TimerFired,
 )
@@ -113,7 +115,7 @@ class SequenceConfig(BaseModel):
         return len(self.waits_business_days) + 1
 
 
-ACTIVE = ("touching", "awaiting_review", "deferred", "in_doubt", "waiting")
+ACTIVE = ("touching", "awaiting_review", "deferred", "in_doubt", "waiting", "answered")
 IN_FLIGHT = ("touching", "awaiting_review", "deferred")
 TERMINAL = frozenset({"completed", "exited", "blocked", "failed", "skipped"})
 STATES = (*ACTIVE, *sorted(TERMINAL))
@@ -178,16 +180,65 @@ def on_activity(run: Run, event: Contract, context: Context[SequenceConfig]) -> 
         return None
     reason = exit_reason(run, activity, context.config)
     if reason is not None:
-        ended = _exit(reason)
+        ended = _answered(run, event, context) if reason == "replied" else None
+        ended = ended or _exit(reason)
         in_flight = run.data.get("action_id") if run.state in IN_FLIGHT else None
         if isinstance(in_flight, str):  # a touch waiting for a review or a window: the guard is told to drop it
-            return Advance(ended.state, (Withdraw(in_flight, reason),), data=ended.data, note=ended.note)
+            commands = (*ended.commands, Withdraw(in_flight, reason))
+            return Advance(ended.state, commands, data=ended.data, note=ended.note)
         return ended
     if isinstance(event, ContactUpdated) and event.contact.contact_id == run.contact.contact_id:
         return Advance(run.state, note={"contact_updated": event.changed_property})
     if isinstance(event, ReplyReceived) and event.out_of_office and activity.contact_id == run.contact.contact_id:
         return _away(run, event, context)
     return None
+
+
+# ---------------------------------------------------------------- a reply that reply handling reads
+
+
+def hands_replies_over(context: Context[SequenceConfig]) -> bool:
+    """Whether the tenant runs `reply_handling`, which reads each reply and says what it means."""
+    return "reply_handling" in (context.tenant.workflows or {})
+
+
+def _answered(run: Run, event: Contract, context: Context[SequenceConfig]) -> Advance | None:
+    """The contact answered, and reply handling reads what it means: no touch goes meanwhile; its reading ends
+    the sequence, or (a "not now" with a day) sets it waiting until then. None: the reply simply ends it."""
+    if not isinstance(event, ReplyReceived) or not hands_replies_over(context):
+        return None
+    if run.state == "answered":
+        resume = int(run.data.get("resume_touch", 0))
+    elif run.state == "waiting":
+        resume = int(run.data.get("waiting_for", 0))
+    else:  # a touch in flight (withdrawn) is sent again on resuming; one in doubt counts as sent
+        resume = int(run.data.get("touch", 1)) + (1 if run.state == "in_doubt" else 0)
+    return Advance(
+        "answered",
+        (CancelTimers(),),
+        data={"answered_by": event.message_id, "resume_touch": resume},
+        note={"replied": "reply handling reads it", "reply": event.message_id},
+    )
+
+
+def on_reading(run: Run, event: ReplyClassified, context: Context[SequenceConfig]) -> Advance | None:
+    """What reply handling read the contact's answer to mean: a "not now" with a day waits until then, resuming
+    at the touch the answer interrupted; anything else ends the sequence."""
+    if event.reply_message_id != run.data.get("answered_by"):
+        return None  # a reading of another reply
+    note = {"intent": event.intent.value, "confidence": event.confidence}
+    if event.intent is not ReplyIntent.NOT_NOW or event.until is None:
+        return _exit(f"replied ({event.intent.value})", **note)
+    touch = int(run.data.get("resume_touch", 1))
+    if touch > context.config.touches:
+        return Advance("completed", note={**note, "touches_sent": len(run.data.get("sent", []))})
+    due = max(back_at(event.until, run, context), context.now)
+    return Advance(
+        "waiting",
+        (StartTimer(f"touch_{touch}", due),),
+        data={"waiting_for": touch, "due_at": due.isoformat()},
+        note={**note, "not_before": event.until.isoformat(), "resumes_at": due.isoformat()},
+    )
 
 
 def back_at(returns_on: date, run: Run, context: Context[SequenceConfig]) -> datetime:
@@ -308,6 +359,12 @@ def on_timer(run: Run, event: TimerFired, context: Context[SequenceConfig]) -> A
     for activity in context.history:
         reason = exit_reason(run, activity, context.config)
         if reason is not None:
+            if reason == "replied" and activity.type == ReplyReceived.TYPE and hands_replies_over(context):
+                resume = int(run.data.get("waiting_for", 0))  # the answer came first: hold for its reading
+                held = {"answered_by": activity.facts.get("message_id"), "resume_touch": resume}
+                return Advance(
+                    "answered", data=held, note={"replied": "before the deadline", "decided_at_deadline": True}
+                )
             return _exit(reason, decided_at_deadline=True, recorded_at=activity.recorded_at.isoformat())
     if run.contact.email is None:
         return _exit("no_address")
@@ -382,6 +439,7 @@ def _transitions() -> dict[tuple[str, type[Contract]], Transition]:
         for kind in OUTCOME_TYPES:
             table[(state, kind)] = on_outcome
     table[("waiting", TimerFired)] = on_timer
+    table[("answered", ReplyClassified)] = on_reading
     return table
 
 

@@ -1,0 +1,185 @@
+"""Workflow `reply_handling`: read what each reply means, then take the branch the workflow declares for it.
+
+    ReplyReceived ──► reading ──(ReplyClassified, its own)──► a branch:
+        unsubscribe        ─► opted_out   consent withdrawn for email (herald.consent.v1), as the unsubscribe link
+                                           would: a reply saying "stop emailing me" is an opt-out
+        not_now            ─► done        the contact's sequence waits until the day the reply names (its own run
+        not_interested     ─► done        reads the `ReplyClassified`; a "no" ends it)
+        out_of_office      ─► done        the sequence already waits for the return (`ReplyReceived`)
+        interested, question, meeting_request, wrong_person, unclear, or below `min_confidence`
+                           ─► for_a_person  (its branch comes with the answer, meeting and hand-off steps)
+
+One run per reply (its key is the reply's Message-ID). The reply is untrusted text: it selects one of these
+branches and, for `not_now`, a day; nothing it says becomes a recipient, a price or a tool input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from herald_core.bus import Outbound, is_transient
+from herald_core.contracts import (
+    ConsentChannel,
+    ConsentReason,
+    ConsentWithdrawn,
+    Contract,
+    ReplyClassified,
+    ReplyIntent,
+    ReplyReceived,
+)
+from herald_core.envelope import Envelope
+from herald_core.observability import get_logger
+from herald_core.topics import CONSENT, PLAN, consent_key, contact_key
+from herald_planner.engine.ports import Ports
+from herald_planner.engine.spec import Advance, Context, Propose, Run, StepResult, Transition, WorkflowSpec
+from herald_planner.intents import Classification, classify_offline, examples, with_similarity
+
+NAME = "reply_handling"
+SOURCE = "herald/planner"
+log = get_logger("herald.planner.replies")
+
+
+class ReplyHandlingConfig(BaseModel):
+    """A tenant's `workflows.reply_handling` section."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    min_confidence: float = Field(
+        default=0.7, ge=0, le=1, description="A reading less sure than this goes to a person, whatever its intent."
+    )
+    similarity: bool = Field(
+        default=True, description="Weigh the rules with the reply's similarity to each intent's examples."
+    )
+
+
+TERMINAL = frozenset({"opted_out", "done", "for_a_person"})
+STATES = ("reading", *sorted(TERMINAL))
+
+#: what each intent does, when the reading is sure enough
+BRANCHES: Mapping[ReplyIntent, str] = {
+    ReplyIntent.UNSUBSCRIBE: "opted_out",
+    ReplyIntent.NOT_NOW: "done",
+    ReplyIntent.NOT_INTERESTED: "done",
+    ReplyIntent.OUT_OF_OFFICE: "done",
+}
+
+
+def on_classified(run: Run, event: ReplyClassified, context: Context[ReplyHandlingConfig]) -> Advance | None:
+    """The run's own reading is in: take its branch."""
+    if event.workflow_id != run.workflow_id:
+        return None  # another reply's reading
+    note: dict[str, Any] = {"intent": event.intent.value, "confidence": event.confidence, "by": event.classifier}
+    if event.confidence < context.config.min_confidence and event.intent is not ReplyIntent.OUT_OF_OFFICE:
+        return Advance("for_a_person", note={**note, "reason": f"read with confidence {event.confidence:.2f}"})
+    branch = BRANCHES.get(event.intent)
+    if branch is None:
+        return Advance("for_a_person", note={**note, "reason": f"{event.intent.value}: a person answers"})
+    if branch == "opted_out":
+        return Advance("opted_out", (Propose("opt_out"),), note={**note, "reason": "asked by reply to stop"})
+    return Advance(branch, note={**note, "reason": event.intent.value})
+
+
+async def read(ports: Ports, run: Run, trigger: Envelope, args: Mapping[str, Any]) -> StepResult:
+    """Read the reply (rules, then similarity through retrieval) and publish what it means."""
+    reply = trigger_reply(run)
+    config = ReplyHandlingConfig.model_validate(run.config)
+    found = classify_offline(
+        reply["text"],
+        today=ports.now.date(),
+        out_of_office=reply["out_of_office"],
+        returns_on=date.fromisoformat(reply["returns_on"]) if reply["returns_on"] else None,
+        sender=reply["from_address"],
+    )
+    note: dict[str, Any] = {}
+    if config.similarity and reply["text"].strip() and found.intent is not ReplyIntent.OUT_OF_OFFICE:
+        try:
+            found = with_similarity(found, await ports.retrieval.resemble(reply["text"], examples()))
+        except Exception as exc:  # the rules' reading stands; a person sees it was read without similarity
+            if not is_transient(exc):
+                raise
+            note["similarity"] = f"unavailable: {type(exc).__name__}"
+            log.warning("similarity unavailable; the rules' reading stands", error=repr(exc)[:300])
+    classified = classified_of(run, reply, found, ports)
+    envelope = trigger.caused(source=SOURCE, type=ReplyClassified.TYPE, subject=f"contact/{run.contact.contact_id}")
+    out = Outbound(PLAN, contact_key(run.tenant, run.contact.contact_id), envelope, classified)
+    note |= {"intent": found.intent.value, "confidence": found.confidence, "evidence": list(found.evidence)}
+    return StepResult([out], data={"intent": found.intent.value, "referral": found.referral}, note=note)
+
+
+async def opt_out(ports: Ports, run: Run, trigger: Envelope, args: Mapping[str, Any]) -> StepResult:
+    """The contact asked by reply to stop: its email consent is withdrawn, for the guard and the executor."""
+    contact = run.contact
+    withdrawn = ConsentWithdrawn(
+        contact_id=contact.contact_id,
+        email=contact.email,
+        channel=ConsentChannel.EMAIL,
+        reason=ConsentReason.UNSUBSCRIBE,
+        upstream_source="herald-reply",
+        upstream_event_id=str(run.data.get("reply", run.workflow_id)),
+        occurred_at=ports.now,
+    )
+    envelope = trigger.caused(source=SOURCE, type=ConsentWithdrawn.TYPE, subject=f"contact/{contact.contact_id}")
+    key = consent_key(run.tenant, contact.contact_id, ConsentChannel.EMAIL.value)
+    return StepResult([Outbound(CONSENT, key, envelope, withdrawn)], note={"consent": "withdrawn (email)"})
+
+
+def trigger_reply(run: Run) -> dict[str, Any]:
+    """The reply the run reads, as its start kept it."""
+    reply = run.data.get("received")
+    if not isinstance(reply, dict):
+        raise ValueError(f"run {run.workflow_id} holds no reply")
+    return reply
+
+
+def classified_of(run: Run, reply: Mapping[str, Any], found: Classification, ports: Ports) -> ReplyClassified:
+    return ReplyClassified(
+        workflow_id=run.workflow_id,
+        contact_id=run.contact.contact_id,
+        reply_message_id=str(reply["message_id"]),
+        answers_workflow_id=reply.get("answers_workflow_id"),
+        intent=found.intent,
+        confidence=round(found.confidence, 2),
+        classifier=found.classifier,  # type: ignore[arg-type]
+        until=found.until,
+        evidence=tuple(e[:300] for e in found.evidence[:4]),
+        classified_at=ports.now,
+    )
+
+
+def _kept(event: ReplyReceived) -> dict[str, Any]:
+    return {
+        "message_id": event.message_id,
+        "text": event.text,
+        "subject": event.subject,
+        "from_address": event.from_address,
+        "out_of_office": event.out_of_office,
+        "returns_on": event.returns_on.isoformat() if event.returns_on else None,
+        "answers_workflow_id": event.answers_workflow_id,
+    }
+
+
+def on_reply(event: ReplyReceived, context: Context[ReplyHandlingConfig]) -> Advance:
+    return Advance("reading", (Propose("read"),), data={"reply": event.message_id, "received": _kept(event)})
+
+
+def _run_key(event: Contract) -> str:
+    return event.message_id if isinstance(event, ReplyReceived) else ""
+
+
+_TRANSITIONS: dict[tuple[str, type[Contract]], Transition] = {("reading", ReplyClassified): on_classified}
+
+SPEC = WorkflowSpec(
+    name=NAME,
+    doc="Each reply is read for what it means, and the branch the workflow declares for that meaning is taken.",
+    config=ReplyHandlingConfig,
+    starts={ReplyReceived: on_reply},
+    states=STATES,
+    terminal=TERMINAL,
+    transitions=_TRANSITIONS,
+    steps={"read": read, "opt_out": opt_out},
+    job="replies",
+    run_key=_run_key,
+)

@@ -1,0 +1,119 @@
+"""`reply_handling` end to end beside a sequence: each lead's touch 1 goes out through the SMTP server and the lead
+answers in its thread, raw at ingest's inbound edge. The planner reads each reply (offline: rules, then similarity
+through retrieval) and publishes the reading: "please stop emailing me" withdraws the lead's email consent (the
+guard then blocks an email to it) and ends its sequence; "not now, reach out again in March" sets the sequence
+waiting until the first business morning of March; a question is a person's to answer and ends the sequence.
+Read back from the planner's runs and timers, the plan topic and the guard's answer."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from datetime import date
+
+import asyncpg
+import pytest
+from sequence_support import answer, lead, mails, new_lead, post_reply
+
+from herald_core.contracts import ActionBlocked, ReplyClassified, ReplyIntent
+from herald_core.topics import PLAN, PROPOSED_ACTION, contact_key
+from support import bodies, email_action, envelope, eventually, guard_answer, publish, read_topic
+
+pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.postgres, pytest.mark.weaviate, pytest.mark.smtp]
+
+
+async def _runs(herald, tenant: str) -> dict[tuple[str, str], dict[str, object]]:  # type: ignore[no-untyped-def]
+    conn = await asyncpg.connect(herald.pg_dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT contact_id, workflow, state, data::text AS data FROM planner.workflow_runs WHERE tenant = $1",
+            tenant,
+        )
+    finally:
+        await conn.close()
+    return {(r["contact_id"], r["workflow"]): {"state": r["state"], **json.loads(r["data"])} for r in rows}
+
+
+async def _pending_timers(herald, tenant: str) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    conn = await asyncpg.connect(herald.pg_dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT contact_id, name, due_at FROM planner.timers WHERE tenant = $1 AND state = 'pending'", tenant
+        )
+    finally:
+        await conn.close()
+    return {r["contact_id"]: (r["name"], r["due_at"]) for r in rows}
+
+
+async def test_replies_are_read_and_each_takes_its_branch(herald) -> None:  # type: ignore[no-untyped-def]
+    tenant = herald.add_tenant(
+        f"rh{secrets.token_hex(3)}",
+        workflows={"new_lead_sequence": {"waits_business_days": [3, 4]}, "reply_handling": {}},
+        limits={"emails_per_hour": 1000, "emails_per_contact_per_day": 10},
+    )
+    herald.load_kb(tenant)
+    run = secrets.token_hex(3)
+    leads = {name: lead(run, name) for name in ("una", "nat", "ivy")}
+    for contact in leads.values():
+        await new_lead(herald, tenant, contact)
+    touches = {name: (await mails(herald, c["email"], 1, f"touch 1 to {name}"))[0] for name, c in leads.items()}
+
+    async def waiting() -> bool:
+        runs = await _runs(herald, tenant)
+        return all(
+            runs.get((c["contact_id"], "new_lead_sequence"), {}).get("state") == "waiting" for c in leads.values()
+        )
+
+    await eventually(waiting, timeout=60, what="every sequence waiting after touch 1")
+    said = {
+        "una": "Please stop emailing me.",
+        "nat": "Not right now, we're in the middle of a migration. Reach out again in March.",
+        "ivy": "Does it work with our Manhattan WMS? We run about 40 doors.",
+    }
+    for name, text in said.items():
+        await post_reply(herald, tenant, answer(touches[name], text))
+
+    ids = {name: str(c["contact_id"]) for name, c in leads.items()}
+
+    async def settled() -> dict[tuple[str, str], dict[str, object]] | None:
+        runs = await _runs(herald, tenant)
+        states = {name: runs.get((ids[name], "new_lead_sequence"), {}).get("state") for name in leads}
+        return (
+            runs
+            if states == {"una": "exited", "nat": "waiting", "ivy": "exited"}
+            and runs.get((ids["nat"], "new_lead_sequence"), {}).get("resume_touch")
+            else None
+        )
+
+    runs = await eventually(settled, timeout=90, what="the sequences after their replies were read")
+    assert {name: runs[(ids[name], "reply_handling")]["state"] for name in leads} == {
+        "una": "opted_out",
+        "nat": "done",
+        "ivy": "for_a_person",
+    }
+    assert runs[(ids["una"], "new_lead_sequence")]["exit"] == "replied (unsubscribe)"
+    assert runs[(ids["ivy"], "new_lead_sequence")]["exit"] == "replied (question)"
+
+    # the readings, on the plan topic
+    records = await read_topic(herald.bootstrap, PLAN.full_name(herald.prefix))
+    readings = {r.contact_id: r for r in bodies(records, ReplyClassified, *ids.values())}
+    assert {name: readings[ids[name]].intent for name in leads} == {
+        "una": ReplyIntent.UNSUBSCRIBE,
+        "nat": ReplyIntent.NOT_NOW,
+        "ivy": ReplyIntent.QUESTION,
+    }
+    march = date(date.today().year + (date.today().month >= 3), 3, 1)
+    assert readings[ids["nat"]].until == march
+
+    # nat's touch 2 waits for March; no one else has a pending timer
+    timers = await _pending_timers(herald, tenant)
+    assert set(timers) == {ids["nat"]}
+    name, due_at = timers[ids["nat"]]
+    assert name == "touch_2" and due_at.date() >= march  # type: ignore[union-attr]
+
+    # una's opt-out by reply is consent withdrawn: the guard blocks an email to her
+    action = email_action(tenant, contact_id=ids["una"], email=str(leads["una"]["email"]))
+    env = envelope(tenant, action, source="test/planner")
+    await publish(herald.bootstrap, herald.prefix, PROPOSED_ACTION, contact_key(tenant, ids["una"]), env, action)
+    blocked = await guard_answer(herald, tenant, action.action_id)
+    assert isinstance(blocked, ActionBlocked) and blocked.rule == "consent.opt_out", blocked

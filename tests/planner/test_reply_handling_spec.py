@@ -1,0 +1,76 @@
+"""`reply_handling` as a table: a reply starts its own run (one per reply), which reads it; the reading it
+publishes moves that run, and only that run, to the branch the workflow declares for the intent; a reading less
+sure than `min_confidence` goes to a person. Decided by the pure `advance`, no Kafka, no Postgres."""
+
+from __future__ import annotations
+
+import pytest
+from cases import (
+    EVENTS,
+    REPLY_ID,
+    assert_rows_cover,
+    assert_terminal_states_take_nothing,
+    classified,
+    context,
+    reply,
+    run_in,
+)
+
+from herald_core.contracts import ReplyIntent
+from herald_planner.engine.spec import Propose, advance
+from herald_planner.workflows.replies import SPEC
+
+
+def _run(state: str, **data: object):  # type: ignore[no-untyped-def]
+    run = run_in(SPEC, state, reply=REPLY_ID, **data)
+    return run.__class__(**{**run.__dict__, "workflow_id": "wf-reply", "key": REPLY_ID})
+
+
+BRANCH = {
+    "unsubscribe": "opted_out",
+    "not_now": "done",
+    "not_interested": "done",
+    "out_of_office": "done",
+    "interested": "for_a_person",
+    "question": "for_a_person",
+    "meeting_request": "for_a_person",
+    "wrong_person": "for_a_person",
+    "unclear": "for_a_person",
+}
+
+
+def test_a_reply_starts_a_run_of_its_own_that_reads_it() -> None:
+    received = reply("Please stop emailing me.")
+    started = advance(SPEC, None, received, context(SPEC, received))
+    assert started is not None and started.state == "reading" and started.commands == (Propose("read"),)
+    assert started.data["received"]["text"] == "Please stop emailing me."
+    assert SPEC.run_key is not None and SPEC.run_key(received) == REPLY_ID  # one run per reply
+
+
+@pytest.mark.parametrize("intent", sorted(BRANCH))
+def test_each_intent_takes_its_branch(intent: str) -> None:
+    reading = classified(intent)
+    reading = reading.model_copy(update={"workflow_id": "wf-reply"})
+    decided = advance(SPEC, _run("reading"), reading, context(SPEC, reading))
+    assert decided is not None and decided.state == BRANCH[intent]
+    assert decided.commands == ((Propose("opt_out"),) if intent == "unsubscribe" else ())
+
+
+def test_a_reading_not_sure_enough_goes_to_a_person_and_another_runs_reading_is_not_this_ones() -> None:
+    unsure = classified("unsubscribe").model_copy(update={"workflow_id": "wf-reply", "confidence": 0.55})
+    assert advance(SPEC, _run("reading"), unsure, context(SPEC, unsure)).state == "for_a_person"  # type: ignore[union-attr]
+    stricter = context(SPEC, unsure, {"min_confidence": 0.5})
+    assert advance(SPEC, _run("reading"), unsure, stricter).state == "opted_out"  # type: ignore[union-attr]
+    other = classified("unsubscribe").model_copy(update={"workflow_id": "wf-other"})
+    assert advance(SPEC, _run("reading"), other, context(SPEC, other)) is None
+    assert {i.value for i in ReplyIntent} == set(BRANCH)
+
+
+def test_every_active_state_and_handled_event_type_has_a_row() -> None:
+    rows = {("reading", "classified:not_now"): "done"}
+    assert_rows_cover(SPEC, rows)
+    assert "classified:not_now" in EVENTS
+
+
+def test_terminal_states_take_nothing() -> None:
+    assert_terminal_states_take_nothing(SPEC, _run)
