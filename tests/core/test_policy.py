@@ -334,3 +334,16 @@ def test_a_tenant_without_a_working_unsubscribe_link_sends_nothing() -> None:
     )
     assert verdict.outcome == "block" and verdict.rule == "content.sender_and_unsubscribe"
     assert "not an https or mailto URL" in verdict.reason
+
+
+def test_an_action_the_planner_asks_a_person_about_is_escalated_at_proposal_and_decided_after_review() -> None:
+    action = email_action("acme", contact_id="42", email="jordan@northwind.example")
+    action = action.model_copy(update={"review_reason": "a reply read with confidence 0.55"})
+    proposed = evaluate(default_policy(TENANT), action, TENANT, stage="proposal", suppression_reason=None)
+    assert (proposed.outcome, proposed.rule) == ("escalate", "escalation.planner_asks")
+    assert "confidence 0.55" in proposed.reason
+    reviewed = evaluate(default_policy(TENANT), action, TENANT, stage="review", suppression_reason=None)
+    assert reviewed.outcome == "approve"  # the person's approval was what it asked for
+    # and a hard rule still wins over the ask
+    blocked = evaluate(default_policy(TENANT), action, TENANT, stage="proposal", suppression_reason="unsubscribe")
+    assert blocked.outcome == "block"

@@ -2,8 +2,9 @@
 answers in its thread, raw at ingest's inbound edge. The planner reads each reply (offline: rules, then similarity
 through retrieval) and publishes the reading: "please stop emailing me" withdraws the lead's email consent (the
 guard then blocks an email to it) and ends its sequence; "not now, reach out again in March" sets the sequence
-waiting until the first business morning of March; a question is a person's to answer and ends the sequence.
-Read back from the planner's runs and timers, the plan topic and the guard's answer."""
+waiting until the first business morning of March; a question ends the sequence and is handed to a person: a
+review item (the contact's next step for its CRM record) that, approved, is written and ends the hand-off.
+Read back from the planner's runs and timers, the plan topic, the review queue and the guard's answer."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import secrets
 from datetime import date
 
 import asyncpg
+import httpx
 import pytest
 from sequence_support import answer, lead, mails, new_lead, post_reply
 
@@ -89,7 +91,7 @@ async def test_replies_are_read_and_each_takes_its_branch(herald) -> None:  # ty
     assert {name: runs[(ids[name], "reply_handling")]["state"] for name in leads} == {
         "una": "opted_out",
         "nat": "done",
-        "ivy": "for_a_person",
+        "ivy": "with_a_person",
     }
     assert runs[(ids["una"], "new_lead_sequence")]["exit"] == "replied (unsubscribe)"
     assert runs[(ids["ivy"], "new_lead_sequence")]["exit"] == "replied (question)"
@@ -117,3 +119,24 @@ async def test_replies_are_read_and_each_takes_its_branch(herald) -> None:  # ty
     await publish(herald.bootstrap, herald.prefix, PROPOSED_ACTION, contact_key(tenant, ids["una"]), env, action)
     blocked = await guard_answer(herald, tenant, action.action_id)
     assert isinstance(blocked, ActionBlocked) and blocked.rule == "consent.opt_out", blocked
+
+    # ivy's question is a reviewer's: the hand-off waits in the queue, and approving it writes the next step
+    async with httpx.AsyncClient(base_url=herald.services.review_url, timeout=30) as client:
+
+        async def item() -> dict[str, object] | None:
+            items = (await client.get("/v1/reviews", params={"tenant": tenant, "status": "pending"})).json()
+            mine = [i for i in items if i["contact_id"] == ids["ivy"]]
+            return mine[0] if mine else None
+
+        pending = await eventually(item, timeout=60, what="ivy's hand-off in the review queue")
+        assert pending["action"]["tool"] == "update_crm_record"  # type: ignore[index]
+        assert pending["action"]["review_reason"]  # type: ignore[index]
+        approved = await client.post(
+            f"/v1/reviews/{pending['review_id']}/approve", json={"reviewer": "dana@acme.example"}
+        )
+        assert approved.status_code == 200, approved.text
+
+    async def handed_off() -> bool:
+        return (await _runs(herald, tenant))[(ids["ivy"], "reply_handling")]["state"] == "handed_off"
+
+    await eventually(handed_off, timeout=60, what="ivy's hand-off written")

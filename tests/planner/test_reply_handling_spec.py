@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 from cases import (
+    ACTION,
     EVENTS,
     REPLY_ID,
     assert_rows_cover,
@@ -26,16 +27,17 @@ def _run(state: str, **data: object):  # type: ignore[no-untyped-def]
     return run.__class__(**{**run.__dict__, "workflow_id": "wf-reply", "key": REPLY_ID})
 
 
+HAND_OFF_WHY = "the reply was read as unsubscribe with confidence 0.55: a person decides"
 BRANCH = {
     "unsubscribe": "opted_out",
     "not_now": "done",
     "not_interested": "done",
     "out_of_office": "done",
-    "interested": "for_a_person",
-    "question": "for_a_person",
-    "meeting_request": "for_a_person",
-    "wrong_person": "for_a_person",
-    "unclear": "for_a_person",
+    "interested": "with_a_person",
+    "question": "with_a_person",
+    "meeting_request": "with_a_person",
+    "wrong_person": "with_a_person",
+    "unclear": "with_a_person",
 }
 
 
@@ -53,12 +55,15 @@ def test_each_intent_takes_its_branch(intent: str) -> None:
     reading = reading.model_copy(update={"workflow_id": "wf-reply"})
     decided = advance(SPEC, _run("reading"), reading, context(SPEC, reading))
     assert decided is not None and decided.state == BRANCH[intent]
-    assert decided.commands == ((Propose("opt_out"),) if intent == "unsubscribe" else ())
+    steps = [command.step for command in decided.commands if isinstance(command, Propose)]
+    assert steps == {"opted_out": ["opt_out"], "done": [], "with_a_person": ["hand_off"]}[BRANCH[intent]]
 
 
 def test_a_reading_not_sure_enough_goes_to_a_person_and_another_runs_reading_is_not_this_ones() -> None:
     unsure = classified("unsubscribe").model_copy(update={"workflow_id": "wf-reply", "confidence": 0.55})
-    assert advance(SPEC, _run("reading"), unsure, context(SPEC, unsure)).state == "for_a_person"  # type: ignore[union-attr]
+    handed = advance(SPEC, _run("reading"), unsure, context(SPEC, unsure))
+    assert handed is not None and handed.state == "with_a_person"
+    assert handed.commands == (Propose("hand_off", {"why": HAND_OFF_WHY, "unsure": True}),)
     stricter = context(SPEC, unsure, {"min_confidence": 0.5})
     assert advance(SPEC, _run("reading"), unsure, stricter).state == "opted_out"  # type: ignore[union-attr]
     other = classified("unsubscribe").model_copy(update={"workflow_id": "wf-other"})
@@ -66,10 +71,42 @@ def test_a_reading_not_sure_enough_goes_to_a_person_and_another_runs_reading_is_
     assert {i.value for i in ReplyIntent} == set(BRANCH)
 
 
+# the hand-off's outcomes, in the state that waits for them
+OUTCOMES = {
+    "escalated": "with_a_person",
+    "escalated:other_action": None,
+    "deferred": "with_a_person",
+    "succeeded": "handed_off",
+    "succeeded:other_action": None,
+    "blocked": "dismissed",
+    "blocked:review": "dismissed",
+    "failed": "failed",
+    "refused": "failed",
+    "in_doubt": "with_a_person",
+    "happened": "handed_off",
+    "did_not_happen": "failed",
+}
+
+
+# (state, event) → the state it moves to; None: ignored (a reading is only read, an outcome only awaited)
+ROWS = {
+    ("reading", "classified:not_now"): "done",
+    ("with_a_person", "classified:not_now"): None,
+    **{("reading", event): None for event in OUTCOMES},
+    **{("with_a_person", event): state for event, state in OUTCOMES.items()},
+}
+
+
+@pytest.mark.parametrize(("state", "event"), sorted(ROWS))
+def test_each_state_and_event(state: str, event: str) -> None:
+    made = EVENTS[event]()
+    reading = made.model_copy(update={"workflow_id": "wf-reply"}) if event.startswith("classified") else made
+    decided = advance(SPEC, _run(state, action_id=ACTION), reading, context(SPEC, reading))
+    assert (decided.state if decided else None) == ROWS[(state, event)]
+
+
 def test_every_active_state_and_handled_event_type_has_a_row() -> None:
-    rows = {("reading", "classified:not_now"): "done"}
-    assert_rows_cover(SPEC, rows)
-    assert "classified:not_now" in EVENTS
+    assert_rows_cover(SPEC, ROWS)
 
 
 def test_terminal_states_take_nothing() -> None:

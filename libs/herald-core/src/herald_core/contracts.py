@@ -479,6 +479,11 @@ class ActionProposed(Contract):
     drafted_by: Literal["llm", "template"] | None = Field(
         default=None, description="Who wrote the draft: the LLM or a template (the LLM budget applies to the first)."
     )
+    review_reason: Annotated[str, StringConstraints(min_length=1, max_length=500)] | None = Field(
+        default=None,
+        description="The planner asks a person to decide this action, and why (a reply read with low confidence, "
+        "a hand-off to the contact's owner): the guard escalates it; nothing lets such an action skip review.",
+    )
 
     @model_validator(mode="before")
     @classmethod

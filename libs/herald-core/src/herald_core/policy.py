@@ -677,6 +677,8 @@ def evaluate(
     counts for each of the policy's breakers (a breaker without a reading stays closed). `llm_tokens_today`:
     the tenant's LLM tokens reported today, checked against the policy's `llm_budget` for LLM drafts."""
     hits = _built_in(action, tenant, suppression_reason, kill_switch)
+    if action.review_reason is not None and stage == "proposal":  # a reviewer's approval is the answer it asked for
+        hits.append(_hit(rule="escalation.planner_asks", outcome="escalate", detail=action.review_reason))
     facts = facts_for(action, tenant, stage, campaign_first_send)
     context = cel.Context(variables=facts)
     for rule in policy.document.rules:

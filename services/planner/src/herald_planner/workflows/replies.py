@@ -7,7 +7,10 @@
         not_interested     ─► done        reads the `ReplyClassified`; a "no" ends it)
         out_of_office      ─► done        the sequence already waits for the return (`ReplyReceived`)
         interested, question, meeting_request, wrong_person, unclear, or below `min_confidence`
-                           ─► for_a_person  (its branch comes with the answer, meeting and hand-off steps)
+                           ─► with_a_person ─► handed_off | dismissed | failed
+                              a hand-off for a reviewer: `update_crm_record` setting the contact's next step
+                              (and, for interested, its lifecycle stage), escalated by the guard
+                              (`review_reason`), written to the CRM when a person approves it
 
 One run per reply (its key is the reply's Message-ID). The reply is untrusted text: it selects one of these
 branches and, for `not_now`, a day; nothing it says becomes a recipient, a price or a tool input.
@@ -17,12 +20,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import date
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from herald_core.bus import Outbound, is_transient
 from herald_core.contracts import (
+    ActionProposed,
     ConsentChannel,
     ConsentReason,
     ConsentWithdrawn,
@@ -30,23 +34,30 @@ from herald_core.contracts import (
     ReplyClassified,
     ReplyIntent,
     ReplyReceived,
+    UpdateCrmRecordInput,
 )
 from herald_core.envelope import Envelope
+from herald_core.ids import new_id
 from herald_core.observability import get_logger
-from herald_core.topics import CONSENT, PLAN, consent_key, contact_key
+from herald_core.topics import CONSENT, PLAN, PROPOSED_ACTION, consent_key, contact_key
 from herald_planner.engine.ports import Ports
 from herald_planner.engine.spec import Advance, Context, Propose, Run, StepResult, Transition, WorkflowSpec
 from herald_planner.intents import Classification, classify_offline, examples, with_similarity
+from herald_planner.workflows.common import OUTCOME_TYPES, outcome_note, outcome_of
 
 NAME = "reply_handling"
 SOURCE = "herald/planner"
 log = get_logger("herald.planner.replies")
+Stage = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
 
 
 class ReplyHandlingConfig(BaseModel):
     """A tenant's `workflows.reply_handling` section."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+    interested_lifecycle_stage: Stage | None = Field(
+        default="salesqualifiedlead", description="The CRM lifecycle stage an interested contact's hand-off sets."
+    )
     min_confidence: float = Field(
         default=0.7, ge=0, le=1, description="A reading less sure than this goes to a person, whatever its intent."
     )
@@ -55,8 +66,17 @@ class ReplyHandlingConfig(BaseModel):
     )
 
 
-TERMINAL = frozenset({"opted_out", "done", "for_a_person"})
-STATES = ("reading", *sorted(TERMINAL))
+TERMINAL = frozenset({"opted_out", "done", "handed_off", "dismissed", "failed"})
+STATES = ("reading", "with_a_person", *sorted(TERMINAL))
+
+#: what the hand-off asks the contact's owner to do, by intent (fixed words: nothing of the reply is a tool input)
+NEXT_STEPS: Mapping[ReplyIntent, str] = {
+    ReplyIntent.INTERESTED: "Follow up: they are interested",
+    ReplyIntent.QUESTION: "Answer their question",
+    ReplyIntent.MEETING_REQUEST: "Book the meeting they asked for",
+    ReplyIntent.WRONG_PERSON: "They point to someone else: confirm the referral",
+    ReplyIntent.UNCLEAR: "Read their reply and decide",
+}
 
 #: what each intent does, when the reading is sure enough
 BRANCHES: Mapping[ReplyIntent, str] = {
@@ -72,11 +92,14 @@ def on_classified(run: Run, event: ReplyClassified, context: Context[ReplyHandli
     if event.workflow_id != run.workflow_id:
         return None  # another reply's reading
     note: dict[str, Any] = {"intent": event.intent.value, "confidence": event.confidence, "by": event.classifier}
+    data = {"intent": event.intent.value, "confidence": event.confidence}
     if event.confidence < context.config.min_confidence and event.intent is not ReplyIntent.OUT_OF_OFFICE:
-        return Advance("for_a_person", note={**note, "reason": f"read with confidence {event.confidence:.2f}"})
+        why = f"the reply was read as {event.intent.value} with confidence {event.confidence:.2f}: a person decides"
+        return Advance("with_a_person", (Propose("hand_off", {"why": why, "unsure": True}),), data=data, note=note)
     branch = BRANCHES.get(event.intent)
     if branch is None:
-        return Advance("for_a_person", note={**note, "reason": f"{event.intent.value}: a person answers"})
+        why = f"the contact's reply ({event.intent.value}) is for a person to take up"
+        return Advance("with_a_person", (Propose("hand_off", {"why": why}),), data=data, note=note)
     if branch == "opted_out":
         return Advance("opted_out", (Propose("opt_out"),), note={**note, "reason": "asked by reply to stop"})
     return Advance(branch, note={**note, "reason": event.intent.value})
@@ -126,6 +149,58 @@ async def opt_out(ports: Ports, run: Run, trigger: Envelope, args: Mapping[str, 
     return StepResult([Outbound(CONSENT, key, envelope, withdrawn)], note={"consent": "withdrawn (email)"})
 
 
+def on_outcome(run: Run, event: Contract, context: Context[ReplyHandlingConfig]) -> Advance | None:
+    """What became of the hand-off: written when a person approved it, dropped when they rejected it."""
+    outcome = outcome_of(run, event)
+    note = {"outcome": outcome, **outcome_note(event)} if outcome else {}
+    if outcome in ("succeeded", "happened"):
+        return Advance("handed_off", note=note)
+    if outcome == "blocked":
+        return Advance("dismissed", note=note)
+    if outcome in ("failed", "refused", "did_not_happen"):
+        return Advance("failed", note=note)
+    if outcome in ("escalated", "deferred", "in_doubt"):
+        return Advance("with_a_person", note=note)
+    return None
+
+
+async def hand_off(ports: Ports, run: Run, trigger: Envelope, args: Mapping[str, Any]) -> StepResult:
+    """Propose the contact's next step for its owner (the CRM's words are fixed per intent), which the guard
+    escalates: the reviewer reads the reply in the rationale and approves the hand-off, or rejects it."""
+    reply = trigger_reply(run)
+    config = ReplyHandlingConfig.model_validate(run.config)
+    intent = ReplyIntent(str(run.data.get("intent", ReplyIntent.UNCLEAR.value)))
+    if args.get("unsure"):
+        intent = ReplyIntent.UNCLEAR
+    step = NEXT_STEPS.get(intent, NEXT_STEPS[ReplyIntent.UNCLEAR])
+    properties: dict[str, str | None] = {"next_step": f"{step} (reply of {ports.now:%Y-%m-%d})"}
+    if intent is ReplyIntent.INTERESTED and config.interested_lifecycle_stage:
+        properties["lifecycle_stage"] = config.interested_lifecycle_stage
+    contact = run.contact
+    said = " ".join(str(reply["text"]).split())[:600]
+    action = ActionProposed(
+        action_id=new_id(),
+        tenant=run.tenant,
+        workflow_id=run.workflow_id,
+        tool="update_crm_record",
+        input=UpdateCrmRecordInput(contact_id=contact.contact_id, properties=properties),  # type: ignore[arg-type]
+        contact=contact,
+        evidence=(),
+        confidence=float(run.data.get("confidence", 0.0)),
+        rationale=f"{contact.first_name or 'The contact'} replied to “{reply['subject']}”: “{said}”",
+        review_reason=str(args["why"])[:500],
+    )
+    envelope = trigger.caused(source=SOURCE, type=ActionProposed.TYPE, subject=f"contact/{contact.contact_id}")
+    out = Outbound(PROPOSED_ACTION, contact_key(run.tenant, contact.contact_id), envelope, action)
+    return StepResult(
+        [out],
+        action_id=action.action_id,
+        label="hand_off",
+        data={"action_id": action.action_id},
+        note={"next_step": step},
+    )
+
+
 def trigger_reply(run: Run) -> dict[str, Any]:
     """The reply the run reads, as its start kept it."""
     reply = run.data.get("received")
@@ -169,7 +244,10 @@ def _run_key(event: Contract) -> str:
     return event.message_id if isinstance(event, ReplyReceived) else ""
 
 
-_TRANSITIONS: dict[tuple[str, type[Contract]], Transition] = {("reading", ReplyClassified): on_classified}
+_TRANSITIONS: dict[tuple[str, type[Contract]], Transition] = {
+    ("reading", ReplyClassified): on_classified,
+    **{("with_a_person", kind): on_outcome for kind in OUTCOME_TYPES},
+}
 
 SPEC = WorkflowSpec(
     name=NAME,
@@ -179,7 +257,7 @@ SPEC = WorkflowSpec(
     states=STATES,
     terminal=TERMINAL,
     transitions=_TRANSITIONS,
-    steps={"read": read, "opt_out": opt_out},
+    steps={"read": read, "opt_out": opt_out, "hand_off": hand_off},
     job="replies",
     run_key=_run_key,
 )
