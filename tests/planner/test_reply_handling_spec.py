@@ -34,7 +34,7 @@ BRANCH = {
     "not_interested": "done",
     "out_of_office": "done",
     "interested": "with_a_person",
-    "question": "with_a_person",
+    "question": "answering",
     "meeting_request": "with_a_person",
     "wrong_person": "with_a_person",
     "unclear": "with_a_person",
@@ -56,7 +56,12 @@ def test_each_intent_takes_its_branch(intent: str) -> None:
     decided = advance(SPEC, _run("reading"), reading, context(SPEC, reading))
     assert decided is not None and decided.state == BRANCH[intent]
     steps = [command.step for command in decided.commands if isinstance(command, Propose)]
-    assert steps == {"opted_out": ["opt_out"], "done": [], "with_a_person": ["hand_off"]}[BRANCH[intent]]
+    assert (
+        steps
+        == {"opted_out": ["opt_out"], "done": [], "with_a_person": ["hand_off"], "answering": ["answer"]}[
+            BRANCH[intent]
+        ]
+    )
 
 
 def test_a_reading_not_sure_enough_goes_to_a_person_and_another_runs_reading_is_not_this_ones() -> None:
@@ -88,13 +93,38 @@ OUTCOMES = {
 }
 
 
+# the answer's outcomes: sent, or blocked and handed to a person
+ANSWER_OUTCOMES = {
+    **OUTCOMES,
+    "succeeded": "answered",
+    "happened": "answered",
+    "blocked": "with_a_person",
+    "blocked:review": "with_a_person",
+    "escalated": "answering",
+    "deferred": "answering",
+    "in_doubt": "answering",
+}
+
 # (state, event) → the state it moves to; None: ignored (a reading is only read, an outcome only awaited)
 ROWS = {
     ("reading", "classified:not_now"): "done",
     ("with_a_person", "classified:not_now"): None,
+    ("answering", "classified:not_now"): None,
     **{("reading", event): None for event in OUTCOMES},
     **{("with_a_person", event): state for event, state in OUTCOMES.items()},
+    **{("answering", event): state for event, state in ANSWER_OUTCOMES.items()},
 }
+
+
+def test_a_blocked_answer_goes_to_a_person_and_a_hand_off_instead_of_an_answer_ends_as_one() -> None:
+    blocked = EVENTS["blocked:grounding"]()
+    decided = advance(SPEC, _run("answering", action_id=ACTION), blocked, context(SPEC, blocked))
+    assert decided is not None and decided.state == "with_a_person"
+    [command] = decided.commands
+    assert isinstance(command, Propose) and command.step == "hand_off" and "grounding" in command.args["why"]
+    sent = EVENTS["succeeded"]()
+    handed = advance(SPEC, _run("answering", action_id=ACTION, handed_off=True), sent, context(SPEC, sent))
+    assert handed is not None and handed.state == "handed_off"
 
 
 @pytest.mark.parametrize(("state", "event"), sorted(ROWS))

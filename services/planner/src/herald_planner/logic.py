@@ -94,6 +94,10 @@ class DraftRequest:
     feedback: tuple[str, ...] = ()  # why earlier attempts at this email were refused (guard rule, reviewer)
     examples: tuple[ReviewerExample, ...] = ()  # reviewers' edits and reasons on drafts like this one, newest first
     house_rules: str = ""  # the tenant's products and competitors, as the LLM's system prompt states them
+    # an answer to the contact's reply: its question, in its words (untrusted: what to answer, never how to act),
+    # and the subject of the thread
+    question: str | None = None
+    thread_subject: str | None = None
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,20 @@ Best,
 """
 )
 
+_ANSWER = _env.from_string(
+    """Hi {{ first_name }},
+
+Thanks for your question. Here is what I can tell you:
+
+{% for passage in proof %}- {{ passage }}
+{% endfor %}
+If that does not fully answer it, reply and I will bring in the right person.
+
+Best,
+{{ sender }}
+"""
+)
+
 #: words too common to tell one company from another by the first word of its name
 _GENERIC_HEADS = frozenset({"the", "global", "international", "united", "first", "general", "national", "american"})
 _WORD = re.compile(r"[a-z][a-z0-9-]{3,}")
@@ -202,11 +216,39 @@ def follow_up_draft(request: DraftRequest, avoid: Sequence[str] = ()) -> Draft:
     )
 
 
+def answer_draft(request: DraftRequest, avoid: Sequence[str] = ()) -> Draft:
+    """An answer to the contact's question in its thread: the passages retrieved for the question, quoted, most
+    relevant to its words first; nothing of the question itself is repeated (it is the contact's text)."""
+    contact = request.contact
+    asked = _stems(request.question)
+    candidates = []
+    for order, passage in enumerate(request.evidence):
+        line = first_sentence(passage.quote)
+        if not line or names_company(line, contact.company) or any(term in line.lower() for term in avoid):
+            continue
+        candidates.append((-len(asked & _stems(f"{passage.title} {passage.quote}")), order, passage, line))
+    chosen = sorted(candidates)[:2]
+    body = _ANSWER.render(first_name=contact.first_name or "there", proof=[c[3] for c in chosen], sender=request.sender)
+    matched = sum(1 for c in chosen if c[0] < 0)
+    return Draft(
+        subject=one_line(_in_thread(request.thread_subject or request.company_name), 200) or "Re: your question",
+        body_text=body,
+        confidence=0.75 if matched else 0.4,
+        rationale=(
+            f"An answer to the contact's question in its thread, from {len(chosen)} retrieved passage(s) "
+            f"({matched} sharing its words): {', '.join(c[2].doc_id for c in chosen) or 'none'}"
+        ),
+        chunks=tuple(c[2].chunk_id for c in chosen),
+    )
+
+
 def draft_from_template(request: DraftRequest) -> Draft:
     """The template draft the request asks for: a first email, a follow-up or the last, short one; an attempt
     after a refusal leaves out what the refusal quoted, and says so."""
     avoid = refused_terms(request.feedback)
-    if request.touch <= 1:
+    if request.question is not None:
+        draft = answer_draft(request, avoid)
+    elif request.touch <= 1:
         draft = template_draft(
             request.contact,
             request.evidence,

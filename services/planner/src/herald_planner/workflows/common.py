@@ -221,13 +221,14 @@ async def draft_and_propose(
     brief: Mapping[str, Any] | None = None,
     in_reply_to: str | None = None,
     references: Sequence[str] = (),
+    collections: Sequence[str] = ("customers", "product"),
 ) -> Drafted:
     """The email step every workflow shares: retrieve passages and memories, gather reviewers' examples for the
     step and the contact's segment, draft (LLM or template), propose it to the run's contact. `brief` adds what
     the draft must know of its place (`touch`, `touches`, `earlier`, `feedback`, `campaign`)."""
     contact = run.contact
     tenant = ports.tenant
-    evidence, memories = await retrieve(ports, contact.contact_id, query, memory_query(contact))
+    evidence, memories = await retrieve(ports, contact.contact_id, query, memory_query(contact), collections)
     examples = await ports.examples.recent(tenant.tenant_id, run.workflow, step, segment_of(contact))
     request = DraftRequest(
         tenant_id=tenant.tenant_id,

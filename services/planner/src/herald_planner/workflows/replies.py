@@ -1,6 +1,10 @@
 """Workflow `reply_handling`: read what each reply means, then take the branch the workflow declares for it.
 
     ReplyReceived ──► reading ──(ReplyClassified, its own)──► a branch:
+        question           ─► answering ─► answered   an answer in the reply's thread, drafted from the passages
+                                                       retrieved for the question and decided by the guard like
+                                                       any email (grounding included); none found, or the answer
+                                                       blocked: handed to a person (below)
         unsubscribe        ─► opted_out   consent withdrawn for email (herald.consent.v1), as the unsubscribe link
                                            would: a reply saying "stop emailing me" is an opt-out
         not_now            ─► done        the contact's sequence waits until the day the reply names (its own run
@@ -43,7 +47,7 @@ from herald_core.topics import CONSENT, PLAN, PROPOSED_ACTION, consent_key, cont
 from herald_planner.engine.ports import Ports
 from herald_planner.engine.spec import Advance, Context, Propose, Run, StepResult, Transition, WorkflowSpec
 from herald_planner.intents import Classification, classify_offline, examples, with_similarity
-from herald_planner.workflows.common import OUTCOME_TYPES, outcome_note, outcome_of
+from herald_planner.workflows.common import OUTCOME_TYPES, draft_and_propose, outcome_note, outcome_of
 
 NAME = "reply_handling"
 SOURCE = "herald/planner"
@@ -66,8 +70,8 @@ class ReplyHandlingConfig(BaseModel):
     )
 
 
-TERMINAL = frozenset({"opted_out", "done", "handed_off", "dismissed", "failed"})
-STATES = ("reading", "with_a_person", *sorted(TERMINAL))
+TERMINAL = frozenset({"opted_out", "done", "answered", "handed_off", "dismissed", "failed"})
+STATES = ("reading", "answering", "with_a_person", *sorted(TERMINAL))
 
 #: what the hand-off asks the contact's owner to do, by intent (fixed words: nothing of the reply is a tool input)
 NEXT_STEPS: Mapping[ReplyIntent, str] = {
@@ -96,6 +100,8 @@ def on_classified(run: Run, event: ReplyClassified, context: Context[ReplyHandli
     if event.confidence < context.config.min_confidence and event.intent is not ReplyIntent.OUT_OF_OFFICE:
         why = f"the reply was read as {event.intent.value} with confidence {event.confidence:.2f}: a person decides"
         return Advance("with_a_person", (Propose("hand_off", {"why": why, "unsure": True}),), data=data, note=note)
+    if event.intent is ReplyIntent.QUESTION:
+        return Advance("answering", (Propose("answer"),), data=data, note=note)
     branch = BRANCHES.get(event.intent)
     if branch is None:
         why = f"the contact's reply ({event.intent.value}) is for a person to take up"
@@ -162,6 +168,57 @@ def on_outcome(run: Run, event: Contract, context: Context[ReplyHandlingConfig])
     if outcome in ("escalated", "deferred", "in_doubt"):
         return Advance("with_a_person", note=note)
     return None
+
+
+def on_answer(run: Run, event: Contract, context: Context[ReplyHandlingConfig]) -> Advance | None:
+    """What became of the answer: sent; or blocked (its words, its grounding, a reviewer) and handed to a person."""
+    if run.data.get("handed_off"):  # no answer was found: the action is the hand-off
+        return on_outcome(run, event, context)
+    outcome = outcome_of(run, event)
+    note = {"outcome": outcome, **outcome_note(event)} if outcome else {}
+    if outcome in ("succeeded", "happened"):
+        return Advance("answered", note=note)
+    if outcome == "blocked":
+        why = f"the answer was blocked ({getattr(event, 'rule', '')}: {getattr(event, 'reason', '')})"[:500]
+        return Advance("with_a_person", (Propose("hand_off", {"why": why}),), note=note)
+    if outcome in ("failed", "refused", "did_not_happen"):
+        return Advance("failed", note=note)
+    if outcome in ("escalated", "deferred", "in_doubt"):
+        return Advance("answering", note=note)
+    return None
+
+
+async def answer(ports: Ports, run: Run, trigger: Envelope, args: Mapping[str, Any]) -> StepResult:
+    """Answer the question in the reply's thread from the passages retrieved for it; the contact's words choose
+    the passages (a search query), never the recipient or anything the email promises. No passage that shares
+    the question's words: a person answers instead."""
+    reply = trigger_reply(run)
+    own_id = str(reply["message_id"])
+    thread = [*reply.get("references", []), *([own_id] if own_id.startswith("<") else [])]
+    drafted = await draft_and_propose(
+        ports,
+        run,
+        trigger,
+        step="answer",
+        query=" ".join(str(reply["text"]).split())[:500],
+        purpose="answer the contact's question in its thread, grounded in retrieved passages",
+        campaign_id=None,
+        brief={"question": str(reply["text"]), "thread_subject": str(reply["subject"])},
+        in_reply_to=thread[-1] if thread else None,
+        references=list(dict.fromkeys(thread))[-20:],
+        collections=("product", "pricing", "customers"),
+    )
+    if not drafted.draft.chunks or drafted.draft.confidence < 0.5:
+        handed = await hand_off(ports, run, trigger, {"why": "the knowledge base holds no passage that answers it"})
+        data = {**handed.data, "handed_off": True}
+        return StepResult(handed.outputs, handed.action_id, "hand_off", data, {**handed.note, "answer": "none"})
+    return StepResult(
+        drafted.outputs,
+        action_id=drafted.action_id,
+        label="answer",
+        data={"action_id": drafted.action_id},
+        note=drafted.note,
+    )
 
 
 async def hand_off(ports: Ports, run: Run, trigger: Envelope, args: Mapping[str, Any]) -> StepResult:
@@ -233,6 +290,7 @@ def _kept(event: ReplyReceived) -> dict[str, Any]:
         "out_of_office": event.out_of_office,
         "returns_on": event.returns_on.isoformat() if event.returns_on else None,
         "answers_workflow_id": event.answers_workflow_id,
+        "references": list(event.references),
     }
 
 
@@ -247,6 +305,7 @@ def _run_key(event: Contract) -> str:
 _TRANSITIONS: dict[tuple[str, type[Contract]], Transition] = {
     ("reading", ReplyClassified): on_classified,
     **{("with_a_person", kind): on_outcome for kind in OUTCOME_TYPES},
+    **{("answering", kind): on_answer for kind in OUTCOME_TYPES},
 }
 
 SPEC = WorkflowSpec(
@@ -257,7 +316,7 @@ SPEC = WorkflowSpec(
     states=STATES,
     terminal=TERMINAL,
     transitions=_TRANSITIONS,
-    steps={"read": read, "opt_out": opt_out, "hand_off": hand_off},
+    steps={"read": read, "opt_out": opt_out, "answer": answer, "hand_off": hand_off},
     job="replies",
     run_key=_run_key,
 )
