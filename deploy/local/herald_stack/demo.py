@@ -24,8 +24,10 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
 from email.parser import BytesParser
+from email.utils import format_datetime
 from pathlib import Path
 
 import asyncpg
@@ -34,7 +36,7 @@ import yaml
 from aiokafka import AIOKafkaConsumer
 
 from herald_core.bus import ensure_topics
-from herald_core.contracts import ActionBlocked, ActionExecuted
+from herald_core.contracts import ActionBlocked, ActionExecuted, ActionProposed, SendEmailInput
 from herald_core.hubspot import DEFAULT_CONTACT_PROPERTIES
 from herald_core.settings import CommonSettings
 from herald_ingest.logic import hubspot_signature
@@ -93,6 +95,8 @@ def hubspot_properties(contact: dict) -> dict[str, str]:  # type: ignore[type-ar
 def demo_tenants(directory: Path, crm_url: str, token_file: Path) -> Path:
     """The sample tenant's file, its CRM pointed at the loopback HubSpot (a real portal: see the README)."""
     tenant = yaml.safe_load((REPO_ROOT / "samples" / "tenants" / "acme.yaml").read_text())
+    # each reply is read, answered or handed on (README, "reply_handling")
+    tenant["workflows"] = {**(tenant.get("workflows") or {}), "reply_handling": {}}
     tenant["crm"] = {
         "kind": "hubspot",
         "hubspot_base_url": crm_url,
@@ -329,6 +333,71 @@ async def _runs(pg_dsn: str) -> Counter[str]:
     return Counter(f"{r['state']} ({r['exit']})" if r["exit"] else r["state"] for r in rows)
 
 
+def _reply_to(to: str, name: str, message_id: str, text: str, **headers: str) -> bytes:
+    """A reply to one of Herald's emails as a mail client writes it: in its thread, quoting it."""
+    reply = EmailMessage()
+    reply["From"] = f"{name} <{to}>"
+    reply["To"] = "Maya from Acme Relay <maya@acmerelay.example>"
+    reply["Subject"] = "Re: your note"
+    reply["Date"] = format_datetime(datetime.now(UTC))
+    reply["Message-ID"] = f"<demo-{message_id.strip('<>').split('@')[0]}@mail.client.example>"
+    reply["In-Reply-To"] = message_id
+    reply["References"] = message_id
+    for field, value in headers.items():
+        reply[field.replace("_", "-")] = value
+    reply.set_content(f"{text}\n\nOn Monday, Maya from Acme Relay <maya@acmerelay.example> wrote:\n> Hi {name},\n")
+    return reply.as_bytes()
+
+
+async def _replies(  # type: ignore[no-untyped-def]
+    config: StackConfig, services: ServiceSet, pg_dsn: str, records, sent: list[ActionExecuted]
+) -> set[str]:
+    """Three leads answer touch 1, raw at the inbound edge: a question (answered in its thread), an out-of-office
+    (its touch 2 waits for the return) and an opt-out by reply. Returns their contact ids."""
+    proposed = {
+        a.action_id: a
+        for a in (ActionProposed.model_validate_json(v) for h, v in records if h.get("ce_type") == ActionProposed.TYPE)
+    }
+    chosen = [e for e in sent if e.action_id in proposed and e.result.get("message_id")][:3]
+    back = datetime.now(UTC) + timedelta(days=DRILL_DAYS + 8)
+    said = [
+        ("Does your single sign-on work with Okta? We would roll it out to 40 dispatchers.", {}),
+        (
+            f"I am out of the office until {back:%A, %B} {back.day}, {back.year}, with limited access to email.",
+            {"Auto_Submitted": "auto-replied", "Subject": "Automatic reply: your note"},
+        ),
+        ("Please stop emailing me.", {}),
+    ]
+    async with httpx.AsyncClient(timeout=30) as client:
+        for executed, (text, headers) in zip(chosen, said, strict=False):
+            email = proposed[executed.action_id].input
+            assert isinstance(email, SendEmailInput)
+            raw = _reply_to(email.to, email.to_name or "there", str(executed.result["message_id"]), text, **headers)
+            response = await client.post(
+                f"{services.ingest_url}/v1/inbound/acme/email", content=raw, headers={"Content-Type": "message/rfc822"}
+            )
+            response.raise_for_status()
+
+    async def read() -> dict[str, str] | None:
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            rows = await conn.fetch(
+                "SELECT contact_id, state FROM planner.workflow_runs WHERE workflow = 'reply_handling'"
+            )
+        finally:
+            await conn.close()
+        states = {r["contact_id"]: r["state"] for r in rows}
+        return states if len(states) >= len(chosen) and not {"reading", "answering"} & set(states.values()) else None
+
+    states = await _wait_for(read, "the three replies read and handled")
+    question, away, stop = (e.contact_id for e in chosen)
+    print("\n▶ three leads replied to touch 1, raw at POST /v1/inbound/acme/email (read as ReplyReceived):")
+    print(f"   {question}: “Does your single sign-on work with Okta? …” → {states.get(question)} in its thread")
+    print(f"   {away}: an out-of-office until {back:%Y-%m-%d} → its touch 2 waits for the return")
+    print(f"   {stop}: “Please stop emailing me.” → {states.get(stop)}: email consent withdrawn, sequence ended")
+    return {question, away, stop}
+
+
 def _restart_with_clock(services: ServiceSet, days: float) -> None:
     """The drill: the planner and the guard restarted with their clocks `days` ahead (waits, caps and send
     windows all see the same day)."""
@@ -358,37 +427,9 @@ async def _sequence(
         "content.unreferenceable_customer and drafted again without that customer"
     )
     print(f"   runs: {dict(await _runs(pg_dsn))}")
-    replier = sent[0].contact_id
-    async with httpx.AsyncClient(timeout=30) as client:
-        event = {
-            "specversion": "1.0",
-            "id": f"demo-reply-{replier}",
-            "source": "demo/inbox",
-            "type": "herald.message.replied.v1",
-            "tenant": "acme",
-            "datacontenttype": "application/json",
-            "data": {
-                "contact_id": replier,
-                "subject": "Re: your note",
-                "snippet": "Interesting - can you send pricing for 40 dispatchers?",
-                "upstream_source": "demo-inbox",
-                "upstream_event_id": f"reply-{replier}",
-                "occurred_at": datetime.now(UTC).isoformat(),
-            },
-        }
-        response = await client.post(
-            f"{services.ingest_url}/v1/events",
-            content=json.dumps(event),
-            headers={"Content-Type": "application/cloudevents+json"},
-        )
-        response.raise_for_status()
-
-    async def stopped():  # type: ignore[no-untyped-def]
-        return (await _runs(pg_dsn))["exited (replied)"] >= 1
-
-    await _wait_for(stopped, "the reply to stop its sequence")
+    repliers = await _replies(config, services, pg_dsn, records, sent)
     waiting = (await _runs(pg_dsn))["waiting"]
-    print(f"▶ contact {replier} replied to touch 1: its sequence stopped; {waiting} lead(s) wait for touch 2")
+    print(f"   {waiting} lead(s) wait for touch 2")
     print(f"▶ drill: the planner's and the guard's clocks move {DRILL_DAYS} days ahead (restarted with an offset)")
     _restart_with_clock(services, DRILL_DAYS)
 
@@ -415,11 +456,11 @@ async def _sequence(
         for e in (ActionExecuted.model_validate_json(v) for h, v in audit if h.get("ce_type") == ActionExecuted.TYPE)
         if e.action_id not in first and e.status.value == "succeeded"
     ]
-    to_replier = [e for e in second if e.contact_id == replier]
+    to_repliers = [e for e in second if e.contact_id in repliers]
     runs = await _runs(pg_dsn)
     print(
-        f"▶ touch 2 sent in the thread of touch 1 to {len(second)} lead(s); to the one who replied: {len(to_replier)}"
-        f"; touches waiting for a reviewer (VIPs): {runs['awaiting_review']}"
+        f"▶ touch 2 sent in the thread of touch 1 to {len(second)} lead(s); to the three who replied (the one away "
+        f"included): {len(to_repliers)}; touches waiting for a reviewer (VIPs): {runs['awaiting_review']}"
     )
     print(f"   runs: {dict(runs)}")
     follow_up = second[0] if second else None

@@ -235,6 +235,8 @@ async def hand_off(ports: Ports, run: Run, trigger: Envelope, args: Mapping[str,
         properties["lifecycle_stage"] = config.interested_lifecycle_stage
     contact = run.contact
     said = " ".join(str(reply["text"]).split())[:600]
+    referral = run.data.get("referral") if intent is ReplyIntent.WRONG_PERSON else None
+    pointed = f" They point to {referral}: confirm before anyone writes to that address." if referral else ""
     action = ActionProposed(
         action_id=new_id(),
         tenant=run.tenant,
@@ -244,7 +246,7 @@ async def hand_off(ports: Ports, run: Run, trigger: Envelope, args: Mapping[str,
         contact=contact,
         evidence=(),
         confidence=float(run.data.get("confidence", 0.0)),
-        rationale=f"{contact.first_name or 'The contact'} replied to “{reply['subject']}”: “{said}”",
+        rationale=f"{contact.first_name or 'The contact'} replied to “{reply['subject']}”: “{said}”{pointed}",
         review_reason=str(args["why"])[:500],
     )
     envelope = trigger.caused(source=SOURCE, type=ActionProposed.TYPE, subject=f"contact/{contact.contact_id}")
