@@ -121,18 +121,23 @@ async def raw_latency(bootstrap: str, prefix: str, count: int, rate: float) -> d
                     for r in records:
                         await producer.send(sink, r.value, key=r.key)
 
-        task = asyncio.create_task(forward())
+        async def read() -> None:  # arrivals timed as they come, while the stream is still being sent
+            while len(latencies) < count:
+                batch = await reader.getmany(timeout_ms=100)
+                now = time.perf_counter()
+                latencies.extend(now - sent[r.key] for records in batch.values() for r in records if r.key in sent)
+
+        forwarding, reading_task = asyncio.create_task(forward()), asyncio.create_task(read())
         for n in range(count):
             key = f"{n}".encode()
             sent[key] = time.perf_counter()
             await producer.send(source, b"x" * 512, key=key)
             await asyncio.sleep(1 / rate)
-        deadline = time.monotonic() + 60
-        while len(latencies) < count and time.monotonic() < deadline:
-            batch = await reader.getmany(timeout_ms=200)
-            now = time.perf_counter()
-            latencies += [now - sent[r.key] for records in batch.values() for r in records if r.key in sent]
-        task.cancel()
+        try:
+            await asyncio.wait_for(reading_task, timeout=60)
+        except TimeoutError:
+            pass
+        forwarding.cancel()
     finally:
         await forwarder.stop()
         await reader.stop()
@@ -177,6 +182,20 @@ async def answer_latency(config: StackConfig, count: int, rate: float) -> dict[s
         sent: dict[str, float] = {}
         latencies: list[float] = []
         tools: Counter[str] = Counter()
+
+        async def arrivals() -> None:  # answers timed as they come, while replies are still being sent
+            while len(latencies) < count:
+                batch = await proposed.getmany(timeout_ms=100)
+                now = time.perf_counter()
+                for records in batch.values():
+                    for r in records:
+                        headers = {k: v.decode() for k, v in r.headers or ()}
+                        started = sent.pop(headers.get("ce_correlationid", ""), None)
+                        if started is not None:
+                            latencies.append(now - started)
+                            tools[ActionProposed.model_validate_json(r.value).tool] += 1
+
+        watching = asyncio.create_task(arrivals())
         try:
             for n in range(count):
                 contact = ContactFacts(
@@ -200,18 +219,12 @@ async def answer_latency(config: StackConfig, count: int, rate: float) -> dict[s
                 await producer.send(topic, reply.model_dump_json().encode(), key=key, headers=env.to_headers())
                 await asyncio.sleep(1 / rate)
             await producer.flush()
-            deadline = time.monotonic() + 120
-            while len(latencies) < count and time.monotonic() < deadline:
-                batch = await proposed.getmany(timeout_ms=200)
-                now = time.perf_counter()
-                for records in batch.values():
-                    for r in records:
-                        headers = {k: v.decode() for k, v in r.headers or ()}
-                        started = sent.pop(headers.get("ce_correlationid", ""), None)
-                        if started is not None:
-                            latencies.append(now - started)
-                            tools[ActionProposed.model_validate_json(r.value).tool] += 1
+            try:
+                await asyncio.wait_for(watching, timeout=120)
+            except TimeoutError:
+                pass
         finally:
+            watching.cancel()
             await producer.stop()
             await proposed.stop()
         raw = await raw_latency(config.kafka_bootstrap, services.topic_prefix, count, rate)
