@@ -121,6 +121,7 @@ def answer(to: Message, text: str, **headers: str) -> bytes:
     reply["In-Reply-To"] = str(to["Message-ID"])
     reply["References"] = str(to["Message-ID"])
     for name, value in headers.items():
+        del reply[name.replace("_", "-")]  # a header given replaces the default (Subject)
         reply[name.replace("_", "-")] = value
     quoted = "\n".join(f"> {line}" for line in part_of(to, "plain").splitlines())
     reply.set_content(f"{text}\n\n-- \nSent from my phone\n\nOn Monday, {to['From']} wrote:\n{quoted}\n")

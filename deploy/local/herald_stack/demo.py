@@ -344,22 +344,23 @@ def _reply_to(to: str, name: str, message_id: str, text: str, **headers: str) ->
     reply["In-Reply-To"] = message_id
     reply["References"] = message_id
     for field, value in headers.items():
+        del reply[field.replace("_", "-")]  # a header given replaces the default (Subject)
         reply[field.replace("_", "-")] = value
     reply.set_content(f"{text}\n\nOn Monday, Maya from Acme Relay <maya@acmerelay.example> wrote:\n> Hi {name},\n")
     return reply.as_bytes()
 
 
 async def _replies(  # type: ignore[no-untyped-def]
-    config: StackConfig, services: ServiceSet, pg_dsn: str, records, sent: list[ActionExecuted]
-) -> set[str]:
-    """Three leads answer touch 1, raw at the inbound edge: a question (answered in its thread), an out-of-office
-    (its touch 2 waits for the return) and an opt-out by reply. Returns their contact ids."""
+    services: ServiceSet, pg_dsn: str, records, sent: list[ActionExecuted]
+) -> None:
+    """Three leads answer an email they got, raw at the inbound edge: a question (answered in its thread), an
+    out-of-office (the next touch waits for the return) and an opt-out by reply."""
     proposed = {
         a.action_id: a
         for a in (ActionProposed.model_validate_json(v) for h, v in records if h.get("ce_type") == ActionProposed.TYPE)
     }
     chosen = [e for e in sent if e.action_id in proposed and e.result.get("message_id")][:3]
-    back = datetime.now(UTC) + timedelta(days=DRILL_DAYS + 8)
+    back = datetime.now(UTC) + timedelta(days=DRILL_DAYS + 12)  # after touch 3 would go
     said = [
         ("Does your single sign-on work with Okta? We would roll it out to 40 dispatchers.", {}),
         (
@@ -391,11 +392,10 @@ async def _replies(  # type: ignore[no-untyped-def]
 
     states = await _wait_for(read, "the three replies read and handled")
     question, away, stop = (e.contact_id for e in chosen)
-    print("\n▶ three leads replied to touch 1, raw at POST /v1/inbound/acme/email (read as ReplyReceived):")
+    print("   raw at POST /v1/inbound/acme/email, each read as ReplyReceived, then by reply_handling:")
     print(f"   {question}: “Does your single sign-on work with Okta? …” → {states.get(question)} in its thread")
-    print(f"   {away}: an out-of-office until {back:%Y-%m-%d} → its touch 2 waits for the return")
+    print(f"   {away}: an out-of-office until {back:%Y-%m-%d} → touch 3 waits for the return")
     print(f"   {stop}: “Please stop emailing me.” → {states.get(stop)}: email consent withdrawn, sequence ended")
-    return {question, away, stop}
 
 
 def _restart_with_clock(services: ServiceSet, days: float) -> None:
@@ -417,7 +417,7 @@ async def _sequence(
     audit_topic: str,
     records: list[tuple[dict[str, str], bytes]],
 ) -> None:
-    """One lead replies to touch 1; the clock moves; the rest get touch 2 in the thread of touch 1."""
+    """The clock moves; the leads who did nothing get touch 2 in the thread of touch 1; a day later three answer it."""
     sent = [ActionExecuted.model_validate_json(v) for h, v in records if h.get("ce_type") == ActionExecuted.TYPE]
     sent = [e for e in sent if e.status.value == "succeeded"]
     blocked = [ActionBlocked.model_validate_json(v) for h, v in records if h.get("ce_type") == ActionBlocked.TYPE]
@@ -427,9 +427,6 @@ async def _sequence(
         "content.unreferenceable_customer and drafted again without that customer"
     )
     print(f"   runs: {dict(await _runs(pg_dsn))}")
-    repliers = await _replies(config, services, pg_dsn, records, sent)
-    waiting = (await _runs(pg_dsn))["waiting"]
-    print(f"   {waiting} lead(s) wait for touch 2")
     print(f"▶ drill: the planner's and the guard's clocks move {DRILL_DAYS} days ahead (restarted with an offset)")
     _restart_with_clock(services, DRILL_DAYS)
 
@@ -456,17 +453,20 @@ async def _sequence(
         for e in (ActionExecuted.model_validate_json(v) for h, v in audit if h.get("ce_type") == ActionExecuted.TYPE)
         if e.action_id not in first and e.status.value == "succeeded"
     ]
-    to_repliers = [e for e in second if e.contact_id in repliers]
     runs = await _runs(pg_dsn)
     print(
-        f"▶ touch 2 sent in the thread of touch 1 to {len(second)} lead(s); to the three who replied (the one away "
-        f"included): {len(to_repliers)}; touches waiting for a reviewer (VIPs): {runs['awaiting_review']}"
+        f"▶ touch 2 sent in the thread of touch 1 to {len(second)} lead(s); touches waiting for a reviewer (VIPs): "
+        f"{runs['awaiting_review']}"
     )
     print(f"   runs: {dict(runs)}")
     follow_up = second[0] if second else None
     if follow_up is not None:
         text = await _explained(services, follow_up.action_id, "step by step", "touch 2's story")
         print(f"\n▶ why? herald explain {follow_up.action_id}   (touch 2 of a sequence)\n{text}")
+    print("\n▶ a day later (the drill's clocks one more day ahead), three leads answer touch 2")
+    _restart_with_clock(services, DRILL_DAYS + 1)
+    await _replies(services, pg_dsn, audit, second)
+    print(f"   runs: {dict(await _runs(pg_dsn))}")
 
 
 def _summary(
