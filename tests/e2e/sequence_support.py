@@ -4,6 +4,7 @@ offset), the mailbox read per lead, and the planner's timers read back from Post
 from __future__ import annotations
 
 import contextlib
+import json
 import secrets
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -108,6 +109,19 @@ async def runs_of(herald, tenant: str) -> dict[str, dict[str, Any]]:  # type: ig
     finally:
         await conn.close()
     return {r["contact_id"]: dict(r) for r in rows}
+
+
+async def runs_by_workflow(herald, tenant: str) -> dict[tuple[str, str], dict[str, object]]:  # type: ignore[no-untyped-def]
+    """Every run of the tenant by (contact, workflow): its state and its data."""
+    conn = await asyncpg.connect(herald.pg_dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT contact_id, workflow, state, data::text AS data FROM planner.workflow_runs WHERE tenant = $1",
+            tenant,
+        )
+    finally:
+        await conn.close()
+    return {(r["contact_id"], r["workflow"]): {"state": r["state"], **json.loads(r["data"])} for r in rows}
 
 
 def answer(to: Message, text: str, **headers: str) -> bytes:

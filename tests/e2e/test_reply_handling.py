@@ -14,39 +14,15 @@ import json
 import secrets
 from datetime import date
 
-import asyncpg
 import httpx
 import pytest
-from sequence_support import answer, lead, mails, new_lead, post_reply
+from sequence_support import answer, lead, mails, new_lead, post_reply, runs_by_workflow, timers_of
 
 from herald_core.contracts import ActionBlocked, ReplyClassified, ReplyIntent
 from herald_core.topics import PLAN, PROPOSED_ACTION, contact_key
 from support import bodies, email_action, envelope, eventually, guard_answer, mails_to, part_of, publish, read_topic
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.postgres, pytest.mark.weaviate, pytest.mark.smtp]
-
-
-async def _runs(herald, tenant: str) -> dict[tuple[str, str], dict[str, object]]:  # type: ignore[no-untyped-def]
-    conn = await asyncpg.connect(herald.pg_dsn)
-    try:
-        rows = await conn.fetch(
-            "SELECT contact_id, workflow, state, data::text AS data FROM planner.workflow_runs WHERE tenant = $1",
-            tenant,
-        )
-    finally:
-        await conn.close()
-    return {(r["contact_id"], r["workflow"]): {"state": r["state"], **json.loads(r["data"])} for r in rows}
-
-
-async def _pending_timers(herald, tenant: str) -> dict[str, object]:  # type: ignore[no-untyped-def]
-    conn = await asyncpg.connect(herald.pg_dsn)
-    try:
-        rows = await conn.fetch(
-            "SELECT contact_id, name, due_at FROM planner.timers WHERE tenant = $1 AND state = 'pending'", tenant
-        )
-    finally:
-        await conn.close()
-    return {r["contact_id"]: (r["name"], r["due_at"]) for r in rows}
 
 
 async def test_replies_are_read_and_each_takes_its_branch(herald) -> None:  # type: ignore[no-untyped-def]
@@ -63,7 +39,7 @@ async def test_replies_are_read_and_each_takes_its_branch(herald) -> None:  # ty
     touches = {name: (await mails(herald, c["email"], 1, f"touch 1 to {name}"))[0] for name, c in leads.items()}
 
     async def waiting() -> bool:
-        runs = await _runs(herald, tenant)
+        runs = await runs_by_workflow(herald, tenant)
         return all(
             runs.get((c["contact_id"], "new_lead_sequence"), {}).get("state") == "waiting" for c in leads.values()
         )
@@ -82,7 +58,7 @@ async def test_replies_are_read_and_each_takes_its_branch(herald) -> None:  # ty
     ids = {name: str(c["contact_id"]) for name, c in leads.items()}
 
     async def settled() -> dict[tuple[str, str], dict[str, object]] | None:
-        runs = await _runs(herald, tenant)
+        runs = await runs_by_workflow(herald, tenant)
         states = {name: runs.get((ids[name], "new_lead_sequence"), {}).get("state") for name in leads}
         return (
             runs
@@ -113,7 +89,9 @@ async def test_replies_are_read_and_each_takes_its_branch(herald) -> None:  # ty
     assert readings[ids["nat"]].until == march
 
     # nat's touch 2 waits for March; no one else has a pending timer
-    timers = await _pending_timers(herald, tenant)
+    timers = {
+        t["contact_id"]: (t["name"], t["due_at"]) for t in await timers_of(herald, tenant) if t["state"] == "pending"
+    }
     assert set(timers) == {ids["nat"]}
     name, due_at = timers[ids["nat"]]
     assert name == "touch_2" and due_at.date() >= march  # type: ignore[union-attr]
@@ -132,7 +110,7 @@ async def test_replies_are_read_and_each_takes_its_branch(herald) -> None:  # ty
     assert "Okta" in part_of(answered, "plain")
 
     async def ivy_answered() -> bool:
-        return (await _runs(herald, tenant))[(ids["ivy"], "reply_handling")]["state"] == "answered"
+        return (await runs_by_workflow(herald, tenant))[(ids["ivy"], "reply_handling")]["state"] == "answered"
 
     await eventually(ivy_answered, timeout=60, what="ivy's answer sent")
 
@@ -157,7 +135,7 @@ async def test_replies_are_read_and_each_takes_its_branch(herald) -> None:  # ty
         assert "90%" not in json.dumps(pending["action"]["input"])  # type: ignore[index]
 
     async def handed_off() -> bool:
-        return (await _runs(herald, tenant))[(ids["max"], "reply_handling")]["state"] == "handed_off"
+        return (await runs_by_workflow(herald, tenant))[(ids["max"], "reply_handling")]["state"] == "handed_off"
 
     await eventually(handed_off, timeout=60, what="max's hand-off written")
     assert mails_to(herald.maildir, "boss@other.example") == []
