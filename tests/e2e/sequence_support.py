@@ -99,28 +99,24 @@ async def timers_of(herald, tenant: str) -> list[dict[str, Any]]:  # type: ignor
     return [dict(r) for r in rows]
 
 
-async def runs_of(herald, tenant: str) -> dict[str, dict[str, Any]]:  # type: ignore[no-untyped-def]
+async def _run_rows(herald, tenant: str) -> list[asyncpg.Record]:  # type: ignore[no-untyped-def]
     conn = await asyncpg.connect(herald.pg_dsn)
     try:
-        rows = await conn.fetch(
+        return await conn.fetch(
             "SELECT contact_id, workflow, state, data::text AS data FROM planner.workflow_runs WHERE tenant = $1",
             tenant,
         )
     finally:
         await conn.close()
-    return {r["contact_id"]: dict(r) for r in rows}
+
+
+async def runs_of(herald, tenant: str) -> dict[str, dict[str, Any]]:  # type: ignore[no-untyped-def]
+    return {r["contact_id"]: dict(r) for r in await _run_rows(herald, tenant)}
 
 
 async def runs_by_workflow(herald, tenant: str) -> dict[tuple[str, str], dict[str, object]]:  # type: ignore[no-untyped-def]
     """Every run of the tenant by (contact, workflow): its state and its data."""
-    conn = await asyncpg.connect(herald.pg_dsn)
-    try:
-        rows = await conn.fetch(
-            "SELECT contact_id, workflow, state, data::text AS data FROM planner.workflow_runs WHERE tenant = $1",
-            tenant,
-        )
-    finally:
-        await conn.close()
+    rows = await _run_rows(herald, tenant)
     return {(r["contact_id"], r["workflow"]): {"state": r["state"], **json.loads(r["data"])} for r in rows}
 
 

@@ -322,14 +322,18 @@ async def _policy_live(services: ServiceSet) -> bool:
     return response.status_code == 200 and str(response.json().get("version", "")).startswith("v1-")
 
 
-async def _runs(pg_dsn: str) -> Counter[str]:
+async def _runs_of(pg_dsn: str, workflow: str) -> list[asyncpg.Record]:
     conn = await asyncpg.connect(pg_dsn)
     try:
-        rows = await conn.fetch(
-            "SELECT state, data->>'exit' AS exit FROM planner.workflow_runs WHERE workflow = 'new_lead_sequence'"
+        return await conn.fetch(
+            "SELECT contact_id, state, data->>'exit' AS exit FROM planner.workflow_runs WHERE workflow = $1", workflow
         )
     finally:
         await conn.close()
+
+
+async def _runs(pg_dsn: str) -> Counter[str]:
+    rows = await _runs_of(pg_dsn, "new_lead_sequence")
     return Counter(f"{r['state']} ({r['exit']})" if r["exit"] else r["state"] for r in rows)
 
 
@@ -380,14 +384,7 @@ async def _replies(  # type: ignore[no-untyped-def]
             response.raise_for_status()
 
     async def read() -> dict[str, str] | None:
-        conn = await asyncpg.connect(pg_dsn)
-        try:
-            rows = await conn.fetch(
-                "SELECT contact_id, state FROM planner.workflow_runs WHERE workflow = 'reply_handling'"
-            )
-        finally:
-            await conn.close()
-        states = {r["contact_id"]: r["state"] for r in rows}
+        states = {r["contact_id"]: r["state"] for r in await _runs_of(pg_dsn, "reply_handling")}
         return states if len(states) >= len(chosen) and not {"reading", "answering"} & set(states.values()) else None
 
     states = await _wait_for(read, "the three replies read and handled")
