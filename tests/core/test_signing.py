@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from herald_core.contracts import ActionApproved, ActionProposed, ContactFacts, 
 from herald_core.signing import (
     KeyRing,
     VerificationError,
+    canonical_bytes,
     generate_keypair,
     load_signer,
     load_verifier,
@@ -111,3 +113,32 @@ def test_keys_rotate_without_a_restart_and_the_old_key_counts_until_its_grace_en
     assert replaced == new and guard.signer().key_id == newer
     with pytest.raises(VerificationError, match="grace period ended"):
         executor.verify(after, now=issued + timedelta(minutes=1))
+
+
+def test_an_approval_signed_over_the_whole_action_still_verifies(keys: Path) -> None:
+    """Approvals a guard of the release before signed (every field of the action, defaults included) are still
+    honoured by an executor that signs only the fields an action sets."""
+    signer, verifier = load_signer(keys / "guard-a.pem"), load_verifier(keys)
+    fresh = signer.approve(_action(), approved_by="guard", policy_version="v1", ttl=timedelta(minutes=5))
+    fields = fresh.model_dump(mode="json", exclude={"signature"})
+    fields |= {"issued_at": fresh.issued_at.isoformat(), "expires_at": fresh.expires_at.isoformat()}
+    whole = canonical_bytes({"action": _action().model_dump(mode="json"), "approval": fields})
+    signature = base64.urlsafe_b64encode(signer.private_key.sign(whole)).decode().rstrip("=")
+    legacy = fresh.model_copy(update={"signature": signature})
+    verifier.verify(ActionApproved(action=_action(), approval=legacy, rules=()))
+
+
+def test_a_field_set_back_to_its_default_is_still_a_change(keys: Path) -> None:
+    """Leaving defaults out of what is signed opens no gap: a VIP flag cleared, or a company size set, after the
+    approval breaks it."""
+    signer, verifier = load_signer(keys / "guard-a.pem"), load_verifier(keys)
+    vip = _action().model_copy(update={"contact": ContactFacts(contact_id="5100001", vip=True)})
+    approval = signer.approve(vip, approved_by="guard", policy_version="v1", ttl=timedelta(minutes=5))
+    for altered in (
+        vip.model_copy(update={"contact": ContactFacts(contact_id="5100001")}),
+        vip.model_copy(update={"contact": ContactFacts(contact_id="5100001", vip=True, company_size=40)}),
+    ):
+        with pytest.raises(VerificationError) as err:
+            verifier.verify(ActionApproved(action=altered, approval=approval, rules=()))
+        assert err.value.reason == "bad_signature"
+    verifier.verify(ActionApproved(action=vip, approval=approval, rules=()))

@@ -69,6 +69,8 @@ from herald_core.contracts import (
     ExecutionResolved,
     ExecutionStatus,
     KillSwitchChanged,
+    LeadQualified,
+    LeadTier,
     LlmBudgetChanged,
     LlmUsageReported,
     MediaType,
@@ -85,6 +87,7 @@ from herald_core.contracts import (
     ReviewDecision,
     ReviewRequested,
     RuleHit,
+    ScoreFeature,
     TimerFired,
     WorkflowEnded,
 )
@@ -272,6 +275,17 @@ def valid_body(herald, tenant: str, kind: str, marker: str, variant: int) -> Con
                 classifier="rules",
                 until=(now + timedelta(days=30)).date(),
                 classified_at=now,
+            )
+        case LeadQualified.TYPE:
+            return LeadQualified(
+                workflow_id=action.workflow_id,
+                contact=facts,
+                score=45,
+                tier=LeadTier.WARM,
+                features=(ScoreFeature(name="seniority", seen=f"{marker} → vp", points=25),),
+                hot_at=70,
+                warm_at=40,
+                qualified_at=now,
             )
         case WorkflowEnded.TYPE:
             return WorkflowEnded(

@@ -407,7 +407,15 @@ def test_hubspot_values_become_the_stores_fields() -> None:
     assert hubspot_value("deal_value_minor", "125000") == 125_000
     assert hubspot_value("deal_value_minor", "125000.0") == 125_000
     assert hubspot_value("deal_value_minor", "") == 0
+    assert hubspot_value("company_size", "1250") == 1250
+    assert hubspot_value("company_size", "1,250") == 1250
+    assert hubspot_value("company_size", "100-500") == 100  # HubSpot's `numemployees` ranges: the lower bound
+    assert hubspot_value("company_size", "1000+") == 1000
+    assert hubspot_value("company_size", "") is None
+    assert hubspot_value("owner", "90210") == "90210"
     for field, bad in (
+        ("company_size", "a few"),
+        ("company_size", "-20"),
         ("email", "not an address"),
         ("email", "two@a.example, three@b.example"),
         ("timezone", "Mars/Olympus_Mons"),

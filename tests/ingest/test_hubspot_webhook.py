@@ -59,7 +59,7 @@ async def people(ingest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
 
 def facts(contact: dict[str, Any], **changed: Any) -> ContactFacts:
     return ContactFacts.model_validate(
-        {"contact_id": str(contact["contact_id"]), **{k: contact[k] for k in FACT_FIELDS[1:]}, **changed}
+        {"contact_id": str(contact["contact_id"]), **{k: contact.get(k) for k in FACT_FIELDS[1:]}, **changed}
     )
 
 

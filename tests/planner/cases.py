@@ -23,12 +23,15 @@ from herald_core.contracts import (
     EngagementKind,
     ExecutionResolved,
     ExecutionStatus,
+    LeadQualified,
+    LeadTier,
     MeetingBooked,
     ReplyClassified,
     ReplyIntent,
     ReplyMatch,
     ReplyReceived,
     ResolutionOutcome,
+    ScoreFeature,
     TimerFired,
 )
 from herald_core.envelope import Envelope
@@ -181,6 +184,20 @@ def reply(text: str = "Sounds good, tell me more.", *, away_until: date | None =
     return ReplyReceived.model_validate({**values, **fields})
 
 
+def qualified(tier: LeadTier, score: int) -> LeadQualified:
+    """Lead qualification's score of the run's contact."""
+    return LeadQualified(
+        workflow_id="wf-qualify",
+        contact=CONTACT,
+        score=score,
+        tier=tier,
+        features=(ScoreFeature(name="seniority", seen="'COO' → c_level", points=30),),
+        hot_at=70,
+        warm_at=40,
+        qualified_at=NOW,
+    )
+
+
 #: every kind of event a workflow may be handed, by a name the tables use
 EVENTS: dict[str, Callable[[], Contract]] = {
     "created": lambda: ContactCreated(contact=CONTACT, **_upstream()),
@@ -249,6 +266,12 @@ EVENTS: dict[str, Callable[[], Contract]] = {
     "opened": lambda: EmailEngagement(
         contact_id=CONTACT.contact_id, kind=EngagementKind.OPENED, message_id="<x@herald.local>", **_upstream()
     ),
+    "clicked": lambda: EmailEngagement(
+        contact_id=CONTACT.contact_id, kind=EngagementKind.CLICKED, message_id="<x@herald.local>", **_upstream()
+    ),
+    "qualified:hot": lambda: qualified(LeadTier.HOT, 82),
+    "qualified:warm": lambda: qualified(LeadTier.WARM, 55),
+    "qualified:cold": lambda: qualified(LeadTier.COLD, 20),
     "became_opportunity": lambda: updated("opportunity"),
     "became_customer": lambda: updated("customer"),
     "updated:title": lambda: updated("lead"),

@@ -65,6 +65,10 @@ classified:not_now         -                -                -                - 
 classified:not_now_no_day  -                -                -                -         -         exited
 classified:not_interested  -                -                -                -         -         exited
 classified:other_reply     -                -                -                -         -         -
+qualified:hot              exited           exited           exited           exited    exited    exited
+qualified:warm             -                -                -                -         -         -
+qualified:cold             -                -                -                -         -         -
+clicked                    -                -                -                -         -         -
 """
 
 

@@ -310,6 +310,7 @@ async def _run_demo(
         _summary(records, config, services, prefix, database, still_pending, logs)
         await _campaign(services, tenant["first_touch"]["campaign_id"])
         await _sequence(config, services, pg_dsn, audit_topic, records)
+        await _qualification(services, pg_dsn, logs / "tenants" / "acme.yaml")
         await _why(records, services)
     finally:
         services.stop_all()
@@ -393,6 +394,108 @@ async def _replies(  # type: ignore[no-untyped-def]
     print(f"   {question}: “Does your single sign-on work with Okta? …” → {states.get(question)} in its thread")
     print(f"   {away}: an out-of-office until {back:%Y-%m-%d} → touch 3 waits for the return")
     print(f"   {stop}: “Please stop emailing me.” → {states.get(stop)}: email consent withdrawn, sequence ended")
+
+
+#: what Acme's file says of its best customers when it turns qualification on (README, "lead_qualification")
+QUALIFICATION = {
+    "icp": {"industries": ["logistics", "manufacturing"], "company_size": {"min": 100, "max": 5000}},
+    "hot_at": 70,
+    "warm_at": 40,
+}
+#: three sign-ups from Acme's website, sent as CloudEvents: a hot, a warm and a cold lead
+SIGN_UPS = (
+    ("5100901", "Noor", "Haddad", "COO", "Fleetwise Logistics", "logistics", 1200, "ana.ortiz@acmerelay.example"),
+    ("5100902", "Lena", "Vogel", "Director of Operations", "Vogel Werke", "manufacturing", 20_000, None),
+    ("5100903", "Sam", "Okafor", "Dispatcher", "Corner Goods", "retail", 300, None),
+)
+
+
+def _turn_on_qualification(tenant_file: Path) -> None:
+    tenant = yaml.safe_load(tenant_file.read_text())
+    workflows = tenant["workflows"]
+    workflows["lead_qualification"] = QUALIFICATION
+    workflows["new_lead_sequence"] = {**(workflows.get("new_lead_sequence") or {}), "start_on": "warm_lead"}
+    written = tenant_file.with_suffix(".next")
+    written.write_text(yaml.safe_dump(tenant, sort_keys=False))
+    written.replace(tenant_file)  # in one step: a service never reads half a file
+
+
+async def _qualification(services: ServiceSet, pg_dsn: str, tenant_file: Path) -> None:
+    """Acme turns `lead_qualification` on (its sequence now starts only for warm leads); three sign-ups arrive as
+    CloudEvents and are scored: the hot one is handed to its owner through review, the warm one gets touch 1,
+    the cold one is only scored."""
+    _turn_on_qualification(tenant_file)
+    await asyncio.sleep(2.5)  # the services re-read tenant files at most once a second
+    print("\n▶ Acme turns on lead_qualification (its ideal customer: logistics or manufacturing, 100–5000 people);")
+    print("  the sequence now starts only for warm leads. Three sign-ups arrive as CloudEvents (POST /v1/events):")
+    async with httpx.AsyncClient(timeout=30) as client:
+        for contact_id, first, last, title, company, industry, size, owner in SIGN_UPS:
+            domain = company.lower().replace(" ", "") + ".example"
+            contact = {
+                "contact_id": contact_id,
+                "email": f"{first.lower()}@{domain}",
+                "first_name": first,
+                "last_name": last,
+                "company": company,
+                "job_title": title,
+                "industry": industry,
+                "company_size": size,
+                "owner": owner,
+                "lifecycle_stage": "lead",
+                "timezone": "America/Chicago",
+            }
+            event = {
+                "specversion": "1.0",
+                "id": f"signup-{contact_id}-{time.time_ns()}",
+                "source": "acmerelay.example/signup",
+                "type": "herald.contact.created.v1",
+                "tenant": "acme",
+                "data": {
+                    "contact": contact,
+                    "upstream_source": "website",
+                    "upstream_event_id": f"signup-{contact_id}",
+                    "occurred_at": datetime.now(UTC).isoformat(),
+                },
+            }
+            response = await client.post(
+                f"{services.ingest_url}/v1/events",
+                content=json.dumps(event),
+                headers={"Content-Type": "application/cloudevents+json"},
+            )
+            response.raise_for_status()
+    ids = [s[0] for s in SIGN_UPS]
+
+    async def scored():  # type: ignore[no-untyped-def]
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            rows = await conn.fetch(
+                "SELECT contact_id, workflow, state, data::text AS data FROM planner.workflow_runs "
+                "WHERE contact_id = ANY($1::text[])",
+                ids,
+            )
+        finally:
+            await conn.close()
+        runs = {(r["contact_id"], r["workflow"]): (r["state"], json.loads(r["data"])) for r in rows}
+        return runs if all((i, "lead_qualification") in runs for i in ids) else None
+
+    runs = await _wait_for(scored, "the three sign-ups scored")
+    async with httpx.AsyncClient(base_url=services.review_url, timeout=30) as review:
+
+        async def handed():  # type: ignore[no-untyped-def]
+            items = (await review.get("/v1/reviews", params={"tenant": "acme", "status": "pending"})).json()
+            return next((i for i in items if i["contact_id"] == ids[0]), None)
+
+        item = await _wait_for(handed, "the hot lead's hand-off in the review queue")
+    for contact_id, first, last, title, *_ in SIGN_UPS:
+        state, data = runs[(contact_id, "lead_qualification")]
+        sequence = runs.get((contact_id, "new_lead_sequence"))
+        then = {
+            "with_owner": "handed to a person: waiting in review",
+            "scored": "in the sequence (touch 1)" if sequence else "scored only",
+        }.get(state, state)
+        print(f"   {first} {last}, {title}: score {data['score']} ({data['tier']}) → {then}")
+    print(f"   review item {item['review_id']}: {item['action']['review_reason']}")
+    print(f"   why: {item['action']['rationale']}")
 
 
 def _restart_with_clock(services: ServiceSet, days: float) -> None:

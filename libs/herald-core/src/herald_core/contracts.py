@@ -86,6 +86,13 @@ class ContactFacts(Contract):
     timezone: str | None = Field(default=None, description="IANA time zone of the contact.")
     vip: bool = Field(default=False, description="Marked VIP in the CRM.")
     deal_value_minor: int = Field(default=0, ge=0, description="Open deal value in minor units (cents).")
+    company_size: int | None = Field(
+        default=None, ge=0, le=10_000_000, description="Employees at the contact's company, when known."
+    )
+    owner: Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[^\r\n]*$")] | None = Field(
+        default=None,
+        description="The contact's owner in the CRM (HubSpot `hubspot_owner_id`): the person a hot lead goes to.",
+    )
 
 
 class ContactCreated(Contract):
@@ -330,7 +337,9 @@ class PlanCreated(Contract):
     workflow: str = Field(description="The workflow kind, e.g. `new_lead_first_touch`.")
     contact_id: ContactId = Field(description="The contact the plan is for.")
     steps: tuple[PlanStep, ...] = Field(description="What the planner intends to do, in order.")
-    planner: Literal["template", "llm"] = Field(description="Whether the draft came from a template or the LLM.")
+    planner: Literal["template", "llm", "rules"] = Field(
+        description="Whether the draft came from a template or the LLM; `rules`: a plan with no draft (a score)."
+    )
     query: str = Field(description="The retrieval query the plan used.")
     evidence: tuple[EvidenceRef, ...] = Field(description="The passages retrieved for the plan.")
     memories: tuple[MemoryRef, ...] = Field(
@@ -391,6 +400,39 @@ class ReplyClassified(Contract):
     classified_at: datetime = Field(description="When, on the planner's clock (UTC).")
 
 
+class LeadTier(StrEnum):
+    HOT = "hot"  # a person takes it up now
+    WARM = "warm"  # the sequence works it
+    COLD = "cold"  # nothing is done
+
+
+class ScoreFeature(Contract):
+    """One feature of a lead's score: what was seen, and the points it gave."""
+
+    name: Literal["seniority", "industry", "company_size", "opened", "clicked", "replied", "meeting"] = Field(
+        description="The feature."
+    )
+    seen: Annotated[str, StringConstraints(max_length=200)] = Field(description="What the contact's facts say.")
+    points: int = Field(ge=-100, le=100, description="What it adds to the score.")
+
+
+class LeadQualified(Contract):
+    """A lead's score against the tenant's ideal-customer profile, feature by feature, and the tier its
+    thresholds give: hot goes to a person, warm to the sequence, cold to nothing. Published when a lead is first
+    scored and whenever its tier changes."""
+
+    TYPE: ClassVar[str] = "herald.lead.qualified.v1"
+    workflow_id: str = Field(description="The qualification run.")
+    contact: ContactFacts = Field(description="The contact as scored.")
+    score: int = Field(ge=0, le=100, description="The score, 0 to 100.")
+    tier: LeadTier = Field(description="hot, warm or cold, by the tenant's thresholds.")
+    previous_tier: LeadTier | None = Field(default=None, description="The tier before, when it changed.")
+    features: tuple[ScoreFeature, ...] = Field(max_length=20, description="Every feature, with its points.")
+    hot_at: int = Field(ge=0, le=100, description="The score from which a lead is hot.")
+    warm_at: int = Field(ge=0, le=100, description="The score from which a lead is warm.")
+    qualified_at: datetime = Field(description="When, on the planner's clock (UTC).")
+
+
 class SendEmailInput(Contract):
     """Input of the `send_email` tool."""
 
@@ -415,7 +457,7 @@ class SendEmailInput(Contract):
 OneLine = Annotated[str, StringConstraints(pattern=r"^[^\r\n]*$")]
 
 
-CrmProperty = Literal["lifecycle_stage", "lead_status", "job_title", "company", "industry", "next_step"]
+CrmProperty = Literal["lifecycle_stage", "lead_status", "lead_score", "job_title", "company", "industry", "next_step"]
 
 
 class UpdateCrmRecordInput(Contract):
@@ -924,6 +966,7 @@ MESSAGE_TYPES: dict[str, type[Contract]] = {
         PlanCreated,
         WorkflowEnded,
         ReplyClassified,
+        LeadQualified,
         ActionProposed,
         ActionWithdrawn,
         ActionBlocked,

@@ -30,6 +30,8 @@ CONTACT_FIELDS: tuple[str, ...] = (
     "timezone",
     "vip",
     "deal_value_minor",
+    "company_size",
+    "owner",
     "opted_out",
 )
 
@@ -46,6 +48,8 @@ DEFAULT_CONTACT_PROPERTIES: Mapping[str, str] = MappingProxyType(
         "lifecyclestage": "lifecycle_stage",
         "country": "country",
         "hs_email_optout": "opted_out",
+        "numemployees": "company_size",
+        "hubspot_owner_id": "owner",
     }
 )
 

@@ -36,8 +36,12 @@ def canonical_bytes(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def _signed_payload(action: ActionProposed, approval_fields: dict[str, Any]) -> bytes:
-    return canonical_bytes({"action": action.model_dump(mode="json"), "approval": approval_fields})
+def _signed_payload(action: ActionProposed, approval_fields: dict[str, Any], *, legacy: bool = False) -> bytes:
+    """What is signed: the action without the fields left at their defaults, so a field added to a contract later
+    (with a default) changes no signature of an action that does not set it, and a guard and an executor one
+    release apart agree on the bytes. `legacy`: the whole action, as approvals were signed before."""
+    action_json = action.model_dump(mode="json", exclude_defaults=not legacy)
+    return canonical_bytes({"action": action_json, "approval": approval_fields})
 
 
 def _b64(data: bytes) -> str:
@@ -102,12 +106,21 @@ class Verifier:
         # the signer wrote times as isoformat of whole seconds; re-derive exactly that text
         fields["issued_at"] = approval.issued_at.isoformat()
         fields["expires_at"] = approval.expires_at.isoformat()
-        try:
-            key.verify(_unb64(approval.signature), _signed_payload(approved.action, fields))
-        except (InvalidSignature, ValueError) as exc:
-            raise VerificationError("bad_signature", "signature does not match the action and approval") from exc
+        signature = _unb64(approval.signature)
+        if not any(
+            _valid(key, signature, _signed_payload(approved.action, fields, legacy=old)) for old in (False, True)
+        ):
+            raise VerificationError("bad_signature", "signature does not match the action and approval")
         if (now or datetime.now(UTC)) >= approval.expires_at:
             raise VerificationError("expired", f"approval expired at {approval.expires_at.isoformat()}")
+
+
+def _valid(key: Ed25519PublicKey, signature: bytes, payload: bytes) -> bool:
+    try:
+        key.verify(signature, payload)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
 
 
 def generate_keypair(directory: Path, key_id: str) -> tuple[Path, Path]:

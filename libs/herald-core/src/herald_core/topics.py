@@ -80,9 +80,14 @@ PLAN = TopicSpec(
     ("planner",),
     ("planner",),
     PIPELINE_PARTITIONS,
-    message_types=("herald.plan.created.v1", "herald.workflow.ended.v1", "herald.reply.classified.v1"),
-    doc="Plans the planner made, with the evidence they rest on, what it read each reply to mean (the contact's "
-    "other runs act on it), and the end of each workflow run (why it stopped).",
+    message_types=(
+        "herald.plan.created.v1",
+        "herald.workflow.ended.v1",
+        "herald.reply.classified.v1",
+        "herald.lead.qualified.v1",
+    ),
+    doc="Plans the planner made, with the evidence they rest on, what it read each reply to mean and how it "
+    "scored each lead (the contact's other runs act on both), and the end of each workflow run (why it stopped).",
 )
 PROPOSED_ACTION = TopicSpec(
     "herald.proposed-action.v1",

@@ -133,6 +133,8 @@ def hubspot_value(field: str, raw: str | None) -> StoredValue:
         return int(text.split(".")[0])
     if not text:
         return None
+    if field == "company_size":
+        return company_size_of(text)
     if field == "email":
         try:
             return _EMAIL.validate_python(text)
@@ -146,6 +148,18 @@ def hubspot_value(field: str, raw: str | None) -> StoredValue:
     if field == "industry":
         return text.lower()
     return text
+
+
+_SIZE = re.compile(r"^(\d{1,8})(?:\.0*)?\s*(?:(?:-|–|to)\s*(\d{1,8})|\+)?$")
+
+
+def company_size_of(text: str) -> int:
+    """Employees, from a number (`1250`) or a range as HubSpot's `numemployees` offers them (`100-500`, `1000+`):
+    a range counts as its lower bound, the size the company is known to have at least."""
+    found = _SIZE.match(text.replace(",", "").strip())
+    if found is None:
+        raise ValueError(f"{text[:40]!r} is not a number of employees (a number, or a range like 100-500 or 1000+)")
+    return int(found.group(1))
 
 
 def property_change(
@@ -177,6 +191,8 @@ class StoredFields(BaseModel):
     timezone: str | None = None
     vip: bool = False
     deal_value_minor: int = Field(default=0, ge=0)
+    company_size: int | None = Field(default=None, ge=0, le=10_000_000)
+    owner: str | None = Field(default=None, min_length=1, max_length=100, pattern=r"^[^\r\n]*$")
     opted_out: bool = False
 
 

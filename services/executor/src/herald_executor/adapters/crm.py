@@ -23,10 +23,12 @@ from herald_core.tenants import TenantConfig
 from herald_core.tools import UpdateCrmRecordOutput
 from herald_executor.logic import Reconciled, ToolError
 
-#: Herald's property names → HubSpot's internal names (`herald_next_step` is a custom property the tenant adds)
+#: Herald's property names → HubSpot's internal names (`herald_next_step` and `herald_lead_score` are custom
+#: properties the tenant adds: HubSpot's own `hubspotscore` is computed by HubSpot and cannot be written)
 HUBSPOT_PROPERTIES = {
     "lifecycle_stage": "lifecyclestage",
     "lead_status": "hs_lead_status",
+    "lead_score": "herald_lead_score",
     "job_title": "jobtitle",
     "company": "company",
     "industry": "industry",

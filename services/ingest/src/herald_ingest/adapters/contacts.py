@@ -138,6 +138,8 @@ def _facts(row: asyncpg.Record) -> ContactFacts:
         timezone=row["timezone"],
         vip=row["vip"],
         deal_value_minor=row["deal_value_minor"],
+        company_size=row["company_size"],
+        owner=row["owner"],
     )
 
 

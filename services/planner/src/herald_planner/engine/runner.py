@@ -30,6 +30,7 @@ from herald_core.contracts import (
     ContactErased,
     Contract,
     EmailReplied,
+    LeadQualified,
     ReplyClassified,
     ReplyReceived,
     ReviewDecided,
@@ -214,8 +215,8 @@ class Runner:
         contacts at the replying company, whose workflows decide whether a colleague's reply counts)."""
         if isinstance(body, TimerFired):
             return [body.workflow_id]
-        if isinstance(body, ReplyClassified):  # its own run takes its branch; the contact's others (a sequence) react
-            return [run.workflow_id for run in await self.runs.of_contact(tenant.tenant_id, body.contact_id)]
+        if isinstance(body, ReplyClassified | LeadQualified):  # its own run acts on it; the contact's others react
+            return [run.workflow_id for run in await self.runs.of_contact(tenant.tenant_id, str(contact_id_of(body)))]
         workflow_id = getattr(body, "workflow_id", None)
         if isinstance(workflow_id, str):
             return [workflow_id]
@@ -245,10 +246,10 @@ class Runner:
             existing = await self.runs.find(tenant.tenant_id, contact.contact_id, spec.name, key)
             if existing is not None:
                 replay = await self.runs.published_for(existing.workflow_id, msg.envelope.id)
-                if replay is None:
-                    log.info("workflow already running for this contact; event ignored", workflow=spec.name)
+                if replay is None:  # the run exists already: the event may move it, as any other event would
+                    return [], None
                 # the same event again (its transaction was aborted): publish exactly what it published
-                return [Outbound.from_stored(s) for s in replay or []], existing.workflow_id
+                return [Outbound.from_stored(s) for s in replay], existing.workflow_id
             now = self.clock()
             run = Run(
                 workflow_id=f"wf-{new_id()}",

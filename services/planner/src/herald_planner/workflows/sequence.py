@@ -38,10 +38,13 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from herald_core.contracts import (
     ConsentWithdrawn,
     ContactCreated,
+    ContactFacts,
     ContactUpdated,
     Contract,
     EmailEngagement,
     EmailReplied,
+    LeadQualified,
+    LeadTier,
     MeetingBooked,
     ReplyClassified,
     ReplyIntent,
@@ -101,6 +104,11 @@ class SequenceConfig(BaseModel):
         default="end",
         description="What a touch the guard blocks does (after any redrafts): end the sequence, or skip to the "
         "next touch. A consent block always ends it.",
+    )
+    start_on: Literal["new_lead", "warm_lead"] = Field(
+        default="new_lead",
+        description="What starts a sequence: every new lead, or (`warm_lead`, with `lead_qualification`) a lead "
+        "qualification scores warm; a tenant that does not run qualification starts one for every new lead.",
     )
     reflection_attempts: int = Field(
         default=2,
@@ -276,14 +284,42 @@ def _moment(value: Any) -> datetime | None:
 # ---------------------------------------------------------------- the touches
 
 
-def on_new_lead(event: ContactCreated, context: Context[SequenceConfig]) -> Advance:
-    if event.contact.email is None:
-        return Advance("skipped", note={"reason": "no email address"})
+def waits_for_qualification(context: Context[SequenceConfig]) -> bool:
+    """Whether a sequence starts only for warm leads: configured so, and the tenant runs `lead_qualification`."""
+    return context.config.start_on == "warm_lead" and "lead_qualification" in (context.tenant.workflows or {})
+
+
+def _first_touch(contact: ContactFacts, context: Context[SequenceConfig], note: Mapping[str, Any]) -> Advance:
+    if contact.email is None:
+        return Advance("skipped", note={**note, "reason": "no email address"})
     return Advance(
         "touching",
         (Propose("touch", {"touch": 1}),),
         data={"touch": 1, "attempt": 1, "touches": context.config.touches, "sent": []},
+        note=note,
     )
+
+
+def on_new_lead(event: ContactCreated, context: Context[SequenceConfig]) -> Advance | None:
+    if waits_for_qualification(context):
+        return None  # qualification decides: a warm lead's `LeadQualified` starts it
+    return _first_touch(event.contact, context, {})
+
+
+def on_warm_lead(event: LeadQualified, context: Context[SequenceConfig]) -> Advance | None:
+    if not waits_for_qualification(context) or event.tier is not LeadTier.WARM:
+        return None
+    return _first_touch(event.contact, context, {"qualified": f"warm (score {event.score})"})
+
+
+def on_qualified(run: Run, event: LeadQualified, context: Context[SequenceConfig]) -> Advance | None:
+    """The lead went hot: a person takes it from here, and no further touch goes (one in flight is withdrawn)."""
+    if event.contact.contact_id != run.contact.contact_id or event.tier is not LeadTier.HOT:
+        return None
+    reason = f"hot_lead (score {event.score}): handed to a person"
+    in_flight = run.data.get("action_id") if run.state in IN_FLIGHT else None
+    commands = (Withdraw(in_flight, reason),) if isinstance(in_flight, str) else ()
+    return Advance("exited", commands, data={"exit": "hot_lead"}, note={"exit": reason})
 
 
 def _wait_for(run: Run, context: Context[SequenceConfig], after_touch: int) -> Advance:
@@ -440,6 +476,8 @@ def _transitions() -> dict[tuple[str, type[Contract]], Transition]:
             table[(state, kind)] = on_outcome
     table[("waiting", TimerFired)] = on_timer
     table[("answered", ReplyClassified)] = on_reading
+    for state in ACTIVE:
+        table[(state, LeadQualified)] = on_qualified
     return table
 
 
@@ -447,7 +485,7 @@ SPEC = WorkflowSpec(
     name=NAME,
     doc="A new lead is followed up, in one thread, until it answers (or books, opts out, becomes an opportunity).",
     config=SequenceConfig,
-    starts={ContactCreated: on_new_lead},
+    starts={ContactCreated: on_new_lead, LeadQualified: on_warm_lead},
     states=STATES,
     terminal=TERMINAL,
     transitions=_transitions(),
