@@ -24,6 +24,7 @@ GOOD: dict[str, dict[str, Any]] = {
     },
     "generate_image": {"template": "banner", "headline": "Carrier exceptions, handled"},
     "fetch_campaign_stats": {"campaign_id": "spring-launch"},
+    "find_free_slots": {"duration_minutes": 30, "after": "2026-12-01T09:00:00-05:00", "business_days": 5},
 }
 
 
@@ -34,7 +35,7 @@ def test_every_tool_has_an_anthropic_schema_and_only_reads_need_no_approval() ->
         assert tool["name"] == name and tool["description"]
         assert tool["input_schema"]["type"] == "object" and tool["input_schema"]["required"]
         assert validate_input(name, GOOD[name])  # what the model would send validates
-    assert [n for n, spec in TOOLS.items() if not spec.needs_approval] == ["fetch_campaign_stats"]
+    assert [n for n, spec in TOOLS.items() if not spec.needs_approval] == ["fetch_campaign_stats", "find_free_slots"]
 
 
 @pytest.mark.parametrize(
@@ -52,6 +53,8 @@ def test_every_tool_has_an_anthropic_schema_and_only_reads_need_no_approval() ->
         ("schedule_meeting", {"title": "Walkthrough\r\nATTENDEE:mailto:x@y.example"}, "title"),
         ("generate_image", {"template": "poster"}, "template"),
         ("fetch_campaign_stats", {"campaign_id": "../../etc"}, "campaign_id"),
+        ("find_free_slots", {"after": "2026-12-01T09:00:00"}, "after"),  # no time zone
+        ("find_free_slots", {"business_days": 90}, "business_days"),
         ("send_email", {"surprise": True}, "surprise"),
     ],
 )
@@ -64,7 +67,7 @@ def test_a_bad_input_is_a_permanent_failure_naming_the_field(tool: str, change: 
 
 
 def test_an_unknown_tool_is_refused_with_the_known_ones() -> None:
-    with pytest.raises(ToolInputInvalid, match="known: fetch_campaign_stats, generate_image"):
+    with pytest.raises(ToolInputInvalid, match="known: fetch_campaign_stats, find_free_slots, generate_image"):
         validate_input("delete_everything", {})
 
 

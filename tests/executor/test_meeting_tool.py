@@ -9,7 +9,6 @@ import asyncio
 import random
 import secrets
 import socket
-from collections.abc import AsyncIterator
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -62,16 +61,6 @@ def meeting(tenant: TenantConfig, starts_at: datetime = TEN_AM, minutes: int = 3
         "duration_minutes": minutes,
     }
     return ActionProposed.model_validate({**base.model_dump(mode="json"), "tool": "schedule_meeting", "input": spec})
-
-
-@pytest.fixture
-async def tools(stack) -> AsyncIterator[list[MeetingTool]]:  # type: ignore[no-untyped-def]
-    """Meeting tools on the stack, closed after the test (`make(**settings)` adds one)."""
-    made: list[MeetingTool] = []
-    yield made
-    for tool in made:
-        await tool.close()
-        await tool.sender.close()
 
 
 def make(tools: list[MeetingTool], config: StackConfig, **overrides: object) -> MeetingTool:

@@ -35,7 +35,7 @@ BRANCH = {
     "out_of_office": "done",
     "interested": "with_a_person",
     "question": "answering",
-    "meeting_request": "with_a_person",
+    "meeting_request": "scheduling",
     "wrong_person": "with_a_person",
     "unclear": "with_a_person",
 }
@@ -58,9 +58,13 @@ def test_each_intent_takes_its_branch(intent: str) -> None:
     steps = [command.step for command in decided.commands if isinstance(command, Propose)]
     assert (
         steps
-        == {"opted_out": ["opt_out"], "done": [], "with_a_person": ["hand_off"], "answering": ["answer"]}[
-            BRANCH[intent]
-        ]
+        == {
+            "opted_out": ["opt_out"],
+            "done": [],
+            "with_a_person": ["hand_off"],
+            "answering": ["answer"],
+            "scheduling": ["schedule"],
+        }[BRANCH[intent]]
     )
 
 
@@ -105,15 +109,41 @@ ANSWER_OUTCOMES = {
     "in_doubt": "answering",
 }
 
+# the meeting's outcomes: booked, or blocked or failed and handed to a person
+MEETING_OUTCOMES = {
+    **ANSWER_OUTCOMES,
+    "succeeded": "scheduled",
+    "happened": "scheduled",
+    "failed": "with_a_person",
+    "refused": "with_a_person",
+    "did_not_happen": "with_a_person",
+    "escalated": "scheduling",
+    "deferred": "scheduling",
+    "in_doubt": "scheduling",
+}
+
 # (state, event) → the state it moves to; None: ignored (a reading is only read, an outcome only awaited)
 ROWS = {
     ("reading", "classified:not_now"): "done",
     ("with_a_person", "classified:not_now"): None,
     ("answering", "classified:not_now"): None,
+    ("scheduling", "classified:not_now"): None,
     **{("reading", event): None for event in OUTCOMES},
     **{("with_a_person", event): state for event, state in OUTCOMES.items()},
     **{("answering", event): state for event, state in ANSWER_OUTCOMES.items()},
+    **{("scheduling", event): state for event, state in MEETING_OUTCOMES.items()},
 }
+
+
+def test_a_meeting_that_could_not_be_booked_goes_to_a_person_with_the_reason() -> None:
+    failed = EVENTS["failed"]()
+    decided = advance(SPEC, _run("scheduling", action_id=ACTION), failed, context(SPEC, failed))
+    assert decided is not None and decided.state == "with_a_person"
+    [command] = decided.commands
+    assert isinstance(command, Propose) and command.step == "hand_off"
+    assert command.args["why"].startswith("the meeting could not be booked (failed")
+    handed = advance(SPEC, _run("scheduling", action_id=ACTION, handed_off=True), failed, context(SPEC, failed))
+    assert handed is not None and handed.state == "failed"  # the hand-off itself failed: nothing more to try
 
 
 def test_a_blocked_answer_goes_to_a_person_and_a_hand_off_instead_of_an_answer_ends_as_one() -> None:

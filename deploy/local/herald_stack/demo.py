@@ -476,7 +476,8 @@ async def _qualification(services: ServiceSet, pg_dsn: str, tenant_file: Path) -
         finally:
             await conn.close()
         runs = {(r["contact_id"], r["workflow"]): (r["state"], json.loads(r["data"])) for r in rows}
-        return runs if all((i, "lead_qualification") in runs for i in ids) else None
+        warm = (ids[1], "new_lead_sequence")  # started by the warm lead's score, read back from the plan topic
+        return runs if all((i, "lead_qualification") in runs for i in ids) and warm in runs else None
 
     runs = await _wait_for(scored, "the three sign-ups scored")
     async with httpx.AsyncClient(base_url=services.review_url, timeout=30) as review:

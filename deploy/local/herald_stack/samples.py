@@ -33,4 +33,6 @@ def tool_input(tool: str, contact_id: str, n: int = 0) -> dict[str, Any]:
             return {"template": "square", "headline": f"Launch week, day {n}"}
         case "fetch_campaign_stats":
             return {"campaign_id": "spring-launch"}
+        case "find_free_slots":
+            return {"duration_minutes": 30, "business_days": 5}
     raise ValueError(f"no sample input for {tool}")

@@ -489,14 +489,33 @@ class FetchCampaignStatsInput(Contract):
     until: AwareDatetime | None = None
 
 
-ToolName = Literal["send_email", "update_crm_record", "schedule_meeting", "generate_image", "fetch_campaign_stats"]
-ToolInput = SendEmailInput | UpdateCrmRecordInput | ScheduleMeetingInput | GenerateImageInput | FetchCampaignStatsInput
+class FindFreeSlotsInput(Contract):
+    """Free times in the tenant's meetings calendar, within its meeting hours (`meeting_hours`, in its zone)."""
+
+    duration_minutes: int = Field(ge=15, le=240, description="The meeting's length in minutes.")
+    after: AwareDatetime | None = Field(default=None, description="The earliest start (none: now).")
+    business_days: int = Field(default=5, ge=1, le=20, description="How many business days to look through.")
+    count: int = Field(default=3, ge=1, le=10, description="How many free slots to return at most.")
+
+
+ToolName = Literal[
+    "send_email", "update_crm_record", "schedule_meeting", "generate_image", "fetch_campaign_stats", "find_free_slots"
+]
+ToolInput = (
+    SendEmailInput
+    | UpdateCrmRecordInput
+    | ScheduleMeetingInput
+    | GenerateImageInput
+    | FetchCampaignStatsInput
+    | FindFreeSlotsInput
+)
 TOOL_INPUTS: dict[str, type[Contract]] = {
     "send_email": SendEmailInput,
     "update_crm_record": UpdateCrmRecordInput,
     "schedule_meeting": ScheduleMeetingInput,
     "generate_image": GenerateImageInput,
     "fetch_campaign_stats": FetchCampaignStatsInput,
+    "find_free_slots": FindFreeSlotsInput,
 }
 
 

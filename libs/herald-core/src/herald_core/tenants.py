@@ -10,6 +10,7 @@ import contextlib
 import re
 import time
 from collections.abc import Mapping
+from datetime import time as dt_time
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -184,6 +185,21 @@ class FirstTouch(BaseModel):
 WorkflowName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
 
 
+class MeetingHours(BaseModel):
+    """When the tenant's people take meetings, in the tenant's time zone, Monday to Friday: `find_free_slots`
+    offers times only within them."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    opens: dt_time = Field(default=dt_time(9, 0), description="The earliest start, e.g. `09:00`.")
+    closes: dt_time = Field(default=dt_time(17, 0), description="By when a meeting ends, e.g. `17:00`.")
+
+    @model_validator(mode="after")
+    def _opens_before_it_closes(self) -> MeetingHours:
+        if self.opens >= self.closes:
+            raise ValueError(f"meeting hours open at {self.opens} and close at {self.closes}: nothing fits")
+        return self
+
+
 class TenantConfig(BaseModel):
     model_config = ConfigDict(frozen=True)
     tenant_id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -211,6 +227,9 @@ class TenantConfig(BaseModel):
     first_touch: FirstTouch | None = Field(
         default=None,
         description="The first-touch campaign and its variants (none: first emails belong to no campaign).",
+    )
+    meeting_hours: MeetingHours = Field(
+        default_factory=MeetingHours, description="When meetings may be booked (in `timezone`, Monday to Friday)."
     )
     workflows: dict[WorkflowName, dict[str, Any] | None] | None = Field(
         default=None,

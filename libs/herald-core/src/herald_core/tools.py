@@ -10,6 +10,7 @@ is typed (`ToolFailure`: retryable, permanent or needs a human) and travels in `
     schedule_meeting      an ICS invite by email and a CalDAV calendar event  needs approval
     generate_image        a branded image in the tenant's asset store         needs approval
     fetch_campaign_stats  sends, opens, clicks … per campaign and variant     read-only, no approval
+    find_free_slots       free times in the tenant's CalDAV calendar           read-only, no approval
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from herald_core.contracts import (
     CrmProperty,
     FailureKind,
     FetchCampaignStatsInput,
+    FindFreeSlotsInput,
     GenerateImageInput,
     ScheduleMeetingInput,
     SendEmailInput,
@@ -90,6 +92,19 @@ class FetchCampaignStatsOutput(_Model):
 # ---------------------------------------------------------------- failures (`FailureKind`, `ToolFailure`: contracts)
 
 
+class FreeSlot(_Model):
+    starts_at: datetime
+    ends_at: datetime
+
+
+class FindFreeSlotsOutput(_Model):
+    zone: str = Field(description="The time zone of the meeting hours.")
+    hours: str = Field(description="The meeting hours searched, e.g. `09:00–17:00, Monday to Friday`.")
+    searched_from: datetime
+    searched_until: datetime
+    slots: tuple[FreeSlot, ...] = Field(description="Free slots, earliest first (none: the calendar is full).")
+
+
 class ToolInputInvalid(ValueError):
     """An input that does not fit the tool's model: a permanent failure, nothing is attempted."""
 
@@ -153,6 +168,13 @@ TOOLS: dict[str, ToolSpec] = {
             "per variant.",
             FetchCampaignStatsInput,
             FetchCampaignStatsOutput,
+            read_only=True,
+        ),
+        ToolSpec(
+            "find_free_slots",
+            "Free times for a meeting in the tenant's calendar, within its meeting hours, earliest first.",
+            FindFreeSlotsInput,
+            FindFreeSlotsOutput,
             read_only=True,
         ),
     )

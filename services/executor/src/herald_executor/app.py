@@ -6,7 +6,7 @@ Handlers, by topic:
     herald.events.v1           → on_event             (engagement with sent emails, for campaign statistics)
     herald.executed.v1         → on_executed          (a person's finding on an execution in doubt settles the ledger)
 
-HTTP: `POST /v1/tools/<tool>` answers read-only tools (fetch_campaign_stats) without an approval; every
+HTTP: `POST /v1/tools/<tool>` answers read-only tools (fetch_campaign_stats, find_free_slots) without an approval; every
 other tool runs only from a signed approval.
 
 Before any side effect, in this order: the signature and expiry (`herald_core.signing`), the
@@ -16,6 +16,7 @@ published as `ActionRefused` (and so audited); nothing is sent.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from herald_core.contracts import (
     ExecutionStatus,
     FailureKind,
     FetchCampaignStatsInput,
+    FindFreeSlotsInput,
     ToolFailure,
 )
 from herald_core.control import KillSwitch
@@ -54,7 +56,7 @@ from herald_executor.adapters.images import AssetStore, HostedImages, ImageTool
 from herald_executor.adapters.ledger import Ledger, erase_contact
 from herald_executor.adapters.smtp import EmailTool, SmtpSender
 from herald_executor.execution import Discipline, Outcome, ToolRunner
-from herald_executor.logic import LedgerRow, ToolAdapter, ledger_verdict
+from herald_executor.logic import LedgerRow, ToolAdapter, ToolError, ledger_verdict
 from herald_executor.settings import Settings
 
 SOURCE = "herald/executor"
@@ -78,8 +80,10 @@ class Executor:
         tenants: TenantDirectory,
         kill_switch: KillSwitch,
         stats: CampaignStats,
+        meetings: MeetingTool,
     ) -> None:
         self.stats = stats
+        self.meetings = meetings
         self.settings = settings
         self.verifier = verifier
         self.ledger = ledger
@@ -228,14 +232,24 @@ class Executor:
         if not spec.read_only:
             detail = f"{tool} changes things outside Herald: it runs only as an action the guard signed"
             return JSONResponse({"error": "needs_approval", "detail": detail}, status_code=403)
-        if self.tenants.get(request.tenant) is None:
+        tenant = self.tenants.get(request.tenant)
+        if tenant is None:
             return JSONResponse({"error": "unknown_tenant", "detail": f"unknown tenant {request.tenant}"}, 404)
         try:
             query = validate_input(tool, request.input)
         except ToolInputInvalid as exc:
             return JSONResponse({"error": "invalid_input", "failure": exc.failure.model_dump(mode="json")}, 422)
-        assert isinstance(query, FetchCampaignStatsInput)
-        output = await self.stats.fetch(request.tenant, query)
+        if isinstance(query, FindFreeSlotsInput):
+            try:
+                output: BaseModel = await self.meetings.find_free_slots(
+                    request.tenant, tenant, query, datetime.now(UTC)
+                )
+            except ToolError as exc:
+                status = 503 if exc.kind is FailureKind.RETRYABLE else 502
+                return JSONResponse({"error": exc.code, "failure": exc.failure.model_dump(mode="json")}, status)
+        else:
+            assert isinstance(query, FetchCampaignStatsInput)
+            output = await self.stats.fetch(request.tenant, query)
         OUTCOMES.labels(tool, "read").inc()
         return JSONResponse(output.model_dump(mode="json"))
 
@@ -320,6 +334,7 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
         TenantDirectory(common.tenants_dir),
         kill_switch,
         CampaignStats(pool),
+        meetings,
     )
     # small batches: each email is a side effect, and a crash should leave little to reconcile
     worker = ConsumerWorker(

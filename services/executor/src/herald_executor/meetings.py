@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
 from xml.sax.saxutils import escape
@@ -197,3 +197,82 @@ def blocking(objects: list[bytes], own_uid: str) -> list[str]:
             if uid != own_uid and status != "CANCELLED" and transparency != "TRANSPARENT":
                 busy.add(uid)
     return sorted(busy)
+
+
+# ---------------------------------------------------------------- free/busy (find_free_slots)
+
+
+def free_busy_query(start: datetime, end: datetime) -> str:
+    """A free-busy-query REPORT for [start, end) (RFC 4791 §7.10): the server answers one VFREEBUSY, leaving out
+    cancelled and transparent events and expanding recurring ones."""
+
+    def utc(moment: datetime) -> str:
+        return f"{moment.astimezone(UTC):%Y%m%dT%H%M%SZ}"
+
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>'
+        f'<C:free-busy-query xmlns:C="{CALDAV}"><C:time-range start="{utc(start)}" end="{utc(end)}"/>'
+        "</C:free-busy-query>"
+    )
+
+
+def busy_periods(answer: bytes) -> list[tuple[datetime, datetime]]:
+    """The busy periods (UTC) of a free-busy-query's VFREEBUSY; a `FBTYPE=FREE` period is not busy."""
+    periods: list[tuple[datetime, datetime]] = []
+    for component in Calendar.from_ical(answer).walk("VFREEBUSY"):
+        values = component.get("FREEBUSY", [])
+        for value in values if isinstance(values, list) else [values]:
+            if str(value.params.get("FBTYPE", "BUSY")).upper() == "FREE":
+                continue
+            start, end_or_length = value.dt
+            end = start + end_or_length if isinstance(end_or_length, timedelta) else end_or_length
+            periods.append((start.astimezone(UTC), end.astimezone(UTC)))
+    return sorted(periods)
+
+
+def search_window(after: datetime, business_days: int, zone: ZoneInfo, closes: time) -> tuple[datetime, datetime]:
+    """From `after` to the close of the `business_days`-th business day counted from `after`'s (its own day
+    counts when it is one), in `zone`."""
+    day = after.astimezone(zone).date()
+    seen = 0
+    while True:
+        if day.weekday() < 5:
+            seen += 1
+            if seen == business_days:
+                break
+        day += timedelta(days=1)
+    return after.astimezone(UTC), datetime.combine(day, closes, tzinfo=zone).astimezone(UTC)
+
+
+def free_slots(
+    busy: list[tuple[datetime, datetime]],
+    *,
+    after: datetime,
+    until: datetime,
+    zone: ZoneInfo,
+    opens: time,
+    closes: time,
+    minutes: int,
+    count: int,
+    step_minutes: int = 30,
+) -> list[tuple[datetime, datetime]]:
+    """Up to `count` slots of `minutes`, earliest first, starting on the `step_minutes` grid from `opens` on
+    weekdays in `zone`, ending by `closes`, at or after `after`, by `until`, and overlapping no busy period
+    (back to back is not an overlap)."""
+    length = timedelta(minutes=minutes)
+    found: list[tuple[datetime, datetime]] = []
+    day = after.astimezone(zone).date()
+    while len(found) < count:
+        day_opens = datetime.combine(day, opens, tzinfo=zone)
+        if day_opens.astimezone(UTC) >= until:
+            break
+        if day.weekday() < 5:
+            start = day_opens
+            day_closes = datetime.combine(day, closes, tzinfo=zone)
+            while start + length <= day_closes and len(found) < count:
+                begins, ends = start.astimezone(UTC), (start + length).astimezone(UTC)
+                if begins >= after and ends <= until and not any(b < ends and begins < e for b, e in busy):
+                    found.append((begins, ends))
+                start += timedelta(minutes=step_minutes)
+        day += timedelta(days=1)
+    return found

@@ -45,9 +45,8 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     pool = await create_pool(common.pg_dsn, max_size=settings.concurrency + 4)
     await migrate(pool, "planner", Path(str(files("herald_planner") / "migrations")))
     retrieval = RetrievalClient(settings.retrieval_target, settings.retrieval_timeout_seconds)
-    # read-only tools the LLM may consult while drafting, answered by the executor's read API
-    reads = bool(settings.executor_url) and llm_configured()
-    read_tools = ReadTools(settings.executor_url, settings.executor_timeout_seconds) if reads else None
+    # read-only tools (the executor's read API): what the LLM may consult while drafting, and a calendar's free slots
+    read_tools = ReadTools(settings.executor_url, settings.executor_timeout_seconds) if settings.executor_url else None
     llm = (
         LlmDrafter(settings.anthropic_model, settings.anthropic_max_tokens, read_tools, settings.max_tool_rounds)
         if llm_configured()
@@ -67,7 +66,13 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
 
     def ports_for(tenant: TenantConfig) -> Ports:
         return Ports(
-            retrieval=retrieval, drafter=drafter, examples=examples, settings=settings, tenant=tenant, now=now()
+            retrieval=retrieval,
+            drafter=drafter,
+            examples=examples,
+            settings=settings,
+            tenant=tenant,
+            now=now(),
+            tools=read_tools,
         )
 
     runs = WorkflowRuns(pool)

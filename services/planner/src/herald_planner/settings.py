@@ -19,7 +19,8 @@ class Settings(ServiceSettings):
     anthropic_max_tokens: int = 800
     executor_url: str = Field(
         default="http://127.0.0.1:8106",
-        description="The executor's HTTP API, where read-only tools are answered (empty: the LLM reads nothing).",
+        description="The executor's HTTP API, where read-only tools are answered: what the LLM may consult, and the "
+        "free slots a meeting request is booked into (empty: neither).",
     )
     executor_timeout_seconds: float = 5.0
     max_tool_rounds: int = Field(

@@ -127,6 +127,7 @@ TOOL_NOUNS = {
     "schedule_meeting": "meeting",
     "generate_image": "image",
     "fetch_campaign_stats": "campaign stats request",
+    "find_free_slots": "free slots request",
 }
 TOOL_DONE = {
     "send_email": "sent",
@@ -134,6 +135,7 @@ TOOL_DONE = {
     "schedule_meeting": "meeting scheduled",
     "generate_image": "image made",
     "fetch_campaign_stats": "campaign stats read",
+    "find_free_slots": "free slots read",
 }
 SUMMARY_CHARS = 200
 NO_BODY = "no body kept: an erased contact's records keep only their ids, type and time"

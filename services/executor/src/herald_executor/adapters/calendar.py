@@ -21,6 +21,10 @@ nobody was told of should not hold the slot); a send cut off mid-transaction is 
 written, so nothing was done); present and marked → DONE; present without the mark → UNKNOWN: the invite may or
 may not have left (the cut came between the write and the mark), which a human decides, as for send_email.
 The calendar is the only record: an event deleted by hand after its invite went out reconciles as SAFE_TO_RUN.
+
+`find_free_slots` (a read tool) asks the same calendar for free/busy (a free-busy-query REPORT, RFC 4791 §7.10)
+over the business days searched and offers the free times within the tenant's meeting hours; a calendar not made
+yet is all free. A time it offers is checked again when `schedule_meeting` books it.
 """
 
 from __future__ import annotations
@@ -36,20 +40,24 @@ import httpx
 import structlog
 
 from herald_core.bus import http_status_is_transient, retry_after_seconds
-from herald_core.contracts import ActionProposed, FailureKind
-from herald_core.tenants import TenantConfig
-from herald_core.tools import ScheduleMeetingOutput
+from herald_core.contracts import ActionProposed, FailureKind, FindFreeSlotsInput
+from herald_core.tenants import TenantConfig, zone_named
+from herald_core.tools import FindFreeSlotsOutput, FreeSlot, ScheduleMeetingOutput
 from herald_executor.adapters.smtp import SmtpSender
 from herald_executor.logic import Reconciled, ToolError
 from herald_executor.meetings import (
     Meeting,
     blocking,
+    busy_periods,
     calendar_data,
     event_ics,
+    free_busy_query,
+    free_slots,
     invite_email,
     invite_mark,
     meeting_of,
     mkcalendar_body,
+    search_window,
     time_range_query,
     with_invite_mark,
 )
@@ -125,6 +133,48 @@ class MeetingTool:
         if invite_mark(stored.ics) is None:
             return Reconciled.UNKNOWN, None
         return Reconciled.DONE, self._output(meeting, url)
+
+    async def find_free_slots(
+        self, tenant_id: str, tenant: TenantConfig, query: FindFreeSlotsInput, now: datetime
+    ) -> FindFreeSlotsOutput:
+        """Free times of the tenant's calendar within its meeting hours (a `ToolError` when CalDAV cannot say)."""
+        zone = zone_named(tenant.timezone) or zone_named("UTC")
+        assert zone is not None
+        hours = tenant.meeting_hours
+        after = max(query.after or now, now)
+        start, until = search_window(after, query.business_days, zone, hours.closes)
+        try:
+            response = await self.http.request(
+                "REPORT",
+                self.calendar_url(tenant_id),
+                content=free_busy_query(start, until),
+                headers={**XML, "Depth": "1"},
+            )
+        except httpx.TransportError as exc:
+            raise ToolError(FailureKind.RETRYABLE, "caldav_unavailable", f"CalDAV unreachable: {exc!r}") from exc
+        if response.status_code == 404:
+            busy: list[tuple[datetime, datetime]] = []  # no meeting booked yet: the calendar is made on the first
+        elif response.status_code == 200:
+            busy = busy_periods(response.content)
+        else:
+            raise _refused(response, "free-busy REPORT")
+        slots = free_slots(
+            busy,
+            after=start,
+            until=until,
+            zone=zone,
+            opens=hours.opens,
+            closes=hours.closes,
+            minutes=query.duration_minutes,
+            count=query.count,
+        )
+        return FindFreeSlotsOutput(
+            zone=str(zone),
+            hours=f"{hours.opens:%H:%M}–{hours.closes:%H:%M}, Monday to Friday",
+            searched_from=start,
+            searched_until=until,
+            slots=tuple(FreeSlot(starts_at=b, ends_at=e) for b, e in slots),
+        )
 
     def _output(self, meeting: Meeting, url: str) -> ScheduleMeetingOutput:
         return ScheduleMeetingOutput(

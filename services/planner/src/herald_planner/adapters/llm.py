@@ -28,6 +28,8 @@ from herald_core.tools import anthropic_tool
 from herald_planner.adapters.tools import ReadToolError, ReadTools, read_only_tools
 from herald_planner.logic import Draft, DraftRequest, consultation
 
+#: the read tools a draft may consult (a campaign's figures); a calendar's free slots are for the workflow to read
+DRAFTING_READS: tuple[str, ...] = tuple(name for name in read_only_tools() if name == "fetch_campaign_stats")
 FORCE_DRAFT = {"type": "tool", "name": "draft_email"}
 
 
@@ -180,7 +182,7 @@ class LlmDrafter:
         campaign = first_touch if self.read_tools is not None and tenant is not None else None
         if campaign is not None:
             system += _campaign_brief(campaign)
-            tools = [draft_tool(campaign.variants), *(anthropic_tool(name) for name in read_only_tools())]
+            tools = [draft_tool(campaign.variants), *(anthropic_tool(name) for name in DRAFTING_READS)]
         rounds = self.max_tool_rounds if campaign is not None else 1
         messages: list[dict[str, Any]] = [
             {
@@ -273,7 +275,7 @@ class LlmDrafter:
         assert self.read_tools is not None
         tool_input = dict(use.input) if isinstance(use.input, dict) else {}
         result: dict[str, Any] = {"type": "tool_result", "tool_use_id": use.id}
-        if use.name not in read_only_tools():
+        if use.name not in DRAFTING_READS:
             return {**result, "content": f"{use.name} is not a tool you can call here", "is_error": True}, ""
         try:
             answer = await self.read_tools.call(use.name, tenant, tool_input)

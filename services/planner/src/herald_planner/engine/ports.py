@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from herald_core.contracts import EvidenceRef, MemoryRef
 from herald_core.tenants import TenantConfig
@@ -28,6 +28,10 @@ class Examples(Protocol):
     ) -> list[ReviewerExample]: ...
 
 
+class ReadTool(Protocol):
+    async def call(self, tool: str, tenant: str, tool_input: dict[str, Any]) -> dict[str, Any]: ...
+
+
 class Drafter(Protocol):
     async def draft(self, request: DraftRequest) -> tuple[Draft, Literal["llm", "template"]]: ...
 
@@ -40,3 +44,4 @@ class Ports:
     settings: Settings
     tenant: TenantConfig
     now: datetime
+    tools: ReadTool | None = None  # the executor's read-only tools (none configured: a step that needs one hands off)

@@ -5,19 +5,24 @@
                                                        retrieved for the question and decided by the guard like
                                                        any email (grounding included); none found, or the answer
                                                        blocked: handed to a person (below)
+        meeting_request    ─► scheduling ─► scheduled  a `schedule_meeting` in the first free slot of the tenant's
+                                                       calendar (the executor's `find_free_slots`, within its
+                                                       meeting hours), with the contact's CRM address; no free
+                                                       slot, or the meeting blocked or failed: a person (below)
         unsubscribe        ─► opted_out   consent withdrawn for email (herald.consent.v1), as the unsubscribe link
                                            would: a reply saying "stop emailing me" is an opt-out
         not_now            ─► done        the contact's sequence waits until the day the reply names (its own run
         not_interested     ─► done        reads the `ReplyClassified`; a "no" ends it)
         out_of_office      ─► done        the sequence already waits for the return (`ReplyReceived`)
-        interested, question, meeting_request, wrong_person, unclear, or below `min_confidence`
+        interested, wrong_person, unclear, or below `min_confidence`
                            ─► with_a_person ─► handed_off | dismissed | failed
                               a hand-off for a reviewer: `update_crm_record` setting the contact's next step
                               (and, for interested, its lifecycle stage), escalated by the guard
                               (`review_reason`), written to the CRM when a person approves it
 
 One run per reply (its key is the reply's Message-ID). The reply is untrusted text: it selects one of these
-branches and, for `not_now`, a day; nothing it says becomes a recipient, a price or a tool input.
+branches and, for `not_now`, a day; nothing it says becomes a recipient, a price or a tool input (a meeting's
+time is the calendar's first free slot, not the one the reply asks for; its title and length are the tenant's).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from herald_core.bus import Outbound, is_transient
+from herald_core.bus import Outbound, TransientError, is_transient
 from herald_core.contracts import (
     ActionProposed,
     ConsentChannel,
@@ -38,15 +43,19 @@ from herald_core.contracts import (
     ReplyClassified,
     ReplyIntent,
     ReplyReceived,
+    ScheduleMeetingInput,
     UpdateCrmRecordInput,
 )
 from herald_core.envelope import Envelope
 from herald_core.ids import new_id
 from herald_core.observability import get_logger
+from herald_core.tools import FindFreeSlotsOutput
 from herald_core.topics import CONSENT, PLAN, PROPOSED_ACTION, consent_key, contact_key
+from herald_planner.adapters.tools import ReadToolError
 from herald_planner.engine.ports import Ports
 from herald_planner.engine.spec import Advance, Context, Propose, Run, StepResult, Transition, WorkflowSpec
 from herald_planner.intents import Classification, classify_offline, examples, with_similarity
+from herald_planner.logic import as_addressed, one_line, recipient_name
 from herald_planner.workflows.common import OUTCOME_TYPES, draft_and_propose, outcome_note, outcome_of
 
 NAME = "reply_handling"
@@ -68,10 +77,14 @@ class ReplyHandlingConfig(BaseModel):
     similarity: bool = Field(
         default=True, description="Weigh the rules with the reply's similarity to each intent's examples."
     )
+    meeting_minutes: int = Field(default=30, ge=15, le=240, description="How long a meeting asked for by reply is.")
+    meeting_within_business_days: int = Field(
+        default=5, ge=1, le=20, description="How far ahead a free slot is looked for (none found: a person books it)."
+    )
 
 
-TERMINAL = frozenset({"opted_out", "done", "answered", "handed_off", "dismissed", "failed"})
-STATES = ("reading", "answering", "with_a_person", *sorted(TERMINAL))
+TERMINAL = frozenset({"opted_out", "done", "answered", "scheduled", "handed_off", "dismissed", "failed"})
+STATES = ("reading", "answering", "scheduling", "with_a_person", *sorted(TERMINAL))
 
 #: what the hand-off asks the contact's owner to do, by intent (fixed words: nothing of the reply is a tool input)
 NEXT_STEPS: Mapping[ReplyIntent, str] = {
@@ -102,6 +115,8 @@ def on_classified(run: Run, event: ReplyClassified, context: Context[ReplyHandli
         return Advance("with_a_person", (Propose("hand_off", {"why": why, "unsure": True}),), data=data, note=note)
     if event.intent is ReplyIntent.QUESTION:
         return Advance("answering", (Propose("answer"),), data=data, note=note)
+    if event.intent is ReplyIntent.MEETING_REQUEST:
+        return Advance("scheduling", (Propose("schedule"),), data=data, note=note)
     branch = BRANCHES.get(event.intent)
     if branch is None:
         why = f"the contact's reply ({event.intent.value}) is for a person to take up"
@@ -221,6 +236,88 @@ async def answer(ports: Ports, run: Run, trigger: Envelope, args: Mapping[str, A
     )
 
 
+def on_scheduled(run: Run, event: Contract, context: Context[ReplyHandlingConfig]) -> Advance | None:
+    """What became of the meeting: booked (its invite sent); or blocked or failed, and handed to a person."""
+    if run.data.get("handed_off"):  # no free slot was found: the action is the hand-off
+        return on_outcome(run, event, context)
+    outcome = outcome_of(run, event)
+    note = {"outcome": outcome, **outcome_note(event)} if outcome else {}
+    if outcome in ("succeeded", "happened"):
+        return Advance("scheduled", note=note)
+    if outcome in ("blocked", "failed", "refused", "did_not_happen"):
+        said = getattr(event, "reason", None) or getattr(event, "error", None) or outcome
+        why = f"the meeting could not be booked ({outcome}: {said})"[:500]
+        return Advance("with_a_person", (Propose("hand_off", {"why": why}),), note=note)
+    if outcome in ("escalated", "deferred", "in_doubt"):
+        return Advance("scheduling", note=note)
+    return None
+
+
+async def schedule(ports: Ports, run: Run, trigger: Envelope, args: Mapping[str, Any]) -> StepResult:
+    """Book the meeting the contact asked for in the first free slot of the tenant's calendar: the time is the
+    calendar's, the attendee the contact's CRM address, the title and length the tenant's; the reply chooses none."""
+    config = ReplyHandlingConfig.model_validate(run.config)
+    contact = run.contact
+    slot = None
+    why = "no calendar to read free slots from (the planner has no executor URL): a person books it"
+    if ports.tools is not None and contact.email is not None:
+        query = {
+            "duration_minutes": config.meeting_minutes,
+            "after": ports.now.isoformat(),
+            "business_days": config.meeting_within_business_days,
+            "count": 1,
+        }
+        try:
+            found = FindFreeSlotsOutput.model_validate(await ports.tools.call("find_free_slots", run.tenant, query))
+        except ReadToolError as exc:
+            if exc.status is None or exc.status >= 500:
+                raise TransientError(f"free slots unavailable: {exc}") from exc  # the event is read again later
+            raise
+        slot = found.slots[0] if found.slots else None
+        within = config.meeting_within_business_days
+        why = f"no free {config.meeting_minutes}-minute slot in the next {within} business days ({found.hours})"
+    elif contact.email is None:
+        why = "the contact has no address to invite"
+    if slot is None:
+        handed = await hand_off(ports, run, trigger, {"why": why[:500]})
+        return StepResult(
+            handed.outputs, handed.action_id, "hand_off", {**handed.data, "handed_off": True}, handed.note
+        )
+    reply = trigger_reply(run)
+    tenant = ports.tenant
+    company = f" × {contact.company}" if contact.company else ""
+    said = " ".join(str(reply["text"]).split())[:600]
+    action = ActionProposed(
+        action_id=new_id(),
+        tenant=run.tenant,
+        workflow_id=run.workflow_id,
+        tool="schedule_meeting",
+        input=ScheduleMeetingInput(
+            contact_id=contact.contact_id,
+            attendee_email=contact.email,  # type: ignore[arg-type]
+            attendee_name=recipient_name(as_addressed(contact)),
+            title=one_line(f"{tenant.name}{company}: intro call", 200),
+            starts_at=slot.starts_at,
+            duration_minutes=config.meeting_minutes,
+            description=f"Booked because you asked to meet in your reply to “{one_line(str(reply['subject']), 200)}”.",
+        ),
+        contact=contact,
+        evidence=(),
+        confidence=float(run.data.get("confidence", 0.0)),
+        rationale=f"{contact.first_name or 'The contact'} asked to meet, replying to “{reply['subject']}”: “{said}”. "
+        f"Booked into the first free slot of the calendar: {slot.starts_at:%Y-%m-%d %H:%M} UTC.",
+    )
+    envelope = trigger.caused(source=SOURCE, type=ActionProposed.TYPE, subject=f"contact/{contact.contact_id}")
+    out = Outbound(PROPOSED_ACTION, contact_key(run.tenant, contact.contact_id), envelope, action)
+    return StepResult(
+        [out],
+        action_id=action.action_id,
+        label="schedule",
+        data={"action_id": action.action_id, "slot": slot.starts_at.isoformat()},
+        note={"slot": slot.starts_at.isoformat(), "free_slots": "find_free_slots"},
+    )
+
+
 async def hand_off(ports: Ports, run: Run, trigger: Envelope, args: Mapping[str, Any]) -> StepResult:
     """Propose the contact's next step for its owner (the CRM's words are fixed per intent), which the guard
     escalates: the reviewer reads the reply in the rationale and approves the hand-off, or rejects it."""
@@ -308,6 +405,7 @@ _TRANSITIONS: dict[tuple[str, type[Contract]], Transition] = {
     ("reading", ReplyClassified): on_classified,
     **{("with_a_person", kind): on_outcome for kind in OUTCOME_TYPES},
     **{("answering", kind): on_answer for kind in OUTCOME_TYPES},
+    **{("scheduling", kind): on_scheduled for kind in OUTCOME_TYPES},
 }
 
 SPEC = WorkflowSpec(
@@ -318,7 +416,7 @@ SPEC = WorkflowSpec(
     states=STATES,
     terminal=TERMINAL,
     transitions=_TRANSITIONS,
-    steps={"read": read, "opt_out": opt_out, "answer": answer, "hand_off": hand_off},
+    steps={"read": read, "opt_out": opt_out, "answer": answer, "schedule": schedule, "hand_off": hand_off},
     job="replies",
     run_key=_run_key,
 )
