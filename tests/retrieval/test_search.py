@@ -1,4 +1,5 @@
-"""Search on the real retrieval service over the sample knowledge base: what each mode's scores mean."""
+"""Search on the real retrieval service over the sample knowledge base: what each mode's scores mean, and
+whether a search says the knowledge base answers its query (read by the planner beside the evidence)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import weaviate
 from weaviate.classes.query import Filter
 
 from herald_core.grpc.herald.v1 import retrieval_pb2, retrieval_pb2_grpc
+from herald_planner.adapters.retrieval import RetrievalClient
 from herald_retrieval.adapters.embedder import OnnxEmbedder
+from herald_retrieval.answerability import FEATURES
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.weaviate, pytest.mark.e2e]
 
@@ -69,3 +72,64 @@ async def test_an_unrelated_query_scores_lower_in_vector_mode_than_a_related_one
     related = await best("Which identity providers work with single sign-on?")
     unrelated = await best("a recipe for sourdough bread with a long cold proof")
     assert 0.0 < unrelated < related <= 1.0
+
+
+@pytest.fixture
+async def client(herald) -> AsyncIterator[RetrievalClient]:  # type: ignore[no-untyped-def]
+    retrieval = RetrievalClient(herald.services.retrieval_target, timeout=30)
+    yield retrieval
+    await retrieval.close()
+
+
+ANSWERED = (
+    "How much does the Growth plan cost per seat?",
+    "How long are audit records kept on Enterprise?",
+    "Which identity providers work with single sign-on?",
+)
+NOT_ANSWERED = (
+    "Does Acme Relay integrate with Workday?",
+    "Is there a Kubernetes operator for running Acme Relay on-prem?",
+    "Is Acme Relay PCI DSS certified for handling card data?",
+)
+# Not every question is told apart: "What does the Enterprise Plus plan cost?" uses only words the knowledge base
+# knows, and is judged answerable (the README gives the measured precision and recall).
+
+
+@pytest.mark.parametrize(("query", "answerable"), [(q, True) for q in ANSWERED] + [(q, False) for q in NOT_ANSWERED])
+async def test_a_search_says_whether_the_knowledge_base_answers_its_query(stub, tenant, query, answerable) -> None:  # type: ignore[no-untyped-def]
+    response = await stub.Search(retrieval_pb2.SearchRequest(tenant=tenant, query=query, k=3))
+    assert len(response.passages) == 3  # the nearest passages come back either way
+    assert response.answerable is answerable, (response.answerable_score, response.answerable_reason)
+    assert (response.answerable_score >= response.answerable_threshold) is answerable
+    assert 0.0 < response.answerable_threshold < 1.0
+    assert set(response.answerable_features) == set(FEATURES)
+    expected = "answerable: " if answerable else "not answered by the knowledge base: "
+    assert response.answerable_reason.startswith(expected)
+
+
+async def test_the_verdict_is_the_same_whatever_the_mode_and_re_ranker(stub, tenant) -> None:  # type: ignore[no-untyped-def]
+    query = "Does Acme Relay integrate with Workday?"
+    scores = set()
+    for mode, rerank in (
+        (retrieval_pb2.SEARCH_MODE_HYBRID, retrieval_pb2.RERANK_NONE),
+        (retrieval_pb2.SEARCH_MODE_BM25, retrieval_pb2.RERANK_NONE),
+        (retrieval_pb2.SEARCH_MODE_VECTOR, retrieval_pb2.RERANK_NONE),
+        (retrieval_pb2.SEARCH_MODE_HYBRID, retrieval_pb2.RERANK_FUSION),
+    ):
+        response = await stub.Search(
+            retrieval_pb2.SearchRequest(tenant=tenant, query=query, k=2, mode=mode, rerank=rerank)
+        )
+        assert not response.answerable
+        scores.add(round(response.answerable_score, 5))
+    assert len(scores) == 1, scores
+
+
+async def test_the_planner_reads_the_verdict_beside_the_evidence(client, tenant) -> None:  # type: ignore[no-untyped-def]
+    answered = await client.search_with_verdict(tenant, ANSWERED[0], 3, ["pricing"])
+    assert answered.answerable and answered.score >= answered.threshold
+    assert answered.evidence and all(e.doc_id.startswith("pricing/") for e in answered.evidence)
+    assert await client.search(tenant, ANSWERED[0], 3, ["pricing"]) == answered.evidence
+    unanswered = await client.search_with_verdict(tenant, NOT_ANSWERED[0], 3)
+    assert not unanswered.answerable and unanswered.score < unanswered.threshold
+    assert len(unanswered.evidence) == 3 and unanswered.reason.startswith("not answered by the knowledge base")
+    assert set(unanswered.features) == set(FEATURES)

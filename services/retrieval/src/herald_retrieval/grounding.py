@@ -172,13 +172,17 @@ def _stem(word: str) -> str:
     return w
 
 
-def _content_words(text: str) -> set[str]:
+def content_words(text: str) -> set[str]:
+    """The stems of `text`'s words that are not stopwords ("Integrations are synced" -> {"integration", "sync"})."""
     words = set()
     for token in _TOKEN.findall(text.lower()):
         token = re.sub(r"['’]s$", "", token)
         if token not in _STOPWORDS:
             words.add(_stem(token))
     return words
+
+
+_content_words = content_words
 
 
 def _decimal(raw: str) -> Decimal | None:
