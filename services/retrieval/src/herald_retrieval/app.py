@@ -249,9 +249,10 @@ class RetrievalService(retrieval_pb2_grpc.RetrievalServicer):
             raise AssertionError("unreachable")  # abort raises; this tells the type checker
         wanted = list(dict.fromkeys(request.evidence_ids))
         passages = {p.chunk_id: p for p in await self.store.fetch_chunks(request.tenant, wanted)}
-        # a passage's headings are part of what it says ("Growth — $49 per seat per month" is a heading)
+        # a passage's headings are part of what it says ("Growth — $49 per seat per month" is a heading), and
+        # are said of everything under them ("Release 2026.2 (March 2026)" of the features it lists)
         evidence = [
-            Evidence(chunk_id, "\n".join((*passages[chunk_id].section_path, passages[chunk_id].text)))
+            Evidence(chunk_id, passages[chunk_id].text, headings=passages[chunk_id].section_path)
             for chunk_id in wanted
             if chunk_id in passages
         ]
