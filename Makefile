@@ -92,8 +92,9 @@ bench-retrieval: up ## hybrid search latency over >= 10k chunks (with and withou
 	$(UV) run python -m bench.retrieval
 
 .PHONY: eval-retrieval
-eval-retrieval: up ## retrieval quality (NDCG@10, recall@20, MRR) and latency on the shipped labelled set; JSON + PNG
-	$(UV) run herald-retrieval eval --kb samples/acme/kb --queries samples/acme/eval/retrieval.jsonl --out bench/results
+eval-retrieval: up ## retrieval quality (NDCG@10, recall@20, MRR), latency, and the abstain signal's precision/recall on held-out queries; JSON + PNG
+	eval "$$($(UV) run herald-stack env)" && $(UV) run herald-retrieval eval --kb samples/acme/kb \
+		--queries samples/acme/eval/retrieval.jsonl --unanswerable samples/acme/eval/unanswerable.jsonl --out bench/results
 
 FUZZ_HTTP_CASES ?= 10000
 FUZZ_TOPIC_RECORDS ?= 2000

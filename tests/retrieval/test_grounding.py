@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from herald_retrieval.chunking import chunk_document
+from herald_retrieval.documents import media_type_for, parse_document
 from herald_retrieval.grounding import Claim, ClaimCheck, Evidence, check_claims, extract_claims
 
 KB = Path(__file__).resolve().parents[2] / "samples" / "acme" / "kb"
@@ -389,3 +391,106 @@ def test_claims_are_frozen() -> None:
     claim = Claim("price", "$49", "USD 49", 0, 3, "$49.")
     with pytest.raises(AttributeError):
         claim.value = "USD 59"  # type: ignore[misc]
+
+
+# --- a price, percentage or date must be stated of the claim's subject ---------------------------
+
+
+def chunk_evidence(relative: str) -> list[Evidence]:
+    """A knowledge-base document as the service cites it: one passage per chunk, headings apart."""
+    path = KB / relative
+    doc = parse_document(relative.rsplit(".", 1)[0], "product", media_type_for(path.name), path.read_bytes())
+    return [Evidence(c.chunk_id, c.text, headings=c.section_path) for c in chunk_document(doc)]
+
+
+RELEASES = chunk_evidence("product/release-notes-2026.html")
+SLA = chunk_evidence("product/sla.md")
+PLANS = chunk_evidence("pricing/plans.md")
+
+
+def only_check(draft: str, evidence: Sequence[Evidence], products: Sequence[str] = ()) -> ClaimCheck:
+    checks = [c for c in check_claims(draft, evidence, products=products) if c.claim.kind != "product"]
+    assert len(checks) == 1, [(c.claim.kind, c.claim.text) for c in checks]
+    return checks[0]
+
+
+def test_the_release_notes_hold_both_dates_the_binding_tests_rely_on() -> None:
+    text = (KB / "product" / "release-notes-2026.html").read_text(encoding="utf-8")
+    assert "<h2>Release 2026.2 (March 2026)</h2>" in text and "<h3>Bulk approval on mobile</h3>" in text
+    assert "<h2>Release 2026.3 (May 2026)</h2>" in text and "<h3>Loop step</h3>" in text
+
+
+@pytest.mark.parametrize(
+    "draft",
+    [
+        "Bulk approval on mobile was released in May 2026.",
+        "Hi Dana, bulk approval in the mobile app shipped in May 2026.",
+        "Bulk approval on mobile, our most requested feature, arrived in Q2 2026.",
+    ],
+)
+def test_a_release_date_stated_of_another_release_does_not_ground_a_feature(draft: str) -> None:
+    # May 2026 is in the evidence (the loop step's release, the release table's row), about something else
+    check = only_check(draft, RELEASES)
+    assert not check.supported and check.passage_id is None
+    assert check.reason.startswith("no evidence passage states 2026-")
+    assert "is said of something else" in check.reason and "bulk" in check.reason
+
+
+@pytest.mark.parametrize(
+    ("draft", "chunk_heading"),
+    [
+        ("Bulk approval on mobile was released in March 2026.", "Bulk approval on mobile"),
+        ("Bulk approval in the mobile app shipped in Q1 2026.", "Bulk approval on mobile"),
+        ("The loop step came out in May 2026.", "Loop step"),
+        ("Hi Dana, custom roles arrived in July 2026.", "Custom roles"),
+        ("The legacy v1 API will stop working on January 31, 2027.", "Deprecations"),
+    ],
+)
+def test_a_release_date_stated_of_the_feature_grounds_it(draft: str, chunk_heading: str) -> None:
+    check = only_check(draft, RELEASES)
+    assert check.supported, check.reason
+    cited = next(e for e in RELEASES if e.passage_id == check.passage_id)
+    # the release table (its first passage) states it too; either is the feature's own line
+    assert cited.headings[-1] in (chunk_heading, "Acme Relay release notes 2026"), cited.headings
+
+
+@pytest.mark.parametrize(
+    ("draft", "supported"),
+    [
+        ("Growth has 99.9% monthly uptime.", True),
+        ("Enterprise commits to 99.95% uptime.", True),
+        ("Enterprise has 99.9% uptime.", False),
+        ("Growth has 99.95% uptime.", False),
+        ("Growth and Enterprise have 99.9% uptime.", False),
+        ("Acme Relay commits to 99.9% monthly uptime on Growth, with service credits.", True),
+    ],
+)
+def test_a_percentage_belongs_to_the_plan_it_is_stated_of(draft: str, supported: bool) -> None:
+    check = only_check(draft, SLA, products=("Acme Relay", "Growth", "Enterprise"))
+    assert check.supported is supported, check.reason
+
+
+@pytest.mark.parametrize(
+    ("draft", "supported"),
+    [
+        ("Growth is $49 per seat per month.", True),
+        ("Acme Relay's Growth plan is $49 per seat per month.", True),
+        ("Hi Dana, Growth is $49 per seat per month and covers unlimited workflows.", True),
+        ("Starter is $19 per seat per month.", True),
+        ("Starter is $49 per seat per month.", False),
+        ("Growth is $19 per seat per month.", False),
+        ("Starter costs $19 and Growth costs $49 per seat per month.", True),
+        ("Starter costs $49 and Growth costs $19 per seat per month.", False),
+    ],
+)
+def test_a_price_belongs_to_the_plan_whose_heading_states_it(draft: str, supported: bool) -> None:
+    checks = [c for c in check_claims(draft, PLANS, products=("Acme Relay",)) if c.claim.kind == "price"]
+    assert checks
+    assert all(c.supported for c in checks) is supported, [(c.claim.text, c.reason) for c in checks]
+
+
+def test_a_value_with_no_subject_in_its_sentence_is_checked_on_the_value_alone() -> None:
+    [check] = check_claims("Take 25% off this week.", [Evidence("offers#000", "Spring deal: 25% off.")])
+    assert check.supported
+    [check] = check_claims("Only $49.00 a seat.", [Evidence("a", "Starter is $19. Growth is $49 per seat.")])
+    assert check.supported

@@ -42,10 +42,11 @@ from herald_retrieval.adapters.llm_rerank import LlmReranker, llm_configured
 from herald_retrieval.adapters.memory_store import Memory, WeaviateMemoryStore
 from herald_retrieval.adapters.registry import DocumentRegistry
 from herald_retrieval.adapters.weaviate_store import Passage, SearchFilters, WeaviateKnowledgeStore
+from herald_retrieval.answerability import load_model
 from herald_retrieval.grounding import Evidence, check_claims
 from herald_retrieval.knowledge import KnowledgeIndexer, KnowledgeIntake
 from herald_retrieval.memory import MemoryKeeper
-from herald_retrieval.search import Searcher
+from herald_retrieval.search import Searcher, SearchResult, Vocabularies
 from herald_retrieval.settings import Settings
 
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64)
@@ -66,6 +67,9 @@ CLAIMS = Counter(
     "herald_retrieval_claims_total", "Claims checked for grounding, by kind and result.", ["kind", "result"]
 )
 SEARCHES = Counter("herald_retrieval_searches_total", "Searches, by cache outcome.", ["cache"])
+VERDICTS = Counter(
+    "herald_retrieval_answerability_total", "Searches the knowledge base answers, or abstains on.", ["verdict"]
+)
 log = get_logger("herald.retrieval")
 MIGRATIONS = Path(str(files("herald_retrieval") / "migrations"))
 TENANT_NAME_OK = set("abcdefghijklmnopqrstuvwxyz0123456789_-")
@@ -81,9 +85,9 @@ class SearchCache:
     def __init__(self, ttl: float, max_entries: int = 10_000) -> None:
         self.ttl = ttl
         self.max_entries = max_entries
-        self._entries: OrderedDict[tuple[object, ...], tuple[float, list[Passage]]] = OrderedDict()
+        self._entries: OrderedDict[tuple[object, ...], tuple[float, SearchResult]] = OrderedDict()
 
-    def get(self, key: tuple[object, ...]) -> list[Passage] | None:
+    def get(self, key: tuple[object, ...]) -> SearchResult | None:
         entry = self._entries.get(key)
         if entry is None or entry[0] < time.monotonic():
             return None
@@ -98,10 +102,10 @@ class SearchCache:
         for key in [k for k in self._entries if k[0] == tenant]:
             del self._entries[key]
 
-    def put(self, key: tuple[object, ...], passages: list[Passage]) -> None:
+    def put(self, key: tuple[object, ...], result: SearchResult) -> None:
         if self.ttl <= 0:
             return
-        self._entries[key] = (time.monotonic() + self.ttl, passages)
+        self._entries[key] = (time.monotonic() + self.ttl, result)
         self._entries.move_to_end(key)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
@@ -124,8 +128,9 @@ class CacheInvalidator(TopicFollower):
     whole cache (it may have been anyone's) and is dead-lettered.
     """
 
-    def __init__(self, common: CommonSettings, cache: SearchCache) -> None:
+    def __init__(self, common: CommonSettings, cache: SearchCache, vocabularies: Vocabularies) -> None:
         self.cache = cache
+        self.vocabularies = vocabularies
         super().__init__(
             common,
             KNOWLEDGE_INDEXED,
@@ -139,8 +144,10 @@ class CacheInvalidator(TopicFollower):
         read = read_record(record, KNOWLEDGE_INDEXED)
         if isinstance(read, Unreadable):
             self.cache.forget_all()
+            self.vocabularies.forget_all()
             raise Rejected(read.reason)
         self.cache.forget(read.envelope.tenant)
+        self.vocabularies.forget(read.envelope.tenant)
 
 
 class MemorySweeper:
@@ -207,13 +214,24 @@ class RetrievalService(retrieval_pb2_grpc.RetrievalServicer):
             tuple(sorted(request.filters.doc_ids)),
         )
         key = (request.tenant, request.query, k, f"{mode}:{rerank}", filters)
-        passages = self.cache.get(key)
-        SEARCHES.labels("hit" if passages is not None else "miss").inc()
-        if passages is None:
+        result = self.cache.get(key)
+        SEARCHES.labels("hit" if result is not None else "miss").inc()
+        if result is None:
             with SEARCH_SECONDS.labels(mode, rerank).time():
-                passages = await self.searcher.search(request.tenant, request.query, k, str(mode), rerank, filters)
-            self.cache.put(key, passages)
-        return retrieval_pb2.SearchResponse(passages=[_to_proto(p) for p in passages])
+                result = await self.searcher.search_with_verdict(
+                    request.tenant, request.query, k, str(mode), rerank, filters
+                )
+            self.cache.put(key, result)
+            VERDICTS.labels("answerable" if result.verdict.answerable else "abstain").inc()
+        verdict = result.verdict
+        return retrieval_pb2.SearchResponse(
+            passages=[_to_proto(p) for p in result.passages],
+            answerable=verdict.answerable,
+            answerable_score=verdict.probability,
+            answerable_threshold=verdict.threshold,
+            answerable_reason=verdict.reason,
+            answerable_features=dict(verdict.features),
+        )
 
     async def Ground(
         self, request: retrieval_pb2.GroundRequest, context: grpc.aio.ServicerContext
@@ -231,9 +249,10 @@ class RetrievalService(retrieval_pb2_grpc.RetrievalServicer):
             raise AssertionError("unreachable")  # abort raises; this tells the type checker
         wanted = list(dict.fromkeys(request.evidence_ids))
         passages = {p.chunk_id: p for p in await self.store.fetch_chunks(request.tenant, wanted)}
-        # a passage's headings are part of what it says ("Growth — $49 per seat per month" is a heading)
+        # a passage's headings are part of what it says ("Growth — $49 per seat per month" is a heading), and
+        # are said of everything under them ("Release 2026.2 (March 2026)" of the features it lists)
         evidence = [
-            Evidence(chunk_id, "\n".join((*passages[chunk_id].section_path, passages[chunk_id].text)))
+            Evidence(chunk_id, passages[chunk_id].text, headings=passages[chunk_id].section_path)
             for chunk_id in wanted
             if chunk_id in passages
         ]
@@ -404,7 +423,8 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     sweeper = MemorySweeper(memory, settings.memory_sweep_seconds)
 
     cache = SearchCache(settings.search_cache_seconds)
-    invalidator = CacheInvalidator(common, cache)
+    vocabularies = Vocabularies(store, settings.vocabulary_refresh_seconds)
+    invalidator = CacheInvalidator(common, cache, vocabularies)
     server = grpc.aio.server()
     llm = LlmReranker(settings.llm_rerank_model) if llm_configured() else None
     searcher = Searcher(
@@ -414,6 +434,8 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
         rerank_depth=settings.rerank_depth,
         llm=llm,
         llm_depth=settings.llm_rerank_depth,
+        model=load_model(),
+        vocabularies=vocabularies,
     )
     service = RetrievalService(searcher, settings, cache, tenants, memory)
     retrieval_pb2_grpc.add_RetrievalServicer_to_server(service, server)

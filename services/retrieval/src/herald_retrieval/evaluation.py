@@ -8,6 +8,7 @@ is built from every chunk of the corpus, so a system is judged against what it c
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Iterable, Sequence
@@ -114,3 +115,37 @@ class Scores:
             "p50_ms": percentile(self.seconds, 50) * 1000,
             "p95_ms": percentile(self.seconds, 95) * 1000,
         }
+
+
+@dataclass(frozen=True)
+class UnanswerableQuery:
+    """A query about the tenant's domain that its knowledge base does not answer."""
+
+    query_id: str
+    query: str
+    style: str
+
+
+def load_unanswerable(path: Path) -> list[UnanswerableQuery]:
+    queries = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            raw = json.loads(line)
+            if raw.get("relevant"):
+                raise ValueError("an unanswerable query grades no document")
+            queries.append(UnanswerableQuery(str(raw["id"]), str(raw["query"]), str(raw.get("style", ""))))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"{path}:{number}: not an unanswerable query: {exc}") from exc
+    return queries
+
+
+CALIBRATION = "calibration"
+HELD_OUT = "held-out"
+
+
+def part_of(query_id: str) -> str:
+    """Which part of the labelled sets a query belongs to, fixed by its id: the calibration part (the
+    answerability model is fitted on it) when the SHA-256 of the id is even, else the held-out part."""
+    return CALIBRATION if int(hashlib.sha256(query_id.encode()).hexdigest(), 16) % 2 == 0 else HELD_OUT

@@ -24,6 +24,8 @@ WORD_OVERLAP_WITH_SIMILARITY = 0.5
 class Evidence:
     passage_id: str
     text: str
+    # the headings above the passage, outermost first: a heading is said of everything under it
+    headings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -172,13 +174,17 @@ def _stem(word: str) -> str:
     return w
 
 
-def _content_words(text: str) -> set[str]:
+def content_words(text: str) -> set[str]:
+    """The stems of `text`'s words that are not stopwords ("Integrations are synced" -> {"integration", "sync"})."""
     words = set()
     for token in _TOKEN.findall(text.lower()):
         token = re.sub(r"['’]s$", "", token)
         if token not in _STOPWORDS:
             words.add(_stem(token))
     return words
+
+
+_content_words = content_words
 
 
 def _decimal(raw: str) -> Decimal | None:
@@ -408,11 +414,175 @@ def extract_claims(draft: str, *, products: Sequence[str] = (), competitors: Seq
 
 
 @dataclass(frozen=True)
+class _Occurrence:
+    """A value stated in a passage, and what it is stated of."""
+
+    wording: str
+    scope: frozenset[str]  # stems of the words it is said of: its clause, the clauses that add to it, its headings
+    conflicts: frozenset[str]  # stems said of another value of the same kind in the same sentence
+
+
+@dataclass(frozen=True)
 class _Indexed:
     passage_id: str
     sentences: tuple[str, ...]  # those that are not "do not claim ..." instructions
-    values: dict[tuple[str, str], str]  # (kind, value) -> the passage's own wording
+    values: dict[tuple[str, str], list[_Occurrence]]  # (kind, value) -> where the passage states it, in order
     numbers: tuple[tuple[str, frozenset[str], str], ...]  # (value, stems of the words after it, wording)
+
+
+# --- what a value is said of -----------------------------------------------------------------
+# A price, percentage or date belongs to a subject: "Growth — $49", "99.95% on Enterprise", "Bulk approval
+# (March 2026)". A sentence is cut into clauses at punctuation and conjunctions (never inside a value); a
+# clause without a value adds to the value before it ("15% on Starter and Growth"), and the clauses before
+# the first value are said of every value. A heading is said of everything under it.
+
+_BOUND_KINDS = frozenset({"price", "percentage", "date"})
+_VALUE_KINDS = _BOUND_KINDS | {"number"}
+_CLAUSE_BREAK = re.compile(r"[,;:|()\[\]]|\s[-–—]\s|[–—]|\b(?:and|but|while|whereas|or)\b", re.IGNORECASE)
+_HEADING_LINE = re.compile(r"(?m)^(#{1,6})[ \t]+\S.*$")
+_GREETING = re.compile(r"(?i)^\W*(?:hi|hello|hey|dear|good\s+(?:morning|afternoon|evening))\b")
+_DEICTIC = re.compile(r"(?i)\b(?:this|next|last|every|each|per|a)\s+(?:week|month|year|quarter|day)\b")
+# Words that say what a value is (its predicate), not what it is about: never a subject.
+_PREDICATE_WORDS = {
+    "price": "cost costs costing price priced pricing pay paid charge charged fee fees list listed lists plan plans "
+    "tier seat seats user users month monthly year yearly start starts starting from come comes set run runs",
+    "percentage": "percent save saves saving savings off discount get gets take takes rate rose rise rises grew "
+    "grow fell fall drop dropped cut cuts reduced reduce lower higher increase increased improved improve up down",
+    "date": "release released releases ship shipped ships launch launched launches available availability live "
+    "went go goes gone came come arrive arrived arrives introduce introduced roll rolled start started starts "
+    "begin began end ends ended date dated since sent send run ran held due expected planned schedule "
+    "scheduled new added add happen happened stop stops working",
+}
+_GENERIC = {
+    kind: frozenset(_stem(w) for w in (words + " hi hello hey dear thanks thank today tonight tomorrow now").split())
+    for kind, words in _PREDICATE_WORDS.items()
+}
+# Share of a claim's subject (its words and names nearest the value) that the passage must say the value of.
+SUBJECT_OVERLAP_MIN = 0.5
+# A claim's subject is read from its own clause, then from the clauses nearest it until it has this many units.
+_SUBJECT_UNITS = 3
+
+
+def _blank(text: str, start: int, end: int, spans: Sequence[tuple[int, int]]) -> str:
+    """text[start:end] with the given spans blanked out (the values themselves are not their subject)."""
+    chars = list(text[start:end])
+    for s, e in spans:
+        for i in range(max(s, start), min(e, end)):
+            chars[i - start] = " "
+    return "".join(chars)
+
+
+def _clauses(text: str, start: int, end: int, values: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    clauses = []
+    cursor = start
+    for m in _CLAUSE_BREAK.finditer(text, start, end):
+        if any(s < m.end() and m.start() < e for s, e in values):
+            continue
+        clauses.append((cursor, m.start()))
+        cursor = m.end()
+    clauses.append((cursor, end))
+    return clauses
+
+
+def _clause_of(clauses: Sequence[tuple[int, int]], position: int) -> int:
+    return next((i for i, (s, e) in enumerate(clauses) if s <= position < e), len(clauses) - 1)
+
+
+def _units(piece: str, names: Sequence[str], generic: frozenset[str]) -> list[frozenset[str]]:
+    """A piece of text's subject units: each name (a product, a competitor) is one unit, each other content
+    word another; predicate words, numbers and greetings are none."""
+    if _GREETING.match(piece):
+        return []
+    piece = _DEICTIC.sub(" ", piece)
+    units: list[frozenset[str]] = []
+    for name in names:
+        if _name_pattern(name).search(piece):
+            units.append(frozenset(content_words(name)))
+            piece = _name_pattern(name).sub(" ", piece)
+    piece = re.sub(r"['’]s\b", " ", piece)  # a name's possessive ("Acme Relay's") is no word of its own
+    units += [frozenset({w}) for w in sorted(content_words(piece) - generic) if not w.isdigit()]
+    return units
+
+
+def _subject(text: str, claim: Claim, values: Sequence[tuple[int, int]], names: Sequence[str]) -> list[frozenset[str]]:
+    """What a draft says a value of: the words and names of its own clause, and while that holds fewer than
+    three, of the nearest clauses before it (then after it) that hold no other value."""
+    sentence = next(((s, e) for s, e in _sentence_spans(text) if s <= claim.start and claim.end <= e), None)
+    if sentence is None:
+        return []
+    clauses = _clauses(text, *sentence, values)
+    owned = {_clause_of(clauses, s) for s, _ in values if (s, _) != (claim.start, claim.end)}
+    own = _clause_of(clauses, claim.start)
+    generic = _GENERIC[claim.kind]
+    units = _units(_blank(text, *clauses[own], values), names, generic)
+    for step in (-1, 1):
+        i = own + step
+        while len(units) < _SUBJECT_UNITS and 0 <= i < len(clauses) and i not in owned:
+            units += _units(_blank(text, *clauses[i], values), names, generic)
+            i += step
+    return units
+
+
+def _occurrences(text: str, claims: Sequence[Claim]) -> list[tuple[Claim, _Occurrence]]:
+    """Each price, percentage and date of a passage's text, with what it is said of."""
+    headings = [(m.start(), m.end(), len(m.group(1))) for m in _HEADING_LINE.finditer(text)]
+    reach = []
+    for i, (start, _, level) in enumerate(headings):
+        later = [s for s, _, other in headings[i + 1 :] if other <= level]
+        reach.append((start, later[0] if later else len(text)))
+    values = [(c.start, c.end) for c in claims if c.kind in _VALUE_KINDS]
+    found = []
+    for claim in claims:
+        if claim.kind not in _BOUND_KINDS:
+            continue
+        in_heading = next((r for (s, e, _), r in zip(headings, reach, strict=True) if s <= claim.start < e), None)
+        if in_heading is not None:
+            # a heading's value is said of the heading and of everything under it
+            found.append(
+                (claim, _Occurrence(claim.text, frozenset(content_words(text[slice(*in_heading)])), frozenset()))
+            )
+            continue
+        above = " ".join(
+            text[s:e] for (s, e, _), (_, until) in zip(headings, reach, strict=True) if e <= claim.start < until
+        )
+        sentence = next(((s, e) for s, e in _sentence_spans(text) if s <= claim.start and claim.end <= e), None)
+        if sentence is None:
+            found.append((claim, _Occurrence(claim.text, frozenset(content_words(above)), frozenset())))
+            continue
+        clauses = _clauses(text, *sentence, values)
+        holders: dict[int, list[Claim]] = {}
+        for other in claims:
+            if other.kind in _VALUE_KINDS and sentence[0] <= other.start < sentence[1]:
+                holders.setdefault(_clause_of(clauses, other.start), []).append(other)
+        own = _clause_of(clauses, claim.start)
+        first = min(holders)
+        # what comes before the sentence's first value is said of every value ("Acme Relay commits to 99.9% on
+        # Growth and 99.95% on Enterprise")
+        lead_end = min(o.start for o in holders[first])
+        lead = text[sentence[0] : lead_end]
+        group = [i for i in range(len(clauses)) if i < first or i == own]
+        i = own + 1
+        while i < len(clauses) and i not in holders:
+            group.append(i)
+            i += 1
+        scope = content_words(" ".join([above, lead, *(_blank(text, *clauses[i], values) for i in group)]))
+        conflicts = set()
+        for i, held in holders.items():
+            if i != own and any(h.kind == claim.kind and h.value != claim.value for h in held):
+                start = max(clauses[i][0], lead_end)
+                conflicts |= content_words(_blank(text, start, clauses[i][1], values))
+        found.append((claim, _Occurrence(claim.text, frozenset(scope), frozenset(conflicts - scope))))
+    return found
+
+
+def _bound(subject: Sequence[frozenset[str]], occurrence: _Occurrence) -> bool:
+    """Whether a passage states its value of the claim's subject: enough of the subject is in what the value is
+    said of, and no part of it is what another value of the same kind is said of in that sentence."""
+    if not subject:
+        return True
+    if any(unit <= occurrence.conflicts for unit in subject):
+        return False
+    return sum(1 for unit in subject if unit <= occurrence.scope) / len(subject) >= SUBJECT_OVERLAP_MIN
 
 
 def _coarser(value: str) -> list[str]:
@@ -427,20 +597,26 @@ def _coarser(value: str) -> list[str]:
     return out
 
 
+def _with_headings(evidence: Evidence) -> str:
+    """The passage's text below its headings, each heading a Markdown heading line of its level."""
+    lines = [f"{'#' * min(level, 6)} {heading.strip()}" for level, heading in enumerate(evidence.headings, start=1)]
+    return "\n\n".join([*(line for line in lines if line.strip("# ")), evidence.text])
+
+
 def _index(evidence: Evidence) -> _Indexed:
-    text = evidence.text
+    text = _with_headings(evidence)
     spans = _sentence_spans(text)
     allowed = [(s, e) for s, e in spans if not _PROHIBITION.search(text[s:e])]
 
     def usable(start: int, end: int) -> bool:
         return any(s <= start and end <= e for s, e in allowed)
 
-    values: dict[tuple[str, str], str] = {}
-    for claim in _extract(text, (), ()):
-        if claim.kind == "number" or not usable(claim.start, claim.end):
+    values: dict[tuple[str, str], list[_Occurrence]] = {}
+    for claim, occurrence in _occurrences(text, _extract(text, (), ())):
+        if not usable(claim.start, claim.end):
             continue
         for value in [claim.value, *(_coarser(claim.value) if claim.kind == "date" else [])]:
-            values.setdefault((claim.kind, value), claim.text)
+            values.setdefault((claim.kind, value), []).append(occurrence)
     # Numbers are matched on their own, not through the extractor: "over 180 integrations" must also
     # ground a draft's "180 integrations" when the passage phrase overlaps another claim there.
     numbers: list[tuple[str, frozenset[str], str]] = []
@@ -457,7 +633,7 @@ def _index(evidence: Evidence) -> _Indexed:
     return _Indexed(evidence.passage_id, tuple(text[s:e] for s, e in allowed), values, tuple(numbers))
 
 
-def _check_value(claim: Claim, index: Sequence[_Indexed]) -> ClaimCheck:
+def _check_value(claim: Claim, index: Sequence[_Indexed], subject: Sequence[frozenset[str]] = ()) -> ClaimCheck:
     if claim.kind == "number":
         # The counted words are what follows the last digit ("over 180+ prebuilt integrations").
         counted = re.split(r"[\d+]", claim.text)[-1].strip(" -\n")
@@ -467,11 +643,24 @@ def _check_value(claim: Claim, index: Sequence[_Indexed]) -> ClaimCheck:
                 if number == claim.value and stems & passage_stems:
                     return ClaimCheck(claim, True, passage.passage_id, f"found '{wording}' in {passage.passage_id}")
         return ClaimCheck(claim, False, None, f"no evidence passage states {claim.value} {counted}")
+    elsewhere: tuple[str, str] | None = None
     for passage in index:
-        stated = passage.values.get((claim.kind, claim.value))
-        if stated is not None:
-            return ClaimCheck(claim, True, passage.passage_id, f"found '{stated}' in {passage.passage_id}")
+        for occurrence in passage.values.get((claim.kind, claim.value), []):
+            if _bound(subject, occurrence):
+                return ClaimCheck(
+                    claim, True, passage.passage_id, f"found '{occurrence.wording}' in {passage.passage_id}"
+                )
+            elsewhere = elsewhere or (occurrence.wording, passage.passage_id)
     shown = claim.value if claim.text == claim.value else f"{claim.value} (draft: '{claim.text}')"
+    if elsewhere is not None:
+        about = " ".join(sorted(" ".join(sorted(unit)) for unit in subject))
+        return ClaimCheck(
+            claim,
+            False,
+            None,
+            f"no evidence passage states {shown} of its subject ({about}): '{elsewhere[0]}' in {elsewhere[1]} "
+            "is said of something else",
+        )
     return ClaimCheck(claim, False, None, f"no evidence passage states {shown}")
 
 
@@ -568,9 +757,18 @@ def check_claims(
     A claim's ``passage_id`` is the first passage, in the order given, that supports it:
 
     - price, percentage, date: the passage states the same normalised value (claims are extracted from
-      the passage with the same rules). A passage date also supports its coarser forms: "March 31, 2026"
-      supports "March 2026", "Q1 2026" and "March 31". A discounted percentage ("25% off") needs a
-      passage stating 25%, like any other percentage.
+      the passage with the same rules), and states it of the claim's subject. A passage date also supports
+      its coarser forms: "March 31, 2026" supports "March 2026", "Q1 2026" and "March 31". A discounted
+      percentage ("25% off") needs a passage stating 25%, like any other percentage.
+      The subject is what the draft says the value of: the names and content words of the value's clause
+      (clauses end at punctuation and at and/but/or/while), and while it holds fewer than three, of the
+      nearest clauses around it that hold no other value; predicate words ("released", "costs", "saves") are no
+      subject. The passage must say the value of at least half of it — in the value's own clause, a clause
+      adding to it ("15% on Starter and Growth"), the words before the sentence's first value, or a heading
+      above it (a value in a heading is said of everything under the heading) — and none of it may be what
+      another value of the same kind is said of in that sentence ("99.9% on Growth and 99.95% on
+      Enterprise" does not support "99.9% on Enterprise"). So "Bulk approval shipped in May 2026" is not
+      supported by release notes where May 2026 is the loop step's release and bulk approval's is March.
     - number: the passage has the same number (digits, or spelled out: "seven years" grounds "7 years")
       followed, within three content words, by one of the claim's words with the same stem ("180+
       integrations" ~ "over 180 prebuilt integrations"). Qualifiers (over, about, +) are not compared.
@@ -587,6 +785,8 @@ def check_claims(
     if not claims:
         return []
     index = [_index(e) for e in evidence]
+    values = [(c.start, c.end) for c in claims if c.kind in _VALUE_KINDS]
+    names = [*products, *competitors]
     checks: list[ClaimCheck] = []
     for claim in claims:
         if not evidence:
@@ -595,6 +795,8 @@ def check_claims(
             checks.append(_check_product(claim, index))
         elif claim.kind == "competitor":
             checks.append(_check_competitor(claim, competitors, index, similarity, threshold, products))
+        elif claim.kind in _BOUND_KINDS:
+            checks.append(_check_value(claim, index, _subject(draft, claim, values, names)))
         else:
             checks.append(_check_value(claim, index))
     return checks

@@ -24,6 +24,9 @@ class Settings(ServiceSettings):
     llm_rerank_depth: int = 20  # candidates the LLM orders
     embed_threads: int = 1
     search_cache_seconds: float = 30.0  # 0 turns the cache off
+    vocabulary_refresh_seconds: float = Field(
+        default=30.0, ge=0, description="At most how often a changed knowledge base's vocabulary is rebuilt"
+    )
     memory_collection: str = "Memory"
     memory_ttl_days: float = Field(default=90, gt=0, description="How long an interaction stays in medium-term memory")
     memory_sweep_seconds: float = Field(default=3600, gt=0, description="How often expired interactions are folded")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import weaviate
 from weaviate.classes.config import Configure, DataType, Property
 from weaviate.classes.query import Filter, MetadataQuery
@@ -49,6 +50,8 @@ class Passage:
     score: float
     start: int = 0
     end: int = 0
+    # cosine similarity of the passage's vector to the query's (-1..1), when the search had a query vector
+    similarity: float | None = None
 
 
 class TenantCollections:
@@ -166,21 +169,41 @@ class WeaviateKnowledgeStore:
         filters: SearchFilters = SearchFilters(),
     ) -> list[Passage]:
         """`mode` "bm25" (keywords alone), "vector" (the embedding alone) or "hybrid" (Weaviate's fusion of both,
-        weighted by `alpha`: 0 is all BM25, 1 all vector)."""
+        weighted by `alpha`: 0 is all BM25, 1 all vector).
+
+        A passage's `score` is the first stage's own: BM25's, the cosine similarity (1 - cosine distance) in
+        vector mode, the fused score in hybrid mode. With a query vector, every passage also carries its
+        cosine `similarity` to the query.
+        """
         collection = await self.chunks.of(tenant)
         where = filters.to_weaviate()
-        metadata = MetadataQuery(score=True, distance=True)
         if mode == "bm25":
-            response = await collection.query.bm25(query=query, limit=k, filters=where, return_metadata=metadata)
-        elif mode == "vector":
+            response = await collection.query.bm25(
+                query=query, limit=k, filters=where, return_metadata=MetadataQuery(score=True)
+            )
+            return [_passage(o, o.metadata.score) for o in response.objects]
+        if vector is None:
+            raise ValueError(f"a {mode} search needs the query's vector")
+        if mode == "vector":
+            # near_vector answers a distance, not a score (its score field is always 0)
             response = await collection.query.near_vector(
-                near_vector=vector, limit=k, filters=where, return_metadata=metadata
+                near_vector=vector, limit=k, filters=where, return_metadata=MetadataQuery(distance=True)
             )
-        else:
-            response = await collection.query.hybrid(
-                query=query, vector=vector, alpha=alpha, limit=k, filters=where, return_metadata=metadata
-            )
-        return [_passage(o) for o in response.objects]
+            return [_passage(o, _cosine(o.metadata.distance), _cosine(o.metadata.distance)) for o in response.objects]
+        response = await collection.query.hybrid(
+            query=query,
+            vector=vector,
+            alpha=alpha,
+            limit=k,
+            filters=where,
+            return_metadata=MetadataQuery(score=True),
+            include_vector=True,
+        )
+        query_vector = np.asarray(vector, dtype=np.float32)
+        return [
+            _passage(o, o.metadata.score, float(np.asarray(o.vector["default"], dtype=np.float32) @ query_vector))
+            for o in response.objects
+        ]
 
     async def fetch_chunks(self, tenant: str, chunk_ids: list[str]) -> list[Passage]:
         """The passages with these chunk ids (those that exist), in no particular order."""
@@ -206,9 +229,14 @@ class WeaviateKnowledgeStore:
         return int(result.total_count or 0)
 
 
-def _passage(o: Any) -> Passage:
-    metadata = o.metadata
-    score = metadata.score if metadata.score is not None else 1.0 - float(metadata.distance or 0.0)
+def _cosine(distance: float | None) -> float:
+    """The cosine similarity a cosine distance stands for (the collection's metric)."""
+    if distance is None:
+        raise ValueError("weaviate answered a vector search without distances")
+    return 1.0 - float(distance)
+
+
+def _passage(o: Any, score: float | None = None, similarity: float | None = None) -> Passage:
     return Passage(
         chunk_id=str(o.properties["chunk_id"]),
         doc_id=str(o.properties["doc_id"]),
@@ -216,7 +244,8 @@ def _passage(o: Any) -> Passage:
         title=str(o.properties["title"]),
         section_path=tuple(o.properties.get("section_path") or ()),
         text=str(o.properties["text"]),
-        score=float(score),
+        score=float(score or 0.0),
         start=int(o.properties.get("start") or 0),
         end=int(o.properties.get("end") or 0),
+        similarity=similarity,
     )

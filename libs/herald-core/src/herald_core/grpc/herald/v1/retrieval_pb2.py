@@ -24,45 +24,49 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19herald/v1/retrieval.proto\x12\therald.v1\"C\n\rSearchFilters\x12\x13\n\x0b\x63ollections\x18\x01 \x03(\t\x12\x0c\n\x04tags\x18\x02 \x03(\t\x12\x0f\n\x07\x64oc_ids\x18\x03 \x03(\t\"\xac\x01\n\rSearchRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\r\n\x05query\x18\x02 \x01(\t\x12\t\n\x01k\x18\x03 \x01(\x05\x12)\n\x07\x66ilters\x18\x04 \x01(\x0b\x32\x18.herald.v1.SearchFilters\x12#\n\x04mode\x18\x05 \x01(\x0e\x32\x15.herald.v1.SearchMode\x12!\n\x06rerank\x18\x06 \x01(\x0e\x32\x11.herald.v1.Rerank\"\x9d\x01\n\x07Passage\x12\x10\n\x08\x63hunk_id\x18\x01 \x01(\t\x12\x0e\n\x06\x64oc_id\x18\x02 \x01(\t\x12\x12\n\ncollection\x18\x03 \x01(\t\x12\r\n\x05title\x18\x04 \x01(\t\x12\x14\n\x0csection_path\x18\x05 \x03(\t\x12\x0c\n\x04text\x18\x06 \x01(\t\x12\r\n\x05score\x18\x07 \x01(\x02\x12\r\n\x05start\x18\x08 \x01(\x05\x12\x0b\n\x03\x65nd\x18\t \x01(\x05\"6\n\x0eSearchResponse\x12$\n\x08passages\x18\x01 \x03(\x0b\x32\x12.herald.v1.Passage\"D\n\rGroundRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\r\n\x05\x64raft\x18\x02 \x01(\t\x12\x14\n\x0c\x65vidence_ids\x18\x03 \x03(\t\"\x85\x01\n\x05\x43laim\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\t\x12\r\n\x05start\x18\x04 \x01(\x05\x12\x0b\n\x03\x65nd\x18\x05 \x01(\x05\x12\x11\n\tsupported\x18\x06 \x01(\x08\x12\x12\n\npassage_id\x18\x07 \x01(\t\x12\x0e\n\x06reason\x18\x08 \x01(\t\"b\n\x0eGroundResponse\x12 \n\x06\x63laims\x18\x01 \x03(\x0b\x32\x10.herald.v1.Claim\x12\x10\n\x08grounded\x18\x02 \x01(\x08\x12\x1c\n\x14unknown_evidence_ids\x18\x03 \x03(\t\"M\n\rRecallRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\ncontact_id\x18\x02 \x01(\t\x12\r\n\x05query\x18\x03 \x01(\t\x12\t\n\x01k\x18\x04 \x01(\x05\"}\n\x06Memory\x12\x11\n\tmemory_id\x18\x01 \x01(\t\x12\x0c\n\x04tier\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x0c\n\x04text\x18\x04 \x01(\t\x12\x13\n\x0boccurred_at\x18\x05 \x01(\t\x12\r\n\x05score\x18\x06 \x01(\x02\x12\x12\n\ncontact_id\x18\x07 \x01(\t\"5\n\x0eRecallResponse\x12#\n\x08memories\x18\x01 \x03(\x0b\x32\x11.herald.v1.Memory\"+\n\x0cLabelledText\x12\r\n\x05label\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\"J\n\x0fResembleRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12)\n\x08\x65xamples\x18\x02 \x03(\x0b\x32\x17.herald.v1.LabelledText\"*\n\nLabelScore\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\"9\n\x10ResembleResponse\x12%\n\x06scores\x18\x01 \x03(\x0b\x32\x15.herald.v1.LabelScore*o\n\nSearchMode\x12\x1b\n\x17SEARCH_MODE_UNSPECIFIED\x10\x00\x12\x16\n\x12SEARCH_MODE_HYBRID\x10\x01\x12\x14\n\x10SEARCH_MODE_BM25\x10\x02\x12\x16\n\x12SEARCH_MODE_VECTOR\x10\x03*T\n\x06Rerank\x12\x16\n\x12RERANK_UNSPECIFIED\x10\x00\x12\x0f\n\x0bRERANK_NONE\x10\x01\x12\x11\n\rRERANK_FUSION\x10\x02\x12\x0e\n\nRERANK_LLM\x10\x03\x32\x8d\x02\n\tRetrieval\x12=\n\x06Search\x12\x18.herald.v1.SearchRequest\x1a\x19.herald.v1.SearchResponse\x12=\n\x06Ground\x12\x18.herald.v1.GroundRequest\x1a\x19.herald.v1.GroundResponse\x12=\n\x06Recall\x12\x18.herald.v1.RecallRequest\x1a\x19.herald.v1.RecallResponse\x12\x43\n\x08Resemble\x12\x1a.herald.v1.ResembleRequest\x1a\x1b.herald.v1.ResembleResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19herald/v1/retrieval.proto\x12\therald.v1\"C\n\rSearchFilters\x12\x13\n\x0b\x63ollections\x18\x01 \x03(\t\x12\x0c\n\x04tags\x18\x02 \x03(\t\x12\x0f\n\x07\x64oc_ids\x18\x03 \x03(\t\"\xac\x01\n\rSearchRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\r\n\x05query\x18\x02 \x01(\t\x12\t\n\x01k\x18\x03 \x01(\x05\x12)\n\x07\x66ilters\x18\x04 \x01(\x0b\x32\x18.herald.v1.SearchFilters\x12#\n\x04mode\x18\x05 \x01(\x0e\x32\x15.herald.v1.SearchMode\x12!\n\x06rerank\x18\x06 \x01(\x0e\x32\x11.herald.v1.Rerank\"\x9d\x01\n\x07Passage\x12\x10\n\x08\x63hunk_id\x18\x01 \x01(\t\x12\x0e\n\x06\x64oc_id\x18\x02 \x01(\t\x12\x12\n\ncollection\x18\x03 \x01(\t\x12\r\n\x05title\x18\x04 \x01(\t\x12\x14\n\x0csection_path\x18\x05 \x03(\t\x12\x0c\n\x04text\x18\x06 \x01(\t\x12\r\n\x05score\x18\x07 \x01(\x02\x12\r\n\x05start\x18\x08 \x01(\x05\x12\x0b\n\x03\x65nd\x18\t \x01(\x05\"\xa8\x02\n\x0eSearchResponse\x12$\n\x08passages\x18\x01 \x03(\x0b\x32\x12.herald.v1.Passage\x12\x12\n\nanswerable\x18\x02 \x01(\x08\x12\x18\n\x10\x61nswerable_score\x18\x03 \x01(\x02\x12\x1c\n\x14\x61nswerable_threshold\x18\x04 \x01(\x02\x12\x19\n\x11\x61nswerable_reason\x18\x05 \x01(\t\x12N\n\x13\x61nswerable_features\x18\x06 \x03(\x0b\x32\x31.herald.v1.SearchResponse.AnswerableFeaturesEntry\x1a\x39\n\x17\x41nswerableFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x02:\x02\x38\x01\"D\n\rGroundRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\r\n\x05\x64raft\x18\x02 \x01(\t\x12\x14\n\x0c\x65vidence_ids\x18\x03 \x03(\t\"\x85\x01\n\x05\x43laim\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\t\x12\r\n\x05start\x18\x04 \x01(\x05\x12\x0b\n\x03\x65nd\x18\x05 \x01(\x05\x12\x11\n\tsupported\x18\x06 \x01(\x08\x12\x12\n\npassage_id\x18\x07 \x01(\t\x12\x0e\n\x06reason\x18\x08 \x01(\t\"b\n\x0eGroundResponse\x12 \n\x06\x63laims\x18\x01 \x03(\x0b\x32\x10.herald.v1.Claim\x12\x10\n\x08grounded\x18\x02 \x01(\x08\x12\x1c\n\x14unknown_evidence_ids\x18\x03 \x03(\t\"M\n\rRecallRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\ncontact_id\x18\x02 \x01(\t\x12\r\n\x05query\x18\x03 \x01(\t\x12\t\n\x01k\x18\x04 \x01(\x05\"}\n\x06Memory\x12\x11\n\tmemory_id\x18\x01 \x01(\t\x12\x0c\n\x04tier\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x0c\n\x04text\x18\x04 \x01(\t\x12\x13\n\x0boccurred_at\x18\x05 \x01(\t\x12\r\n\x05score\x18\x06 \x01(\x02\x12\x12\n\ncontact_id\x18\x07 \x01(\t\"5\n\x0eRecallResponse\x12#\n\x08memories\x18\x01 \x03(\x0b\x32\x11.herald.v1.Memory\"+\n\x0cLabelledText\x12\r\n\x05label\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\"J\n\x0fResembleRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12)\n\x08\x65xamples\x18\x02 \x03(\x0b\x32\x17.herald.v1.LabelledText\"*\n\nLabelScore\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\"9\n\x10ResembleResponse\x12%\n\x06scores\x18\x01 \x03(\x0b\x32\x15.herald.v1.LabelScore*o\n\nSearchMode\x12\x1b\n\x17SEARCH_MODE_UNSPECIFIED\x10\x00\x12\x16\n\x12SEARCH_MODE_HYBRID\x10\x01\x12\x14\n\x10SEARCH_MODE_BM25\x10\x02\x12\x16\n\x12SEARCH_MODE_VECTOR\x10\x03*T\n\x06Rerank\x12\x16\n\x12RERANK_UNSPECIFIED\x10\x00\x12\x0f\n\x0bRERANK_NONE\x10\x01\x12\x11\n\rRERANK_FUSION\x10\x02\x12\x0e\n\nRERANK_LLM\x10\x03\x32\x8d\x02\n\tRetrieval\x12=\n\x06Search\x12\x18.herald.v1.SearchRequest\x1a\x19.herald.v1.SearchResponse\x12=\n\x06Ground\x12\x18.herald.v1.GroundRequest\x1a\x19.herald.v1.GroundResponse\x12=\n\x06Recall\x12\x18.herald.v1.RecallRequest\x1a\x19.herald.v1.RecallResponse\x12\x43\n\x08Resemble\x12\x1a.herald.v1.ResembleRequest\x1a\x1b.herald.v1.ResembleResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'herald.v1.retrieval_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SEARCHMODE']._serialized_start=1291
-  _globals['_SEARCHMODE']._serialized_end=1402
-  _globals['_RERANK']._serialized_start=1404
-  _globals['_RERANK']._serialized_end=1488
+  _globals['_SEARCHRESPONSE_ANSWERABLEFEATURESENTRY']._loaded_options = None
+  _globals['_SEARCHRESPONSE_ANSWERABLEFEATURESENTRY']._serialized_options = b'8\001'
+  _globals['_SEARCHMODE']._serialized_start=1534
+  _globals['_SEARCHMODE']._serialized_end=1645
+  _globals['_RERANK']._serialized_start=1647
+  _globals['_RERANK']._serialized_end=1731
   _globals['_SEARCHFILTERS']._serialized_start=40
   _globals['_SEARCHFILTERS']._serialized_end=107
   _globals['_SEARCHREQUEST']._serialized_start=110
   _globals['_SEARCHREQUEST']._serialized_end=282
   _globals['_PASSAGE']._serialized_start=285
   _globals['_PASSAGE']._serialized_end=442
-  _globals['_SEARCHRESPONSE']._serialized_start=444
-  _globals['_SEARCHRESPONSE']._serialized_end=498
-  _globals['_GROUNDREQUEST']._serialized_start=500
-  _globals['_GROUNDREQUEST']._serialized_end=568
-  _globals['_CLAIM']._serialized_start=571
-  _globals['_CLAIM']._serialized_end=704
-  _globals['_GROUNDRESPONSE']._serialized_start=706
-  _globals['_GROUNDRESPONSE']._serialized_end=804
-  _globals['_RECALLREQUEST']._serialized_start=806
-  _globals['_RECALLREQUEST']._serialized_end=883
-  _globals['_MEMORY']._serialized_start=885
-  _globals['_MEMORY']._serialized_end=1010
-  _globals['_RECALLRESPONSE']._serialized_start=1012
-  _globals['_RECALLRESPONSE']._serialized_end=1065
-  _globals['_LABELLEDTEXT']._serialized_start=1067
-  _globals['_LABELLEDTEXT']._serialized_end=1110
-  _globals['_RESEMBLEREQUEST']._serialized_start=1112
-  _globals['_RESEMBLEREQUEST']._serialized_end=1186
-  _globals['_LABELSCORE']._serialized_start=1188
-  _globals['_LABELSCORE']._serialized_end=1230
-  _globals['_RESEMBLERESPONSE']._serialized_start=1232
-  _globals['_RESEMBLERESPONSE']._serialized_end=1289
-  _globals['_RETRIEVAL']._serialized_start=1491
-  _globals['_RETRIEVAL']._serialized_end=1760
+  _globals['_SEARCHRESPONSE']._serialized_start=445
+  _globals['_SEARCHRESPONSE']._serialized_end=741
+  _globals['_SEARCHRESPONSE_ANSWERABLEFEATURESENTRY']._serialized_start=684
+  _globals['_SEARCHRESPONSE_ANSWERABLEFEATURESENTRY']._serialized_end=741
+  _globals['_GROUNDREQUEST']._serialized_start=743
+  _globals['_GROUNDREQUEST']._serialized_end=811
+  _globals['_CLAIM']._serialized_start=814
+  _globals['_CLAIM']._serialized_end=947
+  _globals['_GROUNDRESPONSE']._serialized_start=949
+  _globals['_GROUNDRESPONSE']._serialized_end=1047
+  _globals['_RECALLREQUEST']._serialized_start=1049
+  _globals['_RECALLREQUEST']._serialized_end=1126
+  _globals['_MEMORY']._serialized_start=1128
+  _globals['_MEMORY']._serialized_end=1253
+  _globals['_RECALLRESPONSE']._serialized_start=1255
+  _globals['_RECALLRESPONSE']._serialized_end=1308
+  _globals['_LABELLEDTEXT']._serialized_start=1310
+  _globals['_LABELLEDTEXT']._serialized_end=1353
+  _globals['_RESEMBLEREQUEST']._serialized_start=1355
+  _globals['_RESEMBLEREQUEST']._serialized_end=1429
+  _globals['_LABELSCORE']._serialized_start=1431
+  _globals['_LABELSCORE']._serialized_end=1473
+  _globals['_RESEMBLERESPONSE']._serialized_start=1475
+  _globals['_RESEMBLERESPONSE']._serialized_end=1532
+  _globals['_RETRIEVAL']._serialized_start=1734
+  _globals['_RETRIEVAL']._serialized_end=2003
 # @@protoc_insertion_point(module_scope)

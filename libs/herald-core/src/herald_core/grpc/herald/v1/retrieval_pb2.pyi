@@ -78,10 +78,27 @@ class Passage(_message.Message):
     def __init__(self, chunk_id: _Optional[str] = ..., doc_id: _Optional[str] = ..., collection: _Optional[str] = ..., title: _Optional[str] = ..., section_path: _Optional[_Iterable[str]] = ..., text: _Optional[str] = ..., score: _Optional[float] = ..., start: _Optional[int] = ..., end: _Optional[int] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
-    __slots__ = ("passages",)
+    __slots__ = ("passages", "answerable", "answerable_score", "answerable_threshold", "answerable_reason", "answerable_features")
+    class AnswerableFeaturesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     PASSAGES_FIELD_NUMBER: _ClassVar[int]
+    ANSWERABLE_FIELD_NUMBER: _ClassVar[int]
+    ANSWERABLE_SCORE_FIELD_NUMBER: _ClassVar[int]
+    ANSWERABLE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    ANSWERABLE_REASON_FIELD_NUMBER: _ClassVar[int]
+    ANSWERABLE_FEATURES_FIELD_NUMBER: _ClassVar[int]
     passages: _containers.RepeatedCompositeFieldContainer[Passage]
-    def __init__(self, passages: _Optional[_Iterable[_Union[Passage, _Mapping]]] = ...) -> None: ...
+    answerable: bool
+    answerable_score: float
+    answerable_threshold: float
+    answerable_reason: str
+    answerable_features: _containers.ScalarMap[str, float]
+    def __init__(self, passages: _Optional[_Iterable[_Union[Passage, _Mapping]]] = ..., answerable: bool = ..., answerable_score: _Optional[float] = ..., answerable_threshold: _Optional[float] = ..., answerable_reason: _Optional[str] = ..., answerable_features: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class GroundRequest(_message.Message):
     __slots__ = ("tenant", "draft", "evidence_ids")

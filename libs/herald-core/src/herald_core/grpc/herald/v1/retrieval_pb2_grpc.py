@@ -60,7 +60,8 @@ class RetrievalServicer(object):
     """Missing associated documentation comment in .proto file."""
 
     def Search(self, request, context):
-        """Search one tenant's knowledge base: hybrid (BM25 + vector) by default, then re-ranked.
+        """Search one tenant's knowledge base: hybrid (BM25 + vector) by default, then re-ranked; and whether the
+        knowledge base answers the query at all.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
