@@ -139,3 +139,34 @@ async def test_replies_are_read_and_each_takes_its_branch(herald) -> None:  # ty
 
     await eventually(handed_off, timeout=60, what="max's hand-off written")
     assert mails_to(herald.maildir, "boss@other.example") == []
+
+
+async def test_a_question_the_knowledge_base_cannot_answer_goes_to_a_person(herald) -> None:  # type: ignore[no-untyped-def]
+    """Retrieval always returns its nearest passages; its verdict says whether they answer the question. Asked for
+    a certificate the knowledge base never mentions, the planner drafts nothing and hands the reply to a person."""
+    tenant = herald.add_tenant(
+        f"rq{secrets.token_hex(3)}",
+        workflows={"new_lead_sequence": {}, "reply_handling": {}},
+        limits={"emails_per_hour": 1000, "emails_per_contact_per_day": 10},
+    )
+    herald.load_kb(tenant)
+    contact = lead(secrets.token_hex(3), "quinn")
+    await new_lead(herald, tenant, contact)
+    (touch,) = await mails(herald, contact["email"], 1, "touch 1 to quinn")
+    await post_reply(herald, tenant, answer(touch, "Do you have a HITRUST certification? Our auditors require it."))
+
+    async with httpx.AsyncClient(base_url=herald.services.review_url, timeout=30) as client:
+
+        async def item() -> dict[str, object] | None:
+            items = (await client.get("/v1/reviews", params={"tenant": tenant, "status": "pending"})).json()
+            mine = [i for i in items if i["contact_id"] == contact["contact_id"]]
+            return mine[0] if mine else None
+
+        pending = await eventually(item, timeout=90, what="quinn's question handed to a person")
+    action = pending["action"]  # type: ignore[index]
+    assert action["tool"] == "update_crm_record"
+    assert action["input"]["properties"]["next_step"].startswith("Answer their question")
+    assert action["review_reason"].startswith("the knowledge base does not answer it")
+    runs = await runs_by_workflow(herald, tenant)
+    assert runs[(contact["contact_id"], "reply_handling")]["state"] == "with_a_person"
+    assert len(mails_to(herald.maildir, str(contact["email"]))) == 1  # touch 1 only: no answer was made up

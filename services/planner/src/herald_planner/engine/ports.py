@@ -8,6 +8,7 @@ from typing import Any, Literal, Protocol
 
 from herald_core.contracts import EvidenceRef, MemoryRef
 from herald_core.tenants import TenantConfig
+from herald_planner.adapters.retrieval import SearchVerdict
 from herald_planner.logic import Draft, DraftRequest, ReviewerExample
 from herald_planner.settings import Settings
 
@@ -16,6 +17,10 @@ class Retrieval(Protocol):
     async def search(
         self, tenant: str, query: str, k: int, collections: list[str] | None = None
     ) -> list[EvidenceRef]: ...
+
+    async def search_with_verdict(
+        self, tenant: str, query: str, k: int, collections: list[str] | None = None
+    ) -> SearchVerdict: ...
 
     async def recall(self, tenant: str, contact_id: str, query: str, k: int) -> list[MemoryRef]: ...
 

@@ -86,6 +86,9 @@ class ReplyHandlingConfig(BaseModel):
 TERMINAL = frozenset({"opted_out", "done", "answered", "scheduled", "handed_off", "dismissed", "failed"})
 STATES = ("reading", "answering", "scheduling", "with_a_person", *sorted(TERMINAL))
 
+#: where an answer to a contact's question is looked for
+ANSWER_COLLECTIONS = ("product", "pricing", "customers")
+
 #: what the hand-off asks the contact's owner to do, by intent (fixed words: nothing of the reply is a tool input)
 NEXT_STEPS: Mapping[ReplyIntent, str] = {
     ReplyIntent.INTERESTED: "Follow up: they are interested",
@@ -210,18 +213,33 @@ async def answer(ports: Ports, run: Run, trigger: Envelope, args: Mapping[str, A
     reply = trigger_reply(run)
     own_id = str(reply["message_id"])
     thread = [*reply.get("references", []), *([own_id] if own_id.startswith("<") else [])]
+    query = " ".join(str(reply["text"]).split())[:500]
+    try:
+        verdict = await ports.retrieval.search_with_verdict(
+            ports.tenant.tenant_id, query, ports.settings.evidence_k, list(ANSWER_COLLECTIONS)
+        )
+    except Exception as exc:
+        if not is_transient(exc):
+            raise  # retrieval refused the request itself: the event is dead-lettered
+        raise TransientError(f"retrieval unavailable: {exc!r}"[:300]) from exc
+    if not verdict.answerable:  # the knowledge base does not say: a person answers, nothing is made up
+        why = f"the knowledge base does not answer it ({verdict.score:.2f} < {verdict.threshold:.2f}: {verdict.reason})"
+        handed = await hand_off(ports, run, trigger, {"why": why[:500]})
+        data = {**handed.data, "handed_off": True}
+        note = {**handed.note, "answer": "none", "answerable": verdict.score}
+        return StepResult(handed.outputs, handed.action_id, "hand_off", data, note)
     drafted = await draft_and_propose(
         ports,
         run,
         trigger,
         step="answer",
-        query=" ".join(str(reply["text"]).split())[:500],
+        query=query,
         purpose="answer the contact's question in its thread, grounded in retrieved passages",
         campaign_id=None,
         brief={"question": str(reply["text"]), "thread_subject": str(reply["subject"])},
         in_reply_to=thread[-1] if thread else None,
         references=list(dict.fromkeys(thread))[-20:],
-        collections=("product", "pricing", "customers"),
+        collections=ANSWER_COLLECTIONS,
     )
     if not drafted.draft.chunks or drafted.draft.confidence < 0.5:
         handed = await hand_off(ports, run, trigger, {"why": "the knowledge base holds no passage that answers it"})
