@@ -27,6 +27,7 @@ from herald_planner.adapters.drafter import Drafter
 from herald_planner.adapters.examples import DraftExamples
 from herald_planner.adapters.guide import BrandGuide
 from herald_planner.adapters.llm import LlmDrafter, llm_configured
+from herald_planner.adapters.reader import LlmReader, ReplyReader
 from herald_planner.adapters.retrieval import RetrievalClient
 from herald_planner.adapters.runs import WorkflowRuns
 from herald_planner.adapters.tools import ReadTools
@@ -56,6 +57,7 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
         log.info("ANTHROPIC_API_KEY not set: drafting from templates")
     budgets = LlmBudgets(common, "planner")
     drafter = Drafter(llm, budgets, BrandGuide(retrieval))
+    reader = ReplyReader(LlmReader(settings.anthropic_model) if llm_configured() else None, budgets)
     offset = timedelta(seconds=settings.clock_offset_seconds)
 
     def now() -> datetime:
@@ -72,6 +74,7 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
             settings=settings,
             tenant=tenant,
             now=now(),
+            reader=reader,
             tools=read_tools,
         )
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal, Protocol
 
-from herald_core.contracts import EvidenceRef, MemoryRef
+from herald_core.contracts import EvidenceRef, LlmUsageReported, MemoryRef
 from herald_core.tenants import TenantConfig
 from herald_planner.adapters.retrieval import SearchVerdict
+from herald_planner.intents import Classification
 from herald_planner.logic import Draft, DraftRequest, ReviewerExample
 from herald_planner.settings import Settings
 
@@ -37,6 +38,12 @@ class ReadTool(Protocol):
     async def call(self, tool: str, tenant: str, tool_input: dict[str, Any]) -> dict[str, Any]: ...
 
 
+class Reader(Protocol):
+    async def read(
+        self, tenant: str, text: str, subject: str, today: date
+    ) -> tuple[Classification | None, LlmUsageReported | None, str]: ...
+
+
 class Drafter(Protocol):
     async def draft(self, request: DraftRequest) -> tuple[Draft, Literal["llm", "template"]]: ...
 
@@ -49,4 +56,5 @@ class Ports:
     settings: Settings
     tenant: TenantConfig
     now: datetime
+    reader: Reader | None = None  # the LLM's reading of a reply (none: the offline reading)
     tools: ReadTool | None = None  # the executor's read-only tools (none configured: a step that needs one hands off)

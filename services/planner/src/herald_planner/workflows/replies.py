@@ -40,6 +40,7 @@ from herald_core.contracts import (
     ConsentReason,
     ConsentWithdrawn,
     Contract,
+    LlmUsageReported,
     ReplyClassified,
     ReplyIntent,
     ReplyReceived,
@@ -50,7 +51,7 @@ from herald_core.envelope import Envelope
 from herald_core.ids import new_id
 from herald_core.observability import get_logger
 from herald_core.tools import FindFreeSlotsOutput
-from herald_core.topics import CONSENT, PLAN, PROPOSED_ACTION, consent_key, contact_key
+from herald_core.topics import CONSENT, LLM_USAGE, PLAN, PROPOSED_ACTION, consent_key, contact_key, tenant_key
 from herald_planner.adapters.tools import ReadToolError
 from herald_planner.engine.ports import Ports
 from herald_planner.engine.spec import Advance, Context, Propose, Run, StepResult, Transition, WorkflowSpec
@@ -141,6 +142,20 @@ async def read(ports: Ports, run: Run, trigger: Envelope, args: Mapping[str, Any
         sender=reply["from_address"],
     )
     note: dict[str, Any] = {}
+    outputs: list[Outbound] = []
+    subject = f"contact/{run.contact.contact_id}"
+    if ports.reader is not None and reply["text"].strip() and found.intent is not ReplyIntent.OUT_OF_OFFICE:
+        read_by_llm, usage, why_not = await ports.reader.read(
+            run.tenant, str(reply["text"]), str(reply["subject"]), ports.now.date()
+        )
+        if usage is not None:  # the guard counts it against the tenant's daily LLM budget
+            usage_env = trigger.caused(source=SOURCE, type=LlmUsageReported.TYPE, subject=subject)
+            counted = usage.model_copy(update={"workflow_id": run.workflow_id})
+            outputs.append(Outbound(LLM_USAGE, tenant_key(run.tenant), usage_env, counted))
+        if read_by_llm is not None:
+            return _published(run, reply, read_by_llm, ports, trigger, outputs, note)
+        if why_not != "no LLM configured":
+            note["llm"] = why_not
     if config.similarity and reply["text"].strip() and found.intent is not ReplyIntent.OUT_OF_OFFICE:
         try:
             found = with_similarity(found, await ports.retrieval.resemble(reply["text"], examples()))
@@ -149,11 +164,29 @@ async def read(ports: Ports, run: Run, trigger: Envelope, args: Mapping[str, Any
                 raise
             note["similarity"] = f"unavailable: {type(exc).__name__}"
             log.warning("similarity unavailable; the rules' reading stands", error=repr(exc)[:300])
+    return _published(run, reply, found, ports, trigger, outputs, note)
+
+
+def _published(
+    run: Run,
+    reply: Mapping[str, Any],
+    found: Classification,
+    ports: Ports,
+    trigger: Envelope,
+    outputs: list[Outbound],
+    note: dict[str, Any],
+) -> StepResult:
+    """The reading, published as `ReplyClassified` for this run's branch and the contact's other runs."""
     classified = classified_of(run, reply, found, ports)
     envelope = trigger.caused(source=SOURCE, type=ReplyClassified.TYPE, subject=f"contact/{run.contact.contact_id}")
     out = Outbound(PLAN, contact_key(run.tenant, run.contact.contact_id), envelope, classified)
-    note |= {"intent": found.intent.value, "confidence": found.confidence, "evidence": list(found.evidence)}
-    return StepResult([out], data={"intent": found.intent.value, "referral": found.referral}, note=note)
+    note |= {
+        "intent": found.intent.value,
+        "confidence": found.confidence,
+        "by": found.classifier,
+        "evidence": list(found.evidence),
+    }
+    return StepResult([*outputs, out], data={"intent": found.intent.value, "referral": found.referral}, note=note)
 
 
 async def opt_out(ports: Ports, run: Run, trigger: Envelope, args: Mapping[str, Any]) -> StepResult:
