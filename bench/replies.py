@@ -1,6 +1,7 @@
 """`make bench` (replies): how well Herald reads a reply without an LLM, and how fast a question is answered.
 
-1. **Reading.** Every raw reply of the project's table (`tests/planner/replies/`, each naming its intent) read as
+1. **Reading.** Every raw reply of the project's table (`tests/planner/replies/`, each naming its intent), and
+   apart the held-out replies (`replies/held_out/`, written after the rules and never used to tune them), read as
    ingest reads it, then classified three ways: the rules alone, the embeddings alone (retrieval's `Resemble`
    against the planner's examples), and both (what `reply_handling` runs). Accuracy and a per-intent confusion.
 2. **Reply → answer proposed.** A steady stream of questions as `ReplyReceived` on herald.events.v1, for a tenant
@@ -42,6 +43,7 @@ from herald_stack.config import REPO_ROOT, StackConfig
 
 TENANT = "benchreply"
 REPLIES = REPO_ROOT / "tests" / "planner" / "replies"
+HELD_OUT = REPLIES / "held_out"  # written after the rules, never used to tune them
 QUESTIONS = (
     "Does your single sign-on work with Okta?",
     "Which plans include the REST API?",
@@ -51,21 +53,21 @@ QUESTIONS = (
 )
 
 
-def _table() -> list[tuple[str, str, Any]]:
+def _table(directory: Path = REPLIES) -> list[tuple[str, str, Any]]:
     now = datetime(2026, 12, 2, 18, 0, tzinfo=UTC)
     rows = []
-    for path in sorted(REPLIES.glob("*.eml")):
+    for path in sorted(directory.glob("*.eml")):
         raw = path.read_bytes()
         expected = str(BytesParser(policy=policy.default).parsebytes(raw, headersonly=True)["X-Herald-Expected-Intent"])
         rows.append((path.name, expected, read_reply(raw, now)))
     return rows
 
 
-async def reading(retrieval_target: str) -> dict[str, Any]:
+async def reading(retrieval_target: str, directory: Path = REPLIES) -> dict[str, Any]:
     client = RetrievalClient(retrieval_target, timeout=30)
     found: dict[str, list[tuple[str, str]]] = {"rules": [], "similarity": [], "rules+similarity": []}
     try:
-        for _, expected, reply in _table():
+        for _, expected, reply in _table(directory):
             today = reply.sent_at.date()
             rules = classify_offline(
                 reply.text, today=today, out_of_office=reply.out_of_office, returns_on=reply.returns_on
@@ -166,6 +168,7 @@ async def answer_latency(config: StackConfig, count: int, rate: float) -> dict[s
         )
         await proc.wait()
         reading_result = await reading(services.retrieval_target)
+        held_out = await reading(services.retrieval_target, HELD_OUT)
         run = secrets.token_hex(3)
         proposed = AIOKafkaConsumer(
             PROPOSED_ACTION.full_name(services.topic_prefix),
@@ -232,6 +235,7 @@ async def answer_latency(config: StackConfig, count: int, rate: float) -> dict[s
         services.stop_all()
     return {
         "reading": reading_result,
+        "reading_held_out": held_out,
         "answer": {
             "replies": count,
             "proposed": len(latencies),
@@ -252,10 +256,16 @@ def plot(result: dict[str, Any], path: Path) -> None:
     run = result["run"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     names = list(run["reading"])
-    left.bar(names, [run["reading"][n]["accuracy"] for n in names], color=["#a0aec0", "#d69e2e", "#38a169"])
+    held = run.get("reading_held_out", {})
+    at = range(len(names))
+    left.bar([x - 0.2 for x in at], [run["reading"][n]["accuracy"] for n in names], 0.4, label="table (rules beside)")
+    left.bar([x + 0.2 for x in at], [held.get(n, {}).get("accuracy", 0) for n in names], 0.4, label="held out")
+    left.set_xticks(list(at), names)
     left.set_ylim(0, 1.05)
-    left.set_ylabel("accuracy on the reply table")
-    left.set_title(f"reading {run['reading']['rules']['replies']} replies without an LLM", fontsize=10)
+    left.set_ylabel("accuracy")
+    left.legend(fontsize=8)
+    replies = f"{run['reading']['rules']['replies']} + {held.get('rules', {}).get('replies', 0)} held-out replies"
+    left.set_title(f"reading {replies} without an LLM", fontsize=10)
     answer, raw = run["answer"], run["raw_hop"]
     labels = ["p50", "p95", "p99"]
     width = 0.38
@@ -283,6 +293,7 @@ def main() -> None:
     started_at = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     run = asyncio.run(answer_latency(config, args.replies, args.rate))
     print(f"  reading: { {n: r['accuracy'] for n, r in run['reading'].items()} }")
+    print(f"  reading (held out): { {n: r['accuracy'] for n, r in run['reading_held_out'].items()} }")
     print(f"  answer: {run['answer']}")
     print(f"  raw hop: {run['raw_hop']}")
     save(f"replies-{started_at}", "replies-latest", {"started_at": started_at, "machine": machine(), "run": run}, plot)

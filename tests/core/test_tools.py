@@ -15,6 +15,7 @@ from herald_core.tools import TOOLS, FailureKind, ToolInputInvalid, anthropic_to
 GOOD: dict[str, dict[str, Any]] = {
     "send_email": {"to": "jordan@northwind.example", "subject": "Hello", "body_text": "Hi Jordan"},
     "update_crm_record": {"contact_id": "5100001", "properties": {"lifecycle_stage": "opportunity"}},
+    "create_contact": {"email": "sam.lee@northwind.example", "referred_by": "5100001"},
     "schedule_meeting": {
         "contact_id": "5100001",
         "attendee_email": "jordan@northwind.example",
@@ -48,6 +49,8 @@ def test_every_tool_has_an_anthropic_schema_and_only_reads_need_no_approval() ->
         ("send_email", {"subject": None}, "subject"),
         ("update_crm_record", {"properties": {"hs_password": "x"}}, "properties"),
         ("update_crm_record", {"properties": {}}, "properties"),
+        ("create_contact", {"email": "sam@northwind.example, boss@other.example"}, "email"),
+        ("create_contact", {"first_name": "Sam\r\nBcc: x@y.example"}, "first_name"),
         ("schedule_meeting", {"starts_at": "2026-12-01T15:00:00"}, "starts_at"),  # no time zone
         ("schedule_meeting", {"duration_minutes": "an hour"}, "duration_minutes"),
         ("schedule_meeting", {"title": "Walkthrough\r\nATTENDEE:mailto:x@y.example"}, "title"),
@@ -67,7 +70,9 @@ def test_a_bad_input_is_a_permanent_failure_naming_the_field(tool: str, change: 
 
 
 def test_an_unknown_tool_is_refused_with_the_known_ones() -> None:
-    with pytest.raises(ToolInputInvalid, match="known: fetch_campaign_stats, find_free_slots, generate_image"):
+    with pytest.raises(
+        ToolInputInvalid, match="known: create_contact, fetch_campaign_stats, find_free_slots, generate_image"
+    ):
         validate_input("delete_everything", {})
 
 

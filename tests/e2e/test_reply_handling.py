@@ -14,6 +14,7 @@ import json
 import secrets
 from datetime import date
 
+import asyncpg
 import httpx
 import pytest
 from sequence_support import answer, lead, mails, new_lead, post_reply, runs_by_workflow, timers_of
@@ -170,3 +171,61 @@ async def test_a_question_the_knowledge_base_cannot_answer_goes_to_a_person(hera
     runs = await runs_by_workflow(herald, tenant)
     assert runs[(contact["contact_id"], "reply_handling")]["state"] == "with_a_person"
     assert len(mails_to(herald.maildir, str(contact["email"]))) == 1  # touch 1 only: no answer was made up
+
+
+async def test_a_referral_by_reply_becomes_a_new_lead_once_a_person_confirms_it(herald) -> None:  # type: ignore[no-untyped-def]
+    """ "Not me, write to sam@…": the contact's record notes it, and the address the reply names is proposed as a new
+    contact, escalated; approved, Herald's contact store holds it and ingest announces it as a new lead, whose
+    sequence then writes to it. Nothing goes to the named address before a person approves."""
+    tenant = herald.add_tenant(
+        f"rr{secrets.token_hex(3)}",
+        workflows={"new_lead_sequence": {}, "reply_handling": {}},
+        limits={"emails_per_hour": 1000, "emails_per_contact_per_day": 10},
+    )
+    herald.load_kb(tenant)
+    contact = lead(secrets.token_hex(3), "rey")
+    domain = str(contact["email"]).split("@")[1]
+    referral = f"sam.lee@{domain}"
+    await new_lead(herald, tenant, contact)
+    (touch,) = await mails(herald, contact["email"], 1, "touch 1 to rey")
+    said = f"I'm not the right person for this. Please reach out to {referral}, who runs our dispatch team."
+    await post_reply(herald, tenant, answer(touch, said))
+
+    async with httpx.AsyncClient(base_url=herald.services.review_url, timeout=30) as client:
+
+        async def item() -> dict[str, object] | None:
+            items = (await client.get("/v1/reviews", params={"tenant": tenant, "status": "pending"})).json()
+            mine = [i for i in items if i["contact_id"] == contact["contact_id"]]
+            return mine[0] if mine else None
+
+        pending = await eventually(item, timeout=90, what="rey's referral in the review queue")
+        action = pending["action"]  # type: ignore[index]
+        assert action["tool"] == "create_contact"
+        assert action["input"] == {
+            "email": referral,
+            "first_name": None,
+            "last_name": None,
+            "company": "Northwind Freight",
+            "referred_by": contact["contact_id"],
+        }
+        assert action["review_reason"].startswith(f"a referral named in a reply ({referral})")
+        assert mails_to(herald.maildir, referral) == []  # nothing before a person confirms
+        approved = await client.post(
+            f"/v1/reviews/{pending['review_id']}/approve", json={"reviewer": "dana@acme.example"}
+        )
+        assert approved.status_code == 200, approved.text
+
+    # the new lead gets its own sequence, and touch 1 goes to the address the person confirmed
+    (first,) = await mails(herald, referral, 1, "touch 1 to the referral")
+    assert first["To"].endswith(f"<{referral}>") or referral in first["To"]
+    runs = await runs_by_workflow(herald, tenant)
+    assert runs[(contact["contact_id"], "reply_handling")]["state"] == "referred"
+    new_leads = [c for c, w in runs if w == "new_lead_sequence" and c != contact["contact_id"]]
+    assert len(new_leads) == 1 and new_leads[0].startswith("h")
+    noted = runs[(contact["contact_id"], "reply_handling")]["noted"]
+    conn = await asyncpg.connect(herald.pg_dsn)
+    try:
+        written = await conn.fetchval("SELECT properties::text FROM crm.writes WHERE action_id = $1", noted)
+    finally:
+        await conn.close()
+    assert json.loads(written)["next_step"].startswith("Not the right person: their referral is in review")

@@ -152,3 +152,45 @@ async def test_an_update_of_another_contact_than_the_approved_one_is_refused(her
         assert await conn.fetchval("SELECT count(*) FROM crm.contacts WHERE tenant = $1", tenant) == 0
     finally:
         await conn.close()
+
+
+async def test_a_referral_is_created_in_hubspot_once_and_a_known_address_names_its_contact(
+    herald, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    token = f"pat-na1-{secrets.token_hex(8)}"
+    (tmp_path / "hubspot-token").write_text(token)
+    async with hubspot_api(token, {"5101": {"email": "ana@buyers.example"}}) as hubspot:
+        tenant = herald.add_tenant(
+            f"hc{secrets.token_hex(3)}",
+            crm={
+                "kind": "hubspot",
+                "hubspot_base_url": hubspot.url,
+                "hubspot_token_file": str(tmp_path / "hubspot-token"),
+            },
+        )
+
+        def referral(email: str):  # type: ignore[no-untyped-def]
+            spec = {"email": email, "company": "Buyers Inc", "referred_by": "5101"}
+            return approve(herald, tool_action(tenant, "create_contact", spec, contact_id="5101"))
+
+        # a 503 first: the POST is retried and makes one contact
+        hubspot.fail_next(503)
+        approved = referral("sam@buyers.example")
+        await present(herald, approved)
+        executed = await execution_of(herald, approved.action.action_id)
+        assert executed.status.value == "succeeded", executed
+        assert executed.result["created"] is True and executed.result["crm"] == "hubspot"
+        made = str(executed.result["contact_id"])
+        assert hubspot.contacts[made] == {
+            "email": "sam@buyers.example",
+            "company": "Buyers Inc",
+            "lifecyclestage": "lead",
+            "herald_referred_by": "5101",
+        }
+        # an address HubSpot has: no second contact, the existing one named
+        approved = referral("ana@buyers.example")
+        await present(herald, approved)
+        executed = await execution_of(herald, approved.action.action_id)
+        assert executed.status.value == "succeeded", executed
+        assert (executed.result["created"], executed.result["contact_id"]) == (False, "5101")
+        assert len(hubspot.contacts) == 2

@@ -122,6 +122,16 @@ MEETING_OUTCOMES = {
     "in_doubt": "scheduling",
 }
 
+# the referral's outcomes: a person made the new lead, or did not
+REFERRAL_OUTCOMES = {
+    **OUTCOMES,
+    "succeeded": "referred",
+    "happened": "referred",
+    "escalated": "referring",
+    "deferred": "referring",
+    "in_doubt": "referring",
+}
+
 # (state, event) → the state it moves to; None: ignored (a reading is only read, an outcome only awaited)
 ROWS = {
     ("reading", "classified:not_now"): "done",
@@ -132,7 +142,17 @@ ROWS = {
     **{("with_a_person", event): state for event, state in OUTCOMES.items()},
     **{("answering", event): state for event, state in ANSWER_OUTCOMES.items()},
     **{("scheduling", event): state for event, state in MEETING_OUTCOMES.items()},
+    **{("referring", event): state for event, state in REFERRAL_OUTCOMES.items()},
+    ("referring", "classified:not_now"): None,
 }
+
+
+def test_a_wrong_person_naming_an_address_refers_it_and_one_naming_none_goes_to_a_person() -> None:
+    reading = classified("wrong_person").model_copy(update={"workflow_id": "wf-reply"})
+    named = advance(SPEC, _run("reading", referral="sam@northwind.example"), reading, context(SPEC, reading))
+    assert named is not None and named.state == "referring" and named.commands == (Propose("refer"),)
+    unnamed = advance(SPEC, _run("reading"), reading, context(SPEC, reading))
+    assert unnamed is not None and unnamed.state == "with_a_person"
 
 
 def test_a_meeting_that_could_not_be_booked_goes_to_a_person_with_the_reason() -> None:

@@ -52,6 +52,7 @@ KNOWN_PROPERTIES = {
     "hs_lead_status",
     "herald_next_step",
     "herald_lead_score",
+    "herald_referred_by",
     "numemployees",
     "hubspot_owner_id",
     "country",
@@ -63,6 +64,7 @@ COMPANY_PROPERTIES = {"name", "domain", "industry"}
 ALWAYS = ("hs_object_id", "createdate", "lastmodifieddate")  # HubSpot returns these with every object
 
 CONTACT_UPDATE = "contacts.update"
+CONTACT_CREATE = "contacts.create"
 CONTACTS_READ = "contacts.batch_read"
 COMPANIES_READ = "companies.batch_read"
 ASSOCIATIONS_READ = "associations.contacts_companies.batch_read"
@@ -236,6 +238,41 @@ def _app(api: HubSpotApi) -> FastAPI:
                 "updatedAt": now,
                 "archived": False,
             },
+            headers=api.rate_limit_headers(),
+        )
+
+    @app.post("/crm/v3/objects/contacts")
+    async def create_contact(request: Request) -> JSONResponse:
+        """As HubSpot creates a contact: 201 with its id; an address a contact has already is 409 CONFLICT naming
+        the existing id (HubSpot keeps one contact per address)."""
+        body = await request.json()
+        seen: dict[str, Any] = {"endpoint": CONTACT_CREATE, "body": body, "at": time.monotonic()}
+        refused = _refusal(api, request, seen)
+        if refused is not None:
+            return refused
+        properties = {k: str(v) for k, v in (body.get("properties") or {}).items()}
+        unknown = sorted(set(properties) - KNOWN_PROPERTIES)
+        if unknown:
+            seen["status"] = 400
+            return _error(400, "VALIDATION_ERROR", f'Property values were not valid: "{unknown[0]}" does not exist')
+        email = properties.get("email", "").lower()
+        existing = next((c for c, p in api.contacts.items() if email and p.get("email", "").lower() == email), None)
+        if existing is not None:
+            seen["status"] = 409
+            return _error(409, "CONFLICT", f"Contact already exists. Existing ID: {existing}")
+        contact_id = str(max((int(c) for c in api.contacts if c.isdigit()), default=1000) + 1)
+        api.contacts[contact_id] = properties
+        seen["status"], seen["contact_id"] = 201, contact_id
+        now = _now()
+        return JSONResponse(
+            {
+                "id": contact_id,
+                "properties": {**properties, "hs_object_id": contact_id, "createdate": now, "lastmodifieddate": now},
+                "createdAt": now,
+                "updatedAt": now,
+                "archived": False,
+            },
+            status_code=201,
             headers=api.rate_limit_headers(),
         )
 

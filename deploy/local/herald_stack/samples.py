@@ -33,6 +33,8 @@ def tool_input(tool: str, contact_id: str, n: int = 0) -> dict[str, Any]:
             return {"template": "square", "headline": f"Launch week, day {n}"}
         case "fetch_campaign_stats":
             return {"campaign_id": "spring-launch"}
+        case "create_contact":
+            return {"email": f"referral-{n}@{address.split('@')[1]}", "referred_by": contact_id}
         case "find_free_slots":
             return {"duration_minutes": 30, "business_days": 5}
     raise ValueError(f"no sample input for {tool}")

@@ -489,6 +489,16 @@ class FetchCampaignStatsInput(Contract):
     until: AwareDatetime | None = None
 
 
+class CreateContactInput(Contract):
+    """A new contact in the tenant's CRM: a person another contact pointed to (a referral), confirmed by a person."""
+
+    email: EmailAddress = Field(description="The new contact's address.")
+    first_name: Annotated[OneLine, StringConstraints(max_length=100)] | None = None
+    last_name: Annotated[OneLine, StringConstraints(max_length=100)] | None = None
+    company: Annotated[OneLine, StringConstraints(max_length=200)] | None = None
+    referred_by: ContactId = Field(description="The contact whose reply named this person.")
+
+
 class FindFreeSlotsInput(Contract):
     """Free times in the tenant's meetings calendar, within its meeting hours (`meeting_hours`, in its zone)."""
 
@@ -499,11 +509,18 @@ class FindFreeSlotsInput(Contract):
 
 
 ToolName = Literal[
-    "send_email", "update_crm_record", "schedule_meeting", "generate_image", "fetch_campaign_stats", "find_free_slots"
+    "send_email",
+    "update_crm_record",
+    "create_contact",
+    "schedule_meeting",
+    "generate_image",
+    "fetch_campaign_stats",
+    "find_free_slots",
 ]
 ToolInput = (
     SendEmailInput
     | UpdateCrmRecordInput
+    | CreateContactInput
     | ScheduleMeetingInput
     | GenerateImageInput
     | FetchCampaignStatsInput
@@ -512,6 +529,7 @@ ToolInput = (
 TOOL_INPUTS: dict[str, type[Contract]] = {
     "send_email": SendEmailInput,
     "update_crm_record": UpdateCrmRecordInput,
+    "create_contact": CreateContactInput,
     "schedule_meeting": ScheduleMeetingInput,
     "generate_image": GenerateImageInput,
     "fetch_campaign_stats": FetchCampaignStatsInput,

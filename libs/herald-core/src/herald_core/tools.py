@@ -7,6 +7,7 @@ is typed (`ToolFailure`: retryable, permanent or needs a human) and travels in `
 
     send_email            SMTP, idempotent by Message-ID                       needs approval
     update_crm_record     the contact store (Postgres) or HubSpot's CRM API   needs approval
+    create_contact        a new contact there (a referral)                     needs approval
     schedule_meeting      an ICS invite by email and a CalDAV calendar event  needs approval
     generate_image        a branded image in the tenant's asset store         needs approval
     fetch_campaign_stats  sends, opens, clicks … per campaign and variant     read-only, no approval
@@ -23,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from herald_core.contracts import (
     ContactId,
+    CreateContactInput,
     CrmProperty,
     FailureKind,
     FetchCampaignStatsInput,
@@ -53,6 +55,17 @@ class UpdateCrmRecordOutput(_Model):
     contact_id: ContactId
     updated: tuple[CrmProperty, ...] = Field(description="The properties the CRM accepted.")
     crm: Literal["herald", "hubspot"] = Field(description="Which CRM adapter wrote them.")
+
+
+class CreateContactOutput(_Model):
+    contact_id: ContactId = Field(description="The contact's id in the CRM (an existing one's, for a known address).")
+    created: bool = Field(description="False: a contact with that address was there already.")
+    crm: Literal["herald", "hubspot"]
+    email: str
+    first_name: str | None = None
+    last_name: str | None = None
+    company: str | None = None
+    referred_by: ContactId
 
 
 class ScheduleMeetingOutput(_Model):
@@ -146,6 +159,13 @@ TOOLS: dict[str, ToolSpec] = {
             "Set properties of the contact's CRM record.",
             UpdateCrmRecordInput,
             UpdateCrmRecordOutput,
+            read_only=False,
+        ),
+        ToolSpec(
+            "create_contact",
+            "Add a person to the CRM as a new contact: someone a contact's reply named as the right person.",
+            CreateContactInput,
+            CreateContactOutput,
             read_only=False,
         ),
         ToolSpec(

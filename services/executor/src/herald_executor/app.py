@@ -51,7 +51,7 @@ from herald_core.tools import TOOLS, ToolInputInvalid, validate_input
 from herald_core.topics import APPROVED_ACTION, EVENTS, EXECUTED, contact_key
 from herald_executor.adapters.calendar import MeetingTool
 from herald_executor.adapters.campaign_stats import CampaignStats
-from herald_executor.adapters.crm import CrmTool, HeraldCrm, HubSpotCrm
+from herald_executor.adapters.crm import ContactTool, CrmTool, HeraldContacts, HeraldCrm, HubSpotCrm
 from herald_executor.adapters.images import AssetStore, HostedImages, ImageTool
 from herald_executor.adapters.ledger import Ledger, erase_contact
 from herald_executor.adapters.smtp import EmailTool, SmtpSender
@@ -321,7 +321,8 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     adapters: list[ToolAdapter] = [
         EmailTool(settings, sender),
         ImageTool(AssetStore(settings.assets_dir), HostedImages(images_api)),
-        CrmTool(HeraldCrm(pool), HubSpotCrm(hubspot)),
+        CrmTool(HeraldCrm(pool), crm_api := HubSpotCrm(hubspot)),
+        ContactTool(HeraldContacts(pool), crm_api),
         meetings,
     ]
     tools = ToolRunner({a.tool: a for a in adapters}, discipline(settings))

@@ -58,7 +58,7 @@ from herald_core.runtime import ServiceRuntime
 from herald_core.secret_files import SecretFiles
 from herald_core.tenants import TenantConfig, TenantDirectory
 from herald_core.text import MAX_TEXT, JsonRefused, read_json, storable, text_problem, value_problem
-from herald_core.topics import EXECUTED, contact_key
+from herald_core.topics import EVENTS, EXECUTED, contact_key
 from herald_ingest.adapters.contacts import PostgresContacts
 from herald_ingest.adapters.dedup import EventKey, SeenEvents
 from herald_ingest.adapters.hubspot import HubSpotContacts, HubSpotUnavailable
@@ -83,7 +83,7 @@ from herald_ingest.logic import (
     verify_bearer,
     verify_hubspot_v3,
 )
-from herald_ingest.replies import INBOUND, Reply, UnreadableReply, read_reply, sent_email_of
+from herald_ingest.replies import INBOUND, Reply, UnreadableReply, read_reply, referral_of, sent_email_of
 from herald_ingest.settings import Settings
 
 MIGRATIONS = Path(str(files("herald_ingest") / "migrations"))
@@ -92,6 +92,7 @@ EVENTS_IN = Counter(
     "Upstream events by outcome (accepted, duplicate, ignored, rejected, failed) and reason.",
     ["outcome", "reason"],
 )
+REFERRALS = Counter("herald_ingest_referrals_total", "Referrals a person approved that became new leads.")
 log = get_logger("herald.ingest")
 
 
@@ -494,12 +495,41 @@ class Ingest:
     # ------------------------------------------------------------ what Herald sent
 
     async def on_executed(self, msg: Inbound) -> list[Outbound]:
-        """Keep each email Herald sent, so a reply's thread finds its contact and run."""
-        if isinstance(msg.body, ActionExecuted):
-            sent = sent_email_of(msg.body)
-            if sent is not None:
-                await self.sent.record(msg.envelope.tenant, sent)
-        return []
+        """Keep each email Herald sent, so a reply's thread finds its contact and run; and make a referral a
+        person approved (`create_contact` in Herald's own store) a new lead."""
+        if not isinstance(msg.body, ActionExecuted):
+            return []
+        tenant = msg.envelope.tenant
+        sent = sent_email_of(msg.body)
+        if sent is not None:
+            await self.sent.record(tenant, sent)
+        made = referral_of(msg.body)
+        if made is None:
+            return []
+        holders = (await self.contacts.find_by_email(tenant, [made.email])).get(made.email.lower(), [])
+        if any(h.contact_id != made.contact_id for h in holders):
+            log.info("a referral's address belongs to a known contact: no new lead", referred_by=made.referred_by)
+            return []
+        facts = ContactFacts(
+            contact_id=made.contact_id,
+            email=made.email,
+            first_name=made.first_name,
+            last_name=made.last_name,
+            company=made.company,
+            lifecycle_stage="lead",
+        )
+        await self.contacts.remember(tenant, [facts])
+        created = ContactCreated(
+            contact=facts,
+            upstream_source="herald-referral",
+            upstream_event_id=msg.body.action_id,
+            occurred_at=datetime.now(UTC),
+        )
+        # in the chain of the reply that named them: `herald explain` tells where the lead came from
+        envelope = msg.envelope.caused(source=SOURCE, type=ContactCreated.TYPE, subject=f"contact/{made.contact_id}")
+        REFERRALS.inc()
+        log.info("a referral became a new lead", referred_by=made.referred_by)
+        return [Outbound(EVENTS, contact_key(tenant, made.contact_id), envelope, created)]
 
     async def _accept_report(self, request: Request, tenant: str, report: Report) -> JSONResponse:
         header = request.headers.get("traceparent")

@@ -33,9 +33,11 @@ from html.parser import HTMLParser
 from dateutil import parser as dateparser
 from mailparser_reply import EmailReplyParser
 from mailparser_reply.constants import MAIL_LANGUAGES
+from pydantic import ValidationError
 
 from herald_core.contracts import ActionExecuted, ExecutionStatus
 from herald_core.text import MAX_DEPTH, text_problem
+from herald_core.tools import CreateContactOutput
 from herald_ingest.mail import header_date, nesting
 
 #: `upstream_source` of the replies this edge publishes, and their de-duplication source
@@ -146,6 +148,18 @@ def sent_email_of(executed: ActionExecuted) -> SentEmail | None:
     value = executed.result.get(key)
     message_id = value if isinstance(value, str) and _MESSAGE_ID.fullmatch(value) else None
     return SentEmail(executed.action_id, executed.contact_id, executed.workflow_id, message_id)
+
+
+def referral_of(executed: ActionExecuted) -> CreateContactOutput | None:
+    """The new contact an approved referral made in Herald's own contact store, else None (another tool, a
+    failure, an address already known, or HubSpot's store: its own webhook announces the contact)."""
+    if executed.tool != "create_contact" or executed.status is not ExecutionStatus.SUCCEEDED:
+        return None
+    try:
+        made = CreateContactOutput.model_validate(executed.result)
+    except ValidationError:
+        return None
+    return made if made.created and made.crm == "herald" else None
 
 
 def action_of_message_id(message_id: str) -> str | None:

@@ -124,6 +124,7 @@ AUDIT_TYPES = {
 TOOL_NOUNS = {
     "send_email": "email",
     "update_crm_record": "CRM update",
+    "create_contact": "new contact",
     "schedule_meeting": "meeting",
     "generate_image": "image",
     "fetch_campaign_stats": "campaign stats request",
@@ -132,6 +133,7 @@ TOOL_NOUNS = {
 TOOL_DONE = {
     "send_email": "sent",
     "update_crm_record": "CRM updated",
+    "create_contact": "contact created",
     "schedule_meeting": "meeting scheduled",
     "generate_image": "image made",
     "fetch_campaign_stats": "campaign stats read",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 
 import asyncpg
@@ -17,10 +18,10 @@ import httpx
 
 from herald_core import hubspot
 from herald_core.bus import http_status_is_transient
-from herald_core.contracts import ActionProposed, FailureKind, UpdateCrmRecordInput
+from herald_core.contracts import ActionProposed, CreateContactInput, FailureKind, UpdateCrmRecordInput
 from herald_core.secret_files import SecretFiles
 from herald_core.tenants import TenantConfig
-from herald_core.tools import UpdateCrmRecordOutput
+from herald_core.tools import CreateContactOutput, UpdateCrmRecordOutput
 from herald_executor.logic import Reconciled, ToolError
 
 #: Herald's property names → HubSpot's internal names (`herald_next_step` and `herald_lead_score` are custom
@@ -91,6 +92,83 @@ class HeraldCrm:
         )
 
 
+def _new_contact(action: ActionProposed) -> CreateContactInput:
+    spec = action.input
+    assert isinstance(spec, CreateContactInput)
+    if spec.referred_by != action.contact.contact_id:
+        # the approval covered a referral by this contact; the new contact must be the one it named
+        raise ToolError(
+            FailureKind.PERMANENT,
+            "contact_mismatch",
+            f"the referral names contact {spec.referred_by}, the action is for {action.contact.contact_id}",
+        )
+    return spec
+
+
+def _created(spec: CreateContactInput, contact_id: str, created: bool, crm: str) -> CreateContactOutput:
+    return CreateContactOutput(
+        contact_id=contact_id,
+        created=created,
+        crm=crm,  # type: ignore[arg-type]
+        email=spec.email,
+        first_name=spec.first_name,
+        last_name=spec.last_name,
+        company=spec.company,
+        referred_by=spec.referred_by,
+    )
+
+
+class HeraldContacts:
+    """create_contact in the contact store in Postgres: one new contact per action (its id from the action id),
+    or the one that holds the address already."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def create(self, action: ActionProposed) -> CreateContactOutput:
+        spec = _new_contact(action)
+        async with self.pool.acquire() as conn, conn.transaction():
+            existing = await conn.fetchval(
+                "SELECT contact_id FROM crm.contacts WHERE tenant = $1 AND lower(properties->>'email') = lower($2) "
+                "ORDER BY contact_id LIMIT 1",
+                action.tenant,
+                spec.email,
+            )
+            contact_id = existing or f"h{action.action_id.lower()}"
+            output = _created(spec, contact_id, existing is None, "herald")
+            first = await conn.fetchval(
+                "INSERT INTO crm.writes(action_id, tenant, contact_id, properties) VALUES ($1, $2, $3, $4) "
+                "ON CONFLICT (action_id) DO NOTHING RETURNING true",
+                action.action_id,
+                action.tenant,
+                contact_id,
+                output.model_dump_json(),
+            )
+            if first and existing is None:
+                properties = {
+                    "email": spec.email,
+                    "first_name": spec.first_name,
+                    "last_name": spec.last_name,
+                    "company": spec.company,
+                    "referred_by": spec.referred_by,
+                    "lifecycle_stage": "lead",
+                }
+                await conn.execute(
+                    "INSERT INTO crm.contacts(tenant, contact_id, properties) VALUES ($1, $2, $3::jsonb) "
+                    "ON CONFLICT (tenant, contact_id) DO NOTHING",
+                    action.tenant,
+                    contact_id,
+                    json.dumps({k: v for k, v in properties.items() if v is not None}),
+                )
+        return await self.written(action) or output
+
+    async def written(self, action: ActionProposed) -> CreateContactOutput | None:
+        stored = await self.pool.fetchval(
+            "SELECT properties::text FROM crm.writes WHERE action_id = $1", action.action_id
+        )
+        return CreateContactOutput.model_validate_json(stored) if stored else None
+
+
 class HubSpotCrm:
     """HubSpot's CRM v3 contacts API. Its rate-limit headers are honoured before the next call (a spent
     interval waits until it rolls over) and a 429's wait is passed to the runner's backoff."""
@@ -144,6 +222,47 @@ class HubSpotCrm:
         )
         raise ToolError(FailureKind.PERMANENT, code, f"HubSpot {response.status_code}: {detail}")
 
+    async def create(self, action: ActionProposed, tenant: TenantConfig) -> CreateContactOutput:
+        """POST a new contact; HubSpot keeps one contact per address and answers a known one with 409 CONFLICT
+        naming it, so a repeat (after a crash, a retry) finds the contact the first call made."""
+        spec = _new_contact(action)
+        crm = tenant.crm
+        assert crm.hubspot_token_file is not None
+        try:
+            token = self.secrets.read(crm.hubspot_token_file)
+        except OSError as exc:
+            raise ToolError(FailureKind.PERMANENT, "crm_unauthorized", f"no HubSpot token: {exc}") from exc
+        properties = {
+            "email": spec.email,
+            "firstname": spec.first_name,
+            "lastname": spec.last_name,
+            "company": spec.company,
+            "lifecyclestage": "lead",
+            "herald_referred_by": spec.referred_by,
+        }
+        url = f"{crm.hubspot_base_url.rstrip('/')}/crm/v3/objects/contacts"
+        try:
+            response = await self.client.post(
+                url,
+                json={"properties": {k: v for k, v in properties.items() if v is not None}},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+        except httpx.TransportError as exc:  # a repeat finds the contact by its address (409): safe to retry
+            raise ToolError(FailureKind.RETRYABLE, "crm_unavailable", f"HubSpot unreachable: {exc!r}") from exc
+        if response.status_code == 201:
+            return _created(spec, str(response.json()["id"]), True, "hubspot")
+        detail = hubspot.error_message(response.text)
+        existing = re.search(r"Existing ID: (\d+)", detail) if response.status_code == 409 else None
+        if existing is not None:
+            return _created(spec, existing.group(1), False, "hubspot")
+        if response.status_code == 429:
+            wait = hubspot.rate_limited_wait(response.headers)
+            raise ToolError(FailureKind.RETRYABLE, "crm_rate_limited", f"HubSpot 429: {detail}", retry_after=wait)
+        if http_status_is_transient(response.status_code):
+            raise ToolError(FailureKind.RETRYABLE, "crm_unavailable", f"HubSpot {response.status_code}: {detail}")
+        code = {401: "crm_unauthorized", 403: "crm_unauthorized"}.get(response.status_code, "crm_rejected")
+        raise ToolError(FailureKind.PERMANENT, code, f"HubSpot {response.status_code}: {detail}")
+
 
 class CrmTool:
     """update_crm_record: the tenant's CRM adapter."""
@@ -164,5 +283,28 @@ class CrmTool:
     ) -> tuple[Reconciled, UpdateCrmRecordOutput | None]:
         if tenant.crm.kind == "hubspot":
             return Reconciled.SAFE_TO_RUN, None  # the same PATCH again is the same record
+        written = await self.herald.written(action)
+        return (Reconciled.DONE, written) if written else (Reconciled.SAFE_TO_RUN, None)
+
+
+class ContactTool:
+    """create_contact: a new contact (a referral) in the tenant's CRM."""
+
+    tool = "create_contact"
+
+    def __init__(self, herald: HeraldContacts, hubspot: HubSpotCrm) -> None:
+        self.herald = herald
+        self.hubspot = hubspot
+
+    async def run(self, action: ActionProposed, tenant: TenantConfig) -> CreateContactOutput:
+        if tenant.crm.kind == "hubspot":
+            return await self.hubspot.create(action, tenant)
+        return await self.herald.create(action)
+
+    async def reconcile(
+        self, action: ActionProposed, tenant: TenantConfig
+    ) -> tuple[Reconciled, CreateContactOutput | None]:
+        if tenant.crm.kind == "hubspot":
+            return Reconciled.SAFE_TO_RUN, None  # the same POST again finds the contact it made (409)
         written = await self.herald.written(action)
         return (Reconciled.DONE, written) if written else (Reconciled.SAFE_TO_RUN, None)

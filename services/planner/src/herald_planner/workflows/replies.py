@@ -14,7 +14,12 @@
         not_now            ─► done        the contact's sequence waits until the day the reply names (its own run
         not_interested     ─► done        reads the `ReplyClassified`; a "no" ends it)
         out_of_office      ─► done        the sequence already waits for the return (`ReplyReceived`)
-        interested, wrong_person, unclear, or below `min_confidence`
+        wrong_person, naming an address
+                           ─► referring ─► referred | dismissed | failed
+                              the contact's record notes it (fixed words), and a `create_contact` for the address
+                              the reply names, escalated: a person confirms before anyone writes to it; approved,
+                              the new contact becomes a lead (ingest announces it as `ContactCreated`)
+        interested, wrong_person without an address, unclear, or below `min_confidence`
                            ─► with_a_person ─► handed_off | dismissed | failed
                               a hand-off for a reviewer: `update_crm_record` setting the contact's next step
                               (and, for interested, its lifecycle stage), escalated by the guard
@@ -40,6 +45,7 @@ from herald_core.contracts import (
     ConsentReason,
     ConsentWithdrawn,
     Contract,
+    CreateContactInput,
     LlmUsageReported,
     ReplyClassified,
     ReplyIntent,
@@ -84,8 +90,8 @@ class ReplyHandlingConfig(BaseModel):
     )
 
 
-TERMINAL = frozenset({"opted_out", "done", "answered", "scheduled", "handed_off", "dismissed", "failed"})
-STATES = ("reading", "answering", "scheduling", "with_a_person", *sorted(TERMINAL))
+TERMINAL = frozenset({"opted_out", "done", "answered", "scheduled", "referred", "handed_off", "dismissed", "failed"})
+STATES = ("reading", "answering", "scheduling", "referring", "with_a_person", *sorted(TERMINAL))
 
 #: where an answer to a contact's question is looked for
 ANSWER_COLLECTIONS = ("product", "pricing", "customers")
@@ -121,6 +127,8 @@ def on_classified(run: Run, event: ReplyClassified, context: Context[ReplyHandli
         return Advance("answering", (Propose("answer"),), data=data, note=note)
     if event.intent is ReplyIntent.MEETING_REQUEST:
         return Advance("scheduling", (Propose("schedule"),), data=data, note=note)
+    if event.intent is ReplyIntent.WRONG_PERSON and run.data.get("referral"):
+        return Advance("referring", (Propose("refer"),), data=data, note=note)
     branch = BRANCHES.get(event.intent)
     if branch is None:
         why = f"the contact's reply ({event.intent.value}) is for a person to take up"
@@ -369,6 +377,72 @@ async def schedule(ports: Ports, run: Run, trigger: Envelope, args: Mapping[str,
     )
 
 
+def on_referred(run: Run, event: Contract, context: Context[ReplyHandlingConfig]) -> Advance | None:
+    """What a person decided of the referral: the new lead made, or not."""
+    outcome = outcome_of(run, event)
+    note = {"outcome": outcome, **outcome_note(event)} if outcome else {}
+    if outcome in ("succeeded", "happened"):
+        return Advance("referred", note=note)
+    if outcome == "blocked":
+        return Advance("dismissed", note=note)
+    if outcome in ("failed", "refused", "did_not_happen"):
+        return Advance("failed", note=note)
+    if outcome in ("escalated", "deferred", "in_doubt"):
+        return Advance("referring", note=note)
+    return None
+
+
+async def refer(ports: Ports, run: Run, trigger: Envelope, args: Mapping[str, Any]) -> StepResult:
+    """The contact points to someone else, by address: its record says so (fixed words, no address), and the
+    person it names is proposed as a new lead — which a reviewer confirms before anyone writes to that address
+    (the address is the reply's, untrusted: `review_reason`). Approved, the CRM holds the new contact and ingest
+    makes it a lead like any other."""
+    reply = trigger_reply(run)
+    contact = run.contact
+    referral = str(run.data["referral"])
+    said = " ".join(str(reply["text"]).split())[:600]
+    subject = f"contact/{contact.contact_id}"
+    key = contact_key(run.tenant, contact.contact_id)
+    noted = ActionProposed(
+        action_id=new_id(),
+        tenant=run.tenant,
+        workflow_id=run.workflow_id,
+        tool="update_crm_record",
+        input=UpdateCrmRecordInput(
+            contact_id=contact.contact_id,
+            properties={"next_step": f"Not the right person: their referral is in review ({ports.now:%Y-%m-%d})"},
+        ),
+        contact=contact,
+        evidence=(),
+        confidence=float(run.data.get("confidence", 0.0)),
+        rationale=f"{contact.first_name or 'The contact'} replied to “{reply['subject']}”: “{said}”",
+    )
+    lead = ActionProposed(
+        action_id=new_id(),
+        tenant=run.tenant,
+        workflow_id=run.workflow_id,
+        tool="create_contact",
+        input=CreateContactInput(email=referral, company=contact.company, referred_by=contact.contact_id),
+        contact=contact,
+        evidence=(),
+        confidence=float(run.data.get("confidence", 0.0)),
+        rationale=f"{contact.first_name or 'The contact'} replied to “{reply['subject']}”: “{said}” — "
+        f"a new lead for {referral}, at {contact.company or 'their company'}.",
+        review_reason=f"a referral named in a reply ({referral}): a person confirms before Herald writes to them",
+    )
+    outputs = [
+        Outbound(PROPOSED_ACTION, key, trigger.caused(source=SOURCE, type=ActionProposed.TYPE, subject=subject), a)
+        for a in (noted, lead)
+    ]
+    return StepResult(
+        outputs,
+        action_id=lead.action_id,
+        label="refer",
+        data={"action_id": lead.action_id, "noted": noted.action_id},
+        note={"referral": "in review", "noted": noted.action_id},
+    )
+
+
 async def hand_off(ports: Ports, run: Run, trigger: Envelope, args: Mapping[str, Any]) -> StepResult:
     """Propose the contact's next step for its owner (the CRM's words are fixed per intent), which the guard
     escalates: the reviewer reads the reply in the rationale and approves the hand-off, or rejects it."""
@@ -457,6 +531,7 @@ _TRANSITIONS: dict[tuple[str, type[Contract]], Transition] = {
     **{("with_a_person", kind): on_outcome for kind in OUTCOME_TYPES},
     **{("answering", kind): on_answer for kind in OUTCOME_TYPES},
     **{("scheduling", kind): on_scheduled for kind in OUTCOME_TYPES},
+    **{("referring", kind): on_referred for kind in OUTCOME_TYPES},
 }
 
 SPEC = WorkflowSpec(
@@ -467,7 +542,14 @@ SPEC = WorkflowSpec(
     states=STATES,
     terminal=TERMINAL,
     transitions=_TRANSITIONS,
-    steps={"read": read, "opt_out": opt_out, "answer": answer, "schedule": schedule, "hand_off": hand_off},
+    steps={
+        "read": read,
+        "opt_out": opt_out,
+        "answer": answer,
+        "schedule": schedule,
+        "refer": refer,
+        "hand_off": hand_off,
+    },
     job="replies",
     run_key=_run_key,
 )
