@@ -4,10 +4,15 @@ sure than `min_confidence` goes to a person. Decided by the pure `advance`, no K
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import replace
+
 import pytest
 from cases import (
     ACTION,
+    CONTACT,
     EVENTS,
+    NOW,
     REPLY_ID,
     assert_rows_cover,
     assert_terminal_states_take_nothing,
@@ -17,9 +22,9 @@ from cases import (
     run_in,
 )
 
-from herald_core.contracts import ReplyIntent
+from herald_core.contracts import ActionProposed, ReplyIntent, UpdateCrmRecordInput
 from herald_planner.engine.spec import Propose, advance
-from herald_planner.workflows.replies import SPEC
+from herald_planner.workflows.replies import SPEC, hand_off
 
 
 def _run(state: str, **data: object):  # type: ignore[no-untyped-def]
@@ -191,3 +196,21 @@ def test_every_active_state_and_handled_event_type_has_a_row() -> None:
 
 def test_terminal_states_take_nothing() -> None:
     assert_terminal_states_take_nothing(SPEC, _run)
+
+
+def test_an_interested_contacts_hand_off_sets_its_stage_and_names_its_owner() -> None:
+    received = reply("Sounds great, tell me more!")
+    started = advance(SPEC, None, received, context(SPEC, received))
+    assert started is not None
+    run = replace(
+        _run("with_a_person", received=started.data["received"], intent="interested", confidence=0.9),
+        contact=CONTACT.model_copy(update={"owner": "ana.ortiz@acmerelay.example"}),
+    )
+    ports = type("Ports", (), {"now": NOW})()
+    result = asyncio.run(hand_off(ports, run, context(SPEC, received).envelope, {"why": "they are interested"}))  # type: ignore[arg-type]
+    (out,) = result.outputs
+    action = out.body
+    assert isinstance(action, ActionProposed) and isinstance(action.input, UpdateCrmRecordInput)
+    assert action.input.properties["lifecycle_stage"] == "salesqualifiedlead"
+    assert str(action.input.properties["next_step"]).startswith("Follow up: they are interested")
+    assert action.review_reason == "they are interested; for its owner, ana.ortiz@acmerelay.example"

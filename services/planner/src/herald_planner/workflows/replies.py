@@ -469,7 +469,7 @@ async def hand_off(ports: Ports, run: Run, trigger: Envelope, args: Mapping[str,
         evidence=(),
         confidence=float(run.data.get("confidence", 0.0)),
         rationale=f"{contact.first_name or 'The contact'} replied to “{reply['subject']}”: “{said}”{pointed}",
-        review_reason=str(args["why"])[:500],
+        review_reason=(f"{args['why']}; for its owner, {contact.owner}" if contact.owner else str(args["why"]))[:500],
     )
     envelope = trigger.caused(source=SOURCE, type=ActionProposed.TYPE, subject=f"contact/{contact.contact_id}")
     out = Outbound(PROPOSED_ACTION, contact_key(run.tenant, contact.contact_id), envelope, action)
