@@ -64,7 +64,7 @@ generate: uv ## regenerate JSON Schemas, the AsyncAPI document and the Strimzi t
 	$(UV) run python -m herald_core.generate --root .
 
 .PHONY: bench
-bench: up ## throughput and latency against raw aiokafka, guard decisions, the executor's tools, search at 10k chunks, the planner's timers, transitions and prompt cache, reading replies and answering them; JSON + PNG in bench/results/
+bench: up ## throughput and latency against raw aiokafka, guard decisions, the executor's tools, search at 10k chunks, the planner's timers, transitions and prompt cache, reading replies and answering them, a campaign task's batch; JSON + PNG in bench/results/
 	$(UV) run python -m bench.run
 	$(UV) run python -m bench.guard
 	$(UV) run python -m bench.guard_kafka
@@ -73,6 +73,11 @@ bench: up ## throughput and latency against raw aiokafka, guard decisions, the e
 	$(UV) run python -m bench.planner
 	$(UV) run python -m bench.planner_cache
 	$(UV) run python -m bench.replies
+	$(UV) run python -m bench.tasks
+
+.PHONY: bench-tasks
+bench-tasks: up ## a defined campaign task over 1,000 contacts: POST /v1/tasks to its batch proposed, against a raw aiokafka hop
+	$(UV) run python -m bench.tasks
 
 .PHONY: bench-replies
 bench-replies: up ## reading the project's reply table without an LLM (rules, embeddings, both), and reply → answer proposed against a raw aiokafka hop

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from herald_cli import audit, control, kb, policy
+from herald_cli import audit, control, kb, policy, tasks
 from herald_core.policy import parse_duration
 from herald_core.settings import CommonSettings
 from herald_core.signing import rotate_keys
@@ -219,6 +219,47 @@ def explain(
 ) -> None:
     """Why did it do that? The action's chain from the audit: event, plan, evidence, rules, reviewer, result."""
     raise typer.Exit(audit.explain(review_url, action_id, as_json, Console(), Console(stderr=True)))
+
+
+@app.command("task")
+def task(
+    tenant: Tenant,
+    brief: Annotated[
+        Path | None,
+        typer.Option("--brief", help="A defined brief (YAML): campaign_id, topic, goal, segment, variants."),
+    ] = None,
+    text: Annotated[str | None, typer.Option("--text", help="A free-text task, for the LLM planner.")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait until the batch is proposed, and print it.")] = False,
+    timeout: Timeout = 300.0,
+    by: Annotated[str | None, typer.Option("--by", help="Who asks (default: the login name).")] = None,
+    planner_url: Annotated[
+        str, typer.Option(envvar="HERALD_PLANNER_URL", help="The planner's API.")
+    ] = "http://127.0.0.1:8130",
+    token_file: Annotated[
+        Path | None,
+        typer.Option(envvar="HERALD_TASK_TOKEN_FILE", help="A file holding one of the tenant's bearer tokens."),
+    ] = None,
+) -> None:
+    """A campaign task: a defined brief (run without an LLM) or free text; its sends wait in review as one batch.
+    Exit 0 accepted (with --wait: proposed), 2 refused with the planner's reason (nothing was done), 1 otherwise."""
+    import getpass
+
+    err = Console(stderr=True)
+    if (brief is None) == (text is None):
+        raise typer.BadParameter("give --brief FILE or --text, one of them")
+    request: dict[str, object] = {"tenant": tenant, "requested_by": by or getpass.getuser()}
+    if brief is not None:
+        try:
+            request |= {"kind": "defined", "brief": tasks.read_brief(brief)}
+        except ValueError as exc:
+            err.print(f"refused: {exc}", highlight=False, markup=False)
+            raise typer.Exit(2) from exc
+    else:
+        request |= {"kind": "open", "text": text}
+    token = token_file.read_text().strip() if token_file is not None else None
+    raise typer.Exit(
+        tasks.submit(planner_url, request, token=token, wait=wait, timeout=timeout, out=Console(), err=err)
+    )
 
 
 def main() -> None:

@@ -312,6 +312,7 @@ async def _run_demo(
         await _sequence(config, services, pg_dsn, audit_topic, records)
         await _qualification(services, pg_dsn, logs / "tenants" / "acme.yaml")
         await _why(records, services)
+        await _campaign_task(services, logs)
     finally:
         services.stop_all()
 
@@ -656,6 +657,52 @@ async def _why(records, services: ServiceSet) -> None:  # type: ignore[no-untype
         text = await _explained(services, action_id, "blocked by", "the blocked action's story")
         print(f"\n▶ why? herald explain {action_id}\n{text}")
     print(f"▶ herald audit verify\n{_run(services, 'herald', 'audit', 'verify')}")
+
+
+#: the demo's defined campaign task (README, "Campaign tasks"): Acme's ideal customers, about its approvals
+CAMPAIGN_BRIEF = {
+    "campaign_id": "approvals-launch",
+    "topic": "approval workflows for operations teams",
+    "goal": "book a 20-minute demo",
+    "segment": {"industries": ["logistics", "manufacturing"], "seniorities": ["c_level", "vp", "director"]},
+    "variants": {"proof": "lead with a customer result", "question": "open with a question about their approvals"},
+    "max_contacts": 200,
+}
+
+
+async def _campaign_task(services: ServiceSet, logs: Path) -> None:
+    """Acme's marketer submits a defined campaign task with `herald task`; its sends wait in review as one batch."""
+    brief = logs / "approvals-brief.yaml"
+    brief.write_text(yaml.safe_dump(CAMPAIGN_BRIEF, sort_keys=False))
+    segment = CAMPAIGN_BRIEF["segment"]
+    print(
+        f"\n▶ a campaign task: herald task --tenant acme --brief {brief.name} --wait "
+        f"(about {CAMPAIGN_BRIEF['topic']!r}; {', '.join(segment['industries'])} leads at director level and above; "
+        f"variants {', '.join(CAMPAIGN_BRIEF['variants'])})"
+    )
+    output = _run(services, "herald", "task", "--tenant", "acme", "--brief", str(brief), "--wait", "--timeout", "120")
+    task_id = output.splitlines()[0]
+    for line in output.splitlines()[1:]:
+        print(f"  {line}")
+    async with httpx.AsyncClient(base_url=services.review_url, timeout=30) as review:
+
+        async def batch():  # type: ignore[no-untyped-def]
+            params = {"tenant": "acme", "status": "pending", "task": task_id}
+            return (await review.get("/v1/reviews", params=params)).json()
+
+        items = await _wait_for(batch, "the task's batch in the review queue")
+    print(f"  waiting in review as one batch (GET /v1/reviews?task={task_id}): {len(items)} item(s)")
+    for item in items[:8]:
+        action = item["action"]
+        contact = action["contact"]
+        print(
+            f"    {item['contact_id']} {contact.get('job_title') or ''}, {contact.get('industry')}: "
+            f"{action['variant']} “{action['input']['subject']}”",
+        )
+    if len(items) > 8:
+        print(f"    … and {len(items) - 8} more")
+    if items:
+        print(f"  why: {items[0]['action']['review_reason']}")
 
 
 def main() -> None:

@@ -60,6 +60,11 @@ class ServiceSet:
         return f"http://127.0.0.1:{self.base_port + 10 + SERVICES.index('executor') * 10}"
 
     @property
+    def planner_url(self) -> str:
+        """The first planner's HTTP API (campaign tasks, health, metrics)."""
+        return f"http://127.0.0.1:{self.base_port + 10 + SERVICES.index('planner') * 10}"
+
+    @property
     def retrieval_target(self) -> str:
         return f"127.0.0.1:{self.base_port + 52}"
 
@@ -76,6 +81,8 @@ class ServiceSet:
             "HERALD_PLANNER_RETRIEVAL_TARGET": self.retrieval_target,
             "HERALD_GUARD_RETRIEVAL_TARGET": self.retrieval_target,
             "HERALD_PLANNER_EXECUTOR_URL": self.executor_url,
+            "HERALD_PLANNER_INGEST_URL": self.ingest_url,
+            "HERALD_PLANNER_URL": self.planner_url,
             "HERALD_REVIEW_URL": self.review_url,
             "HERALD_EXECUTOR_ASSETS_DIR": str(self.config.state_dir / "assets"),
             "PYTHONUNBUFFERED": "1",

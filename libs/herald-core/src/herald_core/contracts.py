@@ -526,6 +526,9 @@ ToolInput = (
     | FetchCampaignStatsInput
     | FindFreeSlotsInput
 )
+#: a task's id: `task-` and a ULID
+TaskId = Annotated[str, StringConstraints(pattern=r"^task-[0-9A-HJKMNP-TV-Z]{26}$")]
+
 TOOL_INPUTS: dict[str, type[Contract]] = {
     "send_email": SendEmailInput,
     "update_crm_record": UpdateCrmRecordInput,
@@ -562,6 +565,11 @@ class ActionProposed(Contract):
         default=None,
         description="The planner asks a person to decide this action, and why (a reply read with low confidence, "
         "a hand-off to the contact's owner): the guard escalates it; nothing lets such an action skip review.",
+    )
+    task_id: TaskId | None = Field(
+        default=None,
+        description="The campaign task that proposed it, when one did: a task's proposals are one batch in review "
+        "(`GET /v1/reviews?task=<id>`).",
     )
 
     @model_validator(mode="before")
@@ -615,6 +623,119 @@ class ActionProposed(Contract):
             case UpdateCrmRecordInput():
                 return f"CRM update of {', '.join(self.input.properties)}"
         return f"{self.tool}"
+
+
+# ---------------------------------------------------------------- campaign tasks
+
+SegmentWord = Annotated[str, StringConstraints(min_length=1, max_length=60, pattern=r"^[a-z0-9][a-z0-9_ -]*$")]
+Seniority = Literal["c_level", "vp", "director", "manager", "individual", "unknown"]
+#: the most contacts one task may write to (and one segment read may answer)
+MAX_TASK_CONTACTS = 5000
+
+
+class CompanySizeRange(Contract):
+    """Employees, both ends included; an end left out is open."""
+
+    min: int | None = Field(default=None, ge=0, description="At least this many employees.")
+    max: int | None = Field(default=None, ge=0, description="At most this many employees.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> CompanySizeRange:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"company_size.min ({self.min}) is above company_size.max ({self.max})")
+        return self
+
+
+class SegmentFilter(Contract):
+    """Which contacts of the tenant's contact store a campaign speaks to. Every condition given must hold (an empty
+    one is no condition); a contact without an address, or opted out in the store, is never in a segment."""
+
+    industries: tuple[SegmentWord, ...] = Field(
+        default=(), max_length=20, description="Industry is one of these (`logistics` also fits `logistics_and_…`)."
+    )
+    lifecycle_stages: tuple[SegmentWord, ...] = Field(
+        default=(), max_length=20, description="CRM lifecycle stage is one of these (e.g. `lead`, `customer`)."
+    )
+    seniorities: tuple[Seniority, ...] = Field(
+        default=(), max_length=6, description="The job title's level is one of these (as lead qualification reads it)."
+    )
+    title_contains: tuple[Annotated[str, StringConstraints(min_length=2, max_length=60)], ...] = Field(
+        default=(), max_length=20, description="The job title contains one of these words (case-insensitive)."
+    )
+    company_size: CompanySizeRange | None = Field(default=None, description="Employees within this range.")
+    countries: tuple[Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")], ...] = Field(
+        default=(), max_length=50, description="ISO 3166 country code is one of these (`US`, `DE`)."
+    )
+    limit: int = Field(
+        default=1000, ge=1, le=MAX_TASK_CONTACTS, description="At most this many contacts are answered (by id)."
+    )
+
+
+class CampaignBrief(Contract):
+    """A defined campaign task: to whom, about what, to what end, and the angles its emails take."""
+
+    campaign_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")] = Field(
+        description="The campaign its emails are sent (and counted) under."
+    )
+    topic: Annotated[str, StringConstraints(min_length=3, max_length=300, pattern=r"^[^\r\n]*$")] = Field(
+        description="What the emails are about; the knowledge base is searched for it."
+    )
+    goal: Annotated[str, StringConstraints(max_length=500, pattern=r"^[^\r\n]*$")] = Field(
+        default="", description="What the campaign wants of its readers, for reviewers (e.g. `book a demo`)."
+    )
+    segment: SegmentFilter = Field(description="Who it is for.")
+    variants: dict[
+        Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")],
+        Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\r\n]*$")],
+    ] = Field(
+        min_length=1,
+        max_length=5,
+        description="Variant name → its angle in one line; the audience is split between them evenly, by contact.",
+    )
+    max_contacts: int = Field(
+        default=1000,
+        ge=1,
+        le=MAX_TASK_CONTACTS,
+        description="The task is refused when its segment holds more contacts than this.",
+    )
+
+
+class CampaignTaskAccepted(Contract):
+    """A campaign task was accepted (`POST /v1/tasks`): the planner carries it through its steps, once."""
+
+    TYPE: ClassVar[str] = "herald.task.accepted.v1"
+    task_id: TaskId = Field(description="The task.")
+    tenant: TenantId = Field(description="The tenant it acts for.")
+    kind: Literal["defined"] = Field(default="defined", description="A defined brief (run without an LLM).")
+    brief: CampaignBrief = Field(description="What was asked.")
+    requested_by: Annotated[str, StringConstraints(min_length=1, max_length=200)] = Field(description="Who asked.")
+    accepted_at: datetime = Field(description="When (UTC).")
+
+
+class CampaignTaskProposed(Contract):
+    """A campaign task's batch: every send it proposed (each an `ActionProposed` the guard decides, escalated to
+    review as one batch), the plan it followed and what it was drafted from."""
+
+    TYPE: ClassVar[str] = "herald.task.proposed.v1"
+    task_id: TaskId = Field(description="The task.")
+    campaign_id: str = Field(description="The campaign of its sends.")
+    steps: tuple[PlanStep, ...] = Field(max_length=20, description="What the task did, in order.")
+    query: str = Field(description="The retrieval query (the brief's topic).")
+    evidence: tuple[EvidenceRef, ...] = Field(max_length=20, description="The passages its drafts quote from.")
+    audience: int = Field(ge=0, description="Contacts of the segment written to.")
+    variants: dict[str, int] = Field(description="Sends per variant.")
+    actions: tuple[str, ...] = Field(max_length=MAX_TASK_CONTACTS, description="Every action proposed.")
+    review_reason: str = Field(description="What each proposal asks of a reviewer.")
+    proposed_at: datetime = Field(description="When (UTC).")
+
+
+class CampaignTaskFailed(Contract):
+    """A campaign task stopped without proposing anything, and why (its segment empty, the store refusing it)."""
+
+    TYPE: ClassVar[str] = "herald.task.failed.v1"
+    task_id: TaskId = Field(description="The task.")
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=1000)] = Field(description="Why, in words.")
+    failed_at: datetime = Field(description="When (UTC).")
 
 
 class ActionWithdrawn(Contract):
@@ -1004,6 +1125,9 @@ MESSAGE_TYPES: dict[str, type[Contract]] = {
         WorkflowEnded,
         ReplyClassified,
         LeadQualified,
+        CampaignTaskAccepted,
+        CampaignTaskProposed,
+        CampaignTaskFailed,
         ActionProposed,
         ActionWithdrawn,
         ActionBlocked,

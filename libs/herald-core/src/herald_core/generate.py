@@ -231,6 +231,7 @@ def kubernetes_workloads() -> list[dict[str, Any]]:
                 "HERALD_PLANNER_RETRIEVAL_TARGET": "herald-retrieval:8202",
                 "HERALD_GUARD_RETRIEVAL_TARGET": "herald-retrieval:8202",
                 "HERALD_PLANNER_EXECUTOR_URL": "http://herald-executor:8106",
+                "HERALD_PLANNER_INGEST_URL": "http://herald-ingest:8101",
                 "HERALD_LOG_LEVEL": "INFO",
             },
         },

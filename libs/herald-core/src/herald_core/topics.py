@@ -85,9 +85,14 @@ PLAN = TopicSpec(
         "herald.workflow.ended.v1",
         "herald.reply.classified.v1",
         "herald.lead.qualified.v1",
+        "herald.task.accepted.v1",
+        "herald.task.proposed.v1",
+        "herald.task.failed.v1",
     ),
     doc="Plans the planner made, with the evidence they rest on, what it read each reply to mean and how it "
-    "scored each lead (the contact's other runs act on both), and the end of each workflow run (why it stopped).",
+    "scored each lead (the contact's other runs act on both), and the end of each workflow run (why it stopped); "
+    "campaign tasks accepted (keyed `tenant:<task id>`; the planner carries each through its steps once), their "
+    "batches proposed and their failures.",
 )
 PROPOSED_ACTION = TopicSpec(
     "herald.proposed-action.v1",
@@ -310,3 +315,8 @@ def tenant_key(tenant: str) -> bytes:
 
 def document_key(tenant: str, doc_id: str) -> bytes:
     return f"{tenant}:{doc_id}".encode()
+
+
+def task_key(tenant: str, task_id: str) -> bytes:
+    """A campaign task's messages on the plan topic, in order."""
+    return f"{tenant}:{task_id}".encode()

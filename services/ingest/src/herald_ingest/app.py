@@ -3,6 +3,7 @@
     POST /v1/webhooks/hubspot/{tenant}   HubSpot webhook batches (v3 signature)  → Ingest.hubspot_webhook
     POST /v1/events                      CloudEvents 1.0 (structured or binary)  → Ingest.cloudevent
     POST /v1/inbound/{tenant}/email      one raw message to the inbound address  → Ingest.inbound_email
+    POST /v1/segments/{tenant}           the contacts matching a segment filter   → Ingest.segment
     GET  /healthz /readyz /metrics
     herald.executed.v1 (consumed)        the emails Herald sent                  → Ingest.on_executed
 
@@ -50,6 +51,7 @@ from herald_core.contracts import (
     EventRejected,
     ReplyMatch,
     ReplyReceived,
+    SegmentFilter,
 )
 from herald_core.db import create_pool, migrate, readiness
 from herald_core.envelope import Envelope
@@ -59,7 +61,7 @@ from herald_core.secret_files import SecretFiles
 from herald_core.tenants import TenantConfig, TenantDirectory
 from herald_core.text import MAX_TEXT, JsonRefused, read_json, storable, text_problem, value_problem
 from herald_core.topics import EVENTS, EXECUTED, contact_key
-from herald_ingest.adapters.contacts import PostgresContacts
+from herald_ingest.adapters.contacts import PostgresContacts, Segments
 from herald_ingest.adapters.dedup import EventKey, SeenEvents
 from herald_ingest.adapters.hubspot import HubSpotContacts, HubSpotUnavailable
 from herald_ingest.adapters.threads import SentEmails
@@ -93,6 +95,7 @@ EVENTS_IN = Counter(
     ["outcome", "reason"],
 )
 REFERRALS = Counter("herald_ingest_referrals_total", "Referrals a person approved that became new leads.")
+SEGMENT_READS = Counter("herald_ingest_segment_reads_total", "Segment reads by outcome.", ["outcome"])
 log = get_logger("herald.ingest")
 
 
@@ -390,6 +393,44 @@ class Ingest:
             # Herald's contact store holds it too: a bounce or a reply from its address finds it
             await self.contacts.remember(tenant.tenant_id, [contract.contact])
         return JSONResponse({"accepted": accepted, "duplicates": duplicates}, status_code=202 if accepted else 200)
+
+    # ------------------------------------------------------------ segments (a campaign task's audience)
+
+    async def segment(self, request: Request, tenant_id: str, segments: Segments) -> JSONResponse:
+        """The contacts matching a segment filter: `{"matched": n, "truncated": bool, "contacts": [...]}`, by id, at
+        most the filter's `limit`. Asked by the planner for a campaign task's audience; opted-out contacts and
+        contacts without an address are never answered (the guard still decides every send to the others). A read,
+        so a refusal is answered but not audited; with the tenant's ingest tokens the caller must hold one."""
+        tenant = self.tenants.get(tenant_id)
+        try:
+            if tenant is None:
+                raise Refusal(404, "unknown_tenant", f"no tenant {tenant_id!r}")
+            self._authenticate(request, tenant)
+            try:
+                raw = read_json(await self._read_body(request))
+            except JsonRefused as exc:
+                raise Refusal(400, exc.error, exc.detail) from exc
+            try:
+                wanted = SegmentFilter.model_validate(raw)
+            except ValidationError as exc:
+                raise Refusal(422, "invalid_segment", validation_errors(exc)) from exc
+        except Refusal as refusal:
+            SEGMENT_READS.labels("refused").inc()
+            return JSONResponse(
+                {"error": refusal.error, "detail": _storable_detail(refusal.detail)},
+                status_code=refusal.status,
+                headers=refusal.headers,
+            )
+        matched, contacts = await segments.matching(tenant_id, wanted)
+        SEGMENT_READS.labels("answered").inc()
+        log.info("segment read", tenant=tenant_id, matched=matched, answered=len(contacts))
+        return JSONResponse(
+            {
+                "matched": matched,
+                "truncated": matched > len(contacts),
+                "contacts": [c.model_dump(mode="json") for c in contacts],
+            }
+        )
 
     # ------------------------------------------------------------ bounces and complaints
 
@@ -837,6 +878,13 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     async def inbound_email(tenant: str, request: Request) -> JSONResponse:
         with structlog.contextvars.bound_contextvars(tenant=tenant, endpoint="inbound_email"):
             return await _answer(ingest.inbound_email(request, tenant))
+
+    segments = Segments(pool)
+
+    @http.post("/v1/segments/{tenant}")
+    async def segment(tenant: str, request: Request) -> JSONResponse:
+        with structlog.contextvars.bound_contextvars(tenant=tenant, endpoint="segments"):
+            return await _answer(ingest.segment(request, tenant, segments))
 
     async def producer_ok() -> bool:
         return producer.started

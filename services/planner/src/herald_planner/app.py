@@ -7,6 +7,9 @@ Handlers, by topic (each is `Runner.on_message`; the topics are those carrying a
     herald.executed.v1        the executor ran (or refused) it; a person's check of one in doubt
     herald.workflow-timer.v1  a run's timer reached its deadline (published by the firer)
     herald.review-decision.v1 a reviewer's edit or reason: an example for later drafts like it
+    herald.plan.v1            (the tasks worker, `TaskRunner.on_message`) a campaign task accepted: carried through
+
+HTTP (on the ops port): `POST /v1/tasks`, `GET /v1/tasks/<id>` (`tasks.api`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from herald_core.db import create_pool, migrate, readiness
 from herald_core.observability import add_ops_routes, get_logger
 from herald_core.runtime import ServiceRuntime
 from herald_core.tenants import TenantConfig, TenantDirectory
+from herald_core.topics import PLAN
 from herald_planner.adapters.drafter import Drafter
 from herald_planner.adapters.examples import DraftExamples
 from herald_planner.adapters.guide import BrandGuide
@@ -35,6 +39,10 @@ from herald_planner.engine.firer import TimerFirer
 from herald_planner.engine.ports import Ports
 from herald_planner.engine.runner import Runner
 from herald_planner.settings import Settings
+from herald_planner.tasks.api import TaskApi, add_task_routes
+from herald_planner.tasks.carry import TaskRunner
+from herald_planner.tasks.segments import IngestSegments
+from herald_planner.tasks.store import TaskStore
 from herald_planner.workflows import DEFAULT_WORKFLOWS, REGISTRY
 
 log = get_logger("herald.planner")
@@ -96,14 +104,39 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
         keep_days=settings.keep_days,
     )
 
+    # campaign tasks: a brief over a segment, its own small state machine (`planner.tasks`), driven through Kafka
+    tenants = TenantDirectory(common.tenants_dir)
+    task_store = TaskStore(pool)
+    segments = IngestSegments(settings.ingest_url, settings.ingest_timeout_seconds)
+    task_runner = TaskRunner(task_store, segments, retrieval, tenants, now, evidence_k=settings.task_evidence_k)
+    task_worker = ConsumerWorker(common, "planner", "tasks", {PLAN: task_runner.on_message})
+    task_producer = TransactionalProducer(common, "planner", name="task-edge")
+    task_api = TaskApi(tenants, task_store, segments, task_producer, llm_configured, now)
+
     http = FastAPI(title="herald-planner")
+    add_task_routes(http, task_api)
     add_ops_routes(
         http,
-        {"postgres": readiness(pool), "llm_budgets": budgets.ready, "consumer": worker.ready, "timers": firer.ready},
+        {
+            "postgres": readiness(pool),
+            "llm_budgets": budgets.ready,
+            "consumer": worker.ready,
+            "timers": firer.ready,
+            "tasks": task_worker.ready,
+        },
     )
     runtime = ServiceRuntime("planner", http, settings.ops_host, settings.ops_port)
-    runtime.on_start += [budgets.start, worker.start, firer.start]
-    runtime.on_stop += [firer.stop, worker.stop, budgets.stop, retrieval.close, pool.close]
+    runtime.on_start += [budgets.start, worker.start, firer.start, task_producer.start, task_worker.start]
+    runtime.on_stop += [
+        task_worker.stop,
+        task_producer.stop,
+        firer.stop,
+        worker.stop,
+        budgets.stop,
+        segments.close,
+        retrieval.close,
+        pool.close,
+    ]
     if read_tools is not None:
         runtime.on_stop.append(read_tools.close)
     return runtime

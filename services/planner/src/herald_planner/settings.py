@@ -23,6 +23,12 @@ class Settings(ServiceSettings):
         "free slots a meeting request is booked into (empty: neither).",
     )
     executor_timeout_seconds: float = 5.0
+    ingest_url: str = Field(
+        default="http://127.0.0.1:8101",
+        description="Ingest's HTTP API, where a campaign task's segment is read from the contact store.",
+    )
+    ingest_timeout_seconds: float = 10.0
+    task_evidence_k: int = Field(default=6, ge=1, le=20, description="Passages a campaign task retrieves on its topic.")
     max_tool_rounds: int = Field(
         default=3,
         ge=1,

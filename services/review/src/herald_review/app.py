@@ -207,8 +207,10 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
         kind: str | None = None,
         limit: int = 100,
         offset: int = 0,
+        task: str | None = None,
     ) -> list[dict[str, Any]]:
-        return await review.queue.list(tenant, status, min(max(limit, 1), 1000), kind, max(offset, 0))
+        """The queue, oldest first; `task` lists one campaign task's batch."""
+        return await review.queue.list(tenant, status, min(max(limit, 1), 1000), kind, max(offset, 0), task)
 
     @http.get("/v1/reviews/{review_id}")
     async def get_review(review_id: str) -> dict[str, Any]:

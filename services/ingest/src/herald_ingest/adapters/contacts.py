@@ -9,7 +9,7 @@ from pathlib import Path
 import asyncpg
 from pydantic import ValidationError
 
-from herald_core.contracts import ContactFacts
+from herald_core.contracts import ContactFacts, SegmentFilter
 from herald_core.hubspot import CONTACT_FIELDS
 from herald_core.observability import get_logger
 from herald_ingest.logic import CrmContact, SeedContact, StoredValue, parse_contact_lines
@@ -155,3 +155,53 @@ def read_contacts_file(path: Path) -> list[SeedContact]:
         more = f"\n  … and {len(errors) - 20} more" if len(errors) > 20 else ""
         raise ContactFileError(f"{path}: {len(errors)} unreadable line(s):\n  {shown}{more}")
     return contacts
+
+
+def _like_prefix(word: str) -> str:
+    """`word` as a LIKE prefix pattern, its own `%`, `_` and `\\` taken literally."""
+    return word.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _like_anywhere(word: str) -> str:
+    return "%" + _like_prefix(word)
+
+
+class Segments:
+    """The contacts matching a campaign's segment filter (`SegmentFilter`), read from `ingest.contacts`."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def matching(self, tenant: str, segment: SegmentFilter) -> tuple[int, list[ContactFacts]]:
+        """How many contacts match (all of them), and the first `segment.limit` by id. Opted-out contacts and
+        contacts without an address never match. (Seniority is the planner's reading of a title: not here.)"""
+        where = ["tenant = $1", "NOT opted_out", "email IS NOT NULL"]
+        args: list[object] = [tenant]
+
+        def arg(value: object) -> str:
+            args.append(value)
+            return f"${len(args)}"
+
+        if segment.industries:
+            where.append(f"lower(industry) LIKE ANY({arg([_like_prefix(i) for i in segment.industries])}::text[])")
+        if segment.lifecycle_stages:
+            where.append(f"lower(lifecycle_stage) = ANY({arg([s.lower() for s in segment.lifecycle_stages])}::text[])")
+        if segment.title_contains:
+            words = [_like_anywhere(w) for w in segment.title_contains]
+            where.append(f"lower(job_title) LIKE ANY({arg(words)}::text[])")
+        if segment.countries:
+            where.append(f"upper(country) = ANY({arg(list(segment.countries))}::text[])")
+        size = segment.company_size
+        if size is not None and size.min is not None:
+            where.append(f"company_size >= {arg(size.min)}")
+        if size is not None and size.max is not None:
+            where.append(f"company_size <= {arg(size.max)}")
+        condition = " AND ".join(where)
+        async with self.pool.acquire() as conn:
+            matched = await conn.fetchval(f"SELECT count(*) FROM ingest.contacts WHERE {condition}", *args)
+            rows = await conn.fetch(
+                f"SELECT * FROM ingest.contacts WHERE {condition} ORDER BY contact_id LIMIT ${len(args) + 1}",
+                *args,
+                segment.limit,
+            )
+        return int(matched), [facts for _, facts in _readable(rows)]

@@ -52,17 +52,26 @@ class ReviewQueue:
         )
 
     async def list(
-        self, tenant: str | None, status: str | None, limit: int, kind: str | None = None, offset: int = 0
+        self,
+        tenant: str | None,
+        status: str | None,
+        limit: int,
+        kind: str | None = None,
+        offset: int = 0,
+        task: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Items oldest first (then by id, so pages do not overlap), each filter applied when given."""
+        """Items oldest first (then by id, so pages do not overlap), each filter applied when given; `task`: the
+        batch of one campaign task (its proposals carry its id)."""
         rows = await self.pool.fetch(
             "SELECT * FROM review.items WHERE ($1::text IS NULL OR tenant = $1) AND ($2::text IS NULL OR status = $2) "
-            "AND ($4::text IS NULL OR kind = $4) ORDER BY created_at, review_id LIMIT $3 OFFSET $5",
+            "AND ($4::text IS NULL OR kind = $4) AND ($6::text IS NULL OR action ->> 'task_id' = $6) "
+            "ORDER BY created_at, review_id LIMIT $3 OFFSET $5",
             tenant,
             status,
             limit,
             kind,
             offset,
+            task,
         )
         return [_item(r) for r in rows]
 

@@ -1,0 +1,1 @@
+"""Campaign tasks: a brief over a segment of the contact store, carried by its own small state machine."""
