@@ -7,6 +7,7 @@ Read back through the review API, the planner's task API, Kafka and the `herald`
 
 from __future__ import annotations
 
+import json
 import secrets
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,17 @@ import httpx
 import pytest
 import yaml
 
-from herald_core.contracts import ActionProposed, CampaignTaskAccepted, CampaignTaskProposed
-from herald_core.topics import PLAN, PROPOSED_ACTION
-from support import contact_record, eventually, herald_command, publish_raw, read_topic
+from herald_core.contracts import ActionProposed, CampaignTaskAccepted, CampaignTaskProposed, LlmUsageReported
+from herald_core.topics import LLM_USAGE, PLAN, PROPOSED_ACTION
+from support import (
+    contact_record,
+    eventually,
+    herald_command,
+    messages_api,
+    planner_drafting_with,
+    publish_raw,
+    read_topic,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.postgres, pytest.mark.weaviate]
 
@@ -200,3 +209,80 @@ def test_the_cli_refuses_a_free_text_task_without_an_api_key_and_runs_a_brief(  
     bad.write_text(yaml.safe_dump({**BRIEF, "variants": {}}))
     refused_brief = herald_command(herald, "task", "--tenant", tenant, "--brief", str(bad))
     assert refused_brief.returncode == 2 and "brief.variants" in refused_brief.stderr
+
+
+def _call(n: int, name: str, given: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "content": [{"type": "tool_use", "id": f"toolu_{n}", "name": name, "input": given}],
+        "usage": {"input_tokens": 900, "output_tokens": 60},
+    }
+
+
+async def test_a_free_text_task_is_planned_by_the_llm_into_a_brief_and_its_batch(herald, segment_tenant) -> None:  # type: ignore[no-untyped-def]
+    """The model (the real SDK, a loopback Messages API) reads the knowledge base and the segment, then proposes a
+    brief; what it proposes is a `CampaignBrief` and nothing more: the batch goes to the segment's contacts at the
+    store's addresses, drafted from passages, in review. Every call it made is in the task's plan."""
+    tenant, ids = segment_tenant
+    conversation = [
+        _call(1, "search_knowledge_base", {"query": "approval workflows"}),
+        _call(2, "list_segment", {"industries": ["logistics"], "seniorities": ["c_level"]}),  # a customer too: 2
+        _call(
+            3,
+            "propose_brief",
+            {
+                "campaign_id": "reengage-coos",
+                "topic": "approval workflows for operations teams",
+                "goal": "book a demo",
+                "segment": {"industries": ["logistics"], "lifecycle_stages": ["lead"], "seniorities": ["c_level"]},
+                "variants": {"proof": "lead with a customer result"},
+            },
+        ),
+    ]
+    async with messages_api(conversation) as (url, received), planner_drafting_with(herald, url):
+        answer = await _submit(
+            herald,
+            {"tenant": tenant, "kind": "open", "text": "re-engage logistics COOs who went quiet, about approvals"},
+        )
+        assert answer.status_code == 202, answer.text
+        accepted = answer.json()
+        task_id = accepted["task_id"]
+        assert accepted["brief"]["campaign_id"] == "reengage-coos" and accepted["audience"] == 1
+        assert [s["tool"] for s in accepted["planned"]] == ["search_knowledge_base", "list_segment", "propose_brief"]
+        # the model was shown what it read: passages, then who the segment holds
+        shown = json.dumps(received[1]["body"]["messages"][-1]["content"])
+        assert "tool_result" in shown and "approval" in shown.lower()
+        assert "2 contact(s) can be written to" in json.dumps(received[2]["body"]["messages"][-1]["content"])
+        assert received[0]["body"]["tool_choice"] == {"type": "any"}
+
+        async with httpx.AsyncClient(base_url=herald.services.review_url, timeout=30) as client:
+
+            async def batch() -> list[dict[str, Any]] | None:
+                params = {"tenant": tenant, "status": "pending", "task": task_id}
+                return (await client.get("/v1/reviews", params=params)).json() or None
+
+            items = await eventually(batch, timeout=90, what="the planned task's batch in review")
+    assert [i["contact_id"] for i in items] == [ids["coo"]]
+    action = items[0]["action"]
+    assert action["input"]["to"] == f"c{ids['coo']}@northwind.example" and action["campaign_id"] == "reengage-coos"
+    records = await read_topic(herald.bootstrap, herald.topic(PLAN), timeout=30)
+    (planned,) = [
+        r.body(CampaignTaskAccepted)
+        for r in records
+        if r.type == CampaignTaskAccepted.TYPE and task_id.encode() in (r.value or b"")
+    ]
+    assert planned.kind == "open" and planned.text and len(planned.planned) == 3
+    usage = [
+        r.body(LlmUsageReported)
+        for r in await read_topic(herald.bootstrap, herald.topic(LLM_USAGE), timeout=30)
+        if r.tenant == tenant
+    ]
+    assert any(u.purpose == "plan_task" and u.input_tokens == 2700 for u in usage)
+
+
+async def test_a_free_text_task_whose_brief_does_not_hold_is_refused_and_nothing_done(herald, segment_tenant) -> None:  # type: ignore[no-untyped-def]
+    tenant, _ = segment_tenant
+    bad = _call(1, "propose_brief", {"campaign_id": "x", "topic": "t", "segment": {}, "variants": {}, "discount": 90})
+    async with messages_api([bad]) as (url, _), planner_drafting_with(herald, url):
+        answer = await _submit(herald, {"tenant": tenant, "kind": "open", "text": "offer everyone 90% off"})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["error"] == "not_planned" and "nothing was done" in answer.json()["detail"]

@@ -706,8 +706,16 @@ class CampaignTaskAccepted(Contract):
     TYPE: ClassVar[str] = "herald.task.accepted.v1"
     task_id: TaskId = Field(description="The task.")
     tenant: TenantId = Field(description="The tenant it acts for.")
-    kind: Literal["defined"] = Field(default="defined", description="A defined brief (run without an LLM).")
-    brief: CampaignBrief = Field(description="What was asked.")
+    kind: Literal["defined", "open"] = Field(
+        default="defined", description="A defined brief, or (`open`) one the LLM planned from a marketer's text."
+    )
+    brief: CampaignBrief = Field(description="What was asked, or what the LLM planned.")
+    text: Annotated[str, StringConstraints(max_length=2000)] | None = Field(
+        default=None, description="For an open task: the marketer's request, as written."
+    )
+    planned: tuple[PlanStep, ...] = Field(
+        default=(), max_length=20, description="For an open task: every call the LLM made to plan it, answered."
+    )
     requested_by: Annotated[str, StringConstraints(min_length=1, max_length=200)] = Field(description="Who asked.")
     accepted_at: datetime = Field(description="When (UTC).")
 

@@ -41,6 +41,7 @@ from herald_planner.engine.runner import Runner
 from herald_planner.settings import Settings
 from herald_planner.tasks.api import TaskApi, add_task_routes
 from herald_planner.tasks.carry import TaskRunner
+from herald_planner.tasks.planning import LlmTaskPlanner
 from herald_planner.tasks.segments import IngestSegments
 from herald_planner.tasks.store import TaskStore
 from herald_planner.workflows import DEFAULT_WORKFLOWS, REGISTRY
@@ -111,7 +112,21 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     task_runner = TaskRunner(task_store, segments, retrieval, tenants, now, evidence_k=settings.task_evidence_k)
     task_worker = ConsumerWorker(common, "planner", "tasks", {PLAN: task_runner.on_message})
     task_producer = TransactionalProducer(common, "planner", name="task-edge")
-    task_api = TaskApi(tenants, task_store, segments, task_producer, llm_configured, now)
+    task_planner = (
+        LlmTaskPlanner(settings.anthropic_model, max_steps=settings.task_max_steps) if llm_configured() else None
+    )
+    task_api = TaskApi(
+        tenants,
+        task_store,
+        segments,
+        task_producer,
+        llm_configured,
+        now,
+        planner=task_planner,
+        budgets=budgets,
+        retrieval=retrieval,
+        read_tools=read_tools,
+    )
 
     http = FastAPI(title="herald-planner")
     add_task_routes(http, task_api)

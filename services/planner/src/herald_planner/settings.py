@@ -29,6 +29,12 @@ class Settings(ServiceSettings):
     )
     ingest_timeout_seconds: float = 10.0
     task_evidence_k: int = Field(default=6, ge=1, le=20, description="Passages a campaign task retrieves on its topic.")
+    task_max_steps: int = Field(
+        default=6,
+        ge=1,
+        le=12,
+        description="Messages API calls planning a free-text task may take; the last must brief.",
+    )
     max_tool_rounds: int = Field(
         default=3,
         ge=1,

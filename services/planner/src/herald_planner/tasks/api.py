@@ -10,6 +10,7 @@ that reason and nothing is recorded. Bad input gets a 4xx with `{"error", "detai
 from __future__ import annotations
 
 import hmac
+import json
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal
@@ -20,24 +21,25 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from herald_core.bus import Outbound, TransactionalProducer
-from herald_core.contracts import CampaignBrief, CampaignTaskAccepted
+from herald_core.contracts import CampaignBrief, CampaignTaskAccepted, LlmUsageReported, PlanStep, SegmentFilter
+from herald_core.control import LlmBudgets
 from herald_core.envelope import Envelope
 from herald_core.ids import new_id
 from herald_core.observability import get_logger
 from herald_core.secret_files import SecretFiles
 from herald_core.tenants import TenantConfig, TenantDirectory
 from herald_core.text import JsonRefused, read_json
-from herald_core.topics import PLAN, task_key
+from herald_core.topics import LLM_USAGE, PLAN, task_key, tenant_key
+from herald_planner.adapters.retrieval import RetrievalClient
+from herald_planner.adapters.tools import ReadToolError, ReadTools
 from herald_planner.tasks.carry import SOURCE, TASKS, audience_of
+from herald_planner.tasks.logic import in_segment
+from herald_planner.tasks.planning import LlmTaskPlanner, PlanningFailed, Reads
 from herald_planner.tasks.segments import IngestSegments, SegmentRefused, SegmentsUnavailable
 from herald_planner.tasks.store import TaskStore
 
 log = get_logger("herald.planner.tasks")
 NO_LLM = "a free-text task needs the LLM planner (ANTHROPIC_API_KEY is not set); nothing was done"
-NOT_YET = (
-    "free-text tasks are not planned by this planner yet: give a defined brief (segment, topic, goal, variants); "
-    "nothing was done"
-)
 
 
 class TaskRequest(BaseModel):
@@ -70,7 +72,16 @@ class TaskApi:
         producer: TransactionalProducer,
         llm_configured: Callable[[], bool],
         clock: Callable[[], datetime],
+        *,
+        planner: LlmTaskPlanner | None = None,
+        budgets: LlmBudgets | None = None,
+        retrieval: RetrievalClient | None = None,
+        read_tools: ReadTools | None = None,
     ) -> None:
+        self.planner = planner
+        self.budgets = budgets
+        self.retrieval = retrieval
+        self.read_tools = read_tools
         self.tenants = tenants
         self.store = store
         self.segments = segments
@@ -118,9 +129,9 @@ class TaskApi:
             if asked.kind == "open":
                 if asked.text is None:
                     raise Refused(422, "invalid_request", [{"loc": ["text"], "msg": "a free-text task needs its text"}])
-                if not self.llm_configured():
+                if not self.llm_configured() or self.planner is None:
                     raise Refused(422, "llm_not_configured", NO_LLM)
-                raise Refused(501, "open_tasks_not_planned", NOT_YET)
+                return await self._plan(tenant, asked.text, asked.requested_by)
             if asked.brief is None:
                 raise Refused(422, "invalid_request", [{"loc": ["brief"], "msg": "a defined task needs its brief"}])
             try:
@@ -135,7 +146,82 @@ class TaskApi:
                 {"error": refusal.error, "detail": refusal.detail}, status_code=refusal.status, headers=refusal.headers
             )
 
-    async def _accept(self, tenant: TenantConfig, brief: CampaignBrief, requested_by: str) -> JSONResponse:
+    async def _plan(self, tenant: TenantConfig, text: str, requested_by: str) -> JSONResponse:
+        """A free-text task: the LLM plans a defined brief in a bounded number of steps over the read tools; the
+        brief is then accepted as any other (its steps kept with it). No brief that holds: refused, nothing done."""
+        assert self.planner is not None
+        spent = self.budgets.exhausted(tenant.tenant_id) if self.budgets is not None else None
+        if spent is not None:
+            raise Refused(429, "llm_budget_spent", "the tenant's LLM budget for today is spent; nothing was done")
+        reads = Reads(
+            search=lambda query: self._search(tenant, query),
+            segment=lambda segment: self._segment(tenant, segment),
+            stats=lambda campaign: self._stats(tenant, campaign),
+        )
+        try:
+            planned = await self.planner.plan(text, tenant.name, reads)
+        except PlanningFailed as exc:
+            await self._report(tenant, exc.usage)
+            raise Refused(422, "not_planned", f"{exc}; nothing was done") from exc
+        except Exception as exc:
+            raise Refused(
+                503, "llm_unavailable", f"the LLM could not plan it now ({type(exc).__name__}); nothing was done"
+            ) from exc
+        log.info("free-text task planned", steps=len(planned.steps), campaign_id=planned.brief.campaign_id)
+        return await self._accept(
+            tenant, planned.brief, requested_by, text=text, planned=planned.steps, usage=planned.usage
+        )
+
+    async def _search(self, tenant: TenantConfig, query: str) -> str:
+        if self.retrieval is None:
+            raise ValueError("no knowledge base to search")
+        try:
+            found = await self.retrieval.search(tenant.tenant_id, query, 4)
+        except Exception as exc:
+            raise ValueError(f"the knowledge base could not be searched: {type(exc).__name__}") from exc
+        if not found:
+            return "no passage"
+        return "\n".join(f"[{e.doc_id}] {e.title}: {' '.join(e.quote.split())[:240]}" for e in found)
+
+    async def _segment(self, tenant: TenantConfig, segment: SegmentFilter) -> str:
+        try:
+            answer = await self.segments.matching(tenant, segment.model_copy(update={"limit": 200}))
+        except (SegmentsUnavailable, SegmentRefused) as exc:
+            raise ValueError(str(exc)[:300]) from exc
+        members = [c for c in answer.contacts if in_segment(c, segment) and c.email]
+        shown = "; ".join(f"{c.job_title or 'no title'} at {c.company or 'no company'}" for c in members[:8])
+        counted = f"{len(members)}" if not answer.truncated else f"at least {len(members)}"
+        return f"{counted} contact(s) can be written to. For example: {shown or 'none'}"
+
+    async def _stats(self, tenant: TenantConfig, campaign_id: str) -> str:
+        if self.read_tools is None:
+            raise ValueError("campaign statistics are not available here")
+        try:
+            answer = await self.read_tools.call("fetch_campaign_stats", tenant.tenant_id, {"campaign_id": campaign_id})
+        except ReadToolError as exc:
+            raise ValueError(exc.reason) from exc
+        return json.dumps(answer)[:2000]
+
+    async def _report(self, tenant: TenantConfig, usage: LlmUsageReported | None) -> None:
+        """What planning cost, for the tenant's daily budget (also when it gave no brief)."""
+        if usage is None:
+            return
+        env = Envelope.new_chain(source=SOURCE, type=usage.TYPE, tenant=tenant.tenant_id, subject="task/planning")
+        try:
+            await self.producer.publish([Outbound(LLM_USAGE, tenant_key(tenant.tenant_id), env, usage)])
+        except Exception as exc:  # the refusal stands; the usage is logged for the record
+            log.warning("LLM usage of a refused task not published", error=repr(exc)[:300], tokens=usage.input_tokens)
+
+    async def _accept(
+        self,
+        tenant: TenantConfig,
+        brief: CampaignBrief,
+        requested_by: str,
+        *,
+        text: str | None = None,
+        planned: tuple[PlanStep, ...] = (),
+        usage: LlmUsageReported | None = None,
+    ) -> JSONResponse:
         try:
             audience = await audience_of(self.segments, tenant, brief)
         except SegmentsUnavailable as exc:
@@ -153,9 +239,20 @@ class TaskApi:
             raise Refused(422, "empty_segment", "no contact of the segment can be written to (none, or all opted out)")
         task_id = f"task-{new_id()}"
         body = CampaignTaskAccepted(
-            task_id=task_id, tenant=tenant.tenant_id, brief=brief, requested_by=requested_by, accepted_at=self.clock()
+            task_id=task_id,
+            tenant=tenant.tenant_id,
+            kind="open" if text is not None else "defined",
+            brief=brief,
+            text=text,
+            planned=planned,
+            requested_by=requested_by,
+            accepted_at=self.clock(),
         )
         env = Envelope.new_chain(source=SOURCE, type=body.TYPE, tenant=tenant.tenant_id, subject=f"task/{task_id}")
+        outbound = [Outbound(PLAN, task_key(tenant.tenant_id, task_id), env, body)]
+        if usage is not None:  # in the same transaction: the budget counts what the accepted task cost
+            usage_env = env.caused(source=SOURCE, type=usage.TYPE, subject=f"task/{task_id}")
+            outbound.append(Outbound(LLM_USAGE, tenant_key(tenant.tenant_id), usage_env, usage))
         structlog.contextvars.bind_contextvars(correlation_id=env.correlation_id, task_id=task_id)
         await self.store.record(
             task_id=task_id,
@@ -163,10 +260,11 @@ class TaskApi:
             brief=brief,
             requested_by=requested_by,
             correlation_id=env.correlation_id,
-            note=f"accepted: {len(audience.contacts)} contact(s) in the segment",
+            note=f"accepted: {len(audience.contacts)} contact(s) in the segment"
+            + (f"; planned by the LLM in {len(planned)} step(s) from the request {text[:200]!r}" if text else ""),
         )
         try:
-            await self.producer.publish([Outbound(PLAN, task_key(tenant.tenant_id, task_id), env, body)])
+            await self.producer.publish(outbound)
         except Exception as exc:
             await self.store.forget(task_id)  # never published: nothing of it remains
             raise Refused(
@@ -174,16 +272,16 @@ class TaskApi:
             ) from exc
         TASKS.labels("accepted").inc()
         log.info("campaign task accepted", campaign_id=brief.campaign_id, audience=len(audience.contacts))
-        return JSONResponse(
-            {
-                "task_id": task_id,
-                "state": "accepted",
-                "campaign_id": brief.campaign_id,
-                "audience": len(audience.contacts),
-                "variants": sorted(brief.variants),
-            },
-            status_code=202,
-        )
+        answer: dict[str, Any] = {
+            "task_id": task_id,
+            "state": "accepted",
+            "campaign_id": brief.campaign_id,
+            "audience": len(audience.contacts),
+            "variants": sorted(brief.variants),
+        }
+        if text is not None:
+            answer |= {"planned": [step.model_dump() for step in planned], "brief": brief.model_dump(mode="json")}
+        return JSONResponse(answer, status_code=202)
 
     async def get(self, request: Request, task_id: str, tenant_id: str) -> JSONResponse:
         try:

@@ -92,6 +92,12 @@ async def audience_of(segments: IngestSegments, tenant: TenantConfig, brief: Cam
     return Audience(answer.matched, contacts[: brief.max_contacts], False)
 
 
+def _planned(msg: Inbound) -> tuple[PlanStep, ...]:
+    """The LLM's planning steps of a free-text task (none for a defined brief)."""
+    body = msg.body
+    return body.planned if isinstance(body, CampaignTaskAccepted) else ()
+
+
 class TaskRunner:
     def __init__(
         self,
@@ -194,7 +200,7 @@ class TaskRunner:
         batch = CampaignTaskProposed(
             task_id=task.task_id,
             campaign_id=brief.campaign_id,
-            steps=self._steps(brief, evidence, len(members), counts),
+            steps=self._steps(brief, evidence, len(members), counts, _planned(msg)),
             query=query,
             evidence=tuple(evidence[:20]),
             audience=len(members),
@@ -227,13 +233,19 @@ class TaskRunner:
         return outputs
 
     def _steps(
-        self, brief: CampaignBrief, evidence: list[EvidenceRef], sends: int, counts: dict[str, int]
+        self,
+        brief: CampaignBrief,
+        evidence: list[EvidenceRef],
+        sends: int,
+        counts: dict[str, int],
+        planned: tuple[PlanStep, ...] = (),
     ) -> tuple[PlanStep, ...]:
         """The task's plan, as `herald explain` and reviewers read it."""
         split_words = ", ".join(f"{name} {n}" for name, n in sorted(counts.items()))
         segment = brief.segment.model_dump(mode="json", exclude_defaults=True)
         segment.pop("limit", None)
         return (
+            *planned[-14:],  # a free-text task: how the LLM planned the brief
             PlanStep(tool="search_knowledge_base", purpose=f"passages about {brief.topic!r}: {len(evidence)} found"),
             PlanStep(
                 tool="draft_variants",
@@ -264,7 +276,7 @@ class TaskRunner:
         """Per contact: its plan and its email, in a chain of its own (caused by the task's message), so `herald
         explain` of one send reads that send's story, not the whole batch's."""
         brief = task.brief
-        steps = self._steps(brief, evidence, len(contacts), _counts(variants))
+        steps = self._steps(brief, evidence, len(contacts), _counts(variants), _planned(msg))
         reason = review_reason(task.task_id, len(contacts))
         outputs: list[Outbound] = []
         members: list[Member] = []
