@@ -58,6 +58,26 @@ async def reply_from(herald, tenant: str, contact_id: str, address: str | None =
     assert replied.status_code == 202, replied.text
 
 
+async def pending_review(herald, tenant: str, contact_id: str, what: str, timeout: float = 90) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """The contact's first pending item in the review queue (the review API), once there is one."""
+    async with httpx.AsyncClient(base_url=herald.services.review_url, timeout=30) as client:
+
+        async def item() -> dict[str, Any] | None:
+            items = (await client.get("/v1/reviews", params={"tenant": tenant, "status": "pending"})).json()
+            mine = [i for i in items if i["contact_id"] == contact_id]
+            return mine[0] if mine else None
+
+        found: dict[str, Any] = await eventually(item, timeout=timeout, what=what)
+    return found
+
+
+async def approve_review(herald, review_id: str, reviewer: str = "dana@acme.example") -> None:  # type: ignore[no-untyped-def]
+    """A reviewer approves the item through the review API."""
+    async with httpx.AsyncClient(base_url=herald.services.review_url, timeout=30) as client:
+        approved = await client.post(f"/v1/reviews/{review_id}/approve", json={"reviewer": reviewer})
+    assert approved.status_code == 200, approved.text
+
+
 async def mails(herald, address: str, count: int, what: str, timeout: float = 90) -> list[Message]:  # type: ignore[no-untyped-def]
     """The emails to `address`, once there are `count` of them (oldest first)."""
     found: list[Message] = await eventually(

@@ -13,9 +13,8 @@ import secrets
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
-import httpx
 import pytest
-from sequence_support import lead, mails, new_lead, runs_by_workflow, upstream
+from sequence_support import approve_review, lead, mails, new_lead, pending_review, runs_by_workflow, upstream
 
 from herald_core.contracts import LeadQualified, LeadTier
 from herald_core.topics import PLAN
@@ -81,22 +80,12 @@ async def test_leads_are_scored_written_once_per_tier_and_routed(herald) -> None
     assert ids["hana"] not in writes  # a person decides the hot lead's hand-off first
 
     # the hot lead waits for its owner in review, with its score explained; approved, it is written
-    async with httpx.AsyncClient(base_url=herald.services.review_url, timeout=30) as client:
-
-        async def item() -> dict[str, object] | None:
-            items = (await client.get("/v1/reviews", params={"tenant": tenant, "status": "pending"})).json()
-            mine = [i for i in items if i["contact_id"] == ids["hana"]]
-            return mine[0] if mine else None
-
-        pending = await eventually(item, timeout=60, what="hana's hand-off in the review queue")
-        action = pending["action"]  # type: ignore[index]
-        assert action["tool"] == "update_crm_record"
-        assert action["review_reason"] == "a hot lead (score 70, hot from 70): owner ana.ortiz takes it from here"
-        assert "seniority 'COO' → c_level +30" in action["rationale"]
-        approved = await client.post(
-            f"/v1/reviews/{pending['review_id']}/approve", json={"reviewer": "dana@acme.example"}
-        )
-        assert approved.status_code == 200, approved.text
+    pending = await pending_review(herald, tenant, ids["hana"], "hana's hand-off in the review queue", timeout=60)
+    action = pending["action"]
+    assert action["tool"] == "update_crm_record"
+    assert action["review_reason"] == "a hot lead (score 70, hot from 70): owner ana.ortiz takes it from here"
+    assert "seniority 'COO' → c_level +30" in action["rationale"]
+    await approve_review(herald, pending["review_id"])
 
     async def handed_off() -> dict[tuple[str, str], dict[str, object]] | None:
         runs = await runs_by_workflow(herald, tenant)

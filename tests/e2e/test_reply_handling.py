@@ -15,9 +15,18 @@ import secrets
 from datetime import date
 
 import asyncpg
-import httpx
 import pytest
-from sequence_support import answer, lead, mails, new_lead, post_reply, runs_by_workflow, timers_of
+from sequence_support import (
+    answer,
+    approve_review,
+    lead,
+    mails,
+    new_lead,
+    pending_review,
+    post_reply,
+    runs_by_workflow,
+    timers_of,
+)
 
 from herald_core.contracts import ActionBlocked, ReplyClassified, ReplyIntent
 from herald_core.topics import PLAN, PROPOSED_ACTION, contact_key
@@ -118,22 +127,11 @@ async def test_replies_are_read_and_each_takes_its_branch(herald) -> None:  # ty
     # max's orders choose nothing: no email to anyone else, none to max, only a hand-off for a reviewer
     assert mails_to(herald.maildir, "boss@other.example") == []
     assert len(mails_to(herald.maildir, str(leads["max"]["email"]))) == 1  # touch 1 only
-    async with httpx.AsyncClient(base_url=herald.services.review_url, timeout=30) as client:
-
-        async def item() -> dict[str, object] | None:
-            items = (await client.get("/v1/reviews", params={"tenant": tenant, "status": "pending"})).json()
-            mine = [i for i in items if i["contact_id"] == ids["max"]]
-            return mine[0] if mine else None
-
-        pending = await eventually(item, timeout=60, what="max's hand-off in the review queue")
-        assert pending["action"]["tool"] == "update_crm_record"  # type: ignore[index]
-        assert pending["action"]["review_reason"]  # type: ignore[index]
-        approved = await client.post(
-            f"/v1/reviews/{pending['review_id']}/approve", json={"reviewer": "dana@acme.example"}
-        )
-        assert approved.status_code == 200, approved.text
-
-        assert "90%" not in json.dumps(pending["action"]["input"])  # type: ignore[index]
+    pending = await pending_review(herald, tenant, ids["max"], "max's hand-off in the review queue", timeout=60)
+    assert pending["action"]["tool"] == "update_crm_record"
+    assert pending["action"]["review_reason"]
+    assert "90%" not in json.dumps(pending["action"]["input"])
+    await approve_review(herald, pending["review_id"])
 
     async def handed_off() -> bool:
         return (await runs_by_workflow(herald, tenant))[(ids["max"], "reply_handling")]["state"] == "handed_off"
@@ -156,14 +154,7 @@ async def test_a_question_the_knowledge_base_cannot_answer_goes_to_a_person(hera
     (touch,) = await mails(herald, contact["email"], 1, "touch 1 to quinn")
     await post_reply(herald, tenant, answer(touch, "Do you have a HITRUST certification? Our auditors require it."))
 
-    async with httpx.AsyncClient(base_url=herald.services.review_url, timeout=30) as client:
-
-        async def item() -> dict[str, object] | None:
-            items = (await client.get("/v1/reviews", params={"tenant": tenant, "status": "pending"})).json()
-            mine = [i for i in items if i["contact_id"] == contact["contact_id"]]
-            return mine[0] if mine else None
-
-        pending = await eventually(item, timeout=90, what="quinn's question handed to a person")
+    pending = await pending_review(herald, tenant, contact["contact_id"], "quinn's question handed to a person")
     action = pending["action"]  # type: ignore[index]
     assert action["tool"] == "update_crm_record"
     assert action["input"]["properties"]["next_step"].startswith("Answer their question")
@@ -191,29 +182,19 @@ async def test_a_referral_by_reply_becomes_a_new_lead_once_a_person_confirms_it(
     said = f"I'm not the right person for this. Please reach out to {referral}, who runs our dispatch team."
     await post_reply(herald, tenant, answer(touch, said))
 
-    async with httpx.AsyncClient(base_url=herald.services.review_url, timeout=30) as client:
-
-        async def item() -> dict[str, object] | None:
-            items = (await client.get("/v1/reviews", params={"tenant": tenant, "status": "pending"})).json()
-            mine = [i for i in items if i["contact_id"] == contact["contact_id"]]
-            return mine[0] if mine else None
-
-        pending = await eventually(item, timeout=90, what="rey's referral in the review queue")
-        action = pending["action"]  # type: ignore[index]
-        assert action["tool"] == "create_contact"
-        assert action["input"] == {
-            "email": referral,
-            "first_name": None,
-            "last_name": None,
-            "company": "Northwind Freight",
-            "referred_by": contact["contact_id"],
-        }
-        assert action["review_reason"].startswith(f"a referral named in a reply ({referral})")
-        assert mails_to(herald.maildir, referral) == []  # nothing before a person confirms
-        approved = await client.post(
-            f"/v1/reviews/{pending['review_id']}/approve", json={"reviewer": "dana@acme.example"}
-        )
-        assert approved.status_code == 200, approved.text
+    pending = await pending_review(herald, tenant, contact["contact_id"], "rey's referral in the review queue")
+    action = pending["action"]
+    assert action["tool"] == "create_contact"
+    assert action["input"] == {
+        "email": referral,
+        "first_name": None,
+        "last_name": None,
+        "company": "Northwind Freight",
+        "referred_by": contact["contact_id"],
+    }
+    assert action["review_reason"].startswith(f"a referral named in a reply ({referral})")
+    assert mails_to(herald.maildir, referral) == []  # nothing before a person confirms
+    await approve_review(herald, pending["review_id"])
 
     # the new lead gets its own sequence, and touch 1 goes to the address the person confirmed
     (first,) = await mails(herald, referral, 1, "touch 1 to the referral")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from herald_ingest.replies import read_reply
-from herald_planner.intents import Intent, classify_offline, not_before, referred, with_similarity
+from herald_planner.intents import Intent, classify_offline, not_before, questions_of, referred, with_similarity
 
 REPLIES = Path(__file__).parent / "replies"
 NOW = datetime(2026, 12, 2, 18, 0, tzinfo=UTC)
@@ -123,3 +123,11 @@ def test_similarity_agreeing_raises_a_rule_and_contradicting_it_sends_it_to_a_pe
 def test_an_out_of_office_stays_whatever_the_text_resembles() -> None:
     away = classify_offline("Back on Monday.", today=date(2026, 12, 2), out_of_office=True)
     assert with_similarity(away, _scores(meeting_request=0.9)) == away
+
+
+def test_a_replys_questions_are_what_the_knowledge_base_is_searched_for() -> None:
+    text = "Thanks for the note. Does your single sign-on work with Okta? We would roll it out to 40 dispatchers."
+    assert questions_of(text) == "Does your single sign-on work with Okta?"
+    two = "Two things. Which plans include the API?\nAnd can we pay yearly? Cheers"
+    assert questions_of(two) == "Which plans include the API? And can we pay yearly?"
+    assert questions_of("Tell me  more about\nyour pricing.") == "Tell me more about your pricing."

@@ -263,3 +263,14 @@ def with_similarity(found: Classification, scores: Mapping[str, float]) -> Class
         doubt = (*found.evidence, f"but {why}")
         return replace(found, confidence=min(found.confidence, 0.5), classifier="rules+similarity", evidence=doubt)
     return replace(found, classifier="rules+similarity")
+
+
+_SENTENCE = re.compile(r"[^.!?\n]+(?:[.!?]+|$)")
+
+
+def questions_of(text: str, limit: int = 500) -> str:
+    """What a reply asks, for searching the knowledge base: its sentences that end in a question mark (the
+    context around them — "we would roll it out to 40 dispatchers" — is the contact's, not the question), else the
+    whole text; one line, at most `limit` characters."""
+    asked = [s.strip() for s in _SENTENCE.findall(text) if s.strip().endswith("?")]
+    return " ".join(" ".join(asked or [text]).split())[:limit]

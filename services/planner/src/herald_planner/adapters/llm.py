@@ -62,6 +62,12 @@ def draft_tool(variants: Mapping[str, str] | None = None) -> dict[str, Any]:
 DRAFT_TOOL = draft_tool()
 
 
+def tokens_read(usage: Any) -> int:
+    """Every input token a Messages API call read: the API counts cached ones apart from `input_tokens`, and the
+    tenant's budget counts them all."""
+    return int(usage.input_tokens + (usage.cache_read_input_tokens or 0) + (usage.cache_creation_input_tokens or 0))
+
+
 def llm_configured() -> bool:
     return bool(os.environ.get("ANTHROPIC_API_KEY"))
 
@@ -88,7 +94,7 @@ def _campaign_brief(first_touch: FirstTouch) -> str:
     )
 
 
-def _as_param(block: ContentBlock) -> dict[str, Any]:
+def as_param(block: ContentBlock) -> dict[str, Any]:
     """An assistant content block as it is sent back in the conversation (only what the API needs)."""
     if isinstance(block, ToolUseBlock):
         return {"type": "tool_use", "id": block.id, "name": block.name, "input": block.input}
@@ -216,12 +222,7 @@ class LlmDrafter:
                 raise DraftingFailed(f"the Messages API failed in round {round_}: {exc!r}"[:500], usage) from exc
             cache_read += response.usage.cache_read_input_tokens or 0
             cache_write += response.usage.cache_creation_input_tokens or 0
-            # the API counts cached tokens apart from `input_tokens`: the budget counts every token read
-            input_tokens += (
-                response.usage.input_tokens
-                + (response.usage.cache_read_input_tokens or 0)
-                + (response.usage.cache_creation_input_tokens or 0)
-            )
+            input_tokens += tokens_read(response.usage)
             output_tokens += response.usage.output_tokens
             usage = LlmUsageReported(
                 purpose="draft",
@@ -258,7 +259,7 @@ class LlmDrafter:
                 )
             if last or not uses:
                 raise DraftingFailed("the model did not call draft_email", usage)
-            messages.append({"role": "assistant", "content": [_as_param(block) for block in response.content]})
+            messages.append({"role": "assistant", "content": [as_param(block) for block in response.content]})
             results = []
             for use in uses:
                 result, note = await self._consult(tenant or "", use)

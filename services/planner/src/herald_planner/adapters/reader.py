@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from herald_core.contracts import EmailAddress, LlmUsageReported, ReplyIntent
 from herald_core.control import LlmBudgets
 from herald_core.observability import get_logger
+from herald_planner.adapters.llm import tokens_read
 from herald_planner.intents import Classification
 
 log = get_logger("herald.planner.reader")
@@ -109,9 +110,7 @@ class LlmReader:
         usage = LlmUsageReported(
             purpose="read_reply",
             model=self.model,
-            input_tokens=response.usage.input_tokens
-            + (response.usage.cache_read_input_tokens or 0)
-            + (response.usage.cache_creation_input_tokens or 0),
+            input_tokens=tokens_read(response.usage),
             output_tokens=response.usage.output_tokens,
             cache_read_tokens=response.usage.cache_read_input_tokens or 0,
             cache_write_tokens=response.usage.cache_creation_input_tokens or 0,

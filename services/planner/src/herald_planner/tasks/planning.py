@@ -23,6 +23,7 @@ from anthropic.types import ToolUseBlock
 from pydantic import ValidationError
 
 from herald_core.contracts import CampaignBrief, LlmUsageReported, PlanStep, SegmentFilter
+from herald_planner.adapters.llm import as_param, tokens_read
 
 SYSTEM = (
     "You plan marketing campaigns for {company}. A marketer's request is quoted between <task> markers: turn it "
@@ -119,11 +120,7 @@ class LlmTaskPlanner:
                 tool_choice=FORCE_BRIEF if last else {"type": "any"},
                 messages=messages,
             )
-            spent_in += (
-                response.usage.input_tokens
-                + (response.usage.cache_read_input_tokens or 0)
-                + (response.usage.cache_creation_input_tokens or 0)
-            )
+            spent_in += tokens_read(response.usage)
             spent_out += response.usage.output_tokens
             usage = LlmUsageReported(
                 purpose="plan_task",
@@ -145,7 +142,7 @@ class LlmTaskPlanner:
                 return Planned(brief, tuple(steps), usage)
             if last or not uses:
                 raise PlanningFailed("the model did not propose a brief within its steps", usage, tuple(steps))
-            messages.append({"role": "assistant", "content": [_as_param(b) for b in response.content]})
+            messages.append({"role": "assistant", "content": [as_param(b) for b in response.content]})
             results = []
             for use in uses:
                 answer, error = await _answered(use, reads)
@@ -190,11 +187,3 @@ async def _answered(use: ToolUseBlock, reads: Reads) -> tuple[str, bool]:
     except ValueError as exc:
         return str(exc)[:500], True
     return f"{use.name} is not a tool you can call here", True
-
-
-def _as_param(block: Any) -> dict[str, Any]:
-    if isinstance(block, ToolUseBlock):
-        return {"type": "tool_use", "id": block.id, "name": block.name, "input": block.input}
-    if block.type == "text":
-        return {"type": "text", "text": block.text}
-    return dict(block.model_dump(exclude_none=True))

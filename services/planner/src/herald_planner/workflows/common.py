@@ -30,7 +30,7 @@ from herald_core.ids import new_id
 from herald_core.tools import TOOLS
 from herald_core.topics import LLM_USAGE, PLAN, PROPOSED_ACTION, contact_key, tenant_key
 from herald_planner.engine.ports import Ports
-from herald_planner.engine.spec import Run
+from herald_planner.engine.spec import Advance, Run
 from herald_planner.logic import (
     Draft,
     DraftRequest,
@@ -75,6 +75,34 @@ def outcome_of(run: Run, event: Contract) -> str | None:
         case ExecutionResolved():
             return str(event.outcome.value)
     return None
+
+
+#: what an outcome says of a decision a person is asked for: done, still waiting, or over without it
+WAITING_OUTCOMES = frozenset({"escalated", "deferred", "in_doubt"})
+FAILED_OUTCOMES = frozenset({"failed", "refused", "did_not_happen"})
+
+
+def decided(run: Run, event: Contract, *, done: str, waiting: str) -> Advance | None:
+    """A run waiting on one action a person decides (a hand-off, a referral): `done` when it ran, `dismissed` when
+    it was blocked (a reviewer's rejection), `failed`, or still `waiting`; None for another action's outcome."""
+    outcome = outcome_of(run, event)
+    if outcome is None:
+        return None
+    note = {"outcome": outcome, **outcome_note(event)}
+    if outcome in ("succeeded", "happened"):
+        return Advance(done, note=note)
+    if outcome == "blocked":
+        return Advance("dismissed", note=note)
+    if outcome in FAILED_OUTCOMES:
+        return Advance("failed", note=note)
+    return Advance(waiting, note=note)
+
+
+def proposed(run: Run, trigger: Envelope, action: ActionProposed) -> Outbound:
+    """The action, proposed for the run's contact, caused by `trigger`."""
+    subject = f"contact/{run.contact.contact_id}"
+    envelope = trigger.caused(source=SOURCE, type=ActionProposed.TYPE, subject=subject)
+    return Outbound(PROPOSED_ACTION, contact_key(run.tenant, run.contact.contact_id), envelope, action)
 
 
 def outcome_note(event: Contract) -> dict[str, object]:

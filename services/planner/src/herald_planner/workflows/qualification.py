@@ -48,7 +48,14 @@ from herald_planner.engine.activity import activity_of
 from herald_planner.engine.ports import Ports
 from herald_planner.engine.spec import Advance, Context, Propose, Run, StepResult, Transition, Withdraw, WorkflowSpec
 from herald_planner.qualification import Engagement, QualificationConfig, Scored, score
-from herald_planner.workflows.common import OUTCOME_TYPES, SOURCE, outcome_note, outcome_of
+from herald_planner.workflows.common import (
+    OUTCOME_TYPES,
+    SOURCE,
+    WAITING_OUTCOMES,
+    decided,
+    outcome_note,
+    outcome_of,
+)
 
 NAME = "lead_qualification"
 Stage = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
@@ -128,20 +135,13 @@ def on_activity(run: Run, event: Contract, context: Context[LeadQualificationCon
 
 def on_outcome(run: Run, event: Contract, context: Context[LeadQualificationConfig]) -> Advance | None:
     """What became of the latest write: for a hot lead, the hand-off's review decides the run's end."""
+    if run.state == "with_owner":
+        return decided(run, event, done="handed_off", waiting="with_owner")
     outcome = outcome_of(run, event)
     if outcome is None:
         return None
     note = {"outcome": outcome, **outcome_note(event)}
-    settled = outcome not in ("escalated", "deferred", "in_doubt")
-    if run.state == "with_owner":
-        if outcome in ("succeeded", "happened"):
-            return Advance("handed_off", note=note)
-        if outcome == "blocked":
-            return Advance("dismissed", note=note)
-        if outcome in ("failed", "refused", "did_not_happen"):
-            return Advance("failed", note=note)
-        return Advance("with_owner", note=note)
-    return Advance(run.state, data={"settled": settled}, note=note)
+    return Advance(run.state, data={"settled": outcome not in WAITING_OUTCOMES}, note=note)
 
 
 async def qualify(ports: Ports, run: Run, trigger: Envelope, args: Mapping[str, Any]) -> StepResult:

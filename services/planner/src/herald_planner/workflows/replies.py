@@ -57,13 +57,21 @@ from herald_core.envelope import Envelope
 from herald_core.ids import new_id
 from herald_core.observability import get_logger
 from herald_core.tools import FindFreeSlotsOutput
-from herald_core.topics import CONSENT, LLM_USAGE, PLAN, PROPOSED_ACTION, consent_key, contact_key, tenant_key
+from herald_core.topics import CONSENT, LLM_USAGE, PLAN, consent_key, contact_key, tenant_key
 from herald_planner.adapters.tools import ReadToolError
 from herald_planner.engine.ports import Ports
 from herald_planner.engine.spec import Advance, Context, Propose, Run, StepResult, Transition, WorkflowSpec
-from herald_planner.intents import Classification, classify_offline, examples, with_similarity
+from herald_planner.intents import Classification, classify_offline, examples, questions_of, with_similarity
 from herald_planner.logic import as_addressed, one_line, recipient_name
-from herald_planner.workflows.common import OUTCOME_TYPES, draft_and_propose, outcome_note, outcome_of
+from herald_planner.workflows.common import (
+    OUTCOME_TYPES,
+    WAITING_OUTCOMES,
+    decided,
+    draft_and_propose,
+    outcome_note,
+    outcome_of,
+    proposed,
+)
 
 NAME = "reply_handling"
 SOURCE = "herald/planner"
@@ -216,17 +224,7 @@ async def opt_out(ports: Ports, run: Run, trigger: Envelope, args: Mapping[str, 
 
 def on_outcome(run: Run, event: Contract, context: Context[ReplyHandlingConfig]) -> Advance | None:
     """What became of the hand-off: written when a person approved it, dropped when they rejected it."""
-    outcome = outcome_of(run, event)
-    note = {"outcome": outcome, **outcome_note(event)} if outcome else {}
-    if outcome in ("succeeded", "happened"):
-        return Advance("handed_off", note=note)
-    if outcome == "blocked":
-        return Advance("dismissed", note=note)
-    if outcome in ("failed", "refused", "did_not_happen"):
-        return Advance("failed", note=note)
-    if outcome in ("escalated", "deferred", "in_doubt"):
-        return Advance("with_a_person", note=note)
-    return None
+    return decided(run, event, done="handed_off", waiting="with_a_person")
 
 
 def on_answer(run: Run, event: Contract, context: Context[ReplyHandlingConfig]) -> Advance | None:
@@ -242,7 +240,7 @@ def on_answer(run: Run, event: Contract, context: Context[ReplyHandlingConfig]) 
         return Advance("with_a_person", (Propose("hand_off", {"why": why}),), note=note)
     if outcome in ("failed", "refused", "did_not_happen"):
         return Advance("failed", note=note)
-    if outcome in ("escalated", "deferred", "in_doubt"):
+    if outcome in WAITING_OUTCOMES:
         return Advance("answering", note=note)
     return None
 
@@ -254,7 +252,7 @@ async def answer(ports: Ports, run: Run, trigger: Envelope, args: Mapping[str, A
     reply = trigger_reply(run)
     own_id = str(reply["message_id"])
     thread = [*reply.get("references", []), *([own_id] if own_id.startswith("<") else [])]
-    query = " ".join(str(reply["text"]).split())[:500]
+    query = questions_of(str(reply["text"]))
     try:
         verdict = await ports.retrieval.search_with_verdict(
             ports.tenant.tenant_id, query, ports.settings.evidence_k, list(ANSWER_COLLECTIONS)
@@ -307,7 +305,7 @@ def on_scheduled(run: Run, event: Contract, context: Context[ReplyHandlingConfig
         said = getattr(event, "reason", None) or getattr(event, "error", None) or outcome
         why = f"the meeting could not be booked ({outcome}: {said})"[:500]
         return Advance("with_a_person", (Propose("hand_off", {"why": why}),), note=note)
-    if outcome in ("escalated", "deferred", "in_doubt"):
+    if outcome in WAITING_OUTCOMES:
         return Advance("scheduling", note=note)
     return None
 
@@ -366,10 +364,8 @@ async def schedule(ports: Ports, run: Run, trigger: Envelope, args: Mapping[str,
         rationale=f"{contact.first_name or 'The contact'} asked to meet, replying to “{reply['subject']}”: “{said}”. "
         f"Booked into the first free slot of the calendar: {slot.starts_at:%Y-%m-%d %H:%M} UTC.",
     )
-    envelope = trigger.caused(source=SOURCE, type=ActionProposed.TYPE, subject=f"contact/{contact.contact_id}")
-    out = Outbound(PROPOSED_ACTION, contact_key(run.tenant, contact.contact_id), envelope, action)
     return StepResult(
-        [out],
+        [proposed(run, trigger, action)],
         action_id=action.action_id,
         label="schedule",
         data={"action_id": action.action_id, "slot": slot.starts_at.isoformat()},
@@ -379,17 +375,7 @@ async def schedule(ports: Ports, run: Run, trigger: Envelope, args: Mapping[str,
 
 def on_referred(run: Run, event: Contract, context: Context[ReplyHandlingConfig]) -> Advance | None:
     """What a person decided of the referral: the new lead made, or not."""
-    outcome = outcome_of(run, event)
-    note = {"outcome": outcome, **outcome_note(event)} if outcome else {}
-    if outcome in ("succeeded", "happened"):
-        return Advance("referred", note=note)
-    if outcome == "blocked":
-        return Advance("dismissed", note=note)
-    if outcome in ("failed", "refused", "did_not_happen"):
-        return Advance("failed", note=note)
-    if outcome in ("escalated", "deferred", "in_doubt"):
-        return Advance("referring", note=note)
-    return None
+    return decided(run, event, done="referred", waiting="referring")
 
 
 async def refer(ports: Ports, run: Run, trigger: Envelope, args: Mapping[str, Any]) -> StepResult:
@@ -401,8 +387,6 @@ async def refer(ports: Ports, run: Run, trigger: Envelope, args: Mapping[str, An
     contact = run.contact
     referral = str(run.data["referral"])
     said = " ".join(str(reply["text"]).split())[:600]
-    subject = f"contact/{contact.contact_id}"
-    key = contact_key(run.tenant, contact.contact_id)
     noted = ActionProposed(
         action_id=new_id(),
         tenant=run.tenant,
@@ -430,12 +414,8 @@ async def refer(ports: Ports, run: Run, trigger: Envelope, args: Mapping[str, An
         f"a new lead for {referral}, at {contact.company or 'their company'}.",
         review_reason=f"a referral named in a reply ({referral}): a person confirms before Herald writes to them",
     )
-    outputs = [
-        Outbound(PROPOSED_ACTION, key, trigger.caused(source=SOURCE, type=ActionProposed.TYPE, subject=subject), a)
-        for a in (noted, lead)
-    ]
     return StepResult(
-        outputs,
+        [proposed(run, trigger, noted), proposed(run, trigger, lead)],
         action_id=lead.action_id,
         label="refer",
         data={"action_id": lead.action_id, "noted": noted.action_id},
@@ -471,10 +451,8 @@ async def hand_off(ports: Ports, run: Run, trigger: Envelope, args: Mapping[str,
         rationale=f"{contact.first_name or 'The contact'} replied to “{reply['subject']}”: “{said}”{pointed}",
         review_reason=(f"{args['why']}; for its owner, {contact.owner}" if contact.owner else str(args["why"]))[:500],
     )
-    envelope = trigger.caused(source=SOURCE, type=ActionProposed.TYPE, subject=f"contact/{contact.contact_id}")
-    out = Outbound(PROPOSED_ACTION, contact_key(run.tenant, contact.contact_id), envelope, action)
     return StepResult(
-        [out],
+        [proposed(run, trigger, action)],
         action_id=action.action_id,
         label="hand_off",
         data={"action_id": action.action_id},
