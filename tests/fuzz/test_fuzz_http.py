@@ -44,7 +44,7 @@ SAMPLED_ADDRESSES = {
 }
 CONCURRENCY = 4
 #: the share of HTTP_CASES each edge gets
-SHARES = {"hubspot": 0.4, "cloudevents": 0.33, "email": 0.27}
+SHARES = {"hubspot": 0.37, "cloudevents": 0.3, "email": 0.25, "segments": 0.08}
 
 
 def cases_for(edge: str) -> int:
@@ -607,9 +607,60 @@ async def test_mutated_bounce_reports_never_get_a_5xx(herald, summary, tmp_path)
     await run_edge(herald, "email", cases, summary, report_accounted)
 
 
+SEGMENT: dict[str, Any] = {
+    "industries": ["logistics"],
+    "lifecycle_stages": ["lead"],
+    "title_contains": ["operations"],
+    "company_size": {"min": 10, "max": 5000},
+    "countries": ["US"],
+    "limit": 50,
+}
+
+
+@st.composite
+def segment_case(draw: st.DrawFn, tenant: str) -> Case:
+    """A segment question for the planner's campaign tasks: valid, mutated as JSON, or damaged on the wire."""
+    what: list[str] = []
+    value: Any = {k: v for k, v in SEGMENT.items() if draw(st.booleans())}
+    if draw(st.integers(0, 3)) > 0:
+        value, done = draw(changed_json(value))
+        what += done
+    body = dumps(value)
+    if draw(st.integers(0, 7)) == 0:
+        body, done_bytes = draw(mutated_bytes(body))
+        what.append(done_bytes)
+    segment, moved = draw(tenant_path(tenant))
+    if moved:
+        what.append(moved)
+    content_type = draw(st.sampled_from(["application/json"] * 6 + [None, "text/plain"]))
+    return Case(path=f"/v1/segments/{segment}", body=body, headers={"Content-Type": content_type}, what=what)
+
+
+def segment_accounted(case: Case, answer: dict[str, Any]) -> str | None:
+    if not {"matched", "contacts", "truncated"} <= set(answer):
+        return "an answer without matched, contacts and truncated"
+    if not isinstance(answer["contacts"], list) or len(answer["contacts"]) > int(answer["matched"]):
+        return "more contacts than matched"
+    if any(c.get("email") is None for c in answer["contacts"]):
+        return "a contact without an address in a segment"
+    return None
+
+
+async def test_mutated_segment_questions_never_get_a_5xx(herald, summary, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    tenant, _ = seeded(herald, "fzsegment", tmp_path)
+    await known(herald, tenant)
+    cases = generate(segment_case(tenant), cases_for("segments"), "segments")
+    await run_edge(herald, "segments", cases, summary, segment_accounted)
+
+
 async def test_the_edges_fuzzed_are_every_edge_ingest_serves(herald) -> None:  # type: ignore[no-untyped-def]
     """A new edge in ingest's API is a new edge to fuzz here (read from the API description it serves)."""
     async with httpx.AsyncClient(timeout=10) as client:
         described = (await client.get(f"{herald.services.ingest_url}/openapi.json")).json()
     served = {path for path, methods in described["paths"].items() if "post" in methods}
-    assert served == {"/v1/webhooks/hubspot/{tenant}", "/v1/events", "/v1/inbound/{tenant}/email"}, served
+    assert served == {
+        "/v1/webhooks/hubspot/{tenant}",
+        "/v1/events",
+        "/v1/inbound/{tenant}/email",
+        "/v1/segments/{tenant}",
+    }, served

@@ -49,6 +49,10 @@ from herald_core.contracts import (
     ActionExecuted,
     ActionRefused,
     ActionWithdrawn,
+    CampaignBrief,
+    CampaignTaskAccepted,
+    CampaignTaskFailed,
+    CampaignTaskProposed,
     ConsentGranted,
     ConsentReason,
     ConsentWithdrawn,
@@ -88,10 +92,12 @@ from herald_core.contracts import (
     ReviewRequested,
     RuleHit,
     ScoreFeature,
+    SegmentFilter,
     TimerFired,
     WorkflowEnded,
 )
 from herald_core.envelope import Envelope
+from herald_core.ids import new_id
 from herald_core.topics import (
     APPROVED_ACTION,
     AUDIT,
@@ -137,6 +143,7 @@ GROUPS: dict[tuple[str, str], tuple[TopicSpec, ...]] = {
     ("retrieval", "knowledge"): (KNOWLEDGE,),
     ("retrieval", "memory"): (EVENTS, EXECUTED, REVIEW_DECISION),
     ("ingest", "sent"): (EXECUTED,),
+    ("planner", "tasks"): (PLAN,),
 }
 #: the readers outside a group: consent feeds (positions in Postgres), followers of compacted topics, the cache
 #: invalidator; each dead-letters what it cannot read under its service's name
@@ -276,6 +283,31 @@ def valid_body(herald, tenant: str, kind: str, marker: str, variant: int) -> Con
                 until=(now + timedelta(days=30)).date(),
                 classified_at=now,
             )
+        case CampaignTaskAccepted.TYPE:
+            brief = CampaignBrief(
+                campaign_id=f"fz-{marker}",
+                topic=f"approval workflows {marker}",
+                segment=SegmentFilter(industries=("logistics",)),
+                variants={"proof": "lead with a customer result"},
+            )
+            return CampaignTaskAccepted(
+                task_id=f"task-{new_id()}", tenant=tenant, brief=brief, requested_by="fuzz", accepted_at=now
+            )
+        case CampaignTaskProposed.TYPE:
+            return CampaignTaskProposed(
+                task_id=f"task-{new_id()}",
+                campaign_id=f"fz-{marker}",
+                steps=(PlanStep(tool="send_email", purpose=marker),),
+                query="approvals",
+                evidence=(),
+                audience=1,
+                variants={"proof": 1},
+                actions=(action.action_id,),
+                review_reason=f"campaign task {marker}",
+                proposed_at=now,
+            )
+        case CampaignTaskFailed.TYPE:
+            return CampaignTaskFailed(task_id=f"task-{new_id()}", reason=f"no segment {marker}", failed_at=now)
         case LeadQualified.TYPE:
             return LeadQualified(
                 workflow_id=action.workflow_id,
