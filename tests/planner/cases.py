@@ -286,6 +286,17 @@ def kinds_named() -> dict[type[Contract], list[str]]:
     return by_kind
 
 
+def rows_of(table: str) -> dict[tuple[str, str], str | None]:
+    """A spec's table as (state, event) → the state it moves to; `-` is None (ignored). The header names the
+    states, each line an event (a name of `EVENTS`) and its cell per state."""
+    header, *lines = [line.split() for line in table.strip().splitlines()]
+    return {
+        (state, line[0]): (None if cell == "-" else cell)
+        for line in lines
+        for state, cell in zip(header[1:], line[1:], strict=True)
+    }
+
+
 def assert_rows_cover(spec: WorkflowSpec, rows: Mapping[tuple[str, str], object]) -> None:
     """Every active state of `spec` has a row for every contract type it handles (a new state or event type
     without one fails)."""

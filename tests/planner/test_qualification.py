@@ -20,6 +20,7 @@ from cases import (
     context,
     qualified,
     reply,
+    rows_of,
     run_in,
 )
 from pydantic import ValidationError
@@ -200,16 +201,7 @@ updated:title       scored      -
 """
 
 
-def _rows() -> dict[tuple[str, str], str | None]:
-    header, *lines = [line.split() for line in TABLE_STATES.strip().splitlines()]
-    return {
-        (state, line[0]): (None if cell == "-" else cell)
-        for line in lines
-        for state, cell in zip(header[1:], line[1:], strict=True)
-    }
-
-
-ROWS = _rows()
+ROWS = rows_of(TABLE_STATES)
 
 
 @pytest.mark.parametrize(("state", "event"), sorted(ROWS))

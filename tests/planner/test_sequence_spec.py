@@ -16,6 +16,7 @@ from cases import (
     assert_terminal_states_take_nothing,
     context,
     reply,
+    rows_of,
     run_in,
     timer_fired,
 )
@@ -72,16 +73,7 @@ clicked                    -                -                -                - 
 """
 
 
-def _rows() -> dict[tuple[str, str], str | None]:
-    header, *lines = [line.split() for line in TABLE.strip().splitlines()]
-    return {
-        (state, line[0]): (None if cell == "-" else cell)
-        for line in lines
-        for state, cell in zip(header[1:], line[1:], strict=True)
-    }
-
-
-ROWS = _rows()
+ROWS = rows_of(TABLE)
 
 
 def _run(state: str, **data: object):  # type: ignore[no-untyped-def]

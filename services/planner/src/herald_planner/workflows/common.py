@@ -24,6 +24,8 @@ from herald_core.contracts import (
     PlanCreated,
     PlanStep,
     SendEmailInput,
+    ToolInput,
+    ToolName,
 )
 from herald_core.envelope import Envelope
 from herald_core.ids import new_id
@@ -96,6 +98,30 @@ def decided(run: Run, event: Contract, *, done: str, waiting: str) -> Advance | 
     if outcome in FAILED_OUTCOMES:
         return Advance("failed", note=note)
     return Advance(waiting, note=note)
+
+
+def action_for(
+    run: Run,
+    tool: ToolName,
+    tool_input: ToolInput,
+    *,
+    confidence: float,
+    rationale: str,
+    review_reason: str | None = None,
+) -> ActionProposed:
+    """An action of the run for its contact (one that quotes no passage: a CRM write, a meeting, a contact)."""
+    return ActionProposed(
+        action_id=new_id(),
+        tenant=run.tenant,
+        workflow_id=run.workflow_id,
+        tool=tool,
+        input=tool_input,
+        contact=run.contact,
+        evidence=(),
+        confidence=confidence,
+        rationale=rationale,
+        review_reason=review_reason,
+    )
 
 
 def proposed(run: Run, trigger: Envelope, action: ActionProposed) -> Outbound:
@@ -198,21 +224,32 @@ def email_proposal(
 
 
 async def retrieve(
-    ports: Ports, contact_id: str, query: str, memory_query: str, collections: Sequence[str] = ("customers", "product")
+    ports: Ports,
+    contact_id: str,
+    query: str,
+    memory_query: str,
+    collections: Sequence[str] = ("customers", "product"),
+    evidence: Sequence[EvidenceRef] | None = None,
 ) -> tuple[list[EvidenceRef], list[MemoryRef]]:
-    """Passages for the draft and what memory holds of the contact. An outage is a `TransientError` (the event
-    is read again later); a refusal of the request itself is not, and dead-letters the event."""
+    """Passages for the draft (unless a step searched already: `evidence`) and what memory holds of the contact.
+    An outage is a `TransientError` (the event is read again later); a refusal of the request itself is not, and
+    dead-letters the event."""
     tenant = ports.tenant.tenant_id
+
+    async def passages() -> list[EvidenceRef]:
+        if evidence is not None:
+            return list(evidence)
+        return await ports.retrieval.search(tenant, query, ports.settings.evidence_k, list(collections))
+
     try:
-        evidence, memories = await asyncio.gather(
-            ports.retrieval.search(tenant, query, ports.settings.evidence_k, list(collections)),
-            ports.retrieval.recall(tenant, contact_id, memory_query, ports.settings.memory_k),
+        found, memories = await asyncio.gather(
+            passages(), ports.retrieval.recall(tenant, contact_id, memory_query, ports.settings.memory_k)
         )
     except Exception as exc:
         if not is_transient(exc):
             raise  # retrieval refused the request itself (INVALID_ARGUMENT …): the event is dead-lettered
         raise TransientError(f"retrieval unavailable: {reason_of(exc)}") from exc
-    return evidence, memories
+    return found, memories
 
 
 @dataclass(frozen=True)
@@ -250,18 +287,19 @@ async def draft_and_propose(
     in_reply_to: str | None = None,
     references: Sequence[str] = (),
     collections: Sequence[str] = ("customers", "product"),
+    evidence: Sequence[EvidenceRef] | None = None,
 ) -> Drafted:
     """The email step every workflow shares: retrieve passages and memories, gather reviewers' examples for the
     step and the contact's segment, draft (LLM or template), propose it to the run's contact. `brief` adds what
     the draft must know of its place (`touch`, `touches`, `earlier`, `feedback`, `campaign`)."""
     contact = run.contact
     tenant = ports.tenant
-    evidence, memories = await retrieve(ports, contact.contact_id, query, memory_query(contact), collections)
+    found, memories = await retrieve(ports, contact.contact_id, query, memory_query(contact), collections, evidence)
     examples = await ports.examples.recent(tenant.tenant_id, run.workflow, step, segment_of(contact))
     request = DraftRequest(
         tenant_id=tenant.tenant_id,
         contact=as_addressed(contact),
-        evidence=evidence,
+        evidence=found,
         memories=memories,
         company_name=tenant.name,
         sender=tenant.sender.name,
@@ -276,11 +314,11 @@ async def draft_and_propose(
         draft=draft,
         planner_kind=planner_kind,
         query=query,
-        evidence=evidence,
+        evidence=found,
         memories=memories,
         purpose=purpose,
         campaign_id=campaign_id,
         in_reply_to=in_reply_to,
         references=references,
     )
-    return Drafted(outputs, action_id, draft, planner_kind, evidence, memories)
+    return Drafted(outputs, action_id, draft, planner_kind, found, memories)

@@ -42,7 +42,6 @@ from herald_core.contracts import (
     UpdateCrmRecordInput,
 )
 from herald_core.envelope import Envelope
-from herald_core.ids import new_id
 from herald_core.topics import PLAN, PROPOSED_ACTION, contact_key
 from herald_planner.engine.activity import activity_of
 from herald_planner.engine.ports import Ports
@@ -52,6 +51,7 @@ from herald_planner.workflows.common import (
     OUTCOME_TYPES,
     SOURCE,
     WAITING_OUTCOMES,
+    action_for,
     decided,
     outcome_note,
     outcome_of,
@@ -175,14 +175,10 @@ async def qualify(ports: Ports, run: Run, trigger: Envelope, args: Mapping[str, 
         query="",
         evidence=(),
     )
-    action = ActionProposed(
-        action_id=new_id(),
-        tenant=run.tenant,
-        workflow_id=run.workflow_id,
-        tool="update_crm_record",
-        input=UpdateCrmRecordInput(contact_id=contact.contact_id, properties=properties),  # type: ignore[arg-type]
-        contact=contact,
-        evidence=(),
+    action = action_for(
+        run,
+        "update_crm_record",
+        UpdateCrmRecordInput(contact_id=contact.contact_id, properties=properties),  # type: ignore[arg-type]
         confidence=1.0,  # a computed score, not a guess
         rationale=f"Lead {explained}{moved}"[:2000],
         review_reason=review_reason,

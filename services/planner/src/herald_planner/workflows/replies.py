@@ -40,7 +40,6 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from herald_core.bus import Outbound, TransientError, is_transient
 from herald_core.contracts import (
-    ActionProposed,
     ConsentChannel,
     ConsentReason,
     ConsentWithdrawn,
@@ -54,7 +53,6 @@ from herald_core.contracts import (
     UpdateCrmRecordInput,
 )
 from herald_core.envelope import Envelope
-from herald_core.ids import new_id
 from herald_core.observability import get_logger
 from herald_core.tools import FindFreeSlotsOutput
 from herald_core.topics import CONSENT, LLM_USAGE, PLAN, consent_key, contact_key, tenant_key
@@ -66,6 +64,7 @@ from herald_planner.logic import as_addressed, one_line, recipient_name
 from herald_planner.workflows.common import (
     OUTCOME_TYPES,
     WAITING_OUTCOMES,
+    action_for,
     decided,
     draft_and_propose,
     outcome_note,
@@ -279,6 +278,7 @@ async def answer(ports: Ports, run: Run, trigger: Envelope, args: Mapping[str, A
         in_reply_to=thread[-1] if thread else None,
         references=list(dict.fromkeys(thread))[-20:],
         collections=ANSWER_COLLECTIONS,
+        evidence=verdict.evidence,  # the passages the verdict was given: searched once
     )
     if not drafted.draft.chunks or drafted.draft.confidence < 0.5:
         handed = await hand_off(ports, run, trigger, {"why": "the knowledge base holds no passage that answers it"})
@@ -344,12 +344,10 @@ async def schedule(ports: Ports, run: Run, trigger: Envelope, args: Mapping[str,
     tenant = ports.tenant
     company = f" × {contact.company}" if contact.company else ""
     said = " ".join(str(reply["text"]).split())[:600]
-    action = ActionProposed(
-        action_id=new_id(),
-        tenant=run.tenant,
-        workflow_id=run.workflow_id,
-        tool="schedule_meeting",
-        input=ScheduleMeetingInput(
+    action = action_for(
+        run,
+        "schedule_meeting",
+        ScheduleMeetingInput(
             contact_id=contact.contact_id,
             attendee_email=contact.email,  # type: ignore[arg-type]
             attendee_name=recipient_name(as_addressed(contact)),
@@ -358,9 +356,7 @@ async def schedule(ports: Ports, run: Run, trigger: Envelope, args: Mapping[str,
             duration_minutes=config.meeting_minutes,
             description=f"Booked because you asked to meet in your reply to “{one_line(str(reply['subject']), 200)}”.",
         ),
-        contact=contact,
-        evidence=(),
-        confidence=float(run.data.get("confidence", 0.0)),
+        confidence=_confidence(run),
         rationale=f"{contact.first_name or 'The contact'} asked to meet, replying to “{reply['subject']}”: “{said}”. "
         f"Booked into the first free slot of the calendar: {slot.starts_at:%Y-%m-%d %H:%M} UTC.",
     )
@@ -386,32 +382,22 @@ async def refer(ports: Ports, run: Run, trigger: Envelope, args: Mapping[str, An
     reply = trigger_reply(run)
     contact = run.contact
     referral = str(run.data["referral"])
-    said = " ".join(str(reply["text"]).split())[:600]
-    noted = ActionProposed(
-        action_id=new_id(),
-        tenant=run.tenant,
-        workflow_id=run.workflow_id,
-        tool="update_crm_record",
-        input=UpdateCrmRecordInput(
+    noted = action_for(
+        run,
+        "update_crm_record",
+        UpdateCrmRecordInput(
             contact_id=contact.contact_id,
             properties={"next_step": f"Not the right person: their referral is in review ({ports.now:%Y-%m-%d})"},
         ),
-        contact=contact,
-        evidence=(),
-        confidence=float(run.data.get("confidence", 0.0)),
-        rationale=f"{contact.first_name or 'The contact'} replied to “{reply['subject']}”: “{said}”",
+        confidence=_confidence(run),
+        rationale=_replied(run, reply),
     )
-    lead = ActionProposed(
-        action_id=new_id(),
-        tenant=run.tenant,
-        workflow_id=run.workflow_id,
-        tool="create_contact",
-        input=CreateContactInput(email=referral, company=contact.company, referred_by=contact.contact_id),
-        contact=contact,
-        evidence=(),
-        confidence=float(run.data.get("confidence", 0.0)),
-        rationale=f"{contact.first_name or 'The contact'} replied to “{reply['subject']}”: “{said}” — "
-        f"a new lead for {referral}, at {contact.company or 'their company'}.",
+    lead = action_for(
+        run,
+        "create_contact",
+        CreateContactInput(email=referral, company=contact.company, referred_by=contact.contact_id),
+        confidence=_confidence(run),
+        rationale=f"{_replied(run, reply)} — a new lead for {referral}, at {contact.company or 'their company'}.",
         review_reason=f"a referral named in a reply ({referral}): a person confirms before Herald writes to them",
     )
     return StepResult(
@@ -436,19 +422,14 @@ async def hand_off(ports: Ports, run: Run, trigger: Envelope, args: Mapping[str,
     if intent is ReplyIntent.INTERESTED and config.interested_lifecycle_stage:
         properties["lifecycle_stage"] = config.interested_lifecycle_stage
     contact = run.contact
-    said = " ".join(str(reply["text"]).split())[:600]
     referral = run.data.get("referral") if intent is ReplyIntent.WRONG_PERSON else None
     pointed = f" They point to {referral}: confirm before anyone writes to that address." if referral else ""
-    action = ActionProposed(
-        action_id=new_id(),
-        tenant=run.tenant,
-        workflow_id=run.workflow_id,
-        tool="update_crm_record",
-        input=UpdateCrmRecordInput(contact_id=contact.contact_id, properties=properties),  # type: ignore[arg-type]
-        contact=contact,
-        evidence=(),
-        confidence=float(run.data.get("confidence", 0.0)),
-        rationale=f"{contact.first_name or 'The contact'} replied to “{reply['subject']}”: “{said}”{pointed}",
+    action = action_for(
+        run,
+        "update_crm_record",
+        UpdateCrmRecordInput(contact_id=contact.contact_id, properties=properties),  # type: ignore[arg-type]
+        confidence=_confidence(run),
+        rationale=f"{_replied(run, reply)}{pointed}",
         review_reason=(f"{args['why']}; for its owner, {contact.owner}" if contact.owner else str(args["why"]))[:500],
     )
     return StepResult(
@@ -458,6 +439,16 @@ async def hand_off(ports: Ports, run: Run, trigger: Envelope, args: Mapping[str,
         data={"action_id": action.action_id},
         note={"next_step": step},
     )
+
+
+def _replied(run: Run, reply: Mapping[str, Any]) -> str:
+    """What a reviewer reads first of a reply's action: who replied, to what, in their words (one line, clipped)."""
+    said = " ".join(str(reply["text"]).split())[:600]
+    return f"{run.contact.first_name or 'The contact'} replied to “{reply['subject']}”: “{said}”"
+
+
+def _confidence(run: Run) -> float:
+    return float(run.data.get("confidence", 0.0))
 
 
 def trigger_reply(run: Run) -> dict[str, Any]:
