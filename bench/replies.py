@@ -32,8 +32,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.results import machine, save
 from bench.run import _create, _percentiles, isolated_services
+from herald_core.auth.services import ServiceKeys
 from herald_core.contracts import ActionProposed, ContactFacts, ReplyMatch, ReplyReceived
 from herald_core.envelope import Envelope
+from herald_core.settings import CommonSettings
 from herald_core.topics import EVENTS, PROPOSED_ACTION, contact_key
 from herald_ingest.replies import read_reply
 from herald_planner.adapters.retrieval import RetrievalClient
@@ -64,7 +66,8 @@ def _table(directory: Path = REPLIES) -> list[tuple[str, str, Any]]:
 
 
 async def reading(retrieval_target: str, directory: Path = REPLIES) -> dict[str, Any]:
-    client = RetrievalClient(retrieval_target, timeout=30)
+    # the operator's CLI key: the retrieval API answers only Herald's services
+    client = RetrievalClient(retrieval_target, 30, ServiceKeys(CommonSettings().auth.service_keys_dir, "cli"))
     found: dict[str, list[tuple[str, str]]] = {"rules": [], "similarity": [], "rules+similarity": []}
     try:
         for _, expected, reply in _table(directory):

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
+import grpc
+import httpx
 
 # imported first here, at a shallow stack: when hypothesis's pytest plugin first imports it at the end of a long
 # session, CPython 3.11.7's parser fails on it ("AST constructor recursion depth mismatch")
@@ -25,11 +27,17 @@ import hypothesis  # noqa: F401
 import pytest
 import yaml
 
+from herald_core.auth.services import ServiceKeys, service_channel
 from herald_core.bus import ensure_topics
 from herald_core.settings import CommonSettings
 from herald_stack.cli import up
 from herald_stack.config import REPO_ROOT, StackConfig
+from herald_stack.identity import auth_env, mint
 from herald_stack.services import ServiceSet
+from support import ALL_ROLES, REVIEWER, TEST_ACCESS
+
+# what the test process itself uses, like the services: the stack's service keys and identity provider
+os.environ.update(auth_env(StackConfig()))
 
 
 @dataclass(frozen=True)
@@ -80,6 +88,7 @@ class Herald:
             "timezone": "America/New_York",
             "limits": {"emails_per_hour": 1000, "emails_per_contact_per_day": 1},
             "escalation": {"vip": True, "deal_value_minor_at_least": 5_000_000},
+            "access": TEST_ACCESS,
             **overrides,
         }
         # written whole, then renamed into place, as a deployment would: a service never reads half a file
@@ -87,6 +96,30 @@ class Herald:
         staged.write_text(yaml.safe_dump(config))
         staged.replace(self.tenants_dir / f"{tenant_id}.yaml")
         return tenant_id
+
+    def token(self, subject: str = REVIEWER, groups: tuple[str, ...] = ALL_ROLES, **claims: object) -> str:
+        """A person's token from the stack's identity provider."""
+        return mint(self.services.config, subject, groups, **claims)
+
+    def auth_headers(self, subject: str = REVIEWER, groups: tuple[str, ...] = ALL_ROLES) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(subject, groups)}"}
+
+    def review_client(self, subject: str = REVIEWER, groups: tuple[str, ...] = ALL_ROLES) -> httpx.AsyncClient:
+        """The review API, as `subject` signed in with `groups`."""
+        return httpx.AsyncClient(
+            base_url=self.services.review_url, timeout=30, headers=self.auth_headers(subject, groups)
+        )
+
+    def service_keys(self, service: str = "cli") -> ServiceKeys:
+        return ServiceKeys(self.services.config.service_keys_dir, service)
+
+    def service_headers(self, audience: str, service: str = "cli") -> dict[str, str]:
+        """What one of Herald's services (the operator's CLI by default) sends to call `audience`."""
+        return {"Authorization": f"Bearer {self.service_keys(service).token(audience)}"}
+
+    def retrieval_channel(self, service: str = "cli") -> grpc.aio.Channel:
+        """A channel to the retrieval gRPC API whose calls carry `service`'s token."""
+        return service_channel(self.services.retrieval_target, self.service_keys(service), "retrieval")
 
     def command(self, *args: str) -> str:
         """Run a service's command (`herald-ingest seed …`) with this session's configuration."""

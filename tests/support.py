@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import xml.etree.ElementTree as ET
@@ -30,6 +31,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from fastapi import FastAPI, Request
 from icalendar import Calendar, Component
 
+from herald_core.auth.services import ServiceKeys, generate_service_keys
 from herald_core.bus import Outbound, TransactionalProducer
 from herald_core.contracts import (
     ActionApproved,
@@ -61,6 +63,25 @@ from herald_stack.samples import FIRST_MEETING_SLOT as FIRST_MEETING_SLOT  # re-
 from herald_stack.samples import tool_input as tool_input
 
 C = TypeVar("C", bound=Contract)
+
+
+def throwaway_service_keys(service: str) -> ServiceKeys:
+    """A service's keys made for one test (for a loopback stand-in of another service, which checks nothing)."""
+    directory = Path(tempfile.mkdtemp(prefix="herald-keys-"))
+    generate_service_keys(directory, [service])
+    return ServiceKeys(directory, service)
+
+
+#: who holds which role in a test tenant, unless a test says otherwise
+TEST_ACCESS = {
+    "reviewer": ["group:reviewers"],
+    "approver": ["group:approvers"],
+    "admin": ["group:admins"],
+    "owner": "owner@acmerelay.example",
+}
+#: the test's reviewer: signed in with every role of every test tenant
+REVIEWER = "dana@acme.example"
+ALL_ROLES = ("reviewers", "approvers", "admins")
 
 
 @dataclass(frozen=True)
@@ -490,11 +511,12 @@ def hubspot_signature(secret: str, method: str, uri: str, body: bytes, timestamp
 
 
 def herald_command(herald, *args: str) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
-    """Run the `herald` command with the session's settings (Kafka, topic prefix), as an operator would."""
+    """Run the `herald` command with the session's settings (Kafka, topic prefix), as an operator would (signed
+    in as the test's reviewer)."""
     binary = Path(sys.executable).with_name("herald")
     return subprocess.run(
         [str(binary), *args],
-        env={**os.environ, **herald.services.common_env(), "COLUMNS": "200"},
+        env={**os.environ, **herald.services.common_env(), "COLUMNS": "200", "HERALD_TOKEN": herald.token()},
         capture_output=True,
         text=True,
         timeout=300,
@@ -506,7 +528,10 @@ def from_every_guard(herald, path: str) -> list[dict[str, Any]]:  # type: ignore
     answers = []
     for replica in herald.services.replicas.values():
         if replica.service == "guard":
-            with urllib.request.urlopen(f"http://127.0.0.1:{replica.ops_port}{path}", timeout=5) as response:
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{replica.ops_port}{path}", headers=herald.auth_headers()
+            )
+            with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - loopback http
                 answers.append(json.loads(response.read()))
     return answers
 

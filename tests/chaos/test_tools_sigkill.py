@@ -112,7 +112,11 @@ async def test_executor_killed_at_random_points_never_repeats_a_side_effect(hera
 
 
 def _queued_in_doubt(herald, tenant: str) -> set[str]:  # type: ignore[no-untyped-def]
-    response = httpx.get(f"{herald.services.review_url}/v1/reviews", params={"tenant": tenant, "limit": 1000})
+    response = httpx.get(
+        f"{herald.services.review_url}/v1/reviews",
+        params={"tenant": tenant, "limit": 1000},
+        headers=herald.auth_headers(),
+    )
     return {item["action_id"] for item in response.json() if item["kind"] == "in_doubt"}
 
 

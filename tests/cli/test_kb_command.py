@@ -22,7 +22,10 @@ pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.weaviate, pyt
 def search(herald, tenant: str, query: str) -> list[str]:  # type: ignore[no-untyped-def]
     with grpc.insecure_channel(herald.services.retrieval_target) as channel:
         stub = retrieval_pb2_grpc.RetrievalStub(channel)
-        response = stub.Search(retrieval_pb2.SearchRequest(tenant=tenant, query=query, k=5))
+        response = stub.Search(
+            retrieval_pb2.SearchRequest(tenant=tenant, query=query, k=5),
+            metadata=(("authorization", herald.service_headers("retrieval")["Authorization"]),),
+        )
     return [p.doc_id for p in response.passages]
 
 

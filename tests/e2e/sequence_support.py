@@ -60,7 +60,7 @@ async def reply_from(herald, tenant: str, contact_id: str, address: str | None =
 
 async def pending_review(herald, tenant: str, contact_id: str, what: str, timeout: float = 90) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     """The contact's first pending item in the review queue (the review API), once there is one."""
-    async with httpx.AsyncClient(base_url=herald.services.review_url, timeout=30) as client:
+    async with herald.review_client() as client:
 
         async def item() -> dict[str, Any] | None:
             items = (await client.get("/v1/reviews", params={"tenant": tenant, "status": "pending"})).json()
@@ -73,8 +73,8 @@ async def pending_review(herald, tenant: str, contact_id: str, what: str, timeou
 
 async def approve_review(herald, review_id: str, reviewer: str = "dana@acme.example") -> None:  # type: ignore[no-untyped-def]
     """A reviewer approves the item through the review API."""
-    async with httpx.AsyncClient(base_url=herald.services.review_url, timeout=30) as client:
-        approved = await client.post(f"/v1/reviews/{review_id}/approve", json={"reviewer": reviewer})
+    async with herald.review_client(reviewer) as client:
+        approved = await client.post(f"/v1/reviews/{review_id}/approve", json={})
     assert approved.status_code == 200, approved.text
 
 

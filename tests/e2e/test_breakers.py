@@ -8,7 +8,6 @@ import os
 import secrets
 from datetime import UTC, datetime
 
-import httpx
 import pytest
 
 from herald_core.contracts import ActionApproved, ActionEscalated
@@ -91,7 +90,7 @@ async def test_a_campaign_over_its_bounce_rate_waits_for_a_reviewer_and_the_othe
     kept = await guard_answer(herald, tenant, autumn[2].action_id)
     assert isinstance(kept, ActionApproved), kept
 
-    async with httpx.AsyncClient(base_url=herald.services.review_url, timeout=30) as review:
+    async with herald.review_client() as review:
 
         async def queued():  # type: ignore[no-untyped-def]
             items = (await review.get("/v1/reviews", params={"tenant": tenant, "status": "pending"})).json()

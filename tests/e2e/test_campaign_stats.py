@@ -19,7 +19,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.postgres, pytest.m
 async def _ask(herald, tenant: str, tool_input: dict[str, Any], tool: str = "fetch_campaign_stats") -> httpx.Response:  # type: ignore[no-untyped-def]
     async with httpx.AsyncClient(timeout=30) as client:
         return await client.post(
-            f"{herald.services.executor_url}/v1/tools/{tool}", json={"tenant": tenant, "input": tool_input}
+            f"{herald.services.executor_url}/v1/tools/{tool}",
+            json={"tenant": tenant, "input": tool_input},
+            headers=herald.service_headers("executor"),
         )
 
 

@@ -81,7 +81,7 @@ async def test_a_defined_task_yields_one_batch_in_review_and_a_redelivery_propos
     assert accepted["audience"] == 4 and accepted["variants"] == ["proof", "question"]
     wanted = {ids[name] for name in ("coo", "head", "director", "vp")}
 
-    async with httpx.AsyncClient(base_url=herald.services.review_url, timeout=30) as client:
+    async with herald.review_client() as client:
 
         async def batch() -> list[dict[str, Any]] | None:
             params = {"tenant": tenant, "status": "pending", "task": task_id}
@@ -148,7 +148,7 @@ async def test_a_defined_task_yields_one_batch_in_review_and_a_redelivery_propos
         if r.type == ActionProposed.TYPE and task_id.encode() in (r.value or b"")
     ]
     assert len({a.action_id for a in mine}) == 4  # the same four actions, never new ones
-    async with httpx.AsyncClient(base_url=herald.services.review_url, timeout=30) as client:
+    async with herald.review_client() as client:
         again = (
             await client.get("/v1/reviews", params={"tenant": tenant, "task": task_id, "status": "pending"})
         ).json()
@@ -254,7 +254,7 @@ async def test_a_free_text_task_is_planned_by_the_llm_into_a_brief_and_its_batch
         assert "2 contact(s) can be written to" in json.dumps(received[2]["body"]["messages"][-1]["content"])
         assert received[0]["body"]["tool_choice"] == {"type": "any"}
 
-        async with httpx.AsyncClient(base_url=herald.services.review_url, timeout=30) as client:
+        async with herald.review_client() as client:
 
             async def batch() -> list[dict[str, Any]] | None:
                 params = {"tenant": tenant, "status": "pending", "task": task_id}

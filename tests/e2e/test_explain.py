@@ -6,7 +6,6 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-import httpx
 import pytest
 from test_first_touch import _contact, _creation, post_hubspot
 
@@ -38,7 +37,7 @@ async def action_for(herald, tenant: str, contact_id: str) -> ActionProposed:  #
 
 
 async def explained(herald, action_id: str, until: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    async with httpx.AsyncClient(base_url=herald.services.review_url, timeout=30) as review:
+    async with herald.review_client() as review:
 
         async def ready() -> dict[str, Any] | None:
             response = await review.get(f"/v1/explain/{action_id}")
@@ -80,22 +79,20 @@ async def test_explain_tells_an_approved_a_blocked_and_a_reviewed_actions_story(
     escalated = await action_for(herald, tenant, str(vip["contact_id"]))
     waiting = await explained(herald, escalated.action_id, "awaiting review")
     review_id = waiting["review"]["review_id"]
-    async with httpx.AsyncClient(base_url=herald.services.review_url, timeout=30) as review:
-        ok = await review.post(
-            f"/v1/reviews/{review_id}/approve", json={"reviewer": "dana@acmerelay.example", "reason": "fine"}
-        )
+    async with herald.review_client() as review:
+        ok = await review.post(f"/v1/reviews/{review_id}/approve", json={"reason": "fine"})
         assert ok.status_code == 200, ok.text
     story = await explained(herald, escalated.action_id, "executed: succeeded")
     assert [d["decision"] for d in story["decisions"]] == ["escalated", "approved"]
     assert [d["stage"] for d in story["decisions"]] == ["proposal", "review"]
-    assert story["decisions"][1]["approved_by"] == "review:dana@acmerelay.example"
-    assert story["review"]["reviewer"] == "dana@acmerelay.example" and story["review"]["decision"] == "approved"
+    assert story["decisions"][1]["approved_by"] == "review:dana@acme.example"
+    assert story["review"]["reviewer"] == "dana@acme.example" and story["review"]["decision"] == "approved"
     assert "VIP" in story["review"]["why"]
 
     # the same story on the command line, and a clear answer for an action nobody knows
     said = herald_command(herald, "explain", escalated.action_id)
     assert said.returncode == 0, said.stderr
     assert "escalated at proposal" in said.stdout and "approved at review" in said.stdout
-    assert "dana@acmerelay.example" in said.stdout and "executor: succeeded" in said.stdout
+    assert "dana@acme.example" in said.stdout and "executor: succeeded" in said.stdout
     unknown = herald_command(herald, "explain", "01JNOSUCHACTION0000000000")
     assert unknown.returncode == 1 and "no action" in unknown.stderr

@@ -35,7 +35,7 @@ async def test_an_execution_in_doubt_is_queued_and_resolved_not_approved(herald)
     executed = await reported_in_doubt(herald, tenant, contact_id, why)
 
     base = herald.services.review_url
-    async with httpx.AsyncClient(timeout=30) as client:
+    async with httpx.AsyncClient(timeout=30, headers=herald.auth_headers("ana@acme.example")) as client:
 
         async def queued() -> list[dict]:  # type: ignore[type-arg]
             response = await client.get(f"{base}/v1/reviews", params={"tenant": tenant})
@@ -46,11 +46,11 @@ async def test_an_execution_in_doubt_is_queued_and_resolved_not_approved(herald)
         assert item["action"]["summary"] == executed.summary
 
         url = f"{base}/v1/reviews/{item['review_id']}"
-        approve = await client.post(f"{url}/approve", json={"reviewer": "ana@acme.example"})
+        approve = await client.post(f"{url}/approve", json={})
         assert approve.status_code == 409 and approve.json()["detail"]["error"] == "resolve_instead"
-        vague = await client.post(f"{url}/resolve", json={"reviewer": "ana@acme.example", "outcome": "maybe"})
+        vague = await client.post(f"{url}/resolve", json={"outcome": "maybe"})
         assert vague.status_code == 422
-        found = {"reviewer": "ana@acme.example", "outcome": "happened", "reason": "in the recipient's inbox at 10:02"}
+        found = {"outcome": "happened", "reason": "in the recipient's inbox at 10:02"}
         resolved = await client.post(f"{url}/resolve", json=found)
         assert resolved.status_code == 200, resolved.text
         assert (resolved.json()["status"], resolved.json()["reviewer"]) == ("happened", "ana@acme.example")
@@ -83,7 +83,7 @@ async def test_a_persons_finding_settles_the_execution_everywhere(herald) -> Non
         assert executed.status is ExecutionStatus.IN_DOUBT, executed
     sent, lost = actions
     base = herald.services.review_url
-    async with httpx.AsyncClient(timeout=30) as client:
+    async with httpx.AsyncClient(timeout=30, headers=herald.auth_headers("ana@acme.example")) as client:
 
         async def queued() -> dict[str, dict]:  # type: ignore[type-arg]
             response = await client.get(f"{base}/v1/reviews", params={"tenant": tenant})
@@ -97,7 +97,7 @@ async def test_a_persons_finding_settles_the_execution_everywhere(herald) -> Non
         for action_id, (outcome, reason) in findings.items():
             answer = await client.post(
                 f"{base}/v1/reviews/{items[action_id]['review_id']}/resolve",
-                json={"reviewer": "ana@acme.example", "outcome": outcome, "reason": reason},
+                json={"outcome": outcome, "reason": reason},
             )
             assert answer.status_code == 200, answer.text
 
@@ -136,6 +136,7 @@ async def test_a_persons_finding_settles_the_execution_everywhere(herald) -> Non
         stats = await client.post(
             f"{herald.services.executor_url}/v1/tools/fetch_campaign_stats",
             json={"tenant": tenant, "input": {"campaign_id": campaign}},
+            headers=herald.service_headers("executor"),
         )
         assert stats.status_code == 200, stats.text
         assert [(v["variant"], v["sends"]) for v in stats.json()["variants"]] == [("default", 1)]

@@ -7,7 +7,6 @@ import asyncio
 import os
 from pathlib import Path
 
-import httpx
 import pytest
 
 from herald_core.contracts import ActionApproved, ActionBlocked, ActionRefused, KillSwitchChanged
@@ -96,10 +95,11 @@ async def test_a_tenant_kill_switch_stops_a_running_flood_within_a_second(herald
 
 async def test_the_global_switch_from_the_review_api_stops_every_tenant(herald) -> None:  # type: ignore[no-untyped-def]
     tenant = herald.add_tenant(f"killg{os.urandom(3).hex()}")
-    async with httpx.AsyncClient(base_url=herald.services.review_url, timeout=30) as review:
-        on = await review.post(
-            "/v1/kill-switch", json={"engaged": True, "reason": "incident 42", "set_by": "dana@acmerelay.example"}
-        )
+    async with herald.review_client() as tenant_admin:  # every tenant's admin, yet not the platform's
+        refused = await tenant_admin.post("/v1/kill-switch", json={"engaged": True, "reason": "incident 42"})
+        assert refused.status_code == 403, refused.text
+    async with herald.review_client("ops@herald.example", ("herald-platform",)) as review:
+        on = await review.post("/v1/kill-switch", json={"engaged": True, "reason": "incident 42"})
         assert on.status_code == 200, on.text
         try:
             action = email_action(tenant, contact_id="g1", email=f"g1@{tenant}.example")
@@ -109,12 +109,11 @@ async def test_the_global_switch_from_the_review_api_stops_every_tenant(herald) 
             decision = await guard_answer(herald, tenant, action.action_id)
             assert isinstance(decision, ActionBlocked), decision
             assert decision.rule == "control.kill_switch" and "incident 42" in decision.reason
-            bad = await review.post("/v1/kill-switch", json={"engaged": True, "reason": "", "set_by": "x"})
+            assert "ops@herald.example" in decision.reason  # who set it: the signed-in platform admin
+            bad = await review.post("/v1/kill-switch", json={"engaged": True, "reason": ""})
             assert bad.status_code == 422
         finally:
-            off = await review.post(
-                "/v1/kill-switch", json={"engaged": False, "reason": "over", "set_by": "dana@acmerelay.example"}
-            )
+            off = await review.post("/v1/kill-switch", json={"engaged": False, "reason": "over"})
             assert off.status_code == 200, off.text
     action = email_action(tenant, contact_id="g2", email=f"g2@{tenant}.example")
     env = envelope(tenant, action, source="test/planner")

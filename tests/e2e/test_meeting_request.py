@@ -25,7 +25,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.postgres, pytest.m
 async def _first_free(herald, tenant: str) -> datetime:  # type: ignore[no-untyped-def]
     async with httpx.AsyncClient(base_url=herald.services.executor_url, timeout=30) as client:
         answered = await client.post(
-            "/v1/tools/find_free_slots", json={"tenant": tenant, "input": {"duration_minutes": 30, "count": 1}}
+            "/v1/tools/find_free_slots",
+            json={"tenant": tenant, "input": {"duration_minutes": 30, "count": 1}},
+            headers=herald.service_headers("executor"),
         )
     assert answered.status_code == 200, answered.text
     (slot,) = answered.json()["slots"]

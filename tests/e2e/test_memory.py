@@ -11,7 +11,6 @@ from typing import Any
 
 import asyncpg
 import grpc
-import httpx
 import pytest
 from test_first_touch import _contact, _creation, post_hubspot
 
@@ -45,7 +44,7 @@ def reply(contact_id: str, subject: str, occurred_at: datetime) -> dict[str, Any
 
 
 async def recall(herald, tenant: str, contact_id: str, query: str = "", k: int = 8) -> list[Any]:  # type: ignore[no-untyped-def]
-    async with grpc.aio.insecure_channel(herald.services.retrieval_target) as channel:
+    async with herald.retrieval_channel() as channel:
         stub = retrieval_pb2_grpc.RetrievalStub(channel)
         response = await stub.Recall(
             retrieval_pb2.RecallRequest(tenant=tenant, contact_id=contact_id, query=query, k=k)
@@ -139,16 +138,14 @@ async def test_a_reviewers_feedback_is_recalled_by_a_later_workflow(herald, tena
     response = await post_hubspot(herald, tenant, [_creation(vip, int(f"8{int(run, 16)}6"))])
     assert response.json()["accepted"] == 1
 
-    async with httpx.AsyncClient(base_url=herald.services.review_url, timeout=30) as review:
+    async with herald.review_client() as review:
 
         async def pending() -> list[dict[str, Any]] | None:
             items = (await review.get("/v1/reviews", params={"tenant": tenant, "status": "pending"})).json()
             return [i for i in items if str(i["contact_id"]) == str(vip["contact_id"])] or None
 
         (item,) = await eventually(pending, timeout=60, what="the VIP's review item")
-        no = await review.post(
-            f"/v1/reviews/{item['review_id']}/reject", json={"reviewer": "dana@acmerelay.example", "reason": FEEDBACK}
-        )
+        no = await review.post(f"/v1/reviews/{item['review_id']}/reject", json={"reason": FEEDBACK})
         assert no.status_code == 200, no.text
 
     # the feedback is a memory of the whole tenant before the next lead arrives
@@ -188,7 +185,7 @@ async def test_a_reviewers_feedback_is_recalled_by_a_later_workflow(herald, tena
 
 
 async def test_recall_refuses_bad_requests(herald, tenant) -> None:  # type: ignore[no-untyped-def]
-    async with grpc.aio.insecure_channel(herald.services.retrieval_target) as channel:
+    async with herald.retrieval_channel() as channel:
         stub = retrieval_pb2_grpc.RetrievalStub(channel)
         for request, words in [
             (retrieval_pb2.RecallRequest(tenant=tenant, contact_id=""), "contact_id is required"),

@@ -65,6 +65,7 @@ async def _campaign_stats(herald, tenant: str) -> httpx.Response:  # type: ignor
         return await client.post(
             f"{herald.services.executor_url}/v1/tools/fetch_campaign_stats",
             json={"tenant": tenant, "input": {"campaign_id": CAMPAIGN}},
+            headers=herald.service_headers("executor"),
         )
 
 

@@ -10,8 +10,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import grpc
-import httpx
 import pytest
 
 from herald_core.contracts import ActionApproved, ActionBlocked, ActionEscalated, EvidenceRef, PolicyPublished
@@ -168,7 +166,7 @@ async def test_the_grounding_rule_blocks_an_injected_discount_and_passes_a_suppo
     assert herald_command(herald, "policy", "apply", str(policy)).returncode == 0
     await on_every_guard(herald, tenant, "v1-")
 
-    async with grpc.aio.insecure_channel(herald.services.retrieval_target) as channel:
+    async with herald.retrieval_channel() as channel:
         stub = retrieval_pb2_grpc.RetrievalStub(channel)
         found = await stub.Search(retrieval_pb2.SearchRequest(tenant=tenant, query="Growth plan price per seat", k=3))
     evidence = [
@@ -205,8 +203,8 @@ async def test_the_first_send_of_a_new_campaign_waits_for_a_reviewer_and_later_s
     assert [h.rule for h in first.rules if h.outcome == "escalate"] == ["escalation.new_campaign"]
     assert isinstance(await decide(herald, tenant, "A one-off note."), ActionApproved)  # not a campaign
 
-    async with httpx.AsyncClient(base_url=herald.services.review_url, timeout=30) as review:
-        ok = await review.post(f"/v1/reviews/{first.review_id}/approve", json={"reviewer": "dana@acme.example"})
+    async with herald.review_client() as review:
+        ok = await review.post(f"/v1/reviews/{first.review_id}/approve", json={})
         assert ok.status_code == 200, ok.text
 
     async def launched() -> bool:
@@ -273,7 +271,7 @@ async def test_a_backtest_replays_recorded_proposals_and_reports_what_would_chan
     agreed = await decide(herald, tenant, "A plain note.", confidence=0.99)
 
     async def indexed() -> bool:  # the decisions have reached the audit index the backtest reads
-        async with httpx.AsyncClient(base_url=herald.services.review_url, timeout=30) as review:
+        async with herald.review_client() as review:
             response = await review.get("/v1/audit/proposals", params={"tenant": tenant, "since": "2026-01-01T00:00"})
         return sum(1 for p in response.json() if p["decision"]) >= 3
 

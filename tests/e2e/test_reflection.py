@@ -10,7 +10,6 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from sequence_support import lead, new_lead, runs_of
 
@@ -67,7 +66,7 @@ async def _proposals(herald, tenant: str, count: int) -> list[ActionProposed]:  
 
 
 async def _explained(herald, action_id: str, until: str) -> tuple[dict[str, Any], str]:  # type: ignore[no-untyped-def]
-    async with httpx.AsyncClient(base_url=herald.services.review_url, timeout=30) as review:
+    async with herald.review_client() as review:
 
         async def ready() -> dict[str, Any] | None:
             response = await review.get(f"/v1/explain/{action_id}")

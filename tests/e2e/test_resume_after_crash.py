@@ -98,7 +98,9 @@ async def test_a_call_cut_off_by_a_crash_is_settled_even_when_it_may_no_longer_s
     }
 
     def queued() -> set[str]:
-        response = httpx.get(f"{herald.services.review_url}/v1/reviews", params={"tenant": tenant})
+        response = httpx.get(
+            f"{herald.services.review_url}/v1/reviews", params={"tenant": tenant}, headers=herald.auth_headers()
+        )
         return {i["action_id"] for i in response.json() if i["kind"] == "in_doubt"}
 
     await eventually(

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import secrets
 
-import httpx
 import pytest
 from test_review_ui import escalated_email, queued
 
@@ -61,27 +60,21 @@ async def test_an_approval_with_the_reviewers_wording_sends_that_wording_and_onl
     items = await queued(herald, tenant, {kept.action_id, tempted.action_id})
     better = {"subject": "Jordan, your carrier exceptions", "body_text": "Hi Jordan,\n\nWritten by a person.\n"}
 
-    async with httpx.AsyncClient(base_url=herald.services.review_url, timeout=30) as client:
+    async with herald.review_client() as client:
         url = f"/v1/reviews/{items[kept.action_id]['review_id']}"
-        bad = await client.post(
-            f"{url}/approve", json={"reviewer": "dana@acme.example", "edit": {"subject": "Hi\r\nBcc: all@x.example"}}
-        )
+        bad = await client.post(f"{url}/approve", json={"edit": {"subject": "Hi\r\nBcc: all@x.example"}})
         assert bad.status_code == 422, bad.text  # an edit meets the tool's constraints, like any draft
-        rejected_with_edit = await client.post(
-            f"{url}/reject", json={"reviewer": "dana@acme.example", "reason": "no", "edit": better}
-        )
+        rejected_with_edit = await client.post(f"{url}/reject", json={"reason": "no", "edit": better})
         assert rejected_with_edit.status_code == 422, rejected_with_edit.text
         assert (await client.get(url)).json()["status"] == "pending"
 
-        approved = await client.post(
-            f"{url}/approve", json={"reviewer": "dana@acme.example", "reason": "sharper subject", "edit": better}
-        )
+        approved = await client.post(f"{url}/approve", json={"reason": "sharper subject", "edit": better})
         assert approved.status_code == 200, approved.text
         assert approved.json()["edit"] == better
         forbidden = {"body_text": "Hi Jordan,\n\nStart your risk-free trial today.\n"}
         sneaky = await client.post(
             f"/v1/reviews/{items[tempted.action_id]['review_id']}/approve",
-            json={"reviewer": "dana@acme.example", "edit": forbidden},
+            json={"edit": forbidden},
         )
         assert sneaky.status_code == 200, sneaky.text
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import secrets
 
-import httpx
 import pytest
 from sequence_support import lead, mails, new_lead
 from test_review_ui import queued
@@ -49,11 +48,10 @@ async def test_a_reviewers_edit_changes_the_next_template_draft_of_that_segment(
     assert isinstance(email, SendEmailInput) and CALL.format(company="Contoso Shipping") in email.body_text
     edited = email.body_text.replace(CALL.format(company="Contoso Shipping"), BETTER.format(company="Contoso Shipping"))
     items = await queued(herald, tenant, {proposal.action_id})
-    async with httpx.AsyncClient(base_url=herald.services.review_url, timeout=30) as review:
+    async with herald.review_client() as review:
         approved = await review.post(
             f"/v1/reviews/{items[proposal.action_id]['review_id']}/approve",
             json={
-                "reviewer": "dana@acme.example",
                 "reason": "ask for less, name their queue",
                 "edit": {"subject": "Vic, Contoso Shipping's exception queue", "body_text": edited},
             },

@@ -15,23 +15,20 @@ import pytest
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 from playwright.async_api import Browser, Locator, Page, Response, async_playwright
+from review_support import decisions_on_kafka, escalated_email, queued, review_state
 
 from herald_core.contracts import (
     ActionApproved,
-    ActionProposed,
     ExecutionResolved,
-    ReviewDecided,
 )
-from herald_core.topics import APPROVED_ACTION, EXECUTED, PROPOSED_ACTION, REVIEW_DECISION, contact_key
+from herald_core.topics import APPROVED_ACTION, EXECUTED
 from support import (
+    ALL_ROLES,
     bodies,
-    email_action,
-    envelope,
     eventually,
     loopback,
     mails_to,
     part_of,
-    publish_audited,
     read_topic,
     reported_in_doubt,
     restarted_with,
@@ -55,56 +52,11 @@ async def browser(herald) -> AsyncIterator[Browser]:  # type: ignore[no-untyped-
             await launched.close()
 
 
-async def escalated_email(herald, tenant: str, contact_id: str, *, subject: str, body: str) -> ActionProposed:  # type: ignore[no-untyped-def]
-    """A VIP's email proposed as the planner proposes it (with its audit copy): the guard sends it to review."""
-    action = email_action(
-        tenant,
-        contact_id=contact_id,
-        email=f"{contact_id}@northwind.example",
-        subject=subject,
-        body_text=body,
-        rationale="New VIP lead from the webinar; the pricing page answers their question.",
-        first_name="Jordan",
-        last_name="Reyes",
-        company="Northwind Freight",
-        vip=True,
-    )
-    env = envelope(tenant, action, source="herald/planner")
-    await publish_audited(
-        herald.bootstrap, herald.prefix, PROPOSED_ACTION, contact_key(tenant, contact_id), env, action
-    )
-    return action
-
-
-async def queued(herald, tenant: str, action_ids: set[str]) -> dict[str, dict[str, Any]]:  # type: ignore[no-untyped-def]
-    """The tenant's pending review items for these actions, once all are in the queue (read through the API)."""
-    async with httpx.AsyncClient(base_url=herald.services.review_url, timeout=30) as client:
-
-        async def look() -> dict[str, dict[str, Any]] | None:
-            items = (await client.get("/v1/reviews", params={"tenant": tenant, "status": "pending"})).json()
-            found = {i["action_id"]: i for i in items if i["action_id"] in action_ids}
-            return found if set(found) == action_ids else None
-
-        found: dict[str, dict[str, Any]] = await eventually(look, timeout=60, what="the items in the review queue")
-        return found
-
-
-async def review_state(herald, review_id: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    async with httpx.AsyncClient(base_url=herald.services.review_url, timeout=30) as client:
-        response = await client.get(f"/v1/reviews/{review_id}")
-        assert response.status_code == 200, response.text
-        state: dict[str, Any] = response.json()
-        return state
-
-
-async def decisions_on_kafka(herald, review_id: str, count: int = 1) -> list[ReviewDecided]:  # type: ignore[no-untyped-def]
-    def about(records) -> list[ReviewDecided]:  # type: ignore[no-untyped-def]
-        return [body for body in bodies(records, ReviewDecided, review_id) if body.review_id == review_id]
-
-    records = await read_topic(
-        herald.bootstrap, herald.topic(REVIEW_DECISION), timeout=30, until=lambda rs: len(about(rs)) >= count
-    )
-    return about(records)
+def signed_in(browser: Browser, subject: str = REVIEWER, groups: tuple[str, ...] = ALL_ROLES):  # type: ignore[no-untyped-def]
+    """A browser session signed in as the authenticating proxy in front of the UI would say: the person and their
+    groups in its headers (the test stack trusts loopback's 127.0.0.1 as that proxy)."""
+    headers = {"X-Auth-Request-Email": subject, "X-Auth-Request-Groups": ",".join(groups)}
+    return browser.new_context(extra_http_headers=headers)
 
 
 async def submitted(page: Page, button: str) -> Response:
@@ -126,7 +78,7 @@ async def searched(page: Page) -> Response:
 async def audit_api(herald, **params: str) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
     """Audit records through the JSON API (oldest first), every page of it."""
     found: list[dict[str, Any]] = []
-    async with httpx.AsyncClient(base_url=herald.services.review_url, timeout=30) as client:
+    async with herald.review_client() as client:
         while True:
             response = await client.get("/v1/audit", params={**params, "limit": 2, "offset": len(found)})
             assert response.status_code == 200, response.text
@@ -152,7 +104,7 @@ async def test_a_reviewer_rejects_one_escalated_email_and_approves_another(heral
     rejected_id, approved_id = items[hostile.action_id]["review_id"], items[other.action_id]["review_id"]
     base = herald.services.review_url
 
-    context = await browser.new_context()
+    context = await signed_in(browser)
     page = await context.new_page()
 
     # the queue: both items, oldest first, each with why it is here
@@ -190,12 +142,11 @@ async def test_a_reviewer_rejects_one_escalated_email_and_approves_another(heral
     await stale.goto(f"{base}/ui/reviews/{rejected_id}")
 
     # rejecting without a reason: the problem next to the field, nothing decided
-    await page.locator("#reviewer").fill(REVIEWER)
     refused = await submitted(page, "Reject")
     assert refused.status == 422
     assert "Say why" in await page.locator("#reason-error").inner_text()
     assert await page.locator("#reason").get_attribute("aria-describedby") == "reason-error"
-    assert await page.locator("#reviewer").input_value() == REVIEWER
+    assert REVIEWER in await page.locator("#deciding-as").inner_text()  # who decides: the signed-in person
     assert (await review_state(herald, rejected_id))["status"] == "pending"
 
     # rejecting with a reason: back to the queue, the item gone from it, the decision on Kafka
@@ -217,16 +168,14 @@ async def test_a_reviewer_rejects_one_escalated_email_and_approves_another(heral
     assert decided.action.action_id == hostile.action_id
 
     # the stale tab: approving what was already rejected is refused on the page, and changes nothing
-    await stale.locator("#reviewer").fill("lee@acmerelay.example")
     conflict = await submitted(stale, "Approve")
     assert conflict.status == 409
     assert "already decided" in await stale.locator("#conflict").inner_text()
     assert f"rejected by {REVIEWER}" in await stale.locator("#outcome").inner_text()
     assert (await review_state(herald, rejected_id))["status"] == "rejected"
 
-    # approving the other: the name is remembered; the guard re-checks and signs; the email is sent
+    # approving the other: the guard re-checks and signs; the email is sent
     await page.goto(f"{base}/ui/reviews/{approved_id}")
-    assert await page.locator("#reviewer").input_value() == REVIEWER
     approved = await submitted(page, "Approve")
     assert approved.status == 303
     assert "Approved" in await page.locator("#flash").inner_text()
@@ -266,19 +215,46 @@ async def test_a_reviewer_rejects_one_escalated_email_and_approves_another(heral
 
 
 async def test_the_sign_in_proxy_names_the_reviewer(herald, browser) -> None:  # type: ignore[no-untyped-def]
+    """Who decides is who the authenticating proxy says signed in, with the groups it names; nobody named sees a
+    sign-in page, somebody without a role for the tenant sees nothing of it, and the proxy's header from any
+    address but the proxy's is refused."""
     tenant = herald.add_tenant(f"uiproxy{secrets.token_hex(3)}")
     action = await escalated_email(herald, tenant, f"p{secrets.token_hex(3)}", subject="Hello", body="A short note.")
     review_id = (await queued(herald, tenant, {action.action_id}))[action.action_id]["review_id"]
-    signed_in = "ana.proxy@acmerelay.example"
-    context = await browser.new_context(extra_http_headers={"X-Auth-Request-Email": signed_in})
+    item_url = f"{herald.services.review_url}/ui/reviews/{review_id}"
+
+    anonymous = await (await browser.new_context()).new_page()
+    answer = await anonymous.goto(item_url)
+    assert answer is not None and answer.status == 401
+    assert "Sign in first" in await anonymous.locator("main").inner_text()
+    assert "Hello" not in await anonymous.locator("main").inner_text()
+
+    outsider = await (await signed_in(browser, "eve@elsewhere.example", ("other-team",))).new_page()
+    answer = await outsider.goto(item_url)
+    assert answer is not None and answer.status == 403
+    assert "Hello" not in await outsider.locator("main").inner_text()
+    answer = await outsider.goto(f"{herald.services.review_url}/ui")
+    assert answer is not None and answer.status == 200
+    assert await outsider.locator(f'tr[data-review-id="{review_id}"]').count() == 0  # not their tenant's queue
+
+    # the proxy's header sent straight to the service from another address: refused, not believed
+    spoofed = {"X-Auth-Request-Email": REVIEWER, "X-Auth-Request-Groups": "reviewers"}
+    transport = httpx.AsyncHTTPTransport(local_address="127.0.0.2")
+    async with httpx.AsyncClient(transport=transport, timeout=30) as client:
+        answer_from_elsewhere = await client.get(item_url, headers=spoofed)
+    assert answer_from_elsewhere.status_code == 401, answer_from_elsewhere.text
+    assert "not a trusted proxy" in answer_from_elsewhere.text
+
+    signed = "ana.proxy@acmerelay.example"
+    context = await signed_in(browser, signed, ("reviewers",))
     page = await context.new_page()
-    await page.goto(f"{herald.services.review_url}/ui/reviews/{review_id}")
+    await page.goto(item_url)
     assert await page.locator("#reviewer").count() == 0  # no name to type: the proxy said who it is
-    assert await page.locator("#signed-in-reviewer").inner_text() == signed_in
+    assert await page.locator("#signed-in-reviewer").inner_text() == signed
     await page.locator("#reason").fill("not this quarter")
     assert (await submitted(page, "Reject")).status == 303
     (decided,) = await decisions_on_kafka(herald, review_id)
-    assert (decided.reviewer, decided.reason) == (signed_in, "not this quarter")
+    assert (decided.reviewer, decided.reason) == (signed, "not this quarter")
     await context.close()
 
 
@@ -290,7 +266,7 @@ async def test_an_execution_in_doubt_is_resolved_from_its_page(herald, browser) 
     review_id = (await queued(herald, tenant, {executed.action_id}))[executed.action_id]["review_id"]
     base = herald.services.review_url
 
-    context = await browser.new_context()
+    context = await signed_in(browser)
     page = await context.new_page()
     await page.goto(f"{base}/ui?tenant={tenant}&kind=in_doubt")
     row = page.locator(f'tr[data-review-id="{review_id}"]')
@@ -302,7 +278,6 @@ async def test_an_execution_in_doubt_is_resolved_from_its_page(herald, browser) 
     assert await page.get_by_role("button", name="Approve").count() == 0  # resolved, never approved or re-sent
 
     # neither what was found nor how: both asked for, next to their fields
-    await page.locator("#reviewer").fill(REVIEWER)
     refused = await submitted(page, "Record the finding")
     assert refused.status == 422
     assert "Choose what the check found" in await page.locator("#outcome-error").inner_text()
@@ -330,10 +305,10 @@ async def test_a_post_without_the_sessions_csrf_token_changes_nothing(herald, br
     action = await escalated_email(herald, tenant, f"x{secrets.token_hex(3)}", subject="Hello", body="A short note.")
     review_id = (await queued(herald, tenant, {action.action_id}))[action.action_id]["review_id"]
     url = f"{herald.services.review_url}/ui/reviews/{review_id}"
-    context = await browser.new_context()
+    context = await signed_in(browser)
     page = await context.new_page()
     await page.goto(url)  # the session's token is now in the cookie and the form
-    form = {"reviewer": "mallory@elsewhere.example", "reason": "forged"}
+    form = {"reviewer": "mallory@elsewhere.example", "reason": "forged"}  # a typed name is never read
 
     # with the session cookie but without the field, or with a wrong one: refused
     missing = await page.request.post(f"{url}/reject", form=form, max_redirects=0)
@@ -365,7 +340,8 @@ async def test_a_post_without_the_sessions_csrf_token_changes_nothing(herald, br
     token = await page.locator("input[name=csrf_token]").first.input_value()
     accepted = await page.request.post(f"{url}/reject", form={**form, "csrf_token": token}, max_redirects=0)
     assert accepted.status == 303
-    assert (await review_state(herald, review_id))["status"] == "rejected"
+    state = await review_state(herald, review_id)
+    assert (state["status"], state["reviewer"]) == ("rejected", REVIEWER)  # the signed-in person, not mallory
     await context.close()
 
 
@@ -377,11 +353,10 @@ async def test_a_reviewer_approves_their_own_wording(herald, browser) -> None:  
         herald, tenant, f"{secrets.token_hex(3)}e", subject="Following up", body="Hi Jordan,\n\nA draft.\n"
     )
     review_id = (await queued(herald, tenant, {draft.action_id}))[draft.action_id]["review_id"]
-    page = await (await browser.new_context()).new_page()
+    page = await (await signed_in(browser)).new_page()
     await page.goto(f"{herald.services.review_url}/ui/reviews/{review_id}")
     assert await page.locator("#subject").input_value() == "Following up"
     assert await page.locator("#body_text").input_value() == "Hi Jordan,\n\nA draft.\n"
-    await page.locator("#reviewer").fill(REVIEWER)
     await page.locator("#subject").fill("")
     refused = await submitted(page, "Approve")
     assert refused.status == 422 and await page.locator("#subject-error").count() == 1
@@ -409,7 +384,7 @@ async def test_the_queue_pages_oldest_first(herald, browser) -> None:  # type: i
         await queued(herald, tenant, {executed.action_id})  # one by one: the queue's order is known
         queued_in_order.append(executed.action_id)
 
-    async with httpx.AsyncClient(base_url=herald.services.review_url, timeout=30) as client:
+    async with herald.review_client() as client:
         pages = [
             (await client.get("/v1/reviews", params={"tenant": tenant, "limit": 2, "offset": offset})).json()
             for offset in (0, 2)
@@ -417,7 +392,7 @@ async def test_the_queue_pages_oldest_first(herald, browser) -> None:  # type: i
     assert [[i["action_id"] for i in p] for p in pages] == [queued_in_order[:2], queued_in_order[2:]]
 
     async with restarted_with(herald, "review-0", {"HERALD_REVIEW_UI_PAGE_SIZE": "2"}):
-        page = await (await browser.new_context()).new_page()
+        page = await (await signed_in(browser)).new_page()
         await page.goto(f"{herald.services.review_url}/ui?tenant={tenant}&kind=in_doubt")
         rows = page.locator("table.queue tbody tr")
 
@@ -459,12 +434,11 @@ async def test_the_audit_page_finds_a_contacts_records_newest_first(herald, brow
     action = await escalated_email(herald, tenant, contact_id, subject="Your Q3 routes", body=body)
     review_id = (await queued(herald, tenant, {action.action_id}))[action.action_id]["review_id"]
     base = herald.services.review_url
-    context = await browser.new_context()
+    context = await signed_in(browser)
     page = await context.new_page()
 
     # rejected on its page
     await page.goto(f"{base}/ui/reviews/{review_id}")
-    await page.locator("#reviewer").fill(REVIEWER)
     reason = "Not before their contract renews"
     await page.locator("#reason").fill(reason)
     assert (await submitted(page, "Reject")).status == 303

@@ -11,7 +11,6 @@ import asyncio
 import json
 import secrets
 
-import httpx
 import pytest
 import yaml
 from sequence_support import lead, mails, new_lead, planner_clock, reply_from, runs_of, timers_of, upstream
@@ -26,7 +25,7 @@ SEQUENCE = {"new_lead_sequence": {"waits_business_days": [3, 4], "exit_on_compan
 
 
 async def _review_item(herald, tenant: str) -> dict[str, object]:  # type: ignore[no-untyped-def]
-    async with httpx.AsyncClient(base_url=herald.services.review_url, timeout=30) as client:
+    async with herald.review_client() as client:
 
         async def look() -> dict[str, object] | None:
             items = (await client.get("/v1/reviews", params={"tenant": tenant, "status": "pending"})).json()
@@ -104,8 +103,8 @@ async def test_a_three_touch_sequence_runs_to_the_end_and_stops_for_whoever_answ
     }
     # the reviewer approves the VIP's touch 1 after all: its workflow withdrew it when the VIP answered, so the
     # guard blocks it and nothing is sent
-    async with httpx.AsyncClient(base_url=herald.services.review_url, timeout=30) as client:
-        approved = await client.post(f"/v1/reviews/{item['review_id']}/approve", json={"reviewer": "dana@acme.example"})
+    async with herald.review_client() as client:
+        approved = await client.post(f"/v1/reviews/{item['review_id']}/approve", json={})
         assert approved.status_code == 200, approved.text
     withdrawn = await after_review(herald, tenant, str(item["action_id"]))
     assert isinstance(withdrawn, ActionBlocked) and withdrawn.rule == "workflow.withdrawn", withdrawn

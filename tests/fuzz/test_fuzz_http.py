@@ -650,7 +650,8 @@ async def test_mutated_segment_questions_never_get_a_5xx(herald, summary, tmp_pa
     tenant, _ = seeded(herald, "fzsegment", tmp_path)
     await known(herald, tenant)
     cases = generate(segment_case(tenant), cases_for("segments"), "segments")
-    await run_edge(herald, "segments", cases, summary, segment_accounted)
+    planner = herald.service_headers("ingest", "planner")  # segments are answered to the planner only
+    await run_edge(herald, "segments", cases, summary, segment_accounted, sign=lambda case: planner)
 
 
 async def test_the_edges_fuzzed_are_every_edge_ingest_serves(herald) -> None:  # type: ignore[no-untyped-def]

@@ -98,6 +98,7 @@ from herald_core.contracts import (
 )
 from herald_core.envelope import Envelope
 from herald_core.ids import new_id
+from herald_core.signing import sign_decision
 from herald_core.topics import (
     APPROVED_ACTION,
     AUDIT,
@@ -340,7 +341,7 @@ def valid_body(herald, tenant: str, kind: str, marker: str, variant: int) -> Con
             return ReviewRequested(review_id=f"rv-{marker}", action=action, reason=marker, rules=rules)
         case ReviewDecided.TYPE:
             decision = ReviewDecision.APPROVED if variant % 2 else ReviewDecision.REJECTED
-            return ReviewDecided(
+            decided = ReviewDecided(
                 review_id=f"rv-{marker}",
                 action=action,
                 decision=decision,
@@ -348,6 +349,8 @@ def valid_body(herald, tenant: str, kind: str, marker: str, variant: int) -> Con
                 reason=marker,
                 decided_at=now,
             )
+            # signed as the review service signs (a mutation then breaks the signature, and is refused)
+            return sign_decision(decided, herald.service_keys("review"), timedelta(hours=1))
         case "herald.action.approved.v1":
             return approve(herald, action, ttl=timedelta(minutes=10) if variant % 2 else timedelta(seconds=-60))
         case ActionExecuted.TYPE:

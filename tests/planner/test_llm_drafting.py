@@ -27,7 +27,7 @@ from herald_core.tools import ToolInputInvalid, validate_input
 from herald_planner.adapters.llm import DraftingFailed, LlmDrafter
 from herald_planner.adapters.tools import ReadToolError, ReadTools
 from herald_planner.logic import DraftRequest
-from support import loopback, messages_api
+from support import loopback, messages_api, throwaway_service_keys
 
 EVIDENCE = [
     EvidenceRef(
@@ -235,7 +235,7 @@ async def drafter_with_reads(
     async with messages_api(replies) as (url, received), executor_read_api() as (executor, asked):
         monkeypatch.setenv("ANTHROPIC_BASE_URL", url)
         monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-loopback")
-        read_tools = ReadTools(executor, timeout_seconds=5)
+        read_tools = ReadTools(executor, 5, throwaway_service_keys("planner"))
         drafter = LlmDrafter("claude-sonnet-5", 800, read_tools, max_tool_rounds=max_tool_rounds)
         try:
             yield drafter, received, asked
@@ -344,7 +344,7 @@ async def test_without_a_first_touch_campaign_the_model_reads_nothing(monkeypatc
 
 async def test_read_tools_refuse_a_tool_with_side_effects_before_asking() -> None:
     async with executor_read_api() as (executor, asked):
-        read_tools = ReadTools(executor, timeout_seconds=5)
+        read_tools = ReadTools(executor, 5, throwaway_service_keys("planner"))
         try:
             with pytest.raises(ReadToolError, match="only the guard's approval"):
                 await read_tools.call("send_email", "acme", {"to": "a@b.example", "subject": "Hi", "body_text": "x"})

@@ -27,6 +27,7 @@ def _runner() -> Runner:
         lambda: datetime.now(UTC),
         DEFAULT_WORKFLOWS,
         None,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]  # no decision is verified
     )
 
 

@@ -32,7 +32,7 @@ def tenant(herald, tmp_path_factory: pytest.TempPathFactory) -> str:  # type: ig
 
 @pytest.fixture
 async def stub(herald) -> AsyncIterator[retrieval_pb2_grpc.RetrievalStub]:  # type: ignore[no-untyped-def]
-    async with grpc.aio.insecure_channel(herald.services.retrieval_target) as channel:
+    async with herald.retrieval_channel() as channel:
         yield retrieval_pb2_grpc.RetrievalStub(channel)
 
 

@@ -11,7 +11,6 @@ import json
 import secrets
 from collections.abc import AsyncIterator
 
-import grpc
 import pytest
 import weaviate
 from aiokafka import AIOKafkaProducer
@@ -98,7 +97,7 @@ async def answers(herald, correlation_id: str, count: int) -> list[Record]:  # t
 
 @pytest.fixture
 async def search(herald) -> AsyncIterator[retrieval_pb2_grpc.RetrievalStub]:  # type: ignore[no-untyped-def]
-    async with grpc.aio.insecure_channel(herald.services.retrieval_target) as channel:
+    async with herald.retrieval_channel() as channel:
         yield retrieval_pb2_grpc.RetrievalStub(channel)
 
 

@@ -83,7 +83,7 @@ async def test_an_answer_without_the_tool_keeps_the_first_stage_order(searcher, 
 
 
 async def test_the_service_without_a_key_says_the_llm_reranker_is_not_configured(herald) -> None:  # type: ignore[no-untyped-def]
-    async with grpc.aio.insecure_channel(herald.services.retrieval_target) as channel:
+    async with herald.retrieval_channel() as channel:
         stub = retrieval_pb2_grpc.RetrievalStub(channel)
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await stub.Search(retrieval_pb2.SearchRequest(tenant="acme", query=QUERY, rerank=retrieval_pb2.RERANK_LLM))

@@ -26,13 +26,13 @@ NOW = datetime(2026, 12, 2, 18, 0, tzinfo=UTC)
 
 @pytest.fixture
 async def stub(herald) -> AsyncIterator[retrieval_pb2_grpc.RetrievalStub]:  # type: ignore[no-untyped-def]
-    async with grpc.aio.insecure_channel(herald.services.retrieval_target) as channel:
+    async with herald.retrieval_channel() as channel:
         yield retrieval_pb2_grpc.RetrievalStub(channel)
 
 
 @pytest.fixture
 async def client(herald) -> AsyncIterator[RetrievalClient]:  # type: ignore[no-untyped-def]
-    retrieval = RetrievalClient(herald.services.retrieval_target, timeout=30)
+    retrieval = RetrievalClient(herald.services.retrieval_target, 30, herald.service_keys("planner"))
     yield retrieval
     await retrieval.close()
 

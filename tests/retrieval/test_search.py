@@ -6,7 +6,6 @@ from __future__ import annotations
 import secrets
 from collections.abc import AsyncIterator
 
-import grpc
 import numpy as np
 import pytest
 import weaviate
@@ -29,7 +28,7 @@ def tenant(herald) -> str:  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 async def stub(herald) -> AsyncIterator[retrieval_pb2_grpc.RetrievalStub]:  # type: ignore[no-untyped-def]
-    async with grpc.aio.insecure_channel(herald.services.retrieval_target) as channel:
+    async with herald.retrieval_channel() as channel:
         yield retrieval_pb2_grpc.RetrievalStub(channel)
 
 
@@ -76,7 +75,7 @@ async def test_an_unrelated_query_scores_lower_in_vector_mode_than_a_related_one
 
 @pytest.fixture
 async def client(herald) -> AsyncIterator[RetrievalClient]:  # type: ignore[no-untyped-def]
-    retrieval = RetrievalClient(herald.services.retrieval_target, timeout=30)
+    retrieval = RetrievalClient(herald.services.retrieval_target, 30, herald.service_keys("planner"))
     yield retrieval
     await retrieval.close()
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 from rich.console import Console
 
+from herald_cli.signin import person_headers, refusal
 from herald_core.audit import SealedRecord, verify
 from herald_core.bus import BusNames, read_to_end, tail_reader
 from herald_core.settings import CommonSettings
@@ -62,11 +63,16 @@ def explain(review_url: str, action_id: str, as_json: bool, out: Console, err: C
         response = httpx.get(
             f"{review_url.rstrip('/')}/v1/explain/{action_id}",
             params={"format": "json" if as_json else "text"},
+            headers=person_headers(),
             timeout=30,
         )
     except httpx.HTTPError as exc:
         err.print(f"[red]the review service at {review_url} did not answer: {exc}[/red]")
         return 2
+    refused = refusal(response)
+    if refused is not None:
+        err.print(refused, highlight=False, markup=False)
+        return 3
     if response.status_code == 404:
         err.print(f"no action {action_id} in the audit", highlight=False)
         return 1

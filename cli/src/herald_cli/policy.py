@@ -19,6 +19,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from herald_cli.signin import person_headers, refusal
+from herald_core.auth.services import ServiceKeys
 from herald_core.backtest import replay, summary
 from herald_core.bus import (
     Outbound,
@@ -224,12 +226,19 @@ async def backtest(
         params["until"] = until.isoformat()
     try:
         async with httpx.AsyncClient(timeout=120) as client:
-            response = await client.get(f"{review_url.rstrip('/')}/v1/audit/proposals", params=params)
+            response = await client.get(
+                f"{review_url.rstrip('/')}/v1/audit/proposals", params=params, headers=person_headers()
+            )
+        refused = refusal(response)
+        if refused is not None:
+            err.print(refused, highlight=False, markup=False)
+            return 3
         response.raise_for_status()
     except httpx.HTTPError as exc:
         err.print(f"[red]the review service at {review_url} did not give the recorded proposals: {exc}[/red]")
         return 2
-    grounding = GroundingClient(retrieval_target, timeout=10) if needs_grounding(candidate) else None
+    keys = ServiceKeys(common.auth.service_keys_dir, "cli", common.auth.service_token_seconds)
+    grounding = GroundingClient(retrieval_target, 10, keys) if needs_grounding(candidate) else None
     try:
         results = await replay(candidate, tenant, response.json(), grounding.check if grounding else None)
     except TransientError as exc:

@@ -1,4 +1,7 @@
-"""`herald-stack install|up|down|status|env`: the local stack behind `make up` and the tests."""
+"""`herald-stack install|up|down|status|env|token`: the local stack behind `make up` and the tests.
+
+`herald-stack token --as dana@acme.example --group acme-marketing` prints a person's token from the local
+identity provider (for `curl -H "Authorization: Bearer …"` or `HERALD_TOKEN`)."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from herald_core.settings import CommonSettings
 from herald_core.signing import generate_keypair
 from herald_stack.components import StackError, components, tools
 from herald_stack.config import StackConfig
+from herald_stack.identity import ensure_identities, mint
 
 GUARD_KEY_ID = "guard-local-1"
 
@@ -32,6 +36,7 @@ def up(cfg: StackConfig, *, topics: bool = True) -> None:
         for future in [pool.submit(c.start) for c in components(cfg)]:
             future.result()
     generate_keypair(cfg.keys_dir, GUARD_KEY_ID)
+    ensure_identities(cfg)
     if topics:
         common = CommonSettings(kafka_bootstrap=cfg.kafka_bootstrap, pg_dsn=cfg.pg_dsn)
         asyncio.run(ensure_topics(common))
@@ -59,7 +64,10 @@ def status(cfg: StackConfig) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="herald-stack", description=__doc__)
-    parser.add_argument("command", choices=["install", "up", "down", "status", "env"])
+    parser.add_argument("command", choices=["install", "up", "down", "status", "env", "token"])
+    parser.add_argument("--as", dest="subject", default="dana@acme.example", help="token: who signs in")
+    parser.add_argument("--group", dest="groups", action="append", default=[], help="token: a group (repeat)")
+    parser.add_argument("--minutes", type=int, default=60, help="token: how long it is valid")
     args = parser.parse_args()
     cfg = StackConfig()
     try:
@@ -71,6 +79,8 @@ def main() -> None:
             down(cfg)
         elif args.command == "status":
             sys.exit(status(cfg))
+        elif args.command == "token":
+            print(mint(cfg, args.subject, args.groups, seconds=args.minutes * 60))
         else:
             for key, value in cfg.env().items():
                 print(f"export {key}={value}")

@@ -74,8 +74,22 @@ class StackConfig(BaseSettings):
     def keys_dir(self) -> Path:
         return self.state_dir / "keys"
 
+    @property
+    def service_keys_dir(self) -> Path:
+        return self.keys_dir / "services"
+
+    @property
+    def identity_dir(self) -> Path:
+        return self.state_dir / "identity"
+
+    @property
+    def jwks_file(self) -> Path:
+        return self.identity_dir / "jwks.json"
+
     def env(self) -> dict[str, str]:
         """The variables the services read to find this stack (each one is read by some settings class)."""
+        from herald_stack.identity import auth_env  # it reads this module
+
         return {
             "HERALD_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
             "HERALD_PG_DSN": self.pg_dsn,
@@ -86,4 +100,5 @@ class StackConfig(BaseSettings):
             "HERALD_EXECUTOR_CALDAV_URL": self.caldav_url,
             "HERALD_EXECUTOR_CALDAV_USERNAME": self.caldav_user,
             "HERALD_EXECUTOR_CALDAV_PASSWORD": self.caldav_password,
+            **auth_env(self),
         }

@@ -35,6 +35,7 @@ import httpx
 import yaml
 from aiokafka import AIOKafkaConsumer
 
+from herald_core.auth.services import ServiceKeys
 from herald_core.bus import ensure_topics
 from herald_core.contracts import ActionBlocked, ActionExecuted, ActionProposed, SendEmailInput
 from herald_core.hubspot import DEFAULT_CONTACT_PROPERTIES
@@ -43,6 +44,7 @@ from herald_ingest.logic import hubspot_signature
 from herald_stack.cli import up
 from herald_stack.config import REPO_ROOT, StackConfig
 from herald_stack.hubspot_crm import CONTACTS_READ, HubSpotApi, hubspot_api
+from herald_stack.identity import mint
 from herald_stack.services import ServiceSet
 
 SAMPLE = REPO_ROOT / "samples" / "acme"
@@ -108,11 +110,57 @@ def demo_tenants(directory: Path, crm_url: str, token_file: Path) -> Path:
     return directory
 
 
+#: the demo's reviewer, as Acme's identity provider would sign her in: a marketer and one of Acme's leads
+DEMO_REVIEWER = "dana@acmerelay.example"
+DEMO_REVIEWER_GROUPS = ("acme-marketing", "acme-leads")
+
+
+def _reviewer_token(services: ServiceSet) -> str:
+    return mint(services.config, DEMO_REVIEWER, DEMO_REVIEWER_GROUPS)
+
+
+def _review_client(services: ServiceSet) -> httpx.AsyncClient:
+    """The review API, as the demo's signed-in reviewer."""
+    headers = {"Authorization": f"Bearer {_reviewer_token(services)}"}
+    return httpx.AsyncClient(base_url=services.review_url, timeout=30, headers=headers)
+
+
+async def _approve(services: ServiceSet, review_id: str) -> list[str]:
+    """Approve an item as the demo's reviewer; a high-risk one (four eyes) also as a second of Acme's leads.
+    Returns who approved."""
+    approvers = [DEMO_REVIEWER]
+    async with _review_client(services) as review:
+        response = await review.post(f"/v1/reviews/{review_id}/approve", json={"reason": "approved by the demo"})
+        response.raise_for_status()
+        if response.json()["status"] != "pending":
+            return approvers
+    second = "lee@acmerelay.example"
+    token = mint(services.config, second, ("acme-leads",))
+    async with httpx.AsyncClient(base_url=services.review_url, timeout=30) as review:
+        response = await review.post(
+            f"/v1/reviews/{review_id}/approve",
+            json={"reason": "second approver (four eyes)"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        response.raise_for_status()
+    return [*approvers, second]
+
+
+def _cli_keys(services: ServiceSet) -> ServiceKeys:
+    """The operator's CLI's service key (what the executor's read tools answer besides the planner)."""
+    return ServiceKeys(services.config.service_keys_dir, "cli")
+
+
 def _run(services: ServiceSet, *args: str) -> str:
     binary = Path(sys.executable).with_name(args[0])
     result = subprocess.run(
         [str(binary), *args[1:]],
-        env={**os.environ, **services.common_env(), "HERALD_LOG_LEVEL": "WARNING"},
+        env={
+            **os.environ,
+            **services.common_env(),
+            "HERALD_LOG_LEVEL": "WARNING",
+            "HERALD_TOKEN": _reviewer_token(services),
+        },
         capture_output=True,
         text=True,
         check=True,
@@ -260,7 +308,7 @@ async def _run_demo(
         reviewed = None
         async with (
             httpx.AsyncClient(timeout=30) as client,
-            httpx.AsyncClient(base_url=services.review_url, timeout=30) as review,
+            _review_client(services) as review,
         ):
             for start in range(0, LEADS, 10):
                 accepted += await _post_batch(client, url, tenant, stamp, contacts[start : start + 10])
@@ -270,15 +318,11 @@ async def _run_demo(
                         return (await review.get("/v1/reviews", params={"tenant": "acme", "status": "pending"})).json()
 
                     first = (await _wait_for(pending, "the VIP's review item"))[0]
-                    response = await review.post(
-                        f"/v1/reviews/{first['review_id']}/approve",
-                        json={"reviewer": "demo-reviewer@acmerelay.example", "reason": "approved by the demo"},
-                    )
-                    response.raise_for_status()
+                    approvers = await _approve(services, first["review_id"])
                     reviewed = first
                     print(
                         f"▶ VIP contact {first['contact_id']} was escalated; approved review {first['review_id']} "
-                        "through the review API"
+                        f"through the review API by {' and then '.join(approvers)}"
                     )
         opted_out = sum(1 for c in contacts if c["opted_out"])
         vips = sum(1 for c in contacts if c["vip"] or c["deal_value_minor"] >= 5_000_000)
@@ -298,7 +342,7 @@ async def _run_demo(
             return types if decided >= LEADS + 1 else None
 
         await _wait_for(settled, "every lead to be decided")
-        async with httpx.AsyncClient(base_url=services.review_url, timeout=30) as review:
+        async with _review_client(services) as review:
             still_pending = len((await review.get("/v1/reviews", params={"tenant": "acme"})).json())
 
         async def all_executed():  # type: ignore[no-untyped-def]
@@ -481,7 +525,7 @@ async def _qualification(services: ServiceSet, pg_dsn: str, tenant_file: Path) -
         return runs if all((i, "lead_qualification") in runs for i in ids) and warm in runs else None
 
     runs = await _wait_for(scored, "the three sign-ups scored")
-    async with httpx.AsyncClient(base_url=services.review_url, timeout=30) as review:
+    async with _review_client(services) as review:
 
         async def handed():  # type: ignore[no-untyped-def]
             items = (await review.get("/v1/reviews", params={"tenant": "acme", "status": "pending"})).json()
@@ -625,7 +669,9 @@ async def _campaign(services: ServiceSet, campaign_id: str) -> None:
     """The first-touch campaign's figures, as the planner's LLM would read them: the executor's read tool."""
     async with httpx.AsyncClient(base_url=services.executor_url, timeout=30) as executor:
         response = await executor.post(
-            "/v1/tools/fetch_campaign_stats", json={"tenant": "acme", "input": {"campaign_id": campaign_id}}
+            "/v1/tools/fetch_campaign_stats",
+            json={"tenant": "acme", "input": {"campaign_id": campaign_id}},
+            headers={"Authorization": f"Bearer {_cli_keys(services).token('executor')}"},
         )
     response.raise_for_status()
     print(f"\n▶ fetch_campaign_stats {campaign_id} (a read tool: no approval, POST /v1/tools/fetch_campaign_stats)")
@@ -639,7 +685,7 @@ async def _campaign(services: ServiceSet, campaign_id: str) -> None:
 
 async def _explained(services: ServiceSet, action_id: str, until: str, what: str) -> str:
     """`herald explain`'s text for the action, once the audit index holds enough of it to say `until`."""
-    async with httpx.AsyncClient(base_url=services.review_url, timeout=30) as review:
+    async with _review_client(services) as review:
 
         async def story():  # type: ignore[no-untyped-def]
             response = await review.get(f"/v1/explain/{action_id}", params={"format": "text"})
@@ -684,7 +730,7 @@ async def _campaign_task(services: ServiceSet, logs: Path) -> None:
     task_id = output.splitlines()[0]
     for line in output.splitlines()[1:]:
         print(f"  {line}")
-    async with httpx.AsyncClient(base_url=services.review_url, timeout=30) as review:
+    async with _review_client(services) as review:
 
         async def batch():  # type: ignore[no-untyped-def]
             params = {"tenant": "acme", "status": "pending", "task": task_id}

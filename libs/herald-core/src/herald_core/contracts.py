@@ -841,6 +841,18 @@ class DraftEdit(Contract):
         return action.model_copy(update={"input": email.model_copy(update=changed)})
 
 
+class DecisionSignature(Contract):
+    """The review service's signature over a decision: what the guard checks before it acts on one."""
+
+    key_id: str = Field(description="Id (RFC 7638 thumbprint) of the review service's key that signed.")
+    signed_at: datetime = Field(description="When the review service signed (UTC).")
+    expires_at: datetime = Field(description="After this the guard no longer acts on the decision.")
+    signature: str = Field(
+        description="Ed25519 signature (base64url) over the decision, its item, the action's digest and the "
+        "authenticated reviewer (`herald_core.signing.decision_payload`)."
+    )
+
+
 class ReviewDecided(Contract):
     TYPE: ClassVar[str] = "herald.review.decided.v1"
     review_id: str = Field(description="The review item decided.")
@@ -851,9 +863,17 @@ class ReviewDecided(Contract):
         "the edited action under every hard rule again.",
     )
     decision: ReviewDecision = Field(description="approved or rejected.")
-    reviewer: str = Field(min_length=1, max_length=200, description="Who decided.")
+    reviewer: str = Field(min_length=1, max_length=200, description="Who decided: the authenticated identity.")
     reason: str | None = Field(default=None, max_length=2000, description="The reviewer's reason.")
     decided_at: datetime = Field(description="When (UTC).")
+    approvers: tuple[str, ...] = Field(
+        default=(),
+        max_length=5,
+        description="For a high-risk item's approval: every approver, in order (two distinct people, four eyes).",
+    )
+    signature: DecisionSignature | None = Field(
+        default=None, description="The review service's signature; the guard acts on no decision without a valid one."
+    )
 
 
 class Approval(Contract):

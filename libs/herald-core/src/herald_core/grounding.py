@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import grpc
 
+from herald_core.auth.services import ServiceKeys, service_channel
 from herald_core.bus import TransientError
 from herald_core.contracts import ActionProposed
 from herald_core.grpc.herald.v1 import retrieval_pb2, retrieval_pb2_grpc
 from herald_core.policy import Grounding, UnsupportedClaim
 
+RETRIEVAL = "retrieval"
 TRANSIENT = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
 
 
 class GroundingClient:
-    def __init__(self, target: str, timeout: float) -> None:
-        self.channel = grpc.aio.insecure_channel(target)
+    def __init__(self, target: str, timeout: float, keys: ServiceKeys) -> None:
+        # every call carries the caller's service token: retrieval answers only Herald's services
+        self.channel = service_channel(target, keys, RETRIEVAL)
         self.stub = retrieval_pb2_grpc.RetrievalStub(self.channel)  # type: ignore[no-untyped-call]  # generated
         self.timeout = timeout
 

@@ -40,8 +40,16 @@ class ServiceRuntime:
 
     async def serve(self) -> None:
         await self.start()
+        # proxy_headers off: the peer address is the socket's, never an X-Forwarded-For a client wrote (which
+        # addresses are trusted proxies is the authenticator's decision, `HERALD_AUTH_TRUSTED_PROXIES`)
         config = uvicorn.Config(
-            self.http, host=self.host, port=self.port, log_level="warning", access_log=False, lifespan="off"
+            self.http,
+            host=self.host,
+            port=self.port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            proxy_headers=False,
         )
         server = _QuietServer(config)
         stop = asyncio.Event()

@@ -11,6 +11,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from herald_core.auth.settings import AuthSettings
+
 
 class CommonSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HERALD_", extra="ignore")
@@ -20,6 +22,7 @@ class CommonSettings(BaseSettings):
     pg_dsn: str = Field(default="postgresql://herald@127.0.0.1:15432/herald", description="PostgreSQL DSN.")
     tenants_dir: Path = Field(default=Path("samples/tenants"), description="Directory of tenant YAML files.")
     keys_dir: Path = Field(default=Path(".stack/keys"), description="Where the guard's signing keys live.")
+    auth: AuthSettings = Field(default_factory=AuthSettings, description="How callers are authenticated.")
     instance_id: str = Field(
         default="0", description="Stable replica id (a StatefulSet ordinal); names the transactional producer."
     )

@@ -16,6 +16,7 @@ the directory when it changes.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import secrets
@@ -29,7 +30,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from herald_core.contracts import ActionApproved, ActionProposed, Approval
+from herald_core.auth.services import ServiceKeys
+from herald_core.contracts import ActionApproved, ActionProposed, Approval, DecisionSignature, ReviewDecided
 
 
 def canonical_bytes(value: Any) -> bytes:
@@ -42,6 +44,11 @@ def _signed_payload(action: ActionProposed, approval_fields: dict[str, Any], *, 
     release apart agree on the bytes. `legacy`: the whole action, as approvals were signed before."""
     action_json = action.model_dump(mode="json", exclude_defaults=not legacy)
     return canonical_bytes({"action": action_json, "approval": approval_fields})
+
+
+def action_digest(action: ActionProposed) -> str:
+    """SHA-256 of the action's canonical JSON (fields at their defaults left out, as in approvals)."""
+    return hashlib.sha256(canonical_bytes(action.model_dump(mode="json", exclude_defaults=True))).hexdigest()
 
 
 def _b64(data: bytes) -> str:
@@ -222,3 +229,49 @@ class KeyRing:
         if self._verifier is None:
             self._verifier = load_verifier(self.directory)
         self._verifier.verify(approved, now=now)
+
+
+# ---------------------------------------------------------------- reviewers' decisions (the review service signs)
+
+REVIEW_SERVICE = "review"
+
+
+def decision_payload(decided: ReviewDecided, key_id: str, signed_at: datetime, expires_at: datetime) -> bytes:
+    """What the review service signs: the decision with its item, reviewer(s), reason and edit, the digest of the
+    action reviewed, and the signature's own key id and times."""
+    fields = decided.model_dump(mode="json", exclude={"signature", "action"}, exclude_defaults=True)
+    return canonical_bytes(
+        {
+            "decision": fields,
+            "action_digest": action_digest(decided.action),
+            "key_id": key_id,
+            "signed_at": signed_at.isoformat(),
+            "expires_at": expires_at.isoformat(),
+        }
+    )
+
+
+def sign_decision(
+    decided: ReviewDecided, keys: ServiceKeys, ttl: timedelta, now: datetime | None = None
+) -> ReviewDecided:
+    """The decision with the review service's signature, valid for `ttl`."""
+    signed_at = (now or datetime.now(UTC)).replace(microsecond=0)
+    expires_at = signed_at + ttl
+    key_id = keys.key_id()  # the key in use now: its id is part of what is signed
+    _, signature = keys.sign(decision_payload(decided, key_id, signed_at, expires_at))
+    seal = DecisionSignature(key_id=key_id, signed_at=signed_at, expires_at=expires_at, signature=signature)
+    return decided.model_copy(update={"signature": seal})
+
+
+def verify_decision(decided: ReviewDecided, keys: ServiceKeys, now: datetime | None = None) -> None:
+    """Raise `VerificationError` unless the review service signed exactly this decision and it has not expired."""
+    seal = decided.signature
+    if seal is None:
+        raise VerificationError("unsigned", "the decision carries no signature of the review service")
+    payload = decision_payload(decided, seal.key_id, seal.signed_at, seal.expires_at)
+    if not keys.verify(REVIEW_SERVICE, seal.key_id, payload, seal.signature):
+        raise VerificationError(
+            "bad_signature", "the signature does not match the decision, or no review key signed it"
+        )
+    if (now or datetime.now(UTC)) >= seal.expires_at:
+        raise VerificationError("expired", f"the decision's signature expired at {seal.expires_at.isoformat()}")

@@ -19,6 +19,7 @@ import structlog
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
 
+from herald_core.auth.access import Access
 from herald_core.contracts import EmailAddress
 from herald_core.hubspot import CONTACT_FIELDS, DEFAULT_CONTACT_PROPERTIES
 
@@ -200,6 +201,17 @@ class MeetingHours(BaseModel):
         return self
 
 
+class ReviewRules(BaseModel):
+    """How this tenant's review items are decided."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    high_risk_rules: tuple[str, ...] = Field(
+        default=(),
+        description="Rule ids (e.g. `escalation.deal_value`) whose escalations are high-risk: two distinct "
+        "approvers must approve them (four eyes), and a reviewer without the approver role cannot.",
+    )
+
+
 class TenantConfig(BaseModel):
     model_config = ConfigDict(frozen=True)
     tenant_id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -231,6 +243,12 @@ class TenantConfig(BaseModel):
     meeting_hours: MeetingHours = Field(
         default_factory=MeetingHours, description="When meetings may be booked (in `timezone`, Monday to Friday)."
     )
+    access: Access | None = Field(
+        default=None,
+        description="Who may read this tenant's reviews, audit and explain, decide its reviews and administer it "
+        "(`herald_core.auth.access`). None: nobody, until it is configured.",
+    )
+    review: ReviewRules = Field(default_factory=ReviewRules, description="How review items are decided.")
     workflows: dict[WorkflowName, dict[str, Any] | None] | None = Field(
         default=None,
         description="The planner's workflows this tenant runs, each with its configuration (validated by the "

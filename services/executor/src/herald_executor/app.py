@@ -23,11 +23,13 @@ from typing import Any
 
 import httpx
 import structlog
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter
 from pydantic import BaseModel, Field
 
+from herald_core.auth.callers import Authenticator, authenticated, install_auth
+from herald_core.auth.services import ServiceKeys
 from herald_core.bus import ConsumerWorker, Inbound, Outbound, TransientError
 from herald_core.consent import CONSENT_MIGRATIONS, ConsentFeed
 from herald_core.contracts import (
@@ -353,7 +355,11 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
 
     http = FastAPI(title="herald-executor", description="Ops endpoints and the read-only tools.")
 
-    @http.post("/v1/tools/{tool}")
+    service_keys = ServiceKeys(common.auth.service_keys_dir, "executor", common.auth.service_token_seconds)
+    # the read tools answer Herald's planner (and the operator's CLI), nobody else: they read tenants' data
+    install_auth(http, Authenticator(common.auth, service_keys, services=("planner", "cli"), people=False))
+
+    @http.post("/v1/tools/{tool}", dependencies=[Depends(authenticated)])
     async def read_tool(tool: str, request: ReadToolRequest) -> JSONResponse:
         with structlog.contextvars.bound_contextvars(tenant=request.tenant, tool=tool):
             return await executor.read_tool(tool, request)

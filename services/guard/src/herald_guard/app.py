@@ -23,6 +23,9 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter
 
+from herald_core.auth.access import Caller, Permission, require
+from herald_core.auth.callers import Authenticated, Authenticator, install_auth
+from herald_core.auth.services import ServiceKeys
 from herald_core.bus import ConsumerWorker, Inbound, Outbound, Rejected, TransactionalProducer, cancel_and_wait
 from herald_core.consent import CONSENT_MIGRATIONS, ConsentFeed
 from herald_core.contracts import (
@@ -57,7 +60,7 @@ from herald_core.policy import (
     needs_grounding,
 )
 from herald_core.runtime import ServiceRuntime
-from herald_core.signing import KeyRing
+from herald_core.signing import KeyRing, VerificationError, verify_decision
 from herald_core.tenants import TenantConfig, TenantDirectory
 from herald_core.topics import (
     APPROVED_ACTION,
@@ -93,6 +96,11 @@ SHADOW_DIFFERENCES = Counter(
 )
 WITHDRAWN = Counter("herald_guard_withdrawn_total", "Actions their workflow withdrew (blocked at any later decision).")
 RELEASED = Counter("herald_guard_released_total", "Held actions decided again when their window opened.")
+REFUSED_DECISIONS = Counter(
+    "herald_guard_refused_review_decisions_total",
+    "Review decisions refused because the review service's signature is missing, wrong or expired, by reason.",
+    ["reason"],
+)
 log = get_logger("herald.guard")
 
 
@@ -120,8 +128,10 @@ class Guard:
         grounding: GroundingClient,
         kill_switch: KillSwitch,
         deferred: DeferredActions,
+        service_keys: ServiceKeys,
     ) -> None:
         self.settings = settings
+        self.service_keys = service_keys
         self.store = store
         self.feed = feed
         self.tenants = tenants
@@ -154,6 +164,11 @@ class Guard:
         decided = msg.body_as(ReviewDecided)
         action = decided.action
         structlog.contextvars.bind_contextvars(action_id=action.action_id)
+        try:  # a decision counts only if the review service signed exactly it, for its authenticated reviewer
+            verify_decision(decided, self.service_keys)
+        except VerificationError as exc:
+            REFUSED_DECISIONS.labels(exc.reason).inc()
+            raise Rejected(f"review decision {decided.review_id} refused ({exc.reason}): {exc.detail}") from exc
         escalated = await self.store.find(action.action_id, "proposal")
         # a review decision only counts for an action this guard sent to review, byte for byte
         if escalated is None or escalated.outcome != "escalate" or escalated.review_id != decided.review_id:
@@ -175,7 +190,8 @@ class Guard:
                 action = decided.edit.apply(action)
             except ValueError as exc:
                 raise Rejected(f"review {decided.review_id}: {exc}") from exc
-        return await self._decide(msg, action, stage="review", approved_by=f"review:{decided.reviewer}")
+        approvers = "+".join(decided.approvers) if decided.approvers else decided.reviewer
+        return await self._decide(msg, action, stage="review", approved_by=f"review:{approvers}")
 
     async def on_llm_usage(self, msg: Inbound) -> list[Outbound]:
         """Count an LLM call's tokens; the report that takes the tenant past its budget announces it."""
@@ -459,7 +475,8 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     await migrate(pool, "guard", Path(str(files("herald_guard") / "migrations")), CONSENT_MIGRATIONS)
     feed = ConsentFeed(common, pool, "guard", on_erasure=erase_contact, on_withdrawn=record_delivery_problem)
     policies = PolicyBook(common)
-    grounding = GroundingClient(settings.retrieval_target, settings.grounding_timeout_seconds)
+    service_keys = ServiceKeys(common.auth.service_keys_dir, "guard", common.auth.service_token_seconds)
+    grounding = GroundingClient(settings.retrieval_target, settings.grounding_timeout_seconds, service_keys)
     kill_switch = KillSwitch(common, "guard")
     guard = Guard(
         settings,
@@ -470,6 +487,7 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
         grounding,
         kill_switch,
         DeferredActions(pool),
+        service_keys,
     )
     releaser = Releaser(guard, TransactionalProducer(common, "guard", name="releaser"), settings.release_poll_seconds)
     worker = ConsumerWorker(
@@ -485,6 +503,12 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     )
 
     http = FastAPI(title="herald-guard")
+    install_auth(http, Authenticator(common.auth, service_keys))
+
+    def may_read(caller: Caller, tenant: str) -> None:
+        config = guard.tenants.get(tenant)
+        require(caller, tenant, config.access if config else None, Permission.READ)
+
     checks = {
         "postgres": readiness(pool),
         "consent_feed": feed.ready,
@@ -495,8 +519,10 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     add_ops_routes(http, checks)
 
     @http.get("/v1/policies/{tenant}")
-    async def live_policy(tenant: str) -> JSONResponse:
-        """The policy this replica decides the tenant's actions under, and the publications it refused."""
+    async def live_policy(tenant: str, *, caller: Authenticated) -> JSONResponse:
+        """The policy this replica decides the tenant's actions under, and the publications it refused (to the
+        tenant's people)."""
+        may_read(caller, tenant)
         config = guard.tenants.get(tenant)
         if config is None:
             return JSONResponse({"error": "unknown_tenant", "detail": f"no tenant {tenant!r}"}, status_code=404)
@@ -514,8 +540,9 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
         )
 
     @http.get("/v1/policies/{tenant}/shadow")
-    async def shadow_report(tenant: str, limit: int = 100) -> JSONResponse:
+    async def shadow_report(tenant: str, limit: int = 100, *, caller: Authenticated) -> JSONResponse:
         """The tenant's shadow policy, and the latest decisions it would have made otherwise."""
+        may_read(caller, tenant)
         shadow = policies.shadow(tenant)
         differences = await guard.store.shadow_differences(tenant, max(1, min(limit, 1000)))
         return JSONResponse(

@@ -41,6 +41,9 @@ from fastapi.responses import JSONResponse
 from prometheus_client import Counter
 from pydantic import ValidationError
 
+from herald_core.auth.access import AccessDenied
+from herald_core.auth.callers import Authenticator
+from herald_core.auth.services import ServiceKeys
 from herald_core.bus import ConsumerWorker, Inbound, Outbound, TransactionalProducer, UnpublishableError
 from herald_core.contracts import (
     ActionExecuted,
@@ -134,8 +137,10 @@ class Ingest:
         producer: TransactionalProducer,
         sent: SentEmails,
         hubspot: HubSpotContacts | None = None,
+        planner_only: Authenticator | None = None,
     ) -> None:
         self.settings = settings
+        self.planner_only = planner_only  # who may read segments: the planner's service token
         self.sent = sent
         self.hubspot = hubspot
         self.tenants = tenants
@@ -400,12 +405,17 @@ class Ingest:
         """The contacts matching a segment filter: `{"matched": n, "truncated": bool, "contacts": [...]}`, by id, at
         most the filter's `limit`. Asked by the planner for a campaign task's audience; opted-out contacts and
         contacts without an address are never answered (the guard still decides every send to the others). A read,
-        so a refusal is answered but not audited; with the tenant's ingest tokens the caller must hold one."""
+        so a refusal is answered but not audited; only the planner's service token is answered (contacts' data)."""
         tenant = self.tenants.get(tenant_id)
         try:
+            try:
+                if self.planner_only is None:
+                    raise AccessDenied(503, "no_service_keys", "segments are answered only to the planner's token")
+                await self.planner_only(request)
+            except AccessDenied as denied:
+                raise Refusal(denied.status, denied.error, denied.detail) from denied
             if tenant is None:
                 raise Refusal(404, "unknown_tenant", f"no tenant {tenant_id!r}")
-            self._authenticate(request, tenant)
             try:
                 raw = read_json(await self._read_body(request))
             except JsonRefused as exc:
@@ -860,7 +870,9 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     hubspot = HubSpotContacts(crm_client, budget_seconds=settings.hubspot_budget_seconds)
     contacts = PostgresContacts(pool)
     tenants = TenantDirectory(common.tenants_dir)
-    ingest = Ingest(settings, tenants, contacts, SeenEvents(pool), producer, SentEmails(pool), hubspot)
+    keys = ServiceKeys(common.auth.service_keys_dir, "ingest", common.auth.service_token_seconds)
+    planner_only = Authenticator(common.auth, keys, services=("planner",), people=False)
+    ingest = Ingest(settings, tenants, contacts, SeenEvents(pool), producer, SentEmails(pool), hubspot, planner_only)
     worker = ConsumerWorker(common, "ingest", "sent", {EXECUTED: ingest.on_executed})
     http = FastAPI(title="herald-ingest", description="Where upstream systems publish events into Herald.")
 

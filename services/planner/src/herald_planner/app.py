@@ -20,6 +20,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from herald_core.auth.services import ServiceKeys
 from herald_core.bus import ConsumerWorker, TransactionalProducer
 from herald_core.control import LlmBudgets
 from herald_core.db import create_pool, migrate, readiness
@@ -54,9 +55,14 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     common = settings.common
     pool = await create_pool(common.pg_dsn, max_size=settings.concurrency + 4)
     await migrate(pool, "planner", Path(str(files("herald_planner") / "migrations")))
-    retrieval = RetrievalClient(settings.retrieval_target, settings.retrieval_timeout_seconds)
+    service_keys = ServiceKeys(common.auth.service_keys_dir, "planner", common.auth.service_token_seconds)
+    retrieval = RetrievalClient(settings.retrieval_target, settings.retrieval_timeout_seconds, service_keys)
     # read-only tools (the executor's read API): what the LLM may consult while drafting, and a calendar's free slots
-    read_tools = ReadTools(settings.executor_url, settings.executor_timeout_seconds) if settings.executor_url else None
+    read_tools = (
+        ReadTools(settings.executor_url, settings.executor_timeout_seconds, service_keys)
+        if settings.executor_url
+        else None
+    )
     llm = (
         LlmDrafter(settings.anthropic_model, settings.anthropic_max_tokens, read_tools, settings.max_tool_rounds)
         if llm_configured()
@@ -88,7 +94,9 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
         )
 
     runs = WorkflowRuns(pool)
-    runner = Runner(REGISTRY, runs, TenantDirectory(common.tenants_dir), ports_for, now, DEFAULT_WORKFLOWS, examples)
+    runner = Runner(
+        REGISTRY, runs, TenantDirectory(common.tenants_dir), ports_for, now, DEFAULT_WORKFLOWS, examples, service_keys
+    )
     worker = ConsumerWorker(
         common,
         "planner",
@@ -108,7 +116,7 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     # campaign tasks: a brief over a segment, its own small state machine (`planner.tasks`), driven through Kafka
     tenants = TenantDirectory(common.tenants_dir)
     task_store = TaskStore(pool)
-    segments = IngestSegments(settings.ingest_url, settings.ingest_timeout_seconds)
+    segments = IngestSegments(settings.ingest_url, settings.ingest_timeout_seconds, service_keys)
     task_runner = TaskRunner(task_store, segments, retrieval, tenants, now, evidence_k=settings.task_evidence_k)
     task_worker = ConsumerWorker(common, "planner", "tasks", {PLAN: task_runner.on_message})
     task_producer = TransactionalProducer(common, "planner", name="task-edge")

@@ -27,6 +27,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import Counter, Histogram
 
+from herald_core.auth.services import ServiceKeys, ServiceTokenInterceptor
 from herald_core.bus import ConsumerWorker, Rejected, TopicFollower, Unreadable, cancel_and_wait, read_record
 from herald_core.contracts import MAX_QUERY_CHARS
 from herald_core.db import create_pool, migrate, readiness
@@ -412,7 +413,9 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     worker = ConsumerWorker(common, "retrieval", "knowledge", {KNOWLEDGE: intake.on_knowledge}, max_batch=20)
     memory_store = WeaviateMemoryStore(store.client, settings.memory_collection)
     interactions = InteractionLog(pool, timedelta(days=settings.memory_ttl_days))
-    memory = MemoryKeeper(interactions, memory_store, embedder, alpha=settings.alpha)
+    # the gRPC API answers Herald's services only (the planner, the guard, the operator's CLI)
+    service_keys = ServiceKeys(common.auth.service_keys_dir, "retrieval", common.auth.service_token_seconds)
+    memory = MemoryKeeper(interactions, memory_store, embedder, alpha=settings.alpha, decision_keys=service_keys)
     memory_worker = ConsumerWorker(
         common,
         "retrieval",
@@ -425,7 +428,7 @@ async def create_app(settings: Settings | None = None) -> ServiceRuntime:
     cache = SearchCache(settings.search_cache_seconds)
     vocabularies = Vocabularies(store, settings.vocabulary_refresh_seconds)
     invalidator = CacheInvalidator(common, cache, vocabularies)
-    server = grpc.aio.server()
+    server = grpc.aio.server(interceptors=[ServiceTokenInterceptor(service_keys, ("planner", "guard", "cli"))])
     llm = LlmReranker(settings.llm_rerank_model) if llm_configured() else None
     searcher = Searcher(
         store,

@@ -25,7 +25,8 @@ from collections.abc import Sequence
 
 from prometheus_client import Counter
 
-from herald_core.bus import Inbound, Outbound
+from herald_core.auth.services import ServiceKeys
+from herald_core.bus import Inbound, Outbound, Rejected
 from herald_core.contracts import (
     ActionExecuted,
     ContactErased,
@@ -38,6 +39,7 @@ from herald_core.contracts import (
     ReviewDecided,
 )
 from herald_core.observability import get_logger
+from herald_core.signing import VerificationError, verify_decision
 from herald_retrieval.adapters.embedder import OnnxEmbedder
 from herald_retrieval.adapters.interactions import InteractionLog
 from herald_retrieval.adapters.memory_store import Memory, WeaviateMemoryStore
@@ -126,8 +128,15 @@ def merge(medium: Sequence[Memory], long: Sequence[Memory], k: int) -> list[Memo
 
 class MemoryKeeper:
     def __init__(
-        self, interactions: InteractionLog, store: WeaviateMemoryStore, embedder: OnnxEmbedder, *, alpha: float
+        self,
+        interactions: InteractionLog,
+        store: WeaviateMemoryStore,
+        embedder: OnnxEmbedder,
+        *,
+        alpha: float,
+        decision_keys: ServiceKeys,
     ) -> None:
+        self.decision_keys = decision_keys  # a reviewer's feedback counts only as the review service signed it
         self.interactions = interactions
         self.store = store
         self.embedder = embedder
@@ -151,6 +160,11 @@ class MemoryKeeper:
         log.info("contact forgotten", interactions=rows, memories=memories)
 
     async def on_review_decision(self, msg: Inbound) -> list[Outbound]:
+        decided = msg.body_as(ReviewDecided)
+        try:  # what a forged decision says must never become what the drafter reads
+            verify_decision(decided, self.decision_keys)
+        except VerificationError as exc:
+            raise Rejected(f"review decision {decided.review_id} refused ({exc.reason}): {exc.detail}") from exc
         feedback = feedback_of(msg)
         if feedback is not None:
             await self.remember(msg.envelope.tenant, [feedback])

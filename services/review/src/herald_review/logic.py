@@ -1,4 +1,4 @@
-"""The review API's request bodies (pure, no I/O)."""
+"""The review API's request bodies (pure, no I/O). None names who decides: that is the authenticated caller."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from herald_core.contracts import DraftEdit, ResolutionOutcome, TenantId
 
 class Approve(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    reviewer: str = Field(min_length=1, max_length=200, description="Who approves (an email or SSO subject).")
     reason: str | None = Field(default=None, max_length=2000, description="Why, optionally.")
     edit: DraftEdit | None = Field(
         default=None,
@@ -20,7 +19,6 @@ class Approve(BaseModel):
 
 class Reject(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    reviewer: str = Field(min_length=1, max_length=200, description="Who rejects.")
     reason: str = Field(min_length=1, max_length=2000, description="Why — required, it reaches the audit.")
 
 
@@ -28,7 +26,6 @@ class Resolve(BaseModel):
     """What a person found when checking an execution in doubt in its downstream (the mailbox, the CRM …)."""
 
     model_config = ConfigDict(extra="forbid")
-    reviewer: str = Field(min_length=1, max_length=200, description="Who checked.")
     outcome: ResolutionOutcome = Field(description="Whether the side effect took place: happened, did_not_happen.")
     reason: str = Field(min_length=1, max_length=2000, description="How it was checked — it reaches the audit.")
 
@@ -38,4 +35,3 @@ class KillSwitchRequest(BaseModel):
     tenant: TenantId | None = Field(default=None, description="The tenant to stop; leave out to stop every tenant.")
     engaged: bool = Field(description="True stops sending; false resumes.")
     reason: str = Field(min_length=1, max_length=500, description="Why — it reaches the audit and every refusal.")
-    set_by: str = Field(min_length=1, max_length=200, description="Who sets it.")

@@ -14,10 +14,9 @@ class Settings(ServiceSettings):
     http_host: str = "127.0.0.1"
     http_port: int = 8105
     ui_page_size: int = Field(default=100, ge=1, le=1000, description="Rows per page of the web UI's queue and audit.")
-    reviewer_headers: tuple[str, ...] = Field(
-        default=("X-Auth-Request-Email", "X-Forwarded-User"),
-        description="Headers in which the authenticating proxy in front of the web UI names the signed-in reviewer "
-        "(the first present wins, and the UI then asks for no name). The proxy must set them itself and drop any "
-        "copy a client sent, and the service must be reachable only through it: else anyone could decide under "
-        "any name.",
+    decision_ttl_seconds: int = Field(
+        default=3 * 86_400,
+        ge=60,
+        description="How long a signed decision stays valid for the guard (a guard down longer than this refuses "
+        "it, and the item must be decided again).",
     )

@@ -11,10 +11,12 @@
 
 Everything shown was written by someone Herald does not trust — a draft is LLM output, names and notes come
 from upstream systems — so templates autoescape every value and the Content-Security-Policy allows no script
-at all: a missed escape still could not run. The UI does not sign people in: an authenticating proxy belongs in
-front of it, and when that proxy names the reviewer in a header (`reviewer_headers`) the name is taken from there;
-otherwise the reviewer types it. Forms carry a per-session CSRF token (a cookie and a hidden field, compared in
-constant time); a POST without it changes nothing.
+at all: a missed escape still could not run. The UI does not sign people in itself: an authenticating proxy in
+front of it (oauth2-proxy or the like) names the person in a header, believed only from the proxy's addresses
+(`HERALD_AUTH_TRUSTED_PROXIES`), or a client sends an identity provider's bearer token. Who decides is that
+person, never a typed name; what they see and may decide follows their roles per tenant (401 and 403 pages
+otherwise). Forms carry a per-session CSRF token (a cookie and a hidden field, compared in constant time); a POST
+without it changes nothing.
 """
 
 from __future__ import annotations
@@ -24,12 +26,12 @@ import re
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote, unquote
 
 import jinja2
 import structlog
-from fastapi import FastAPI, HTTPException, Query, Request, Response
+from fastapi import FastAPI, Query, Request, Response
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -37,18 +39,17 @@ from prometheus_client import Counter
 from pydantic import ValidationError
 from starlette.datastructures import FormData
 
+from herald_core.auth.access import AccessDenied, Caller, Permission
+from herald_core.auth.callers import Authenticated
 from herald_core.contracts import ActionExecuted, ActionProposed, DraftEdit, ReviewDecision, SendEmailInput
 from herald_core.observability import get_logger
 from herald_review.adapters.audit_index import AuditIndex
-from herald_review.explain import explain
+from herald_review.decisions import Review, readable_story
+from herald_review.errors import ReviewError
 from herald_review.logic import Approve, Reject, Resolve
-
-if TYPE_CHECKING:
-    from herald_review.app import Review
 
 CSRF_COOKIE = "herald_csrf"
 CSRF_FIELD = "csrf_token"
-REVIEWER_COOKIE = "herald_reviewer"
 FLASH_COOKIE = "herald_flash"
 COOKIE_PATH = "/ui"
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{32,128}$")
@@ -75,15 +76,14 @@ UI_PAGES = Counter("herald_review_ui_pages_total", "Web UI pages served, by page
 log = get_logger("herald.review.web")
 
 FIELD_REQUIRED = {
-    "reviewer": "Your name is needed: it goes on the decision and into the audit.",
     "reason": "Say why: the reason goes to the guard, the audit and the planner's memory.",
     "outcome": "Choose what the check found.",
 }
 # each form read as the JSON API's body of the same decision, from its own fields only
 FORMS: dict[str, tuple[type[Approve] | type[Reject] | type[Resolve], tuple[str, ...]]] = {
-    "approve": (Approve, ("reviewer", "reason")),
-    "reject": (Reject, ("reviewer", "reason")),
-    "resolve": (Resolve, ("reviewer", "outcome", "reason")),
+    "approve": (Approve, ("reason",)),
+    "reject": (Reject, ("reason",)),
+    "resolve": (Resolve, ("outcome", "reason")),
 }
 RESOLVE_REASON_REQUIRED = "Say how it was checked (the mailbox, the CRM, the calendar …): it goes into the audit."
 
@@ -250,6 +250,8 @@ def item_view(item: Mapping[str, Any], now: datetime) -> dict[str, Any]:
         "reviewer": item["reviewer"],
         "decision_reason": item["decision_reason"],
         "edit": item.get("edit"),
+        "approvals_needed": item.get("approvals_needed", 1),
+        "approvals": item.get("approvals", []),
         "created_at": item["created_at"],
         "decided_at": item["decided_at"],
         "tool": item["action"].get("tool", ""),
@@ -528,12 +530,30 @@ class _CsrfRefused(Exception):
     pass
 
 
-def add_web_ui(
-    http: FastAPI, review: Review, index: AuditIndex, reviewer_headers: tuple[str, ...], page_size: int = 100
-) -> None:
+TEMPLATES = _templates()
+
+
+def page_for_denied(request: Request, error: AccessDenied) -> Response:
+    """The 401 / 403 page: who the UI could not recognise, or what the signed-in person may not see or do."""
+    if error.status == 401:
+        title = "Sign in first"
+        message = (
+            "This review UI knows nobody on this request, so it shows nothing. Open it through your organisation's "
+            f"sign-in (the authenticating proxy in front of it). ({error.detail})"
+        )
+    else:
+        title = "Not yours to see"
+        message = f"You are signed in, but {error.detail}. Ask the tenant's admin for the role."
+    context = {"base": request.scope.get("root_path", ""), "signed_in": None, "flash": None, "title": title}
+    response = TEMPLATES.TemplateResponse(request, "error.html", context | {"message": message}, error.status)
+    UI_PAGES.labels("error", str(error.status)).inc()
+    return response
+
+
+def add_web_ui(http: FastAPI, review: Review, index: AuditIndex, page_size: int = 100) -> None:
     """Serve the reviewers' web UI under /ui on the service's HTTP app (`page_size` rows a page of the queue
-    and of the audit)."""
-    templates = _templates()
+    and of the audit); every page knows its caller (`Authenticated`)."""
+    templates = TEMPLATES
     http.mount("/ui/static", StaticFiles(packages=[("herald_review", "static")]), name="ui-static")
 
     @http.middleware("http")
@@ -545,13 +565,6 @@ def add_web_ui(
             if not request.url.path.startswith("/ui/static/"):
                 response.headers["Cache-Control"] = "no-store"  # pages hold drafts and contacts' data
         return response
-
-    def proxy_reviewer(request: Request) -> str | None:
-        for header in reviewer_headers:
-            value = request.headers.get(header, "").strip()
-            if value:
-                return value
-        return None
 
     def secure(request: Request) -> bool:
         return request.url.scheme == "https" or request.headers.get("x-forwarded-proto", "").lower() == "https"
@@ -568,19 +581,23 @@ def add_web_ui(
         )
 
     def page(
-        request: Request, name: str, context: dict[str, Any], status_code: int = 200, *, flash: str | None = None
+        request: Request,
+        caller: Caller,
+        name: str,
+        context: dict[str, Any],
+        status_code: int = 200,
+        *,
+        flash: str | None = None,
     ) -> Response:
-        """Render a page with what every page needs: the session's CSRF token, who is reviewing, a flash."""
+        """Render a page with what every page needs: the session's CSRF token, who is signed in, a flash."""
         token = request.cookies.get(CSRF_COOKIE, "")
         fresh = not _TOKEN.match(token)
         if fresh:
             token = secrets.token_urlsafe(32)
-        proxied = proxy_reviewer(request)
         context = {
             "base": request.scope.get("root_path", ""),
             "csrf_token": token,
-            "proxy_reviewer": proxied,
-            "remembered_reviewer": unquote(request.cookies.get(REVIEWER_COOKIE, "")),
+            "signed_in": caller,  # not `caller`: Jinja reserves that name inside macros
             "flash": flash,
             **context,
         }
@@ -601,9 +618,10 @@ def add_web_ui(
             raise _CsrfRefused
         return form
 
-    def forbidden(request: Request) -> Response:
+    def forbidden(request: Request, caller: Caller) -> Response:
         return page(
             request,
+            caller,
             "error.html",
             {
                 "title": "Form refused",
@@ -613,11 +631,12 @@ def add_web_ui(
             403,
         )
 
-    def not_found(request: Request, what: str) -> Response:
-        return page(request, "error.html", {"title": "Not found", "message": what}, 404)
+    def not_found(request: Request, caller: Caller, what: str) -> Response:
+        return page(request, caller, "error.html", {"title": "Not found", "message": what}, 404)
 
     async def item_page(
         request: Request,
+        caller: Caller,
         review_id: str,
         *,
         status_code: int = 200,
@@ -625,42 +644,38 @@ def add_web_ui(
         errors: Mapping[str, str] | None = None,
         conflict: str | None = None,
     ) -> Response:
-        item = await review.queue.get(review_id)
-        if item is None:
-            return not_found(request, f"There is no review item {review_id}.")
+        try:
+            item = await review.readable_item(caller, review_id)
+        except ReviewError:
+            return not_found(request, caller, f"There is no review item {review_id}.")
         context = {
             "item": item_view(item, datetime.now(UTC)),
             "values": dict(values or {}),
             "errors": dict(errors or {}),
             "conflict": conflict,
         }
-        return page(request, "item.html", context, status_code)
+        return page(request, caller, "item.html", context, status_code)
 
-    def decided(request: Request, message: str, reviewer: str, *, typed: bool) -> Response:
+    def decided(request: Request, message: str) -> Response:
         """Back to the queue (Post/Redirect/Get), with what was done said once."""
         response = RedirectResponse(f"{request.scope.get('root_path', '')}/ui", status_code=303)
         set_cookie(request, response, FLASH_COOKIE, quote(message), 60)
-        if typed:  # remembered for the next item; a proxy's name needs no remembering
-            set_cookie(request, response, REVIEWER_COOKIE, quote(reviewer), 180 * 86_400)
         return response
 
-    async def submit(request: Request, review_id: str, form_name: str) -> Response:
+    async def submit(request: Request, caller: Caller, review_id: str, form_name: str) -> Response:
         try:
             form = await checked_form(request, form_name)
         except _CsrfRefused:
-            return forbidden(request)
-        proxied = proxy_reviewer(request)
+            return forbidden(request, caller)
         model, fields = FORMS[form_name]
         values = _filled(form, *fields)
-        if proxied is not None:
-            values["reviewer"] = proxied
         try:
             body = model.model_validate(values)
         except ValidationError as error:
             UI_SUBMISSIONS.labels(form_name, "invalid").inc()
             problems = field_errors(error, resolving=form_name == "resolve")
             log.info("web ui form invalid", review_id=review_id, form=form_name, fields=sorted(problems))
-            return await item_page(request, review_id, status_code=422, values=values, errors=problems)
+            return await item_page(request, caller, review_id, status_code=422, values=values, errors=problems)
         edit = None
         if isinstance(body, Approve):
             try:
@@ -669,34 +684,39 @@ def add_web_ui(
                 UI_SUBMISSIONS.labels(form_name, "invalid").inc()
                 typed = {k: str(form.get(k) or "") for k in ("subject", "body_text")}
                 problems = field_errors(error)
-                return await item_page(request, review_id, status_code=422, values={**values, **typed}, errors=problems)
+                return await item_page(
+                    request, caller, review_id, status_code=422, values={**values, **typed}, errors=problems
+                )
         with structlog.contextvars.bound_contextvars(via="web_ui"):
             try:
                 if isinstance(body, Resolve):
-                    item = await review.resolve(review_id, body)
+                    item = await review.resolve(review_id, caller, body)
                 else:
                     assert isinstance(body, Approve | Reject)
                     decision = ReviewDecision.APPROVED if isinstance(body, Approve) else ReviewDecision.REJECTED
-                    item = await review.decide(review_id, decision, body.reviewer, body.reason, edit)
-            except HTTPException as error:
-                detail = error.detail if isinstance(error.detail, dict) else {"detail": str(error.detail)}
-                if error.status_code == 404:
+                    item = await review.decide(review_id, decision, caller, body.reason, edit)
+            except ReviewError as error:
+                if error.status == 404:
                     UI_SUBMISSIONS.labels(form_name, "not_found").inc()
-                    return not_found(request, f"There is no review item {review_id}.")
-                if error.status_code != 409:
-                    raise
+                    return not_found(request, caller, f"There is no review item {review_id}.")
                 UI_SUBMISSIONS.labels(form_name, "conflict").inc()
-                log.info("web ui decision refused", review_id=review_id, form=form_name, error=detail.get("error"))
+                log.info("web ui decision refused", review_id=review_id, form=form_name, error=error.error)
                 return await item_page(
-                    request, review_id, status_code=409, conflict=_conflict_message(detail, form_name)
+                    request,
+                    caller,
+                    review_id,
+                    status_code=error.status,
+                    conflict=_conflict_message(error.as_detail(), form_name),
                 )
         UI_SUBMISSIONS.labels(form_name, "decided").inc()
         view = item_view(item, datetime.now(UTC))
+        if item["status"] == "pending":  # a high-risk item's first approval
+            message = f"Approved once: {view['described']} (review {review_id}) — a second approver must approve it too"
+            return decided(request, message)
         verb = {"approved": "Approved", "rejected": "Rejected", "happened": "Resolved as happened"}.get(
             item["status"], "Resolved as did not happen"
         )
-        message = f"{verb}: {view['described']} (review {review_id})"
-        return decided(request, message, str(values["reviewer"]), typed=proxied is None)
+        return decided(request, f"{verb}: {view['described']} (review {review_id})")
 
     async def one_page(
         fetch: Callable[[int, int], Awaitable[list[dict[str, Any]]]], page_no: int
@@ -711,6 +731,7 @@ def add_web_ui(
     @http.get("/ui", include_in_schema=False, name="ui-queue")
     async def queue_page(
         request: Request,
+        caller: Authenticated,
         tenant: str = "",
         kind: str = "",
         status: str = "pending",
@@ -719,13 +740,17 @@ def add_web_ui(
         tenant, kind = tenant.strip(), kind if kind in KINDS else ""
         status = status if status in (*STATUSES, "any") else "pending"
         wanted = None if status == "any" else status
+        if tenant:
+            review.require(caller, tenant, Permission.READ)
+        scope = [tenant] if tenant else review.readable_tenants(caller)
         items, paging = await one_page(
-            lambda limit, offset: review.queue.list(tenant or None, wanted, limit, kind or None, offset), page_no
+            lambda limit, offset: review.queue.list(scope, wanted, limit, kind or None, offset), page_no
         )
         now = datetime.now(UTC)
         flash = request.cookies.get(FLASH_COOKIE)
         response = page(
             request,
+            caller,
             "queue.html",
             {
                 "rows": [queue_row(i, now) for i in items],
@@ -741,31 +766,33 @@ def add_web_ui(
         return response
 
     @http.get("/ui/reviews/{review_id}", include_in_schema=False, name="ui-item")
-    async def review_page(request: Request, review_id: str) -> Response:
-        return await item_page(request, review_id)
+    async def review_page(request: Request, caller: Authenticated, review_id: str) -> Response:
+        return await item_page(request, caller, review_id)
 
     @http.post("/ui/reviews/{review_id}/approve", include_in_schema=False)
-    async def approve_form(request: Request, review_id: str) -> Response:
-        return await submit(request, review_id, "approve")
+    async def approve_form(request: Request, caller: Authenticated, review_id: str) -> Response:
+        return await submit(request, caller, review_id, "approve")
 
     @http.post("/ui/reviews/{review_id}/reject", include_in_schema=False)
-    async def reject_form(request: Request, review_id: str) -> Response:
-        return await submit(request, review_id, "reject")
+    async def reject_form(request: Request, caller: Authenticated, review_id: str) -> Response:
+        return await submit(request, caller, review_id, "reject")
 
     @http.post("/ui/reviews/{review_id}/resolve", include_in_schema=False)
-    async def resolve_form(request: Request, review_id: str) -> Response:
-        return await submit(request, review_id, "resolve")
+    async def resolve_form(request: Request, caller: Authenticated, review_id: str) -> Response:
+        return await submit(request, caller, review_id, "resolve")
 
     @http.get("/ui/explain/{action_id}", include_in_schema=False, name="ui-explain")
-    async def explain_page(request: Request, action_id: str) -> Response:
-        story = explain(await index.chain_of_action(action_id), action_id)
+    async def explain_page(request: Request, caller: Authenticated, action_id: str) -> Response:
+        story = await readable_story(review, index, caller, action_id)
         if story is None:
-            return not_found(request, f"No action {action_id} in the audit (yet: records are indexed within seconds).")
-        return page(request, "explain.html", {"story": story})
+            what = f"No action {action_id} in the audit (yet: records are indexed within seconds)."
+            return not_found(request, caller, what)
+        return page(request, caller, "explain.html", {"story": story})
 
     @http.get("/ui/audit", include_in_schema=False, name="ui-audit")
     async def audit_page(
         request: Request,
+        caller: Authenticated,
         tenant: str = "",
         contact_id: str = "",
         action_id: str = "",
@@ -781,15 +808,16 @@ def add_web_ui(
         context: dict[str, Any] = {"filters": filters, "errors": errors, "rows": None, "page": page_no, "more": False}
         if errors:
             log.info("web ui audit search invalid", fields=sorted(errors))
-            return page(request, "audit.html", context, 422)
+            return page(request, caller, "audit.html", context, 422)
         if criteria["tenant"] is None:
-            return page(request, "audit.html", context)
+            return page(request, caller, "audit.html", context)
+        review.require(caller, criteria["tenant"], Permission.READ)
         # the JSON API's search, newest first
         records, paging = await one_page(
             lambda limit, offset: index.search(**criteria, limit=limit, offset=offset, newest_first=True), page_no
         )
         context |= {"rows": [audit_row(r) for r in records], **paging}
-        return page(request, "audit.html", context)
+        return page(request, caller, "audit.html", context)
 
 
 def _conflict_message(detail: Mapping[str, Any], form_name: str) -> str:
@@ -798,4 +826,8 @@ def _conflict_message(detail: Mapping[str, Any], form_name: str) -> str:
         return "An execution in doubt is not approved or rejected: check the downstream, then resolve it."
     if detail.get("error") == "not_resolvable":
         return "Only a pending execution in doubt can be resolved; this item is not one (see its state below)."
+    if detail.get("error") == "second_approver_needed":
+        return "You approved this high-risk item already: it needs a second approver, someone other than you."
+    if detail.get("error") == "edit_differs":
+        return "The first approver approved other wording: approve it as it stands, or reject it."
     return f"Nothing was changed: this item was already decided before your {form_name} arrived (see below)."

@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import grpc
-
+from herald_core.auth.services import ServiceKeys, service_channel
 from herald_core.contracts import EvidenceRef, MemoryRef
 from herald_core.grpc.herald.v1 import retrieval_pb2, retrieval_pb2_grpc
 
@@ -28,8 +27,9 @@ class SearchVerdict:
 
 
 class RetrievalClient:
-    def __init__(self, target: str, timeout: float) -> None:
-        self.channel = grpc.aio.insecure_channel(target)
+    def __init__(self, target: str, timeout: float, keys: ServiceKeys) -> None:
+        # every call carries the planner's service token: retrieval answers only Herald's services
+        self.channel = service_channel(target, keys, "retrieval")
         self.stub = retrieval_pb2_grpc.RetrievalStub(self.channel)
         self.timeout = timeout
 

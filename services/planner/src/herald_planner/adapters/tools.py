@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from herald_core.auth.services import ServiceKeys
 from herald_core.tools import TOOLS
 
 
@@ -47,8 +48,9 @@ def _reason(response: httpx.Response) -> str:
 
 
 class ReadTools:
-    def __init__(self, base_url: str, timeout_seconds: float) -> None:
+    def __init__(self, base_url: str, timeout_seconds: float, keys: ServiceKeys) -> None:
         self.client = httpx.AsyncClient(base_url=base_url.rstrip("/"), timeout=timeout_seconds)
+        self.keys = keys  # the executor's read tools answer only Herald's services
 
     async def call(self, tool: str, tenant: str, tool_input: dict[str, Any]) -> dict[str, Any]:
         """The tool's answer (its output model as JSON), or `ReadToolError` with the status and the executor's
@@ -59,7 +61,11 @@ class ReadTools:
         if not spec.read_only:
             raise ReadToolError(tool, "it changes things outside Herald: only the guard's approval can run it")
         try:
-            response = await self.client.post(f"/v1/tools/{tool}", json={"tenant": tenant, "input": tool_input})
+            response = await self.client.post(
+                f"/v1/tools/{tool}",
+                json={"tenant": tenant, "input": tool_input},
+                headers={"Authorization": f"Bearer {self.keys.token('executor')}"},
+            )
         except httpx.HTTPError as exc:
             raise ReadToolError(tool, f"the executor did not answer: {exc!r}"[:500]) from exc
         if not response.is_success:

@@ -23,6 +23,7 @@ import structlog
 from prometheus_client import Counter
 from pydantic import BaseModel, ValidationError
 
+from herald_core.auth.services import ServiceKeys
 from herald_core.bus import Inbound, Outbound, Rejected, TransientError
 from herald_core.contracts import (
     MESSAGE_TYPES,
@@ -41,6 +42,7 @@ from herald_core.contracts import (
 from herald_core.envelope import Envelope, child_traceparent
 from herald_core.ids import new_id
 from herald_core.observability import get_logger
+from herald_core.signing import VerificationError, verify_decision
 from herald_core.tenants import TenantConfig, TenantDirectory
 from herald_core.topics import PLAN, PROPOSED_ACTION, TOPICS, TopicSpec, contact_key
 from herald_planner.adapters.examples import DraftExamples
@@ -95,8 +97,10 @@ class Runner:
         clock: Callable[[], datetime],
         default_workflows: Mapping[str, Mapping[str, Any]],
         examples: DraftExamples,
+        decision_keys: ServiceKeys,
         max_conflicts: int = 5,
     ) -> None:
+        self.decision_keys = decision_keys  # a reviewer's decision teaches only as the review service signed it
         self.examples = examples
         self.specs = {spec.name: spec for spec in specs}
         self.runs = runs
@@ -152,6 +156,10 @@ class Runner:
             log.info("contact erased: workflow runs forgotten", runs=forgotten)
             return []
         if isinstance(body, ReviewDecided):
+            try:  # a forged decision must never become an example the drafter follows
+                verify_decision(body, self.decision_keys)
+            except VerificationError as exc:
+                raise Rejected(f"review decision {body.review_id} refused ({exc.reason}): {exc.detail}") from exc
             await self._learn(tenant, body)
             return []
         if type(body) not in self.handled:

@@ -1,7 +1,7 @@
 """The planner's port to ingest's contact store: `POST /v1/segments/<tenant>`, the contacts of a segment.
 
-Services never read each other's tables: the contact store is ingest's, so a campaign task asks it. With the
-tenant's ingest tokens configured, the planner presents the first one it can read, as any sender would.
+Services never read each other's tables: the contact store is ingest's, so a campaign task asks it, with the
+planner's service token (ingest answers segments to the planner only).
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import httpx
 
+from herald_core.auth.services import ServiceKeys
 from herald_core.contracts import ContactFacts, SegmentFilter
-from herald_core.secret_files import SecretFiles
 from herald_core.tenants import TenantConfig
 
 
@@ -36,17 +36,13 @@ class SegmentRefused(Exception):
 
 
 class IngestSegments:
-    def __init__(self, base_url: str, timeout_seconds: float) -> None:
+    def __init__(self, base_url: str, timeout_seconds: float, keys: ServiceKeys) -> None:
         self.client = httpx.AsyncClient(base_url=base_url.rstrip("/"), timeout=timeout_seconds)
-        self.tokens = SecretFiles()
+        self.keys = keys  # ingest's contact store answers segments only to the planner
 
     def _headers(self, tenant: TenantConfig) -> dict[str, str]:
-        for path in tenant.ingest_token_files:
-            try:
-                return {"Authorization": f"Bearer {self.tokens.read(path)}"}
-            except (OSError, UnicodeDecodeError):
-                continue
-        return {}
+        del tenant
+        return {"Authorization": f"Bearer {self.keys.token('ingest')}"}
 
     async def matching(self, tenant: TenantConfig, segment: SegmentFilter) -> Segment:
         try:
